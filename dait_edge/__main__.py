@@ -1,0 +1,4 @@
+from dait_edge.cli import main
+
+if __name__ == "__main__":
+    main()
