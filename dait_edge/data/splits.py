@@ -1,0 +1,41 @@
+"""Class-balanced labelled / unlabelled splits of a training set (the semi-supervised settings)."""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import defaultdict
+from collections.abc import Sequence
+
+from dait_edge.data.base import Sample
+from dait_edge.errors import UserError
+
+
+def split_labelled(
+    samples: Sequence[Sample], fraction: float, seed: int
+) -> tuple[list[Sample], list[Sample]]:
+    """Keep round(fraction * n_c) images of every class c labelled (at least one), the rest unlabelled.
+
+    Deterministic for a given (samples, fraction, seed); each class draws from its own seeded
+    generator, so adding or removing one class does not change the others' picks. Both outputs
+    keep the input order.
+    """
+    if not isinstance(fraction, (int, float)) or math.isnan(fraction) or not 0.0 < fraction <= 1.0:
+        raise UserError(
+            f"labelled fraction {fraction!r} is outside (0, 1]; pass e.g. 0.1 for 10% of each class labelled, "
+            f"or 1.0 for all"
+        )
+    by_class: dict[int, list[int]] = defaultdict(list)
+    for i, (_, label) in enumerate(samples):
+        by_class[label].append(i)
+
+    chosen: set[int] = set()
+    for label, indices in sorted(by_class.items()):
+        # half-up rounding (Python's round() sends 2.5 to 2), clamped to [1, n_c]
+        k = min(len(indices), max(1, math.floor(fraction * len(indices) + 0.5)))
+        rng = random.Random(f"{seed}:{label}")  # str seeds hash stably across runs and platforms
+        chosen.update(rng.sample(indices, k))
+
+    labelled = [s for i, s in enumerate(samples) if i in chosen]
+    unlabelled = [s for i, s in enumerate(samples) if i not in chosen]
+    return labelled, unlabelled
