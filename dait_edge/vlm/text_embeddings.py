@@ -1,0 +1,79 @@
+"""The class-text embedding matrix T (C x E), cached on disk by everything it depends on.
+
+t_c = norm(mean_k norm(E_T(template_k(class_c))))  — templates are ensembled (method.md).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from dait_edge.utils.io import atomic_path, sha256_json
+from dait_edge.vlm.prompts import render_prompts
+from dait_edge.vlm.teacher import VLMTeacher
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("DAIT_EDGE_CACHE", Path.home() / ".cache" / "dait_edge"))
+
+
+def text_cache_key(vlm: VLMTeacher, classnames: Sequence[str], templates: Sequence[str]) -> str:
+    import open_clip
+
+    return sha256_json(
+        {
+            "model": vlm.source.model_name,
+            "model_config": vlm.source.model_config,
+            "weights": vlm.source.weights_id,
+            "classnames": list(classnames),
+            "templates": list(templates),
+            "open_clip": open_clip.__version__,
+            "formula": "norm(mean_k(norm(E_T)))",
+        }
+    )
+
+
+def build_text_classifier(
+    vlm: VLMTeacher, classnames: Sequence[str], templates: Sequence[str]
+) -> torch.Tensor:
+    """Compute T without any cache."""
+    rows = []
+    for name in classnames:
+        per_template = vlm.encode_texts(render_prompts(name, templates))  # (K, E), each normalised
+        rows.append(F.normalize(per_template.mean(dim=0), dim=-1, eps=1e-10))
+    return torch.stack(rows)
+
+
+def text_classifier(
+    vlm: VLMTeacher,
+    classnames: Sequence[str],
+    templates: Sequence[str],
+    cache_dir: str | os.PathLike | None = None,
+    use_cache: bool = True,
+) -> torch.Tensor:
+    """T (C x E) on the VLM's device; read from / written to the cache unless the weights are random."""
+    from safetensors.torch import load_file, save_file
+
+    if not templates:
+        raise ValueError("at least one prompt template is needed")
+    # Random weights differ per process: caching their embeddings would serve stale noise.
+    cacheable = use_cache and not vlm.source.random_weights
+    path = None
+    if cacheable:
+        key = text_cache_key(vlm, classnames, templates)
+        path = Path(cache_dir or default_cache_dir()) / "text_embeddings" / f"{key}.safetensors"
+        if path.is_file():
+            return load_file(str(path))["text_embeddings"].to(vlm.mean.device)
+    embeddings = build_text_classifier(vlm, classnames, templates)
+    if path is not None:
+        with atomic_path(path) as tmp:
+            save_file(
+                {"text_embeddings": embeddings.cpu().contiguous()},
+                str(tmp),
+                metadata={"model": vlm.source.model_name, "num_classes": str(len(classnames))},
+            )
+    return embeddings

@@ -1,0 +1,79 @@
+"""How good is the teacher before any distillation: the VLM's zero-shot accuracy on a split."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from dait_edge.vlm.teacher import VLMTeacher
+from dait_edge.vlm.text_embeddings import text_classifier
+
+ZERO_SHOT_SCALE = 100.0  # z_vlm = 100 * v T^T (CLIP's learned logit scale, rounded; method.md)
+
+
+def zero_shot_logits(image_embeddings: torch.Tensor, text_embeddings: torch.Tensor) -> torch.Tensor:
+    return ZERO_SHOT_SCALE * image_embeddings @ text_embeddings.t()
+
+
+def vlm_eval_transform(vlm: VLMTeacher):
+    """The VLM's own test-time preprocessing (open_clip's transform for its preprocess config)."""
+    import open_clip
+
+    return open_clip.image_transform(
+        vlm.image_size,
+        is_train=False,
+        mean=tuple(vlm.mean.flatten().tolist()),
+        std=tuple(vlm.std.flatten().tolist()),
+        interpolation=vlm.interpolation,
+        resize_mode=vlm.resize_mode,
+    )
+
+
+@torch.no_grad()
+def evaluate_zero_shot(
+    vlm: VLMTeacher,
+    dataset,
+    split: str = "test",
+    templates: Sequence[str] | None = None,
+    batch_size: int = 64,
+    workers: int = 0,
+    limit: int | None = None,
+    cache_dir=None,
+    progress: bool = True,
+) -> dict:
+    """Top-1 / top-5 of the VLM's zero-shot classifier on `dataset` (a DatasetSpec)."""
+    from torch.utils.data import DataLoader
+    from tqdm import tqdm
+
+    from dait_edge.data.images import ImageListDataset
+
+    templates = tuple(templates or dataset.prompt_templates)
+    classes_text = text_classifier(vlm, dataset.classes, templates, cache_dir=cache_dir)
+    samples = dataset.split(split)[:limit] if limit else dataset.split(split)
+    loader = DataLoader(
+        ImageListDataset(samples, transform=vlm_eval_transform(vlm), crop_bottom=dataset.crop_bottom),
+        batch_size=batch_size,
+        num_workers=workers,
+    )
+    k = min(5, dataset.num_classes)
+    correct1 = correct5 = seen = 0
+    for images, labels, _ in tqdm(loader, desc=f"zero-shot {split}", disable=not progress, unit="batch"):
+        images, labels = images.to(vlm.mean.device), labels.to(vlm.mean.device)
+        logits = zero_shot_logits(vlm.encode_images(images), classes_text)
+        topk = logits.topk(k, dim=1).indices
+        correct1 += (topk[:, 0] == labels).sum().item()
+        correct5 += (topk == labels[:, None]).any(dim=1).sum().item()
+        seen += labels.numel()
+    return {
+        "dataset": dataset.name,
+        "split": split,
+        "images": seen,
+        "num_classes": dataset.num_classes,
+        "templates": list(templates),
+        "vlm": vlm.source.model_name,
+        "vlm_weights": vlm.source.weights_id,
+        "top1": 100.0 * correct1 / max(seen, 1),
+        "top5": 100.0 * correct5 / max(seen, 1),
+        "chance_top1": 100.0 / dataset.num_classes,
+    }
