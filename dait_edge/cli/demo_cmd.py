@@ -1,0 +1,38 @@
+"""`dait-edge demo`: run the chain offline on built-in synthetic data (what `make demo` runs)."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from dait_edge.cli.options import json_option
+
+
+@click.command("demo")
+@click.option(
+    "--out",
+    "out_dir",
+    default="runs/demo",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Where the demo writes its data, VLM and results.",
+)
+@click.option("--fresh", is_flag=True, help="Delete earlier demo output and start over.")
+@json_option
+def command(out_dir, fresh, as_json):
+    """Run the whole chain offline on a synthetic fine-grained dataset.
+
+    Writes a small dataset of 'birds' that differ in crest colour and wing bars, trains a small
+    OpenCLIP model on it as a stand-in for a real VLM, saves it and loads it back through the
+    same local-checkpoint path real weights take, then inspects the data and measures the VLM's
+    zero-shot accuracy. Nothing is downloaded. Figures come from synthetic data: they show the
+    chain works, not how well a real model does.
+    """
+    from dait_edge.demo.run import run_demo
+
+    results = run_demo(
+        out_dir, fresh=fresh, progress=not as_json, echo=(lambda *_: None) if as_json else click.echo
+    )
+    if as_json:
+        click.echo(json.dumps(results, indent=2, default=str))
