@@ -1,0 +1,36 @@
+"""Stage-1 (VLM -> intermediate teacher) and stage-2 feature alignment terms of DAIT."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from dait_edge.losses.kd import kd_loss
+
+CLIP_LOGIT_SCALE = 1.0 / 0.07
+
+
+def sia_loss(
+    vlm_img: torch.Tensor,
+    vlm_txt: torch.Tensor,
+    img: torch.Tensor,
+    txt: torch.Tensor,
+    tau: float = 2.0,
+    scale: float = CLIP_LOGIT_SCALE,
+) -> torch.Tensor:
+    """Semantic image alignment: the VLM's image-to-class-text distribution is the target.
+
+    All inputs are L2-normalised: vlm_img (B, E), vlm_txt (C, E), img (B, D), txt (C, D).
+    L = tau^2 * KL(softmax(s v T^T / tau) || softmax(s f F^T / tau)), batch mean.
+    """
+    return kd_loss(scale * img @ txt.t(), scale * vlm_img @ vlm_txt.t(), tau=tau)
+
+
+def ira_loss(img: torch.Tensor, vlm_img: torch.Tensor) -> torch.Tensor:
+    """Image representation alignment: mean absolute difference of the normalised embeddings."""
+    return F.l1_loss(img.float(), vlm_img.float())
+
+
+def sra_loss(student_map: torch.Tensor, teacher_map: torch.Tensor) -> torch.Tensor:
+    """Spatial representation alignment: MSE between the adapted student map and the teacher map."""
+    return F.mse_loss(student_map.float(), teacher_map.float())
