@@ -14,6 +14,7 @@ from dait_edge.models.registry import DEFAULT_TEACHER, STUDENTS, TEACHERS, regis
 _LAZY = {
     "ClassifierWithFeatures": "dait_edge.models.factory",
     "build_model": "dait_edge.models.factory",
+    "check_model_name": "dait_edge.models.factory",
     "count_macs": "dait_edge.models.complexity",
     "count_params": "dait_edge.models.complexity",
     "load_state_dict_file": "dait_edge.models.weights",
@@ -25,6 +26,7 @@ __all__ = [
     "TEACHERS",
     "ClassifierWithFeatures",
     "build_model",
+    "check_model_name",
     "count_macs",
     "count_params",
     "load_state_dict_file",

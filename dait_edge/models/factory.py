@@ -155,6 +155,17 @@ def build_model(
     raise UserError(_unknown_message(name, role, registries[0]))
 
 
+def check_model_name(name: str, role: str = "student") -> None:
+    """Fail early (before hours of stage 1) on a name no factory knows."""
+    registries = (STUDENTS, TEACHERS) if role == "student" else (TEACHERS, STUDENTS)
+    if any(name in registry for registry in registries):
+        return
+    import timm
+
+    if not timm.is_model(name):
+        raise UserError(_unknown_message(name, role, registries[0]))
+
+
 def _unknown_message(name: str, role: str, registry: Registry) -> str:
     known = [*registry, *(a for n in registry for a in registry.aliases_of(n))]
     close = difflib.get_close_matches(name, known, n=3)

@@ -1,0 +1,110 @@
+"""The distillation config: one dataclass, loadable from TOML, overridable by flags, saved per run."""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dait_edge.errors import UserError
+from dait_edge.vlm.loader import DEFAULT_VLM, DEFAULT_VLM_PRETRAINED
+
+
+@dataclass
+class DistillConfig:
+    """Every option of `dait-edge distill`. Defaults are the paper's recipe (method.md)."""
+
+    dataset: str = ""
+    data_root: str = ""
+    student: str = "mobilenetv2_100"
+    method: str = "dait_f"
+    teacher: str = "regnety_016"
+    teacher_checkpoint: str | None = None
+    vlm: str = DEFAULT_VLM
+    vlm_pretrained: str = DEFAULT_VLM_PRETRAINED
+    templates: list[str] | None = None  # None: the dataset's own prompt templates
+    stages: str = "1,2"
+    stage1_epochs: int = 100
+    stage2_epochs: int = 100
+    img_size: int = 224
+    batch_size: int = 32
+    lr: float = 1e-4
+    weight_decay: float = 1e-4
+    lr_step: int = 30  # step decay every lr_step epochs (VL2Lite's)
+    lr_gamma: float = 0.5
+    alpha_rate: float | None = None  # None: 1 / (8 * epochs of the stage)
+    alpha_bias: float = 0.0
+    temperature: float = 2.0
+    labelled_fraction: float = 1.0
+    seed: int = 0
+    device: str = "auto"
+    pretrained: bool = True
+    student_weights: str | None = None
+    teacher_weights: str | None = None
+    workers: int = 2
+    out: str | None = None
+    teacher_cache: str | None = None  # default: <parent of the run dir>/teachers
+    cache_dir: str | None = None  # class-text embeddings
+    progress: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)  # method-specific options
+
+    def stage_list(self) -> list[int]:
+        try:
+            stages = sorted({int(s) for s in str(self.stages).split(",") if s.strip()})
+        except ValueError:
+            stages = []
+        if not stages or any(s not in (1, 2) for s in stages):
+            raise UserError(f"--stages must be 1, 2 or 1,2 (got {self.stages!r}).")
+        return stages
+
+    def validate(self) -> None:
+        if not self.dataset or not self.data_root:
+            raise UserError("--dataset and --data-root are required (on the command line or in --config).")
+        if not 0.0 < self.labelled_fraction <= 1.0:
+            raise UserError(f"--labelled-fraction must be in (0, 1] (got {self.labelled_fraction}).")
+        for name in ("stage1_epochs", "stage2_epochs", "img_size", "batch_size", "lr_step"):
+            if getattr(self, name) < 1:
+                raise UserError(f"--{name.replace('_', '-')} must be at least 1 (got {getattr(self, name)}).")
+        if self.lr <= 0 or self.temperature <= 0:
+            raise UserError("--lr and --temperature must be positive.")
+        self.stage_list()
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+FIELDS = {f.name for f in dataclasses.fields(DistillConfig)}
+
+
+def load_toml(path: str | Path) -> dict[str, Any]:
+    """Read a config file; keys are option names with - or _ (`stage1-epochs` or `stage1_epochs`).
+
+    A `[distill]` table is read if present, else the top level.
+    """
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserError(
+            f"config file {path} does not exist; pass an existing TOML file to --config."
+        ) from None
+    except tomllib.TOMLDecodeError as err:
+        raise UserError(f"cannot parse config file {path}: {err}; fix the TOML syntax.") from None
+    data = data.get("distill", data)
+    values = {key.replace("-", "_"): value for key, value in data.items()}
+    unknown = sorted(set(values) - FIELDS)
+    if unknown:
+        raise UserError(
+            f"config file {path} has unknown option(s) {', '.join(unknown)}; see `dait-edge distill --help`."
+        )
+    return values
+
+
+def build_config(file_values: dict[str, Any], flag_values: dict[str, Any]) -> DistillConfig:
+    """defaults < config file < flags given on the command line."""
+    merged = {**file_values, **flag_values}
+    config = DistillConfig(**merged)
+    config.validate()
+    return config

@@ -1,0 +1,78 @@
+"""The run directory: where it goes, and the manifest that says how it was made."""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+import time
+from importlib import metadata
+from pathlib import Path
+
+import torch
+
+from dait_edge.config import DistillConfig
+from dait_edge.utils.io import write_json_atomic
+
+PACKAGES = ("dait-edge", "torch", "torchvision", "timm", "open_clip_torch", "numpy", "safetensors")
+
+
+def default_run_dir(config: DistillConfig, root: str | Path = "runs") -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path(root) / f"{config.dataset}-{config.student}-{config.method}-{stamp}"
+
+
+def package_versions() -> dict[str, str | None]:
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def git_commit() -> str | None:
+    """The commit of the dait-edge checkout, when it runs from one."""
+    try:
+        result = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return result.stdout.strip() or None
+
+
+def hardware(device: torch.device, world_size: int) -> dict:
+    info = {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_count": torch.get_num_threads(),
+        "device": str(device),
+        "world_size": world_size,
+    }
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def write_manifest(
+    run_dir: Path, config: DistillConfig, device: torch.device, world_size: int, **extra
+) -> None:
+    write_json_atomic(
+        run_dir / "manifest.json",
+        {
+            "config": config.to_dict(),
+            "seed": config.seed,
+            "versions": package_versions(),
+            "git_commit": git_commit(),
+            "hardware": hardware(device, world_size),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            **extra,
+        },
+    )

@@ -1,0 +1,47 @@
+"""Training checkpoints (resume state) and student weights, always written atomically."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from dait_edge.utils.io import atomic_path
+
+
+def rng_state() -> dict[str, Any]:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_training_state(path: Path, state: dict[str, Any]) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_training_state(path: Path) -> dict[str, Any]:
+    # weights_only=False: the state holds RNG tuples and numpy arrays written by this code itself.
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def save_weights(path: Path, module: nn.Module, metadata: dict[str, str] | None = None) -> None:
+    """A deployable weights file (safetensors) of `module` alone: no adapters, no optimiser."""
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata=metadata)

@@ -1,0 +1,78 @@
+"""The contract every distillation method keeps (mdistiller's Distiller, timm's TrainingTask).
+
+A method is an nn.Module built from a student and a `MethodContext` (the teachers, text
+embeddings and options it may need). `forward(images, labels, alpha)` returns
+`{"loss": ..., "logits": ..., "loss_<term>": ...}`. Adapters and projection heads live inside the
+method, so the optimiser and DDP see them; frozen teachers stay in eval mode whatever `train()`
+says and never receive gradients. Only `student` is exported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from dait_edge.registry import Registry
+
+METHODS: Registry[type[Distiller]] = Registry("method")
+
+
+def register_method(name: str, description: str = "", aliases: tuple[str, ...] = ()):
+    return METHODS.register(name, description, aliases)
+
+
+@dataclass
+class MethodContext:
+    """What a method may draw on. Which fields must be set is in the method's `needs`."""
+
+    num_classes: int
+    input_mean: Sequence[float]  # normalisation of the batches the student sees
+    input_std: Sequence[float]
+    tau: float = 2.0
+    teacher: nn.Module | None = None  # the frozen intermediate teacher (stage 2)
+    vlm: nn.Module | None = None  # the frozen VLMTeacher (stage 1 and VLM baselines)
+    text_embeddings: torch.Tensor | None = None  # T (C x E), L2-normalised
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+class Distiller(nn.Module):
+    """Base class: holds the student and the frozen teachers; subclasses add their terms."""
+
+    needs: frozenset[str] = frozenset()  # subset of {"teacher", "vlm"}
+    stage: int = 2  # 1: trains the intermediate teacher from the VLM; 2: trains the student
+
+    def __init__(self, student: nn.Module, context: MethodContext):
+        super().__init__()
+        self.student = student
+        self.context_tau = context.tau
+        missing = [name for name in self.needs if getattr(context, name) is None]
+        if missing:
+            raise ValueError(f"{type(self).__name__} needs {', '.join(missing)} in its context")
+        self._frozen: list[nn.Module] = []
+
+    def freeze(self, module: nn.Module) -> nn.Module:
+        """Mark `module` as a frozen teacher: no gradients, always eval mode."""
+        for param in module.parameters():
+            param.requires_grad_(False)
+        module.eval()
+        self._frozen.append(module)
+        return module
+
+    def train(self, mode: bool = True) -> Distiller:
+        super().train(mode)
+        for module in self._frozen:
+            module.eval()
+        return self
+
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        """Student and adapters; frozen teachers are not saved in training checkpoints."""
+        frozen_ids = {id(p) for module in self._frozen for p in module.parameters()}
+        frozen_ids |= {id(b) for module in self._frozen for b in module.buffers()}
+        return {k: v for k, v in self.state_dict(keep_vars=True).items() if id(v) not in frozen_ids}
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor, alpha: float) -> dict[str, torch.Tensor]:
+        raise NotImplementedError

@@ -1,0 +1,33 @@
+"""DAIT-L: the frozen intermediate teacher teaches the student through its logits.
+
+L2 = alpha * CE + (1 - alpha) * tau^2 KL(softmax(z_M / tau) || softmax(z_S / tau)).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dait_edge.losses import kd_loss
+from dait_edge.methods.base import Distiller, MethodContext, register_method
+from dait_edge.methods.teacher_input import TeacherInput
+
+
+@register_method("dait_l", "DAIT-L: intermediate teacher -> student on logits (tau^2 KL) + CE")
+class DAITLogit(Distiller):
+    needs = frozenset({"teacher"})
+
+    def __init__(self, student: nn.Module, context: MethodContext):
+        super().__init__(student, context)
+        self.teacher = self.freeze(context.teacher)
+        self.teacher_input = TeacherInput(context, self.teacher)
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor, alpha: float) -> dict[str, torch.Tensor]:
+        with torch.no_grad():
+            teacher_logits = self.teacher(self.teacher_input(images))
+        logits = self.student(images)
+        loss_kd = kd_loss(logits, teacher_logits, tau=self.context_tau)
+        loss_ce = F.cross_entropy(logits.float(), labels)
+        loss = alpha * loss_ce + (1.0 - alpha) * loss_kd
+        return {"loss": loss, "logits": logits, "loss_ce": loss_ce, "loss_kd": loss_kd}
