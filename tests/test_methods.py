@@ -1,0 +1,169 @@
+"""The methods' contracts: what trains, what stays frozen, what the loss is made of."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from dait_edge.losses import ira_loss, kd_loss, sia_loss, sra_loss
+from dait_edge.methods import METHODS, MethodContext
+from dait_edge.models import build_model
+from dait_edge.vlm import load_vlm, text_classifier
+from tests.vlm_helpers import write_tiny_checkpoint, write_tiny_config
+
+MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+NUM_CLASSES = 4
+
+
+@pytest.fixture(scope="module")
+def vlm_and_text(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("vlm")
+    config = write_tiny_config(folder)
+    write_tiny_checkpoint(config, folder / "w.safetensors", seed=2)
+    vlm = load_vlm(str(config), str(folder / "w.safetensors"))
+    text = text_classifier(
+        vlm, [f"class {i}" for i in range(NUM_CLASSES)], ["a photo of a {}."], use_cache=False
+    )
+    return vlm, text
+
+
+def _batch(seed=0, size=32):
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(4, 3, size, size, generator=generator), torch.tensor([0, 1, 2, 3])
+
+
+def _stage1(vlm_and_text, teacher_name="resnet18"):
+    vlm, text = vlm_and_text
+    teacher = build_model(teacher_name, NUM_CLASSES, pretrained=False, role="teacher")
+    context = MethodContext(NUM_CLASSES, MEAN, STD, tau=2.0, vlm=vlm, text_embeddings=text)
+    return METHODS.get("dait_stage1")(teacher, context)
+
+
+def test_stage1_gradients_reach_teacher_and_both_mlps_not_the_vlm(vlm_and_text):
+    method = _stage1(vlm_and_text)
+    method.train()
+    images, labels = _batch()
+    out = method(images, labels, alpha=0.3)
+    out["loss"].backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in method.mlp_img.parameters())
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in method.mlp_txt.parameters())
+    teacher_grads = [p.grad for p in method.student.parameters()]
+    assert all(g is not None for g in teacher_grads) and sum(g.abs().sum() for g in teacher_grads) > 0
+    assert all(p.grad is None and not p.requires_grad for p in method.vlm.parameters())
+    assert not method.vlm.training  # train() does not wake the frozen VLM
+
+
+def test_stage1_loss_is_the_documented_combination(vlm_and_text):
+    method = _stage1(vlm_and_text)
+    method.eval()  # deterministic BN for recomputing the terms
+    images, labels = _batch(1)
+    alpha = 0.25
+    out = method(images, labels, alpha)
+    with torch.no_grad():
+        vlm_img = method.vlm.encode_images(images, MEAN, STD)
+        parts = method.student.forward_all(images)
+        f_model = F.normalize(parts["pooled"], dim=-1)
+        f_img = F.normalize(method.mlp_img(vlm_img), dim=-1)
+        f_txt = F.normalize(method.mlp_txt(method.text_embeddings), dim=-1)
+        sia = sia_loss(vlm_img, method.text_embeddings, f_model, f_txt, tau=2.0)
+        ira = ira_loss(f_model, f_img)
+        ce = F.cross_entropy(parts["logits"], labels)
+    torch.testing.assert_close(out["loss_sia"], sia)
+    torch.testing.assert_close(out["loss_ira"], ira)
+    torch.testing.assert_close(out["loss_ce"], ce)
+    torch.testing.assert_close(out["loss"], alpha * ce + (1 - alpha) / 2 * (sia + ira))
+
+
+def _stage2(method_name, student_name="mobilenetv2", teacher_name="resnet18"):
+    teacher = build_model(teacher_name, NUM_CLASSES, pretrained=False, role="teacher")
+    student = build_model(student_name, NUM_CLASSES, pretrained=False)
+    context = MethodContext(NUM_CLASSES, MEAN, STD, tau=2.0, teacher=teacher)
+    return METHODS.get(method_name)(student, context)
+
+
+@pytest.mark.parametrize("method_name", ["dait_f", "dait_l"])
+def test_stage2_teacher_is_frozen_and_student_learns(method_name):
+    method = _stage2(method_name)
+    teacher_before = {k: v.clone() for k, v in method.teacher.state_dict().items()}
+    optimiser = torch.optim.AdamW([p for p in method.parameters() if p.requires_grad], lr=1e-2)
+    method.train()
+    assert not method.teacher.training
+    images, labels = _batch(2)
+    out = method(images, labels, alpha=0.5)
+    out["loss"].backward()
+    assert all(p.grad is None for p in method.teacher.parameters())
+    assert all(not p.requires_grad for p in method.teacher.parameters())
+    assert sum(p.grad.abs().sum() for p in method.student.parameters() if p.grad is not None) > 0
+    optimiser.step()
+    for key, value in method.teacher.state_dict().items():  # BN running stats included
+        assert torch.equal(value, teacher_before[key]), key
+    assert all(
+        key.startswith("student.") or key.startswith("adapter.") for key in method.trainable_state_dict()
+    )
+
+
+def test_dait_f_adapter_is_training_only_and_resizes():
+    method = _stage2("dait_f", student_name="mobilenetv2", teacher_name="regnety_016")
+    assert method.adapter.in_channels == method.student.feature_channels
+    assert method.adapter.out_channels == method.teacher.feature_channels == 888
+    assert "adapter.weight" in method.trainable_state_dict()
+    assert not any("adapter" in key for key in method.student.state_dict())
+    method.eval()
+    images, labels = _batch(3, size=64)
+    out = method(images, labels, alpha=0.2)
+    with torch.no_grad():
+        teacher_map = method.teacher.forward_features(images)
+        student_map = method.adapter(method.student.forward_features(images))
+        if student_map.shape[-2:] != teacher_map.shape[-2:]:
+            student_map = F.interpolate(
+                student_map, size=teacher_map.shape[-2:], mode="bilinear", align_corners=False
+            )
+        ce = F.cross_entropy(method.student(images), labels)
+    torch.testing.assert_close(out["loss_sra"], sra_loss(student_map, teacher_map))
+    torch.testing.assert_close(out["loss"], 0.2 * ce + 0.8 * sra_loss(student_map, teacher_map))
+
+
+def test_dait_f_resizes_when_maps_differ():
+    method = _stage2("dait_f", student_name="shufflenetv2", teacher_name="resnet18")
+    method.eval()
+    images, labels = _batch(4, size=64)  # the student's map is 2x2; pretend the teacher's is 5x5
+    teacher_map = torch.randn(4, method.teacher.feature_channels, 5, 5)
+    method.teacher.forward_features = lambda x: teacher_map
+    with torch.no_grad():
+        out = method(images, labels, alpha=0.0)
+        adapted = method.adapter(method.student.forward_features(images))
+        resized = F.interpolate(adapted, size=(5, 5), mode="bilinear", align_corners=False)
+    assert adapted.shape[-2:] == (2, 2)
+    torch.testing.assert_close(out["loss"], sra_loss(resized, teacher_map))
+
+
+def test_dait_l_loss_is_kd_on_teacher_logits():
+    method = _stage2("dait_l")
+    method.eval()
+    images, labels = _batch(5)
+    out = method(images, labels, alpha=0.4)
+    with torch.no_grad():
+        kd = kd_loss(method.student(images), method.teacher(images), tau=2.0)
+        ce = F.cross_entropy(method.student(images), labels)
+    torch.testing.assert_close(out["loss_kd"], kd)
+    torch.testing.assert_close(out["loss"], 0.4 * ce + 0.6 * kd)
+
+
+def test_teacher_sees_its_own_normalisation():
+    from dait_edge.methods.teacher_input import TeacherInput
+
+    teacher = build_model("resnet18", NUM_CLASSES, pretrained=False, role="teacher")
+    teacher.data_config = {**teacher.data_config, "mean": (0.5, 0.5, 0.5), "std": (0.25, 0.25, 0.25)}
+    convert = TeacherInput(MethodContext(NUM_CLASSES, MEAN, STD), teacher)
+    pixels = torch.rand(2, 3, 8, 8)
+    student_view = (pixels - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(1, 3, 1, 1)
+    torch.testing.assert_close(convert(student_view), (pixels - 0.5) / 0.25)
+    same = TeacherInput(MethodContext(NUM_CLASSES, MEAN, STD), build_model("resnet18", 2, pretrained=False))
+    assert same.identity
+
+
+def test_methods_need_their_teachers():
+    student = build_model("mobilenetv2", NUM_CLASSES, pretrained=False)
+    with pytest.raises(ValueError, match="teacher"):
+        METHODS.get("dait_f")(student, MethodContext(NUM_CLASSES, MEAN, STD))
