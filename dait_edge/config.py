@@ -81,7 +81,8 @@ FIELDS = {f.name for f in dataclasses.fields(DistillConfig)}
 def load_toml(path: str | Path) -> dict[str, Any]:
     """Read a config file; keys are option names with - or _ (`stage1-epochs` or `stage1_epochs`).
 
-    A `[distill]` table is read if present, else the top level.
+    A `[distill]` table is read if present, else the top level. `epochs` (as the --epochs flag)
+    sets both stages' epochs unless the file gives `stage1_epochs` / `stage2_epochs` itself.
     """
     path = Path(path)
     try:
@@ -94,6 +95,10 @@ def load_toml(path: str | Path) -> dict[str, Any]:
         raise UserError(f"cannot parse config file {path}: {err}; fix the TOML syntax.") from None
     data = data.get("distill", data)
     values = {key.replace("-", "_"): value for key, value in data.items()}
+    if "epochs" in values:
+        epochs = values.pop("epochs")
+        values.setdefault("stage1_epochs", epochs)
+        values.setdefault("stage2_epochs", epochs)
     unknown = sorted(set(values) - FIELDS)
     if unknown:
         raise UserError(

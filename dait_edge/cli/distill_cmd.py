@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import click
 from click.core import ParameterSource
@@ -175,10 +176,10 @@ def command(ctx: click.Context, config_file, epochs, no_pretrained, templates, r
         flag_values["templates"] = list(templates)
     if as_json:
         flag_values["progress"] = False
-    if "stage1_epochs" not in flag_values and "epochs" in file_values:
-        file_values["stage1_epochs"] = file_values["stage2_epochs"] = file_values.pop("epochs")
     config = build_config(file_values, flag_values)
     summary = run_distill(config, resume=resume)
+    if os.environ.get("RANK", "0") != "0":  # under torchrun every process gets here; rank 0 reports
+        return
     if as_json:
         click.echo(json.dumps(summary, indent=2))
         return

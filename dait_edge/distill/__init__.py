@@ -49,6 +49,12 @@ class _Run:
         self.stages = config.stage_list()
         check_model_name(config.student, "student")
         check_model_name(config.teacher, "teacher")
+        if config.teacher_checkpoint and not Path(config.teacher_checkpoint).is_file():
+            # checked before the run directory exists, so the same --out works once the path is fixed
+            raise UserError(
+                f"--teacher-checkpoint {config.teacher_checkpoint} does not exist;"
+                " pass a teacher.safetensors from a run."
+            )
         device = resolve_device(config.device)
         self.dist: DistInfo = init_distributed(device)
         self.device = local_device(device, self.dist)
@@ -180,11 +186,7 @@ def _stage1(run: _Run, summary: dict, stop_after: int | None) -> tuple[Path | No
 
     config, stage_dir = run.config, run.run_dir / "stage1"
     if config.teacher_checkpoint:
-        path = Path(config.teacher_checkpoint)
-        if not path.is_file():
-            raise UserError(
-                f"--teacher-checkpoint {path} does not exist; pass a teacher.safetensors from a run."
-            )
+        path = Path(config.teacher_checkpoint)  # _Run checked that it exists
         summary["checkpoints"]["teacher"] = str(path.resolve())
         summary["stage1_seconds"] = 0.0
         return path, {"top1": None, "source": "given"}

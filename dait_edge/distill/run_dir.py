@@ -28,6 +28,10 @@ def package_versions() -> dict[str, str | None]:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             versions[name] = None
+    if versions["dait-edge"] is None:  # run from a checkout that was never pip-installed
+        from dait_edge import __version__
+
+        versions["dait-edge"] = __version__
     return versions
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 from typing import Any
@@ -39,9 +40,24 @@ def load_training_state(path: Path) -> dict[str, Any]:
 
 
 def save_weights(path: Path, module: nn.Module, metadata: dict[str, str] | None = None) -> None:
-    """A deployable weights file (safetensors) of `module` alone: no adapters, no optimiser."""
-    from safetensors.torch import save_file
+    """A deployable weights file (safetensors) of `module` alone: no adapters, no optimiser.
+
+    Its bytes depend only on the weights and `metadata`, so equal weights give an equal sha256.
+    """
+    from safetensors.torch import save
 
     state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
     with atomic_path(path) as tmp:
-        save_file(state, str(tmp), metadata=metadata)
+        tmp.write_bytes(_sorted_metadata(save(state, metadata=metadata)))
+
+
+def _sorted_metadata(blob: bytes) -> bytes:
+    """safetensors writes `__metadata__` in hash-map order, which changes from call to call: sort it."""
+    size = int.from_bytes(blob[:8], "little")
+    header = json.loads(blob[8 : 8 + size])
+    if "__metadata__" not in header:
+        return blob
+    header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)  # the header is padded with spaces to a multiple of 8 bytes
+    return len(text).to_bytes(8, "little") + text + blob[8 + size :]

@@ -58,6 +58,18 @@ def all_reduce_sum(values: list[float], info: DistInfo, device: torch.device) ->
     return tensor.tolist()
 
 
+def broadcast_buffers(module: torch.nn.Module, info: DistInfo) -> None:
+    """Rank 0's buffers (BatchNorm running statistics) on every rank.
+
+    DDP syncs buffers at the start of each forward only, so after an epoch each rank holds the
+    statistics of its own last batch; this makes every rank hold the ones rank 0 saves.
+    """
+    if not info.enabled:
+        return
+    for buffer in module.buffers():
+        dist.broadcast(buffer, src=0)
+
+
 def broadcast_object(obj, info: DistInfo):
     """Rank 0's value of `obj` on every rank (e.g. a run directory decided on rank 0)."""
     if not info.enabled:

@@ -26,7 +26,7 @@ from dait_edge.engine.checkpoint import (
     save_weights,
     set_rng_state,
 )
-from dait_edge.engine.distributed import DistInfo, all_reduce_sum, barrier
+from dait_edge.engine.distributed import DistInfo, all_reduce_sum, barrier, broadcast_buffers
 from dait_edge.engine.evaluate import evaluate
 from dait_edge.errors import UserError
 from dait_edge.losses.schedule import alpha_at, default_alpha_rate
@@ -204,6 +204,7 @@ def fit(
         keys = sorted(sums)
         totals = all_reduce_sum([sums[k] for k in keys] + [float(seen)], dist_info, device)
         train_losses = {k: totals[i] / max(totals[-1], 1.0) for i, k in enumerate(keys)}
+        broadcast_buffers(method.student, dist_info)  # every rank scores the model rank 0 saves
         scores = evaluate(
             method.student,
             test_set,
