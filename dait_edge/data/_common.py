@@ -20,6 +20,26 @@ def locate(root: Path, markers: Iterable[str], subfolders: Iterable[str] = ()) -
     return root
 
 
+def torchvision_root(root: Path, folder: str, marker: str, title: str, layout: str) -> Path:
+    """The parent of `folder` (the name torchvision's reader insists on), given that folder or its parent.
+
+    `marker` is a path inside `folder` that identifies the dataset when the folder was renamed.
+    """
+    if (root / folder).is_dir():
+        return root
+    if (root / marker).exists():
+        if root.name == folder:
+            return root.parent
+        raise UserError(
+            f"found {title}'s {marker} in {root}, but torchvision reads it only from a folder named "
+            f"{folder}; rename {root.name} to {folder} (or move it into a folder of that name)"
+        )
+    raise UserError(
+        f"{title} layout not found under {root}: no {folder}/ folder; expected {layout}; "
+        f"pass --data-root pointing at it"
+    )
+
+
 def require_layout(
     root: Path, title: str, layout: str, files: Iterable[str] = (), dirs: Iterable[str] = ()
 ) -> None:

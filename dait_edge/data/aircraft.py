@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dait_edge.data._common import finish, require_layout
+from dait_edge.data._common import finish, require_layout, torchvision_root
 from dait_edge.data.base import DatasetSpec, Sample, register_dataset
 from dait_edge.errors import UserError
 
@@ -18,28 +18,11 @@ _FILES = ("data/variants.txt", *(f"data/images_variant_{s}.txt" for s in ("train
 BANNER_ROWS = 20  # every image ends in a 20 px copyright banner
 
 
-def _torchvision_root(root: Path) -> Path:
-    """The parent of fgvc-aircraft-2013b, given that folder or its parent."""
-    if (root / FOLDER).is_dir():
-        return root
-    if (root / "data" / "variants.txt").is_file():
-        if root.name == FOLDER:
-            return root.parent
-        raise UserError(
-            f"found FGVC-Aircraft's data/ in {root}, but torchvision reads it only from a folder named "
-            f"{FOLDER}; rename {root.name} to {FOLDER} (or move it into a folder of that name)"
-        )
-    raise UserError(
-        f"{TITLE} layout not found under {root}: no {FOLDER}/ folder; expected {LAYOUT}; "
-        f"pass --data-root pointing at it"
-    )
-
-
 @register_dataset("aircraft", description="FGVC-Aircraft, 100 variants", aliases=("fgvc_aircraft",))
 def read_aircraft(root: Path) -> DatasetSpec:
     from torchvision.datasets import FGVCAircraft  # heavy; only when this dataset is used
 
-    tv_root = _torchvision_root(Path(root))
+    tv_root = torchvision_root(Path(root), FOLDER, "data/variants.txt", TITLE, LAYOUT)
     data_root = tv_root / FOLDER
     require_layout(data_root, TITLE, LAYOUT, files=_FILES, dirs=("data/images",))
 

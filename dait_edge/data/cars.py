@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dait_edge.data._common import finish, require_layout
+from dait_edge.data._common import finish, require_layout, torchvision_root
 from dait_edge.data.base import DatasetSpec, Sample, register_dataset
 from dait_edge.errors import UserError
 
@@ -17,29 +17,12 @@ LAYOUT = (
 _FILES = ("devkit/cars_meta.mat", "devkit/cars_train_annos.mat", "cars_test_annos_withlabels.mat")
 
 
-def _torchvision_root(root: Path) -> Path:
-    """The parent of stanford_cars, given that folder or its parent."""
-    if (root / FOLDER).is_dir():
-        return root
-    if (root / "devkit").is_dir():
-        if root.name == FOLDER:
-            return root.parent
-        raise UserError(
-            f"found Stanford Cars' devkit/ in {root}, but torchvision reads it only from a folder named "
-            f"{FOLDER}; rename {root.name} to {FOLDER} (or move it into a folder of that name)"
-        )
-    raise UserError(
-        f"{TITLE} layout not found under {root}: no {FOLDER}/ folder; expected {LAYOUT}; "
-        f"pass --data-root pointing at it"
-    )
-
-
 @register_dataset("cars", description="Stanford Cars, 196 models", aliases=("stanford_cars",))
 def read_cars(root: Path) -> DatasetSpec:
     from scipy.io.matlab import MatReadError
     from torchvision.datasets import StanfordCars  # heavy; only when this dataset is used
 
-    tv_root = _torchvision_root(Path(root))
+    tv_root = torchvision_root(Path(root), FOLDER, "devkit/", TITLE, LAYOUT)
     data_root = tv_root / FOLDER
     require_layout(data_root, TITLE, LAYOUT, files=_FILES, dirs=("cars_train", "cars_test"))
 

@@ -24,6 +24,14 @@ def _interpolation(name: str):
     )
 
 
+def _resize_crop_normalise(img_size, mean, std, crop_pct, interpolation, crop_ops):
+    """Resize the short side to img_size / crop_pct, apply `crop_ops`, then tensor + normalise."""
+    from torchvision import transforms as T
+
+    resize = T.Resize(int(round(img_size / crop_pct)), interpolation=_interpolation(interpolation))
+    return T.Compose([resize, *crop_ops, T.ToTensor(), T.Normalize(mean, std)])
+
+
 def train_transform(
     img_size: int,
     mean: Sequence[float],
@@ -31,18 +39,11 @@ def train_transform(
     crop_pct: float = 0.875,
     interpolation: str = "bilinear",
 ):
-    """The FGVC recipe: resize the short side to img_size / crop_pct, random crop, horizontal flip."""
+    """The FGVC recipe: resize, random crop, horizontal flip."""
     from torchvision import transforms as T
 
-    return T.Compose(
-        [
-            T.Resize(int(round(img_size / crop_pct)), interpolation=_interpolation(interpolation)),
-            T.RandomCrop(img_size),
-            T.RandomHorizontalFlip(),
-            T.ToTensor(),
-            T.Normalize(mean, std),
-        ]
-    )
+    crops = [T.RandomCrop(img_size), T.RandomHorizontalFlip()]
+    return _resize_crop_normalise(img_size, mean, std, crop_pct, interpolation, crops)
 
 
 def eval_transform(
@@ -52,17 +53,10 @@ def eval_transform(
     crop_pct: float = 0.875,
     interpolation: str = "bilinear",
 ):
-    """Resize the short side to img_size / crop_pct, centre crop (timm / torchvision eval recipe)."""
+    """Resize, centre crop (the timm / torchvision eval recipe)."""
     from torchvision import transforms as T
 
-    return T.Compose(
-        [
-            T.Resize(int(round(img_size / crop_pct)), interpolation=_interpolation(interpolation)),
-            T.CenterCrop(img_size),
-            T.ToTensor(),
-            T.Normalize(mean, std),
-        ]
-    )
+    return _resize_crop_normalise(img_size, mean, std, crop_pct, interpolation, [T.CenterCrop(img_size)])
 
 
 def view_seed(seed: int, index: int, epoch: int) -> int:

@@ -120,6 +120,26 @@ class _Run:
         )
         return train, test
 
+    def fit(
+        self, method, train, test, plan: StagePlan, files: StageFiles, metadata: dict, stop_after: int | None
+    ):
+        """Train one stage in this run; None when it stopped early (as if killed)."""
+        result = fit(
+            method,
+            train,
+            test,
+            plan,
+            files,
+            device=self.device,
+            metrics_path=self.metrics,
+            dist_info=self.dist,
+            resume=self.resume,
+            progress=self.config.progress,
+            weights_metadata=metadata,
+            stop_after_epoch=stop_after,
+        )
+        return result if result["last"].get("epoch") == plan.epochs - 1 else None
+
     def load_vlm_and_text(self):
         from dait_edge.vlm import load_vlm, text_classifier
 
@@ -243,21 +263,10 @@ def _train_teacher(run: _Run, stage_dir: Path, key: str, stop_after: int | None)
     files = StageFiles(
         stage_dir / "state.pt", stage_dir / TEACHER_FILE, stage_dir / "teacher_best.safetensors"
     )
-    result = fit(
-        method,
-        train,
-        test,
-        plan,
-        files,
-        device=run.device,
-        metrics_path=run.metrics,
-        dist_info=run.dist,
-        resume=run.resume,
-        progress=config.progress,
-        weights_metadata={"role": "teacher", "model": config.teacher},
-        stop_after_epoch=stop_after,
+    result = run.fit(
+        method, train, test, plan, files, {"role": "teacher", "model": config.teacher}, stop_after
     )
-    if result["last"].get("epoch") != plan.epochs - 1:
+    if result is None:
         return None
     info = {
         "key": key,
@@ -317,21 +326,8 @@ def _stage2(run: _Run, summary: dict, teacher_path: Path | None, stop_after: int
     )
     plan = run.plan(2)
     metadata = {"role": "student", "model": student.name, "method": config.method}
-    result = fit(
-        method,
-        train,
-        test,
-        plan,
-        files,
-        device=run.device,
-        metrics_path=run.metrics,
-        dist_info=run.dist,
-        resume=run.resume,
-        progress=config.progress,
-        weights_metadata=metadata,
-        stop_after_epoch=stop_after,
-    )
-    if result["last"].get("epoch") != plan.epochs - 1:
+    result = run.fit(method, train, test, plan, files, metadata, stop_after)
+    if result is None:
         return False
     student_cpu = student.to("cpu").eval()
     summary.update(
