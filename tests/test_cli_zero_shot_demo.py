@@ -100,3 +100,12 @@ def test_demo_runs_offline_and_its_vlm_beats_chance(tmp_path):
     run_dir = tmp_path / "demo" / "runs" / "mobilenetv2_100-dait_f"
     assert (run_dir / distill["checkpoints"]["student"]).is_file()
     assert json.loads((run_dir / "summary.json").read_text())["student_sha256"] == distill["student_sha256"]
+    exported = report["export"]
+    formats = {artifact["format"] for artifact in exported["artifacts"]}
+    assert formats == {"onnx-fp32", "onnx-fp16", "onnx-int8-u8s8", "onnx-int8-s8s8"}
+    for artifact in exported["artifacts"]:
+        assert (run_dir / "export" / artifact["path"].split("/")[-1]).is_file()
+        sidecar = json.loads((run_dir / "export" / artifact["sidecar"].split("/")[-1]).read_text())
+        assert sidecar["classes"] == report["distill"]["classes"]
+        if artifact["precision"] in ("fp32", "fp16"):
+            assert artifact["parity"]["passed"]

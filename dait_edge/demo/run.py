@@ -58,7 +58,7 @@ def distill_demo_student(
 def run_demo(
     out_dir: str | Path = "runs/demo", fresh: bool = False, progress: bool = True, echo=print
 ) -> dict:
-    """Data -> demo VLM -> inspect -> zero-shot -> distill. Returns what each step produced."""
+    """Data -> demo VLM -> inspect -> zero-shot -> distill -> export. Returns what each step produced."""
     from dait_edge.data import load_dataset
     from dait_edge.data.inspect import inspect_dataset
     from dait_edge.vlm import evaluate_zero_shot, load_vlm
@@ -69,20 +69,20 @@ def run_demo(
     results: dict = {"out_dir": str(out_dir)}
     started = time.perf_counter()
 
-    echo(f"[1/5] synthetic fine-grained dataset -> {out_dir / 'data'}")
+    echo(f"[1/6] synthetic fine-grained dataset -> {out_dir / 'data'}")
     data_root = write_demo_dataset(out_dir / "data")
     dataset = load_dataset("imagefolder", data_root)
 
     checkpoint = out_dir / "vlm" / "demo_clip.safetensors"
     if checkpoint.is_file():
-        echo(f"[2/5] demo VLM: reusing {checkpoint}")
+        echo(f"[2/6] demo VLM: reusing {checkpoint}")
     else:
-        echo(f"[2/5] training the demo VLM ({DEMO_VLM_CONFIG.name}) contrastively on image/prompt pairs")
+        echo(f"[2/6] training the demo VLM ({DEMO_VLM_CONFIG.name}) contrastively on image/prompt pairs")
         logging.getLogger().setLevel(logging.ERROR)  # open_clip warns that it starts from random weights
         train_demo_vlm(dataset, checkpoint, progress=progress)
     results["vlm"] = {"config": str(DEMO_VLM_CONFIG), "checkpoint": str(checkpoint)}
 
-    echo("[3/5] dait-edge data inspect")
+    echo("[3/6] dait-edge data inspect")
     report = inspect_dataset("imagefolder", data_root, progress=progress)
     results["inspect"] = report
     echo(
@@ -90,7 +90,7 @@ def run_demo(
         f" {len(report['bad_images'])} unreadable"
     )
 
-    echo("[4/5] dait-edge zero-shot (the VLM loaded back from its local checkpoint file)")
+    echo("[4/6] dait-edge zero-shot (the VLM loaded back from its local checkpoint file)")
     teacher = load_vlm(str(DEMO_VLM_CONFIG), str(checkpoint))
     zero_shot = evaluate_zero_shot(teacher, dataset, cache_dir=out_dir / "cache", progress=progress)
     results["zero_shot"] = zero_shot
@@ -100,7 +100,7 @@ def run_demo(
     )
 
     echo(
-        f"[5/5] dait-edge distill --student {DEMO_STUDENT} --method dait_f (stage 1: VLM -> {DEMO_TEACHER}, stage 2: -> student)"
+        f"[5/6] dait-edge distill --student {DEMO_STUDENT} --method dait_f (stage 1: VLM -> {DEMO_TEACHER}, stage 2: -> student)"
     )
     results["distill"] = distill_demo_student(out_dir, data_root, checkpoint, DEMO_STUDENT, progress=progress)
     summary = results["distill"]
@@ -108,6 +108,20 @@ def run_demo(
         f"      teacher top-1 {summary['teacher_top1']:.1f}%, student top-1 {summary['student_top1']:.1f}%"
         f" -> {summary['run_dir']}"
     )
+
+    from dait_edge.export import export_run
+
+    echo(f"[6/6] dait-edge export {summary['run_dir']} --fp16 --int8 (each artifact checked against PyTorch)")
+    exported = export_run(summary["run_dir"], fp16=True, int8=True, log=lambda *_: None)
+    results["export"] = exported
+    for artifact in exported["artifacts"]:
+        parity = artifact.get("parity") or {}
+        echo(
+            f"      {Path(artifact['path']).name}: {artifact['size_mb']:.2f} MB, agrees with PyTorch on"
+            f" {parity.get('agreement', float('nan')):.1f}% of test images"
+        )
+    for note in exported["performance"]:
+        echo(f"      {note}")
     results["seconds"] = round(time.perf_counter() - started, 1)
     echo(f"demo finished in {results['seconds']} s; everything is under {out_dir}/")
     return results

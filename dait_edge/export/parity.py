@@ -1,0 +1,171 @@
+"""Does an artifact compute what the PyTorch student computes? And how fast, on this CPU?
+
+Images are preprocessed once (the run's eval transform) into one array; the PyTorch logits are
+computed once; every artifact is then run by ONNX Runtime on the same array.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+TEST_SPLIT = "test split"
+RANDOM = "random"
+
+
+@dataclass
+class ImageBatch:
+    """Preprocessed images (N,C,H,W float32), their labels (None for random inputs) and where they came from."""
+
+    images: np.ndarray
+    labels: np.ndarray | None
+    source: str  # TEST_SPLIT / "train split" / RANDOM
+    note: str = ""
+
+
+def load_images(
+    dataset: str | None,
+    data_root: str | None,
+    split: str,
+    limit: int,
+    data_config: dict,
+    img_size: int,
+    seed: int = 0,
+) -> ImageBatch:
+    """Up to `limit` images of `split`, evenly spread over it; seeded random inputs when unreachable."""
+    from dait_edge.errors import UserError
+
+    c, h, w = data_config.get("input_size") or (3, img_size, img_size)
+    note = ""
+    if dataset and data_root:
+        try:
+            return _dataset_images(dataset, data_root, split, limit, data_config, img_size)
+        except UserError as err:
+            note = f"data unreachable ({err}); used seeded random inputs"
+    else:
+        note = "no dataset recorded in the run; used seeded random inputs"
+    rng = np.random.default_rng(seed)
+    # Standard-normal inputs look like normalised images to the network (mean 0, std 1 per channel).
+    images = rng.standard_normal((max(1, limit), c, h, w), dtype=np.float32)
+    return ImageBatch(images, None, RANDOM, note)
+
+
+def _dataset_images(dataset, data_root, split, limit, data_config, img_size) -> ImageBatch:
+    import torch
+
+    from dait_edge.data import load_dataset
+    from dait_edge.data.images import ImageListDataset
+    from dait_edge.data.transforms import eval_transform
+    from dait_edge.errors import UserError
+
+    spec = load_dataset(dataset, data_root)
+    samples = spec.split(split)
+    if not samples:
+        raise UserError(f"the {split} split of {data_root} is empty")
+    if limit < len(samples):
+        # evenly spaced, so every class appears even when the split is sorted by class
+        samples = [samples[i] for i in np.linspace(0, len(samples) - 1, limit).round().astype(int)]
+    transform = eval_transform(
+        img_size,
+        data_config["mean"],
+        data_config["std"],
+        data_config.get("crop_pct") or 0.875,
+        data_config.get("interpolation") or "bilinear",
+    )
+    data = ImageListDataset(samples, transform, spec.crop_bottom)
+    try:
+        images = torch.stack([data[i][0] for i in range(len(data))]).numpy()
+    except OSError as err:
+        raise UserError(f"cannot read an image: {err}") from err
+    labels = np.array([label for _, label in samples], dtype=np.int64)
+    return ImageBatch(images.astype(np.float32), labels, f"{split} split")
+
+
+def torch_logits(model, images: np.ndarray, batch: int = 64) -> np.ndarray:
+    import torch
+
+    model = model.eval().cpu()
+    outs = []
+    with torch.no_grad():
+        for i in range(0, len(images), batch):
+            outs.append(model(torch.from_numpy(images[i : i + batch])).float().numpy())
+    return np.concatenate(outs)
+
+
+def ort_session(path: str | Path, threads: int | None = None):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # ORT's warnings about unused initialisers are not the user's concern
+    if threads:
+        options.intra_op_num_threads = threads
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def ort_logits(path: str | Path, images: np.ndarray, batch: int = 64) -> np.ndarray:
+    session = ort_session(path)
+    name = session.get_inputs()[0].name
+    return np.concatenate(
+        [
+            session.run(None, {name: images[i : i + batch]})[0].astype(np.float32)
+            for i in range(0, len(images), batch)
+        ]
+    )
+
+
+def _top1(logits: np.ndarray, labels: np.ndarray | None) -> float | None:
+    if labels is None:
+        return None
+    return round(float((logits.argmax(1) == labels).mean() * 100), 3)
+
+
+def compare(
+    reference: np.ndarray, artifact: np.ndarray, batch: ImageBatch, threshold: float
+) -> dict[str, Any]:
+    """The sidecar's `parity` block: agreement of the top-1 class, logit drift, accuracy of each."""
+    agreement = float((reference.argmax(1) == artifact.argmax(1)).mean() * 100)
+    result = {
+        "samples": int(len(reference)),
+        "agreement": round(agreement, 3),
+        "max_abs_diff": float(np.abs(reference - artifact).max()),
+        "top1_pytorch": _top1(reference, batch.labels),
+        "top1_artifact": _top1(artifact, batch.labels),
+        "threshold": threshold,
+        "passed": agreement >= threshold,
+        "data": batch.source,
+    }
+    if batch.note:
+        result["note"] = batch.note
+    return result
+
+
+def latency_ms(
+    path: str | Path, input_size: list[int] | tuple[int, ...], runs: int = 20, warmup: int = 3
+) -> float:
+    """Median ORT CPU latency at batch 1: a quick relative measure for the summary, not a benchmark."""
+    session = ort_session(path)
+    name = session.get_inputs()[0].name
+    x = np.random.default_rng(0).standard_normal((1, *input_size), dtype=np.float32)
+    for _ in range(warmup):
+        session.run(None, {name: x})
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        session.run(None, {name: x})
+        times.append(time.perf_counter() - start)
+    return float(np.median(times) * 1000)
+
+
+def speed_note(name: str, ms: float, fp32_ms: float) -> str:
+    ratio = fp32_ms / ms if ms > 0 else float("inf")
+    if ratio >= 1.05:
+        verdict = f"{ratio:.1f}x faster than fp32"
+    elif ratio <= 0.95:
+        verdict = f"{1 / ratio:.1f}x slower than fp32"
+    else:
+        verdict = "as fast as fp32"
+    return f"{name} {verdict} on this CPU (ORT, batch 1: {ms:.2f} ms vs {fp32_ms:.2f} ms)"

@@ -1,0 +1,117 @@
+"""Static int8 quantisation with ONNX Runtime's quantiser, calibrated on preprocessed images.
+
+Two variants, set by the recipe's [quantize] table:
+  u8s8  uint8 activations (asymmetric) / int8 weights: ORT's fast x86 CPU kernels.
+  s8s8  symmetric Q/DQ, int8 activations and weights, zero points 0: what TensorRT consumes.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dait_edge.errors import UserError
+
+
+def cpu_has_vnni() -> bool:
+    """AVX-VNNI / AVX512-VNNI do u8s8 dot products in 32 bits; without them AVX2 can saturate."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return True  # not Linux x86 (ARM, macOS): the saturation issue is x86-AVX2 specific
+    return "avx512_vnni" in flags or "avx_vnni" in flags or "avx2" not in flags
+
+
+class ArrayCalibrationReader:
+    """Feeds ORT's calibrator one preprocessed image batch at a time."""
+
+    def __init__(self, images: np.ndarray, input_name: str = "input", batch: int = 16):
+        self._batches = [images[i : i + batch] for i in range(0, len(images), batch)]
+        self._input_name = input_name
+        self._index = 0
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        if self._index >= len(self._batches):
+            return None
+        self._index += 1
+        return {self._input_name: np.ascontiguousarray(self._batches[self._index - 1], dtype=np.float32)}
+
+    def rewind(self) -> None:
+        self._index = 0
+
+
+def quantize_int8(src: str | Path, dst: str | Path, calibration: np.ndarray, options: dict[str, Any]) -> Path:
+    """Pre-process (shape inference + fusions) then quantise `src` statically into `dst`."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    if len(calibration) == 0:
+        raise UserError("int8 export needs calibration images and got none; pass --calib-samples > 0.")
+    try:
+        quant_format = QuantFormat[options.get("format", "QDQ")]
+        activation_type = QuantType[options.get("activation_type", "QInt8")]
+        weight_type = QuantType[options.get("weight_type", "QInt8")]
+        method = CalibrationMethod[options.get("calibrate_method", "MinMax")]
+    except KeyError as err:
+        raise UserError(
+            f"int8 recipe: unknown quantiser setting {err.args[0]!r}; fix the [quantize] table."
+        ) from err
+    reduce_range = options.get("reduce_range", False)
+    if reduce_range == "auto":
+        reduce_range = (
+            activation_type == QuantType.QUInt8 and weight_type == QuantType.QInt8 and not cpu_has_vnni()
+        )
+    extra = {
+        "ActivationSymmetric": bool(options.get("activation_symmetric", False)),
+        "WeightSymmetric": bool(options.get("weight_symmetric", True)),
+    }
+    with tempfile.TemporaryDirectory(prefix="dait-quant-") as tmp:
+        prepared = Path(tmp) / "prepared.onnx"
+        # Folds BatchNorm / constants and fills value_info, so the quantiser sees every tensor's shape.
+        quant_pre_process(str(src), str(prepared), skip_symbolic_shape=False)
+        quantize_static(
+            str(prepared),
+            str(dst),
+            ArrayCalibrationReader(calibration),
+            quant_format=quant_format,
+            per_channel=bool(options.get("per_channel", True)),
+            reduce_range=bool(reduce_range),
+            activation_type=activation_type,
+            weight_type=weight_type,
+            calibrate_method=method,
+            extra_options=extra,
+            # the calibrator's augmented model goes in the temp dir, not beside the artifact
+            calibration_cache_path=None,
+        )
+    return Path(dst)
+
+
+def graph_stats(path: str | Path) -> dict[str, Any]:
+    """What the quantiser made: op counts and the dtypes of the Q/DQ zero points (for tests and the summary)."""
+    import onnx
+
+    model = onnx.load(str(path))
+    ops = Counter(node.op_type for node in model.graph.node)
+    inits = {init.name: init for init in model.graph.initializer}
+    zero_point_types: Counter = Counter()
+    nonzero_zero_points = 0
+    for node in model.graph.node:
+        if node.op_type in ("QuantizeLinear", "DequantizeLinear") and len(node.input) > 2:
+            init = inits.get(node.input[2])
+            if init is None:
+                continue
+            zero_point_types[onnx.helper.tensor_dtype_to_np_dtype(init.data_type).name] += 1
+            nonzero_zero_points += int(np.any(onnx.numpy_helper.to_array(init) != 0))
+    return {
+        "QuantizeLinear": ops.get("QuantizeLinear", 0),
+        "DequantizeLinear": ops.get("DequantizeLinear", 0),
+        "QLinearConv": ops.get("QLinearConv", 0),
+        "Conv": ops.get("Conv", 0),
+        "zero_point_dtypes": dict(zero_point_types),
+        "nonzero_zero_points": nonzero_zero_points,
+        "ops": dict(ops),
+    }

@@ -1,0 +1,160 @@
+"""Export recipes: one TOML file per format in the top-level `export/` folder.
+
+A recipe says how to make one artifact (opset, exporter, precision options, quantiser settings,
+parity threshold, TensorRT batch range). Formats are named (`onnx-fp16`) or given as a path.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dait_edge.errors import UserError
+
+RECIPES_DIR = Path(__file__).resolve().parents[2] / "export"
+# Named format -> recipe file stem; `onnx-int8` stands for both int8 variants.
+FORMAT_FILES = {
+    "onnx": "onnx-fp32",
+    "onnx-fp32": "onnx-fp32",
+    "onnx-fp16": "onnx-fp16",
+    "onnx-int8-u8s8": "onnx-int8-u8s8",
+    "onnx-int8-s8s8": "onnx-int8-s8s8",
+    "trt-fp16": "trt-fp16",
+    "trt-int8": "trt-int8",
+}
+ALIASES = {"onnx-int8": ("onnx-int8-u8s8", "onnx-int8-s8s8")}
+KNOWN_FORMATS = (*FORMAT_FILES, *ALIASES)
+_PRECISIONS = ("fp32", "fp16", "int8")
+
+
+@dataclass
+class Recipe:
+    name: str  # the format name used in file names and the summary, e.g. "onnx-int8-s8s8"
+    kind: str  # "onnx" or "trt"
+    precision: str
+    variant: str | None = None
+    source: str | None = None  # the format this one is converted from (None: from PyTorch)
+    opset: int = 18
+    exporter: str = "torchscript"
+    dynamic_batch: bool = True
+    fp16: dict[str, Any] = field(default_factory=dict)
+    quantize: dict[str, Any] = field(default_factory=dict)
+    parity: dict[str, Any] = field(default_factory=dict)
+    trt: dict[str, Any] = field(default_factory=dict)
+    path: str | None = None
+
+    @property
+    def threshold(self) -> float:
+        return float(self.parity.get("threshold", {"fp32": 99.9, "fp16": 99.0}.get(self.precision, 97.0)))
+
+    @property
+    def parity_fatal(self) -> bool:
+        return bool(self.parity.get("fatal", self.precision != "int8"))
+
+    @property
+    def batch_range(self) -> tuple[int, int, int]:
+        lo, opt, hi = (
+            int(self.trt.get(k, d)) for k, d in (("min_batch", 1), ("opt_batch", 1), ("max_batch", 1))
+        )
+        if not 1 <= lo <= opt <= hi:
+            raise UserError(
+                f"recipe {self.name}: TensorRT batch range must satisfy 1 <= min_batch <= opt_batch <= max_batch,"
+                f" got {lo}/{opt}/{hi}; fix [trt] in {self.path}."
+            )
+        return lo, opt, hi
+
+
+def parse_recipe(data: dict[str, Any], path: str | None = None) -> Recipe:
+    """A recipe from a TOML table; unknown or missing keys are one-line UserErrors."""
+    where = path or "recipe"
+    try:
+        _, kind, precision = data["name"], data["kind"], data["precision"]
+    except KeyError as err:
+        raise UserError(
+            f"{where} has no {err.args[0]!r} key; every recipe needs name, kind and precision."
+        ) from err
+    if kind not in ("onnx", "trt"):
+        raise UserError(f"{where}: kind must be 'onnx' or 'trt', not {kind!r}.")
+    if precision not in _PRECISIONS:
+        raise UserError(f"{where}: precision must be one of {', '.join(_PRECISIONS)}, not {precision!r}.")
+    known = set(Recipe.__dataclass_fields__) - {"path"}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise UserError(f"{where}: unknown keys {', '.join(unknown)}; allowed: {', '.join(sorted(known))}.")
+    if kind == "trt" and not data.get("source"):
+        raise UserError(f"{where}: a TensorRT recipe needs source = the ONNX format it is built from.")
+    if data.get("exporter", "torchscript") not in ("torchscript", "dynamo"):
+        raise UserError(f"{where}: exporter must be 'torchscript' or 'dynamo'.")
+    recipe = Recipe(**data, path=path)
+    if kind == "trt":
+        recipe.batch_range  # noqa: B018  (validates early)
+    return recipe
+
+
+def load_recipe(name_or_path: str) -> Recipe:
+    """A named format (`onnx-fp16`) from export/, or a path to a TOML recipe."""
+    if name_or_path in FORMAT_FILES:
+        path = RECIPES_DIR / f"{FORMAT_FILES[name_or_path]}.toml"
+    elif name_or_path.endswith(".toml"):
+        path = Path(name_or_path)
+    else:
+        raise UserError(
+            f"unknown export format {name_or_path!r}; use {', '.join(KNOWN_FORMATS)} or a path to a .toml recipe."
+        )
+    if not path.is_file():
+        raise UserError(
+            f"export recipe {path} does not exist; pass one of {', '.join(KNOWN_FORMATS)} or a .toml file."
+        )
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as err:
+        raise UserError(f"cannot read export recipe {path}: {' '.join(str(err).split())}") from err
+    return parse_recipe(data, str(path))
+
+
+def expand_formats(
+    formats: str | list[str] | None = None, *, fp16: bool = False, int8: bool = False, trt: bool = False
+) -> list[str]:
+    """The requested format names, aliases expanded, in request order, without duplicates."""
+    names: list[str] = []
+    if isinstance(formats, str):
+        formats = [f for f in formats.replace(" ", "").split(",") if f]
+    names += list(formats or ["onnx"])  # the flags add to the default
+    if fp16:
+        names += ["onnx", "onnx-fp16"]
+    if int8:
+        names += ["onnx", "onnx-int8"]
+    if trt:
+        names += ["trt-fp16"]
+    out: list[str] = []
+    for name in names:
+        for n in ALIASES.get(name, (name,)):
+            n = "onnx-fp32" if n == "onnx" else n
+            if n not in out:
+                out.append(n)
+    return out
+
+
+def plan_recipes(requested: list[str]) -> tuple[list[Recipe], set[str]]:
+    """Recipes to build, sources before what is converted from them, and the names the user asked for.
+
+    A source not asked for (fp32 under `--formats onnx-fp16`, fp16 under `--trt`) is built as well:
+    the TensorRT engine is only as good as the ONNX graph it came from, which keeps it inspectable.
+    """
+    recipes: dict[str, Recipe] = {}
+
+    def add(name: str) -> None:
+        if name in recipes:
+            return
+        recipe = load_recipe(name)
+        if recipe.source:
+            add(recipe.source)
+        recipes[recipe.name] = recipe
+
+    for name in requested:
+        add(name)
+    ordered = sorted(recipes.values(), key=lambda r: (r.kind != "onnx", r.source is not None))
+    wanted = {load_recipe(n).name for n in requested}
+    return ordered, wanted
