@@ -95,9 +95,9 @@ def test_demo_runs_offline_and_its_vlm_beats_chance(tmp_path):
     assert zero_shot["top1"] > 3 * zero_shot["chance_top1"]
     assert (tmp_path / "demo" / "vlm" / "demo_clip.safetensors").is_file()
     distill = report["distill"]
-    assert distill["completed"] and distill["student"] == "mobilenetv2_100" and distill["method"] == "dait_f"
+    assert distill["completed"] and distill["student"] == "resnet18" and distill["method"] == "dait_f"
     assert 0.0 <= distill["student_top1"] <= 100.0 and 0.0 <= distill["teacher_top1"] <= 100.0
-    run_dir = tmp_path / "demo" / "runs" / "mobilenetv2_100-dait_f"
+    run_dir = tmp_path / "demo" / "runs" / "resnet18-dait_f"
     assert (run_dir / distill["checkpoints"]["student"]).is_file()
     assert json.loads((run_dir / "summary.json").read_text())["student_sha256"] == distill["student_sha256"]
     exported = report["export"]
