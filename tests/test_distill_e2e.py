@@ -31,6 +31,7 @@ from dait_edge.distill import run_distill
 from dait_edge.engine.checkpoint import save_weights
 from dait_edge.engine.evaluate import evaluate
 from dait_edge.models import build_model
+from tests.cli_helpers import assert_user_error
 from tests.fixtures import make_cub
 from tests.vlm_helpers import write_tiny_checkpoint, write_tiny_config
 
@@ -134,17 +135,6 @@ def distill(args: list[str]) -> tuple[dict, Path]:
     run_dir = Path(summary["run_dir"])
     assert json.loads((run_dir / "summary.json").read_text()) == summary
     return summary, run_dir
-
-
-def assert_user_error(result, *fragments: str) -> None:
-    """Exit code 2, one line on stderr naming the problem, no traceback."""
-    assert result.exit_code == 2, (result.output, result.exception)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: ")
-    for fragment in fragments:
-        assert fragment in lines[0]
-    assert "Traceback" not in result.output
 
 
 def metrics(run_dir: Path) -> list[dict]:

@@ -29,6 +29,7 @@ from dait_edge.export.api import export_run, latest_run, resolve_run
 from dait_edge.export.quantize import graph_stats
 from dait_edge.export.recipes import expand_formats, load_recipe, parse_recipe, plan_recipes
 from dait_edge.models import build_model
+from tests.cli_helpers import assert_user_error
 from tests.fixtures import make_cub, write_jpeg
 
 REPO = Path(__file__).resolve().parents[1]
@@ -87,16 +88,6 @@ def make_run(folder: Path, student: str, cub, img_size: int = IMG, seed: int = 0
     config = {"dataset": "cub", "data_root": str(cub.root), "student": student, "img_size": img_size}
     (run / "manifest.json").write_text(json.dumps({"config": config}))
     return run
-
-
-def assert_user_error(result, *fragments: str) -> None:
-    assert result.exit_code == 2, (result.output, result.exception)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: ")
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    assert "Traceback" not in result.output
 
 
 def no_temp_files(folder: Path) -> bool:
