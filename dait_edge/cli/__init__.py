@@ -25,9 +25,17 @@ def cli() -> None:
 
 def _register_commands() -> None:
     # Imported here so `dait-edge --help` stays fast: heavy imports live inside each command.
-    from dait_edge.cli import data_cmd, demo_cmd, distill_cmd, export_cmd, list_cmd, zero_shot_cmd
+    from dait_edge.cli import (
+        data_cmd,
+        demo_cmd,
+        distill_cmd,
+        export_cmd,
+        list_cmd,
+        profile_cmd,
+        zero_shot_cmd,
+    )
 
-    for module in (list_cmd, data_cmd, zero_shot_cmd, distill_cmd, export_cmd, demo_cmd):
+    for module in (list_cmd, data_cmd, zero_shot_cmd, distill_cmd, export_cmd, profile_cmd, demo_cmd):
         cli.add_command(module.command)
 
 

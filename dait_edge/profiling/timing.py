@@ -1,0 +1,45 @@
+"""Single-stream timing (MLPerf style): warm up, then one request at a time, percentiles of the rest."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+
+def measure(
+    run_once: Callable[[], object],
+    *,
+    warmup: int,
+    iterations: int,
+    duration_s: float = 0.0,
+    sync: Callable[[], None] | None = None,
+) -> dict[str, float]:
+    """Latency statistics in ms of `run_once`; `sync` waits for a device (GPU) before each clock read."""
+    for _ in range(warmup):
+        run_once()
+    if sync:
+        sync()
+    samples: list[float] = []
+    started = time.perf_counter()
+    while len(samples) < iterations or (duration_s > 0 and time.perf_counter() - started < duration_s):
+        t0 = time.perf_counter()
+        run_once()
+        if sync:
+            sync()
+        samples.append((time.perf_counter() - t0) * 1e3)
+    return summarise(samples)
+
+
+def summarise(samples_ms: list[float]) -> dict[str, float]:
+    values = np.asarray(samples_ms, dtype=np.float64)
+    p50, p90, p99 = np.percentile(values, [50, 90, 99])
+    return {
+        "mean": float(values.mean()),
+        "p50": float(p50),
+        "p90": float(p90),
+        "p99": float(p99),
+        "min": float(values.min()),
+        "samples": int(values.size),
+    }
