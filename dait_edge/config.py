@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from dait_edge.errors import UserError
+from dait_edge.utils.io import read_toml
 from dait_edge.vlm.loader import DEFAULT_VLM, DEFAULT_VLM_PRETRAINED
 
 
@@ -85,14 +85,7 @@ def load_toml(path: str | Path) -> dict[str, Any]:
     sets both stages' epochs unless the file gives `stage1_epochs` / `stage2_epochs` itself.
     """
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise UserError(
-            f"config file {path} does not exist; pass an existing TOML file to --config."
-        ) from None
-    except tomllib.TOMLDecodeError as err:
-        raise UserError(f"cannot parse config file {path}: {err}; fix the TOML syntax.") from None
+    data = read_toml(path, "config file", "pass an existing, valid TOML file to --config.")
     data = data.get("distill", data)
     values = {key.replace("-", "_"): value for key, value in data.items()}
     if "epochs" in values:

@@ -6,12 +6,12 @@ parity threshold, TensorRT batch range). Formats are named (`onnx-fp16`) or give
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from dait_edge.errors import UserError
+from dait_edge.utils.io import read_toml
 
 RECIPES_DIR = Path(__file__).resolve().parents[2] / "export"
 # Named format -> recipe file stem; `onnx-int8` stands for both int8 variants.
@@ -107,10 +107,7 @@ def load_recipe(name_or_path: str) -> Recipe:
         raise UserError(
             f"export recipe {path} does not exist; pass one of {', '.join(KNOWN_FORMATS)} or a .toml file."
         )
-    try:
-        data = tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as err:
-        raise UserError(f"cannot read export recipe {path}: {' '.join(str(err).split())}") from err
+    data = read_toml(path, "export recipe", "fix the recipe or pass another.")
     return parse_recipe(data, str(path))
 
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from dait_edge.errors import UserError
+from dait_edge.utils.io import read_toml
 
 PROFILES_DIR = Path(__file__).resolve().parents[2] / "profiles"
 RUNTIMES = ("onnxruntime", "tensorrt", "torch")
@@ -42,10 +42,7 @@ def load_profile(name_or_path: str) -> Profile:
         raise UserError(
             f"unknown profile {name_or_path!r}; use one of {', '.join(available_profiles())} or a path to a .toml file."
         )
-    try:
-        data = tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as err:
-        raise UserError(f"cannot read profile {path}: {' '.join(str(err).split())}; fix the TOML.") from None
+    data = read_toml(path, "profile", "fix the TOML.")
     known = {f for f in Profile.__dataclass_fields__ if f not in ("source", "extra")}
     values = {k: v for k, v in data.items() if k in known}
     missing = [k for k in ("name", "runtime") if k not in values]
