@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -430,3 +431,16 @@ def test_full_cli_maps_user_error_to_exit_2(tmp_path):
         cli, ["data", "inspect", "--dataset", "cub", "--data-root", str(tmp_path / "x")]
     )
     assert result.exit_code == 2 and "does not exist" in result.stderr and "Traceback" not in result.output
+
+
+def test_imagefolder_without_torchvision_reads_the_same_samples(tmp_path, monkeypatch):
+    """On a light (device) install there is no torchvision; the fallback walk must agree with it."""
+    fx = make_imagefolder(tmp_path)
+    (fx.root / "train" / "pug" / "nested").mkdir()
+    shutil.copy(next((fx.root / "train" / "pug").glob("*.*")), fx.root / "train" / "pug" / "nested" / "x.PNG")
+    (fx.root / "train" / "pug" / "notes.txt").write_text("not an image")
+    with_torchvision = load_dataset("imagefolder", fx.root)
+    monkeypatch.setitem(sys.modules, "torchvision.datasets.folder", None)
+    without = load_dataset("imagefolder", fx.root)
+    assert without.splits == with_torchvision.splits and without.classes == with_torchvision.classes
+    assert any(p.name == "x.PNG" for p, _ in without.splits["train"])

@@ -6,6 +6,33 @@ import click
 
 from dait_edge.errors import UserError
 
+# Packages of the `full` extra: a light (device) install lacks them, and only some commands need them.
+FULL_INSTALL_MODULES = {
+    "torch",
+    "torchvision",
+    "timm",
+    "open_clip",
+    "onnx",
+    "onnxscript",
+    "onnxconverter_common",
+    "safetensors",
+    "scipy",
+    "matplotlib",
+    "tqdm",
+}
+
+
+def missing_full_install(err: ModuleNotFoundError, command: str | None) -> UserError | None:
+    """A light install running a workstation command: say which package and how to get it."""
+    top = (err.name or "").split(".")[0]
+    if top not in FULL_INSTALL_MODULES:
+        return None
+    what = f"`dait-edge {command}`" if command else "this command"
+    return UserError(
+        f"{what} needs {top}, which this light install lacks (it only profiles ONNX artifacts);"
+        " install the full toolchain with: pip install 'dait-edge[full]'"
+    )
+
 
 class UserErrorGroup(click.Group):
     """Turns a UserError raised anywhere below into `error: ...` on stderr and exit code 2, no traceback."""
@@ -15,4 +42,10 @@ class UserErrorGroup(click.Group):
             return super().invoke(ctx)
         except UserError as err:
             click.echo(f"error: {err}", err=True)
+            ctx.exit(UserError.exit_code)
+        except ModuleNotFoundError as err:
+            user_error = missing_full_install(err, ctx.invoked_subcommand)
+            if user_error is None:
+                raise
+            click.echo(f"error: {user_error}", err=True)
             ctx.exit(UserError.exit_code)

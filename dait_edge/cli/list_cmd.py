@@ -5,16 +5,16 @@ from __future__ import annotations
 import importlib
 import json
 from collections.abc import Callable
-from pathlib import Path
 
 import click
 
+from dait_edge.utils.shipped import shipped_dir
 from dait_edge.vlm import loader as vlm_defaults
 
 KINDS = ("students", "teachers", "methods", "datasets", "vlms", "profiles")
 # method.md's default VLM teacher (the loader module imports no open_clip or torch).
 DEFAULT_VLM = (vlm_defaults.DEFAULT_VLM, vlm_defaults.DEFAULT_VLM_PRETRAINED)
-PROFILES_DIR = Path(__file__).resolve().parents[2] / "profiles"  # the repo's top-level profiles/
+PROFILES_DIR = shipped_dir("profiles")
 
 Entry = dict  # {"name", "description", "aliases", "default"} (+ "pretrained" for vlms)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from dait_edge.data._common import finish, pretty
@@ -12,10 +13,40 @@ TITLE = "ImageFolder"
 LAYOUT = "train/<class>/*.jpg plus test/<class>/ (or val/<class>/ when there is no test/), same class folders"
 
 
+def _folder_scanners():
+    """torchvision's ImageFolder scanners; on a light install (no torch, e.g. profiling on the device)
+    the same walk done here: sorted class folders, files by lower-case extension, symlinks followed."""
+    try:
+        from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
+
+        return IMG_EXTENSIONS, find_classes, make_dataset
+    except ModuleNotFoundError:
+        pass
+    extensions = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+
+    def find_classes(directory):
+        classes = sorted(e.name for e in os.scandir(directory) if e.is_dir())
+        if not classes:
+            raise FileNotFoundError(f"no class folders in {directory}")
+        return classes, {c: i for i, c in enumerate(classes)}
+
+    def make_dataset(directory, class_to_idx, extensions, allow_empty=True):
+        found = []
+        for cls in sorted(class_to_idx):
+            for dirpath, _, files in sorted(os.walk(Path(directory) / cls, followlinks=True)):
+                found += [
+                    (os.path.join(dirpath, f), class_to_idx[cls])
+                    for f in sorted(files)
+                    if f.lower().endswith(extensions)
+                ]
+        return found
+
+    return extensions, find_classes, make_dataset
+
+
 @register_dataset("imagefolder", description="any train/ + test/ (or val/) class-per-folder tree")
 def read_imagefolder(root: Path) -> DatasetSpec:
-    from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
-
+    IMG_EXTENSIONS, find_classes, make_dataset = _folder_scanners()
     root = Path(root)
     # test/ is the evaluation split; when only val/ exists it plays that role.
     names = ["train", "test", "val"] if (root / "test").is_dir() else ["train", "val"]

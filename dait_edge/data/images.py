@@ -6,7 +6,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from PIL import Image
-from torch.utils.data import Dataset
 
 from dait_edge.data.base import Sample
 
@@ -39,8 +38,11 @@ def load_rgb(path: str | Path, crop_bottom: int = 0) -> Image.Image:
     return rgb
 
 
-class ImageListDataset(Dataset):
-    """(path, label) samples -> (transform(image), label, index); the index keys per-image caches."""
+class ImageListDataset:
+    """(path, label) samples -> (transform(image), label, index); the index keys per-image caches.
+
+    A map-style dataset (all torch's DataLoader needs) without subclassing torch's Dataset, so that
+    decoding images stays torch-free for profiling on a device."""
 
     def __init__(
         self,

@@ -12,8 +12,9 @@ from typing import Any
 
 from dait_edge.errors import UserError
 from dait_edge.utils.io import read_toml
+from dait_edge.utils.shipped import shipped_dir
 
-RECIPES_DIR = Path(__file__).resolve().parents[2] / "export"
+RECIPES_DIR = shipped_dir("export")
 # Named format -> recipe file stem; `onnx-int8` stands for both int8 variants.
 FORMAT_FILES = {
     "onnx": "onnx-fp32",

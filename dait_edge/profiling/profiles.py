@@ -7,8 +7,9 @@ from pathlib import Path
 
 from dait_edge.errors import UserError
 from dait_edge.utils.io import read_toml
+from dait_edge.utils.shipped import shipped_dir
 
-PROFILES_DIR = Path(__file__).resolve().parents[2] / "profiles"
+PROFILES_DIR = shipped_dir("profiles")  # the top-level profiles/ (or a wheel's copy of it)
 RUNTIMES = ("onnxruntime", "tensorrt", "torch")
 
 
