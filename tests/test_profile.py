@@ -1,18 +1,30 @@
-"""`dait-edge profile`: target profiles, timing statistics, rows on real exported artifacts, no torch needed."""
+"""`dait-edge profile`: target profiles, timing statistics, rows on real exported artifacts, no torch needed.
+
+Also the PyTorch runner (eager, compiled) on a tiny run, and the parts of the TensorRT runner a CPU
+machine can check: engine discovery and the one-line errors when TensorRT, cuda-python or a GPU is missing.
+"""
 
 from __future__ import annotations
 
+import ctypes
+import dataclasses
+import enum
 import json
 import subprocess
 import sys
+import types
+from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 
 from dait_edge.cli import cli
 from dait_edge.errors import UserError
 from dait_edge.export.api import export_run
-from dait_edge.profiling.profiles import available_profiles, load_profile
+from dait_edge.profiling.api import find_artifacts, profile_artifacts
+from dait_edge.profiling.profiles import PROFILES_DIR, available_profiles, load_profile
 from dait_edge.profiling.timing import measure, summarise
 from tests.cli_helpers import assert_user_error
 from tests.fixtures import make_cub
@@ -39,7 +51,9 @@ def test_shipped_profiles_parse():
         "x86-ort-cpu-fp32",
         "x86-ort-cpu-int8",
         "arm-ort-cpu-int8",
+        "x86-torch-cpu",
         "cuda-torch",
+        "cuda-trt",
         "cuda-ort-trt",
         "jetson-orin-trt-fp16",
     } <= names
@@ -123,7 +137,9 @@ def test_rows_have_every_field_and_are_saved_in_the_run(exported):
         )
         # top-1 from the sidecar's preprocessing matches the export's own parity measurement
         assert row["top1"] == pytest.approx(sidecar["parity"]["top1_artifact"], abs=1e-3)
-    assert report["measured"]["warmup"] == 10 and report["measured"]["hardware"]["cpu_count"] >= 1
+    hardware = report["measured"]["hardware"]
+    assert report["measured"]["warmup"] == 10 and hardware["cpu_count"] >= 1 and hardware["onnxruntime"]
+    assert "torch" not in hardware and {r["profile"] for r in rows} == {"x86-ort-cpu-int8"}
     saved = json.loads((run / "profile" / "x86-ort-cpu-int8.json").read_text())
     assert len(saved["rows"]) == 4
 
@@ -134,18 +150,16 @@ def test_profile_bad_input(exported, tmp_path):
     assert_user_error(
         runner.invoke(cli, ["profile", str(run / "export"), "--profile", "nope"]), "unknown profile"
     )
-    assert_user_error(
-        runner.invoke(cli, ["profile", str(run / "export"), "--profile", "cuda-torch"]), "torch runner"
-    )
     assert_user_error(runner.invoke(cli, ["profile", str(tmp_path / "missing")]), "does not exist")
     assert_user_error(runner.invoke(cli, ["profile", str(tmp_path)]), "no artifacts")
 
 
 def test_profiling_needs_no_torch(exported):
-    """On the device there may be no PyTorch: block its import and profile anyway."""
+    """On the device there may be no PyTorch (nor TensorRT): block their imports and profile anyway."""
     run, _ = exported
     code = (
         "import sys; sys.modules['torch'] = None; sys.modules['torchvision'] = None\n"
+        "sys.modules['tensorrt'] = None; sys.modules['cuda'] = None\n"
         "from dait_edge.cli import main\n"
         f"main(['profile', {str(run / 'export')!r}, '--profile', 'x86-ort-cpu-fp32', '--batch-sizes', '1', '--json'])\n"
     )
@@ -153,3 +167,381 @@ def test_profiling_needs_no_torch(exported):
     assert result.returncode == 0, result.stderr
     rows = json.loads(result.stdout)["rows"]
     assert [row["format"] for row in rows] == ["onnx-fp32"]
+
+
+# ------------------------------------------------------------------------------ the PyTorch runner
+
+
+def torch_profile(tmp_path: Path, modes: str) -> Path:
+    """x86-torch-cpu as shipped, with other modes, one thread (steady on a shared 2-core box) and fewer runs."""
+    text = (PROFILES_DIR / "x86-torch-cpu.toml").read_text()
+    lines = [line for line in text.splitlines() if not line.startswith(("modes", "threads", "iterations"))]
+    path = tmp_path / "x86-torch-cpu.toml"
+    path.write_text("\n".join([*lines, f"modes = {modes}", "threads = 1", "iterations = 20", ""]))
+    return path
+
+
+def test_torch_rows_match_the_onnx_top1_and_are_saved(exported, tmp_path):
+    run, cub = exported
+    args = ["profile", str(run / "export"), "--profile", str(torch_profile(tmp_path, '["eager"]'))]
+    result = CliRunner().invoke(
+        cli, [*args, "--batch-sizes", "1,2", "--dataset", "cub", "--data-root", str(cub.root), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    rows = report["rows"]
+    assert [(r["backend"], r["batch"]) for r in rows] == [("torch-eager", 1), ("torch-eager", 2)]
+    checkpoint = run / "stage2" / "student_last.safetensors"
+    fp32 = json.loads((run / "export" / "student-onnx-fp32.json").read_text())["parity"]
+    for row in rows:
+        assert ROW_KEYS <= set(row)
+        assert row["profile"] == "x86-torch-cpu" and row["format"] == "checkpoint"
+        assert (
+            row["student"] == "mobilenetv2_100" and row["precision"] == "fp32" and row["providers"] == ["cpu"]
+        )
+        lat = row["latency_ms"]
+        assert 0 < lat["min"] <= lat["p50"] <= lat["p90"] <= lat["p99"] and lat["samples"] == 20
+        assert row["size_mb"] == pytest.approx(checkpoint.stat().st_size / 1e6)
+        assert row["params"] == 123 and row["macs"] == 456 and Path(row["artifact"]).name == checkpoint.name
+        # the same pixels (the sidecar's preprocessing) through PyTorch and the fp32 ONNX graph: within one image
+        assert abs(row["top1"] - fp32["top1_artifact"]) <= 100.0 / fp32["samples"] + 1e-3
+    hardware = report["measured"]["hardware"]
+    assert hardware["torch"] == torch.__version__ and "onnxruntime" not in hardware
+    saved = json.loads((run / "profile" / "x86-torch-cpu.json").read_text())
+    assert [r["backend"] for r in saved["rows"]] == ["torch-eager", "torch-eager"]
+
+
+def test_torch_compiled_mode(exported):
+    """torch.compile compiles C++ kernels on first use (about 30 s cold on 2 cores), hence its own test at batch 1."""
+    run, _ = exported
+    profile = load_profile("x86-torch-cpu")
+    assert profile.extra["modes"] == ["eager", "compiled"]
+    profile = dataclasses.replace(profile, threads=1, warmup=2, iterations=10)
+    threads_before = torch.get_num_threads()
+    report = profile_artifacts([run], profile, batch_sizes=[1], save=False, log=lambda m: None)
+    assert [row["backend"] for row in report["rows"]] == ["torch-eager", "torch-compiled"]
+    compiled = report["rows"][1]
+    assert "compiled in" in compiled["note"] and compiled["latency_ms"]["samples"] == 10
+    assert torch.get_num_threads() == threads_before  # the runner gives the thread count back
+
+    # the compiled student computes what the eager one does
+    from dait_edge.profiling.ort_runner import random_input
+    from dait_edge.profiling.torch_runner import TorchRunner
+
+    runner = TorchRunner(run, profile)
+    try:
+        compiled_logits = runner.timed(1, "compiled").run_once().float().numpy()  # same seeded input
+        eager_logits = runner(random_input(runner.input_size, 1))
+        np.testing.assert_allclose(compiled_logits, eager_logits, rtol=1e-3, atol=1e-4)
+    finally:
+        runner.close()
+
+
+def test_torch_runner_finds_runs(exported, tmp_path):
+    run, _ = exported
+    profile = load_profile("x86-torch-cpu")
+    checkpoint = run / "stage2" / "student_last.safetensors"
+    # a run, a folder of runs, the run's export folder and the checkpoint all mean the same run
+    for given in (run, run.parent, run / "export", checkpoint):
+        expected = checkpoint if given == checkpoint else run
+        assert [Path(p).resolve() for p in find_artifacts([given], profile)] == [expected.resolve()], given
+    assert len(find_artifacts([run, run / "export"], profile)) == 1
+    with pytest.raises(UserError, match="not a student checkpoint"):
+        find_artifacts([run / "export" / "student-onnx-fp32.onnx"], profile)
+    with pytest.raises(UserError, match="no distill runs"):
+        find_artifacts([tmp_path], profile)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without a GPU")
+def test_cuda_torch_without_a_gpu_is_one_line(exported):
+    run, _ = exported
+    result = CliRunner().invoke(cli, ["profile", str(run), "--profile", "cuda-torch"])
+    assert_user_error(result, "profile cuda-torch needs a CUDA GPU; none found here", "x86-torch-cpu")
+
+
+def test_torch_profile_keys_are_checked(exported, tmp_path):
+    run, _ = exported
+    base = load_profile("x86-torch-cpu")
+    for extra, message in (
+        ({"modes": ["jit"]}, "modes must be a list"),
+        ({"precision": "int8"}, "precision must be one of"),
+        ({"precision": "fp16"}, "CUDA only"),
+    ):
+        with pytest.raises(UserError, match=message):
+            profile_artifacts([run], dataclasses.replace(base, extra={**base.extra, **extra}), save=False)
+
+
+# ------------------------------------------------------------------------------ TensorRT, without TensorRT
+
+
+def fake_engines(folder: Path) -> dict[str, Path]:
+    """Engine files with sidecars as `dait-edge export --trt` names them (the bytes are not an engine)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    made = {}
+    for name, fmt in (
+        ("student-trt-fp16-trt10.3-nvidia-jetson-orin.engine", "trt-fp16"),
+        ("student-trt-int8-trt10.3-nvidia-jetson-orin.engine", "trt-int8"),
+        ("other-trt-fp16.plan", "trt-fp16"),
+    ):
+        path = folder / name
+        path.write_bytes(b"not an engine")
+        path.with_suffix(".json").write_text(json.dumps({"format": fmt, "input_size": [3, 32, 32]}))
+        made[name] = path
+    (folder / "half-written-trt-fp16.engine").write_bytes(b"")  # no sidecar: not finished
+    (folder / "student-onnx-fp32.onnx").write_bytes(b"")
+    (folder / "student-onnx-fp32.json").write_text(json.dumps({"format": "onnx-fp32"}))
+    return made
+
+
+def test_engine_discovery(tmp_path):
+    made = fake_engines(tmp_path / "export")
+    names = lambda found: sorted(p.name for p in found)  # noqa: E731
+    assert names(find_artifacts([tmp_path], load_profile("jetson-orin-trt-fp16"))) == sorted(
+        ["student-trt-fp16-trt10.3-nvidia-jetson-orin.engine", "other-trt-fp16.plan"]
+    )
+    assert names(find_artifacts([tmp_path], load_profile("cuda-trt"))) == sorted(made)
+    engine = made["student-trt-int8-trt10.3-nvidia-jetson-orin.engine"]
+    assert find_artifacts([engine], load_profile("cuda-trt")) == [engine]
+    with pytest.raises(UserError, match="is not a .engine or .plan file"):
+        find_artifacts([tmp_path / "export" / "student-onnx-fp32.onnx"], load_profile("cuda-trt"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="no artifacts for profile jetson-orin-trt-fp16"):
+        find_artifacts([tmp_path / "empty"], load_profile("jetson-orin-trt-fp16"))
+
+
+def test_tensorrt_profile_without_tensorrt_is_one_line(tmp_path, monkeypatch):
+    fake_engines(tmp_path / "export")
+    args = ["profile", str(tmp_path / "export"), "--profile", "jetson-orin-trt-fp16"]
+    monkeypatch.setitem(sys.modules, "tensorrt", None)  # import tensorrt -> ImportError
+    assert_user_error(
+        CliRunner().invoke(cli, args), "needs the tensorrt package", "pip install tensorrt cuda-python"
+    )
+
+    # TensorRT present but no cuda-python
+    monkeypatch.setitem(sys.modules, "tensorrt", types.SimpleNamespace(__version__="10.3.0"))
+    for name in ("cuda", "cuda.bindings", "cuda.bindings.runtime", "cuda.cudart"):
+        monkeypatch.setitem(sys.modules, name, None)
+    assert_user_error(CliRunner().invoke(cli, args), "needs cuda-python", "pip install tensorrt cuda-python")
+
+
+def test_tensorrt_profile_without_a_gpu_is_one_line(tmp_path, monkeypatch):
+    from dait_edge.profiling import trt_runner
+
+    try:
+        cudart = trt_runner.import_cudart()
+    except ImportError:
+        pytest.skip("cuda-python is not installed here")
+    if trt_runner.gpu_name(cudart) is not None:
+        pytest.skip("this machine has a GPU")
+    fake_engines(tmp_path / "export")
+    monkeypatch.setitem(sys.modules, "tensorrt", types.SimpleNamespace(__version__="10.3.0"))
+    result = CliRunner().invoke(cli, ["profile", str(tmp_path / "export"), "--profile", "cuda-trt"])
+    assert_user_error(result, "profile cuda-trt needs a CUDA GPU; none found here")
+
+
+# ------------------------------------------------------------------------------ the TensorRT runner, on fakes
+
+
+class FakeCudart:
+    """The cuda-python calls the runner makes; "device" memory is host memory, a graph replays its enqueues."""
+
+    class cudaError_t(enum.Enum):  # noqa: N801 - cuda-python's names
+        cudaSuccess = 0
+        cudaErrorStreamCaptureInvalidated = 901
+
+    class cudaMemcpyKind(enum.Enum):  # noqa: N801
+        cudaMemcpyHostToDevice = 1
+        cudaMemcpyDeviceToHost = 2
+
+    class cudaStreamCaptureMode(enum.Enum):  # noqa: N801
+        cudaStreamCaptureModeThreadLocal = 1
+
+    def __init__(self, capture_fails: bool = False):
+        self.ok = self.cudaError_t.cudaSuccess
+        self.capture_fails = capture_fails
+        self.capturing: list | None = None
+        self.blocks: dict[int, np.ndarray] = {}
+
+    def cudaGetDeviceCount(self):
+        return self.ok, 1
+
+    def cudaGetDeviceProperties(self, index):
+        return self.ok, types.SimpleNamespace(name=b"Fake GPU\x00\x00")
+
+    def cudaMalloc(self, nbytes):
+        block = np.zeros(nbytes, np.uint8)
+        self.blocks[block.ctypes.data] = block
+        return self.ok, block.ctypes.data
+
+    def cudaFree(self, pointer):
+        del self.blocks[pointer]
+        return (self.ok,)
+
+    def cudaMemcpyAsync(self, dst, src, nbytes, kind, stream):
+        ctypes.memmove(dst, src, nbytes)
+        return (self.ok,)
+
+    def cudaStreamCreate(self):
+        return self.ok, 7
+
+    def cudaStreamSynchronize(self, stream):
+        return (self.ok,)
+
+    def cudaStreamDestroy(self, stream):
+        return (self.ok,)
+
+    def cudaGetLastError(self):
+        return (self.ok,)
+
+    def cudaStreamBeginCapture(self, stream, mode):
+        self.capturing = []
+        return (self.ok,)
+
+    def cudaStreamEndCapture(self, stream):
+        graph, self.capturing = self.capturing, None
+        if self.capture_fails:
+            return self.cudaError_t.cudaErrorStreamCaptureInvalidated, None
+        return self.ok, graph
+
+    def cudaGraphInstantiate(self, graph, flags):
+        return self.ok, list(graph)
+
+    def cudaGraphLaunch(self, graph, stream):
+        for step in graph:
+            step()
+        return (self.ok,)
+
+    def cudaGraphDestroy(self, graph):
+        return (self.ok,)
+
+    def cudaGraphExecDestroy(self, graph):
+        return (self.ok,)
+
+
+def fake_tensorrt(cudart: FakeCudart, batch_range=(2, 4)):
+    """An engine for (B, 3, 8, 8) -> (B, 3) logits = the per-channel mean, B in batch_range."""
+    low, high = batch_range
+
+    class Context:
+        def __init__(self):
+            self.batch, self.addresses = None, {}
+
+        def set_input_shape(self, name, shape):
+            self.batch = shape[0]
+            return low <= shape[0] <= high
+
+        def get_tensor_shape(self, name):
+            return (self.batch, 3, 8, 8) if name == "input" else (self.batch, 3)
+
+        def set_tensor_address(self, name, pointer):
+            self.addresses[name] = pointer
+
+        def execute_async_v3(self, stream):
+            batch, source, target = self.batch, self.addresses["input"], self.addresses["logits"]
+
+            def run():
+                x = np.ctypeslib.as_array((ctypes.c_float * (batch * 192)).from_address(source))
+                logits = x.reshape(batch, 3, 64).mean(axis=2).astype(np.float32)
+                ctypes.memmove(target, logits.ctypes.data, logits.nbytes)
+
+            (cudart.capturing.append if cudart.capturing is not None else lambda step: step())(run)
+            return True
+
+    class Engine:
+        num_io_tensors = 2
+        device_memory_size_v2 = 1000
+
+        def get_tensor_name(self, index):
+            return ("input", "logits")[index]
+
+        def get_tensor_mode(self, name):
+            return "in" if name == "input" else "out"
+
+        def get_tensor_dtype(self, name):
+            return "float32"
+
+        def get_tensor_shape(self, name):
+            return (-1, 3, 8, 8) if name == "input" else (-1, 3)
+
+        def get_tensor_profile_shape(self, name, index):
+            return [(low, 3, 8, 8), (low, 3, 8, 8), (high, 3, 8, 8)]
+
+        def create_execution_context(self):
+            return Context()
+
+    class Logger:
+        WARNING = 2
+
+        def __init__(self, level):
+            pass
+
+    class Runtime:
+        def __init__(self, logger):
+            pass
+
+        def deserialize_cuda_engine(self, data):
+            return Engine() if data == b"fake engine" else None
+
+    return types.SimpleNamespace(
+        __version__="10.3.0",
+        Logger=Logger,
+        Runtime=Runtime,
+        TensorIOMode=types.SimpleNamespace(INPUT="in", OUTPUT="out"),
+        nptype=lambda kind: np.float32,
+    )
+
+
+def install_fakes(monkeypatch, cudart: FakeCudart) -> None:
+    bindings = types.SimpleNamespace(runtime=cudart)
+    monkeypatch.setitem(sys.modules, "tensorrt", fake_tensorrt(cudart))
+    monkeypatch.setitem(sys.modules, "cuda", types.SimpleNamespace(bindings=bindings))
+    monkeypatch.setitem(sys.modules, "cuda.bindings", bindings)
+    monkeypatch.setitem(sys.modules, "cuda.bindings.runtime", cudart)
+
+
+def fake_engine_dir(folder: Path) -> Path:
+    engine = folder / "student-trt-fp16-trt10.3-fake-gpu.engine"
+    folder.mkdir(parents=True)
+    engine.write_bytes(b"fake engine")
+    sidecar = {"format": "trt-fp16", "precision": "fp16", "student": "s", "input_size": [3, 8, 8]}
+    engine.with_suffix(".json").write_text(json.dumps({**sidecar, "output_name": "logits"}))
+    return engine
+
+
+@pytest.mark.parametrize("capture_fails", [False, True])
+def test_trt_runner_on_fakes(tmp_path, monkeypatch, capture_fails):
+    """The runner's own logic (buffers, batch range, chunks, CUDA graph and its fallback) on a fake TensorRT."""
+    cudart = FakeCudart(capture_fails)
+    install_fakes(monkeypatch, cudart)
+    engine = fake_engine_dir(tmp_path / "export")
+    profile = dataclasses.replace(load_profile("cuda-trt"), warmup=1, iterations=3)
+    report = profile_artifacts([tmp_path], profile, batch_sizes=[1, 2, 4, 8], save=False, log=lambda m: None)
+    rows = report["rows"]
+    assert [row["batch"] for row in rows] == [2, 4]  # the engine's profile takes 2..4
+    assert (
+        len(report["skipped"]) == 2
+        and "outside the engine's optimisation profile (2..4)" in report["skipped"][0]
+    )
+    backend = "tensorrt" if capture_fails else "tensorrt-cudagraph"
+    assert {row["backend"] for row in rows} == {backend}
+    assert ("CUDA graph capture failed" in rows[0]["note"]) == capture_fails
+    assert rows[0]["device_mem_mb"] == pytest.approx((1000 + 4 * 192 * 4 + 4 * 3 * 4) / 1e6)
+    assert report["measured"]["hardware"]["gpu"] == "Fake GPU" and rows[0]["precision"] == "fp16"
+
+    from dait_edge.profiling.trt_runner import TrtRunner
+
+    runner = TrtRunner(engine, profile)
+    images = np.random.default_rng(0).standard_normal(
+        (5, 3, 8, 8), dtype=np.float32
+    )  # chunks of 4, then 1 padded to 2
+    np.testing.assert_allclose(runner(images), images.reshape(5, 3, 64).mean(axis=2), rtol=1e-6)
+    runner.close()
+    assert not cudart.blocks  # every device buffer freed
+
+
+def test_trt_runner_rejects_an_engine_from_elsewhere(tmp_path, monkeypatch):
+    install_fakes(monkeypatch, FakeCudart())
+    engine = fake_engine_dir(tmp_path / "export")
+    engine.write_bytes(b"built by another TensorRT")
+    result = CliRunner().invoke(cli, ["profile", str(engine), "--profile", "cuda-trt"])
+    assert_user_error(result, "cannot load", "rebuild it on this machine")

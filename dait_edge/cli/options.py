@@ -47,3 +47,16 @@ def json_option(func):
     return click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON on stdout.")(
         func
     )
+
+
+def batch_sizes_option(ctx, param, value):
+    """click callback: "1,8,32" -> [1, 8, 32]."""
+    if value is None:
+        return None
+    try:
+        sizes = [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter("a comma-separated list of integers, e.g. 1,8,32") from None
+    if not sizes or min(sizes) < 1:
+        raise click.BadParameter("batch sizes must be positive integers, e.g. 1,8,32")
+    return sizes

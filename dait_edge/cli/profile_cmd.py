@@ -6,19 +6,7 @@ import json
 
 import click
 
-from dait_edge.cli.options import json_option
-
-
-def _batch_sizes(ctx, param, value):
-    if value is None:
-        return None
-    try:
-        sizes = [int(v) for v in value.split(",") if v.strip()]
-    except ValueError:
-        raise click.BadParameter("a comma-separated list of integers, e.g. 1,8,32") from None
-    if not sizes or min(sizes) < 1:
-        raise click.BadParameter("batch sizes must be positive integers, e.g. 1,8,32")
-    return sizes
+from dait_edge.cli.options import batch_sizes_option, json_option
 
 
 @click.command("profile")
@@ -30,19 +18,30 @@ def _batch_sizes(ctx, param, value):
     show_default=True,
     help="Target profile: a name from profiles/ (`dait-edge list profiles`) or a .toml path.",
 )
-@click.option("--batch-sizes", callback=_batch_sizes, help="Override the profile's batch sizes, e.g. 1,8,32.")
+@click.option(
+    "--batch-sizes", callback=batch_sizes_option, help="Override the profile's batch sizes, e.g. 1,8,32."
+)
 @click.option("--dataset", help="With --data-root: also measure top-1 on the test split.")
 @click.option("--data-root", help="The dataset folder (see `dait-edge data inspect`).")
 @click.option("--limit", type=click.IntRange(min=1), help="Score only the first N test images.")
+@click.option(
+    "--max-top1-drop",
+    type=click.FloatRange(min=0),
+    default=1.0,
+    show_default=True,
+    help="Accuracy budget for the best artifact: top-1 points it may lose against fp32.",
+)
 @json_option
-def command(artifacts, profile_name, batch_sizes, dataset, data_root, limit, as_json):
+def command(artifacts, profile_name, batch_sizes, dataset, data_root, limit, max_top1_drop, as_json):
     """Measure exported artifacts (files or folders) on a target profile.
 
     One row per artifact and batch size: latency mean/p50/p90/p99 (one request at a time after
     warm-up), throughput, process peak memory, file size, params and MACs of the student, and
     top-1 on the test split when --dataset/--data-root are given. Rows of artifacts that came from
-    a run are also saved in RUN/profile/PROFILE.json. Needs only numpy, onnxruntime, click and pillow:
-    run it on the device itself.
+    a run are also saved in RUN/profile/PROFILE.json. Then it names the best artifact per student:
+    the fastest (p50, smallest batch measured) that passed parity and stays within --max-top1-drop
+    of fp32, and why the others lost (`dait-edge report` does the same across runs and profiles).
+    Needs only numpy, onnxruntime, click and pillow: run it on the device itself.
 
     \b
     Example, on the target machine:
@@ -50,6 +49,8 @@ def command(artifacts, profile_name, batch_sizes, dataset, data_root, limit, as_
     """
     from dait_edge.profiling.api import profile_artifacts
     from dait_edge.profiling.profiles import load_profile
+    from dait_edge.report.best import choose_best, describe_best
+    from dait_edge.report.collect import annotate_rows
 
     profile = load_profile(profile_name)
     log = (lambda msg: click.echo(msg, err=True)) if as_json else click.echo
@@ -62,5 +63,15 @@ def command(artifacts, profile_name, batch_sizes, dataset, data_root, limit, as_
         limit=limit,
         log=log,
     )
+    # The best artifact is judged at the smallest batch profiled: the single-request latency on the device.
+    rows = annotate_rows(result["rows"], result["measured"])
+    best = choose_best(
+        rows, max_top1_drop=max_top1_drop, batch=min((row["batch"] for row in rows), default=1)
+    )
+    log(
+        f"best artifact per student (at most {max_top1_drop:g} top-1 point{'' if max_top1_drop == 1 else 's'} below fp32):"
+    )
+    for line in describe_best(best):
+        log(f"  {line}")
     if as_json:
-        click.echo(json.dumps(result, indent=2))
+        click.echo(json.dumps({**result, "best": best}, indent=2))

@@ -1,5 +1,6 @@
 """Measure exported artifacts on the target: latency percentiles, throughput, memory, size.
 
-Nothing here imports torch: profiling ONNX artifacts on a device needs only numpy, onnxruntime,
-click and pillow (a torch runner, when one is chosen, imports torch itself).
+One runner per runtime, imported only when a profile picks it: onnxruntime (ort_runner), TensorRT
+engines (trt_runner: tensorrt + cuda-python) and the PyTorch student (torch_runner). Profiling ONNX
+artifacts on a device therefore needs only numpy, onnxruntime, click and pillow.
 """

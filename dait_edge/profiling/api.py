@@ -1,10 +1,20 @@
-"""`profile_artifacts`: one row per artifact x batch size, saved beside the run it came from."""
+"""`profile_artifacts`: one row per artifact x mode x batch size, saved beside the run it came from.
+
+The profile's runtime picks the runner, and only that runner's module is imported: ONNX artifacts
+need numpy and onnxruntime, TensorRT engines tensorrt and cuda-python, and only the torch runtime
+imports torch. Every runner offers the same small surface:
+
+    require(profile) -> versions       module function: a one-line UserError when something is missing
+    Runner(artifact, profile)          .artifact (the file measured), .sidecar (preprocessing, format,
+                                       precision, parity), .providers, .note, .versions, .modes
+    runner.timed(batch, mode) -> Timed a request ready for `measure` (device input, sync, backend name)
+    runner(images) -> logits           for top-1 on the test split
+    runner.close()
+"""
 
 from __future__ import annotations
 
-import functools
-import json
-import platform
+import importlib
 import resource
 import time
 from pathlib import Path
@@ -12,57 +22,28 @@ from pathlib import Path
 import numpy as np
 
 from dait_edge.errors import UserError
+from dait_edge.profiling.artifacts import find_artifacts, run_summary_of
+from dait_edge.profiling.hardware import hardware
 from dait_edge.profiling.profiles import Profile
 from dait_edge.profiling.timing import measure
 from dait_edge.utils.io import write_json_atomic
 
+__all__ = ["find_artifacts", "profile_artifacts", "run_summary_of", "runner_module"]
 
-def find_artifacts(paths: list[str | Path], profile: Profile) -> list[Path]:
-    """Files as given; folders contribute their ONNX artifacts whose format the profile targets."""
-    found: list[Path] = []
-    for raw in paths:
-        path = Path(raw)
-        if path.is_file():
-            found.append(path)
-        elif path.is_dir():
-            for candidate in sorted(path.rglob("*.onnx")):
-                sidecar = candidate.with_suffix(".json")
-                if not sidecar.is_file():
-                    continue
-                fmt = json.loads(sidecar.read_text()).get("format")
-                if not profile.formats or fmt in profile.formats:
-                    found.append(candidate)
-        else:
-            raise UserError(f"{path} does not exist; pass exported artifacts or the folder that holds them.")
-    if not found:
-        raise UserError(
-            f"no artifacts for profile {profile.name} (formats {', '.join(profile.formats)}) under"
-            f" {', '.join(map(str, paths))}; run `dait-edge export` first."
-        )
-    return found
+RUNNERS = {
+    "onnxruntime": ("dait_edge.profiling.ort_runner", "OrtRunner"),
+    "tensorrt": ("dait_edge.profiling.trt_runner", "TrtRunner"),
+    "torch": ("dait_edge.profiling.torch_runner", "TorchRunner"),
+}
+TIMING = (
+    "single stream: one request at a time after warm-up, random inputs of the artifact's shape; on a GPU the"
+    " input stays in device memory and the clock stops after the device synchronises"
+)
 
 
-def run_summary_of(artifact: Path) -> tuple[Path | None, dict]:
-    """The distill run an artifact came from (its summary.json), if it lives inside one."""
-    for parent in artifact.resolve().parents:
-        summary = parent / "summary.json"
-        if summary.is_file() and (parent / "manifest.json").is_file():
-            return parent, json.loads(summary.read_text())
-    return None, {}
-
-
-def hardware() -> dict:
-    import os
-
-    import onnxruntime as ort
-
-    return {
-        "machine": platform.machine(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "platform": platform.platform(),
-        "onnxruntime": ort.__version__,
-    }
+def runner_module(runtime: str):
+    """The runner module for a runtime, imported now (so torch / tensorrt load only when chosen)."""
+    return importlib.import_module(RUNNERS[runtime][0])
 
 
 def _test_top1(runner, sidecar: dict, dataset: str, data_root: str, limit: int | None) -> float:
@@ -81,6 +62,33 @@ def _test_top1(runner, sidecar: dict, dataset: str, data_root: str, limit: int |
     return 100.0 * correct / max(len(samples), 1)
 
 
+def _row(runner, profile: Profile, timed, batch: int, latency: dict, summary: dict, top1) -> dict:
+    device_mem = runner.device_memory_mb() if hasattr(runner, "device_memory_mb") else None
+    return {
+        "artifact": str(runner.artifact),
+        "profile": profile.name,
+        "format": runner.sidecar.get("format"),
+        "student": runner.sidecar.get("student"),
+        "backend": timed.backend,
+        "providers": runner.providers,
+        "precision": runner.sidecar.get("precision"),
+        "batch": batch,
+        "latency_ms": latency,
+        "throughput_ips": 1e3 * batch / latency["mean"],
+        "peak_mem_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+        "device_mem_mb": device_mem,
+        "size_mb": Path(runner.artifact).stat().st_size / 1e6,
+        "params": summary.get("params"),
+        "macs": summary.get("macs"),
+        "top1": top1,
+        "parity_passed": (runner.sidecar.get("parity") or {}).get("passed"),
+        "within_budget": None
+        if profile.latency_budget_ms is None
+        else latency["p99"] <= profile.latency_budget_ms,
+        "note": "; ".join(n for n in (runner.note, timed.note) if n),
+    }
+
+
 def profile_artifacts(
     paths: list[str | Path],
     profile: Profile,
@@ -93,73 +101,54 @@ def profile_artifacts(
     log=print,
 ) -> dict:
     """Measure every artifact on `profile`; rows of artifacts from a run are saved in RUN/profile/."""
-    from dait_edge.profiling.ort_runner import OrtRunner
-
-    if profile.runtime != "onnxruntime":
-        raise UserError(
-            f"profile {profile.name} needs the {profile.runtime} runner, which this version does not have yet;"
-            " use an onnxruntime profile (x86-ort-cpu-fp32, x86-ort-cpu-int8, arm-ort-cpu-int8, cuda-ort-trt)."
-        )
     if (dataset is None) != (data_root is None):
         raise UserError("--dataset and --data-root go together (top-1 on the test split needs both).")
+    module = runner_module(profile.runtime)
+    versions = module.require(profile)  # a missing runtime or GPU is reported before any artifact is read
+    Runner = getattr(module, RUNNERS[profile.runtime][1])
     batches = list(batch_sizes or profile.batch_sizes)
-    rows, by_run = [], {}
+    rows, skipped, by_run = [], [], {}
     for artifact in find_artifacts(paths, profile):
-        sidecar_file = artifact.with_suffix(".json")
-        if not sidecar_file.is_file():
-            raise UserError(
-                f"{artifact} has no sidecar {sidecar_file.name}; export it with `dait-edge export`."
-            )
-        sidecar = json.loads(sidecar_file.read_text())
-        runner = OrtRunner(artifact, sidecar, profile.providers, profile.threads)
-        run_dir, summary = run_summary_of(artifact)
-        top1 = _test_top1(runner, sidecar, dataset, data_root, limit) if dataset else None
-        for batch in batches:
-            images = runner.random_input(batch)
-            latency = measure(
-                functools.partial(runner, images),
-                warmup=profile.warmup,
-                iterations=profile.iterations,
-                duration_s=profile.duration_s,
-            )
-            row = {
-                "artifact": str(artifact),
-                "format": sidecar.get("format"),
-                "student": sidecar.get("student"),
-                "backend": runner.backend,
-                "providers": runner.providers,
-                "precision": sidecar.get("precision"),
-                "batch": batch,
-                "latency_ms": latency,
-                "throughput_ips": 1e3 * batch / latency["mean"],
-                "peak_mem_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
-                "size_mb": artifact.stat().st_size / 1e6,
-                "params": summary.get("params"),
-                "macs": summary.get("macs"),
-                "top1": top1,
-                "parity_passed": (sidecar.get("parity") or {}).get("passed"),
-                "within_budget": None
-                if profile.latency_budget_ms is None
-                else latency["p99"] <= profile.latency_budget_ms,
-                "note": runner.note,
-            }
-            rows.append(row)
-            log(
-                f"{artifact.name} batch {batch}: p50 {latency['p50']:.2f} ms, p99 {latency['p99']:.2f} ms,"
-                f" {row['throughput_ips']:.1f} img/s"
-            )
-            if run_dir is not None:
-                by_run.setdefault(run_dir, []).append(row)
+        runner = Runner(artifact, profile)
+        try:
+            run_dir, summary = run_summary_of(runner.artifact)
+            top1 = _test_top1(runner, runner.sidecar, dataset, data_root, limit) if dataset else None
+            for mode in runner.modes:
+                for batch in batches:
+                    timed = runner.timed(batch, mode)
+                    if timed.skip:
+                        skipped.append(f"{artifact.name} {timed.backend} batch {batch}: {timed.skip}")
+                        log(f"skipped {skipped[-1]}")
+                        continue
+                    latency = measure(
+                        timed.run_once,
+                        warmup=profile.warmup,
+                        iterations=profile.iterations,
+                        duration_s=profile.duration_s,
+                        sync=timed.sync,
+                    )
+                    row = _row(runner, profile, timed, batch, latency, summary, top1)
+                    rows.append(row)
+                    log(
+                        f"{artifact.name} {timed.backend} batch {batch}: p50 {latency['p50']:.2f} ms,"
+                        f" p99 {latency['p99']:.2f} ms, {row['throughput_ips']:.1f} img/s"
+                    )
+                    if run_dir is not None:
+                        by_run.setdefault(run_dir, []).append(row)
+        finally:
+            runner.close()
     measured = {
         "profile": profile.name,
         "profile_file": profile.source,
+        "runtime": profile.runtime,
         "threads": profile.threads or "runtime default",
         "warmup": profile.warmup,
         "iterations": profile.iterations,
         "duration_s": profile.duration_s,
-        "timing": "single stream: one request at a time after warm-up; random inputs of the sidecar's shape",
-        "memory": "peak resident set size of the profiling process (ru_maxrss)",
-        "hardware": hardware(),
+        "latency_budget_ms": profile.latency_budget_ms,
+        "timing": TIMING,
+        "memory": "peak resident set size of the profiling process (ru_maxrss); device_mem_mb on a GPU",
+        "hardware": hardware(versions),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     if save:
@@ -167,4 +156,4 @@ def profile_artifacts(
             write_json_atomic(
                 run_dir / "profile" / f"{profile.name}.json", {"measured": measured, "rows": run_rows}
             )
-    return {"measured": measured, "rows": rows}
+    return {"measured": measured, "rows": rows, "skipped": skipped}

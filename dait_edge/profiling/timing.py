@@ -4,8 +4,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
+
+
+@dataclass
+class Timed:
+    """One way of running an artifact at one batch size, ready for `measure`; `skip` says why it cannot."""
+
+    run_once: Callable[[], object] | None
+    backend: str
+    sync: Callable[[], None] | None = None  # waits for the device; None on the CPU
+    note: str = ""
+    skip: str = ""
 
 
 def measure(

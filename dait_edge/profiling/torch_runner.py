@@ -1,0 +1,234 @@
+"""PyTorch runner: the distilled student itself, eager or torch.compile'd, on the CPU or a CUDA GPU.
+
+The baseline every exported artifact is judged against. torch is imported here only, so a light
+install (numpy, onnxruntime, click, pillow) can still profile ONNX artifacts.
+
+Profile keys (besides the common ones): providers = ["cpu"] or ["cuda"], modes = ["eager",
+"compiled"], cuda_graphs = true (CUDA only: also replay the eager model from a captured CUDA graph,
+and compile with mode="reduce-overhead", which uses CUDA graphs), precision = "fp32" | "fp16" |
+"bf16" (half precisions on CUDA only), channels_last = true.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from dait_edge.errors import UserError
+from dait_edge.profiling.ort_runner import random_input
+from dait_edge.profiling.profiles import Profile
+from dait_edge.profiling.timing import Timed
+
+MODES = ("eager", "compiled")
+PRECISIONS = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+GRAPH_WARMUP = 3  # eager calls on a side stream before capture: cuDNN / cuBLAS pick their kernels
+
+
+@dataclass(frozen=True)
+class TorchSettings:
+    device: str  # "cpu", "cuda", "cuda:1"
+    modes: tuple[str, ...]
+    cuda_graphs: bool
+    precision: str
+    channels_last: bool
+
+    @property
+    def on_cuda(self) -> bool:
+        return self.device.startswith("cuda")
+
+
+def settings_of(profile: Profile) -> TorchSettings:
+    extra = profile.extra
+    where = f"profile {profile.name} ({profile.source or 'no file'})"
+    device = (profile.providers or ("cpu",))[0].lower()
+    if device != "cpu" and not device.startswith("cuda"):
+        raise UserError(
+            f'{where}: providers must be ["cpu"] or ["cuda"] for the torch runtime, not {device!r}.'
+        )
+    modes = extra.get("modes", ["eager"])
+    if isinstance(modes, str) or not modes or any(m not in MODES for m in modes):
+        raise UserError(f"{where}: modes must be a list drawn from {', '.join(MODES)}, not {modes!r}.")
+    precision = extra.get("precision", "fp32")
+    if precision not in PRECISIONS:
+        raise UserError(f"{where}: precision must be one of {', '.join(PRECISIONS)}, not {precision!r}.")
+    if precision != "fp32" and device == "cpu":
+        raise UserError(
+            f'{where}: precision {precision} is measured on CUDA only; use precision = "fp32" on the CPU.'
+        )
+    return TorchSettings(
+        device,
+        tuple(dict.fromkeys(modes)),
+        bool(extra.get("cuda_graphs", False)),
+        precision,
+        bool(extra.get("channels_last", False)),
+    )
+
+
+def require(profile: Profile) -> dict[str, str]:
+    """Versions (and the GPU) for the hardware line; a one-line error when torch or the GPU is missing."""
+    try:
+        import torch
+    except ImportError:
+        raise UserError(
+            f"profile {profile.name} measures the PyTorch student and needs torch: pip install 'dait-edge[full]'"
+            " (ONNX artifacts need only an onnxruntime profile such as x86-ort-cpu-fp32)."
+        ) from None
+    settings = settings_of(profile)
+    versions = {"torch": torch.__version__}
+    if settings.on_cuda:
+        if not torch.cuda.is_available():
+            raise UserError(
+                f"profile {profile.name} needs a CUDA GPU; none found here — use x86-torch-cpu on this machine,"
+                " or run it where torch.cuda.is_available() is true."
+            )
+        versions |= {"gpu": torch.cuda.get_device_name(settings.device), "cuda": str(torch.version.cuda)}
+    return versions
+
+
+class TorchRunner:
+    """One run's student; `modes` are the rows it gives per batch size (eager, eager-cudagraph, compiled)."""
+
+    def __init__(self, artifact: Path, profile: Profile):
+        import torch
+
+        from dait_edge.export.api import load_student, resolve_run
+
+        self.torch = torch
+        self.profile = profile
+        self.settings = s = settings_of(profile)
+        self.versions = require(profile)
+        info = resolve_run(artifact)
+        self.artifact = info.checkpoint  # size_mb is the checkpoint's; rows are saved in its run
+        self.device = torch.device(s.device)
+        self.dtype = getattr(torch, PRECISIONS[s.precision])
+        self.memory_format = torch.channels_last if s.channels_last else torch.contiguous_format
+        model = load_student(info).to(self.device, self.dtype)
+        self.model = model.to(memory_format=self.memory_format).eval()
+        # What preprocess() needs (as in a sidecar), so top-1 comes from the same pixels as the ONNX rows'.
+        self.sidecar = {
+            **info.data_config,
+            "format": "checkpoint",
+            "student": info.summary.get("student"),
+            "precision": s.precision,
+            "parity": None,
+        }
+        self.input_size = tuple(info.data_config["input_size"])
+        self.providers = [str(self.device)]
+        self.note = (
+            "cuda_graphs applies on CUDA only; ignored on the CPU" if s.cuda_graphs and not s.on_cuda else ""
+        )
+        self.modes = tuple(
+            variant
+            for mode in s.modes
+            for variant in (
+                (mode, "eager-cudagraph") if mode == "eager" and s.cuda_graphs and s.on_cuda else (mode,)
+            )
+        )
+        self._compiled = None
+        self._graphs: list = []  # keep captured graphs (and their memory pools) alive until close()
+        self._threads_before = torch.get_num_threads()
+        if profile.threads:
+            torch.set_num_threads(profile.threads)  # process-wide: close() restores it
+
+    # ------------------------------------------------------------------ inputs and calls
+
+    def _tensor(self, images: np.ndarray):
+        x = self.torch.from_numpy(np.ascontiguousarray(images)).to(self.device, self.dtype)
+        return x.contiguous(memory_format=self.memory_format)
+
+    def _sync(self):
+        return self.torch.cuda.synchronize if self.settings.on_cuda else None
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        """Logits of the eager model (top-1 on the test split); every mode computes the same function."""
+        with self.torch.inference_mode():
+            return self.model(self._tensor(images)).float().cpu().numpy()
+
+    def timed(self, batch: int, mode: str) -> Timed:
+        # The input lives on the device already: a request is the forward pass (plus the GPU sync).
+        if self.settings.on_cuda:
+            self.torch.cuda.reset_peak_memory_stats(self.device)  # device memory per row, not per process
+        x = self._tensor(random_input(self.input_size, batch))
+        if mode == "eager":
+            return Timed(self._in_inference_mode(self.model, x), "torch-eager", self._sync())
+        if mode == "eager-cudagraph":
+            return self._cuda_graph(x)
+        return self._compiled_call(x, batch)
+
+    def _in_inference_mode(self, fn, x):
+        torch = self.torch
+
+        def run_once():
+            with torch.inference_mode():
+                return fn(x)
+
+        return run_once
+
+    def _cuda_graph(self, x) -> Timed:
+        torch = self.torch
+        try:
+            with torch.inference_mode():
+                side = torch.cuda.Stream()
+                side.wait_stream(torch.cuda.current_stream())
+                with torch.cuda.stream(side):  # warm-up off the default stream, as capture requires
+                    for _ in range(GRAPH_WARMUP):
+                        self.model(x)
+                torch.cuda.current_stream().wait_stream(side)
+                graph = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(graph):
+                    self.model(x)  # x stays the graph's static input; replay reads it in place
+            torch.cuda.synchronize()
+        except RuntimeError as err:
+            reason = (str(err).splitlines() or ["?"])[0][:160]
+            return Timed(None, "torch-eager-cudagraph", skip=f"CUDA graph capture failed ({reason})")
+        self._graphs.append((graph, x))
+        return Timed(
+            graph.replay, "torch-eager-cudagraph", torch.cuda.synchronize, "one CUDA graph replay per request"
+        )
+
+    def _compiled_call(self, x, batch: int) -> Timed:
+        torch = self.torch
+        s = self.settings
+        if self._compiled is None:
+            # Static shapes: each batch size gets its own specialised graph, as a deployment would.
+            mode = "reduce-overhead" if s.on_cuda and s.cuda_graphs else None
+            self._compiled = torch.compile(self.model, mode=mode, dynamic=False)
+        run_once = self._in_inference_mode(self._compiled, x)
+        started = time.perf_counter()
+        try:
+            run_once()  # compiles for this shape
+            if s.on_cuda:
+                torch.cuda.synchronize()
+        except Exception as err:  # noqa: BLE001 - dynamo / inductor raise many types; the user needs one line
+            reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+            raise UserError(
+                f"torch.compile failed for {self.sidecar['student']} ({type(err).__name__}: {reason}); remove"
+                f' "compiled" from modes in {self.profile.source or "the profile"} or check the C++ compiler.'
+            ) from None
+        compile_s = time.perf_counter() - started
+        how = "reduce-overhead (CUDA graphs)" if s.on_cuda and s.cuda_graphs else "default mode"
+        return Timed(
+            run_once,
+            "torch-compiled",
+            self._sync(),
+            f"torch.compile {how}; batch {batch} compiled in {compile_s:.1f} s",
+        )
+
+    def device_memory_mb(self) -> float | None:
+        if not self.settings.on_cuda:
+            return None
+        return self.torch.cuda.max_memory_allocated(self.device) / 1e6
+
+    def close(self) -> None:
+        self._graphs.clear()
+        if self._compiled is not None:
+            # The next student starts from an empty dynamo cache (its cache-size limit is per code object).
+            self.torch._dynamo.reset()
+            self._compiled = None
+        self.model = None
+        self.torch.set_num_threads(self._threads_before)
+        if self.settings.on_cuda:
+            self.torch.cuda.empty_cache()

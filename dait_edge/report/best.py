@@ -1,0 +1,257 @@
+"""`choose_best`: per student and profile, the fastest artifact that keeps its accuracy, and why the others lost."""
+
+from __future__ import annotations
+
+# Fewer bits should run faster; when one does not, the report says so in those words.
+PRECISION_BITS = {"int4": 4, "int8": 8, "fp8": 8, "fp16": 16, "bf16": 16, "fp32": 32}
+PARITY_FAILED = "failed parity against PyTorch at export"
+PARITY_WAIVED = "below the parity threshold at export, but its measured top-1 is within the budget"
+NO_TOP1 = "top-1 not measured (profile with --dataset/--data-root); accuracy judged by export parity"
+NO_REFERENCE = (
+    "no fp32 reference top-1 (no fp32 artifact profiled with --dataset, no PyTorch top-1 in the run summary);"
+    " accuracy judged by export parity"
+)
+DROP_SLACK = 1e-9  # a drop of exactly the budget is within it, whatever the float rounding
+
+
+def candidate_label(row: dict) -> str:
+    """The format, plus the backend where one file is measured several ways (a checkpoint eager / compiled)."""
+    backend = str(row.get("backend") or "")
+    return f"{row.get('format')} ({backend})" if backend.startswith("torch") else str(row.get("format"))
+
+
+def candidate_key(row: dict) -> tuple:
+    """What is chosen between: an artifact as run by one backend."""
+    return (row.get("profile"), row.get("artifact"), row.get("backend"))
+
+
+def rows_at_batch(rows: list[dict], batch: int) -> list[dict]:
+    """One row per candidate: the one at `batch`, else the one at the smallest batch measured."""
+    by_artifact: dict[tuple, list[dict]] = {}
+    for row in rows:
+        by_artifact.setdefault(candidate_key(row), []).append(row)
+    picked = []
+    for measured in by_artifact.values():
+        exact = [row for row in measured if row.get("batch") == batch]
+        picked.append(exact[0] if exact else min(measured, key=lambda row: row.get("batch") or 0))
+    return picked
+
+
+def choose_best(rows: list[dict], max_top1_drop: float = 1.0, batch: int = 1) -> list[dict]:
+    """The fastest artifact per (student, profile) that keeps its accuracy; entries ordered by student, profile.
+
+    Each artifact is compared at `batch` (else at the smallest batch it was measured at, and it says so).
+    Gates, in order: top-1 may be at most `max_top1_drop` points below the reference (the best measured
+    fp32 artifact's top-1, else the run's PyTorch top-1); without a measured top-1 or a reference, export
+    parity must not have failed instead; p99 must meet the profile's latency budget, unless no accurate
+    artifact does. The lowest p50 among the rest wins; every candidate carries
+    the reason it was chosen or lost.
+    """
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        groups.setdefault((row.get("student"), row.get("profile")), []).append(row)
+    ordered = sorted(groups.items(), key=lambda item: (str(item[0][0] or ""), str(item[0][1] or "")))
+    return [
+        _best_of_group(student, profile, group, max_top1_drop, batch) for (student, profile), group in ordered
+    ]
+
+
+def reference_top1(rows: list[dict]) -> tuple[float | None, str | None]:
+    """The top-1 the budget is measured against: the best measured fp32 artifact, else PyTorch's, else none."""
+    fp32 = [row for row in rows if _is_fp32(row) and row.get("top1") is not None]
+    if fp32:
+        best = max(fp32, key=lambda row: row["top1"])
+        return float(best["top1"]), f"{best.get('format') or 'fp32'} artifact"
+    torch_top1 = [row["torch_top1"] for row in rows if row.get("torch_top1") is not None]
+    if torch_top1:
+        return float(max(torch_top1)), "PyTorch checkpoint"
+    return None, None
+
+
+def describe_best(entries: list[dict]) -> list[str]:
+    """Lines for a terminal: the chosen artifact per student and profile, then why each other one lost."""
+    lines = []
+    for entry in entries:
+        where = f"{entry['student'] or 'unknown student'} on {entry['profile'] or 'unnamed profile'}"
+        if entry["chosen"] is None:
+            lines.append(f"{where}: no artifact qualifies")
+        else:
+            chosen = next(c for c in entry["candidates"] if c["status"] == "chosen")
+            lines.append(f"{where}: {chosen['label']}  {entry['chosen']}")
+        lines.append(f"  {entry['note']}")
+        lines += [f"  - {c['label']}: {c['reason']}" for c in entry["candidates"] if c["status"] != "chosen"]
+    return lines
+
+
+def _best_of_group(student, profile, rows: list[dict], max_top1_drop: float, batch: int) -> dict:
+    reference, reference_label = reference_top1(rows)
+    short_reference = "fp32" if reference_label and reference_label.endswith("artifact") else "PyTorch"
+    candidates = [
+        _candidate(row, reference, short_reference, max_top1_drop, batch)
+        for row in rows_at_batch(rows, batch)
+    ]
+    accurate = [c for c in candidates if not c["_accuracy"] and c["latency_p50"] is not None]
+    in_budget = [c for c in accurate if not c["_over_budget"]]
+    nothing_meets_budget = bool(accurate) and not in_budget
+    pool = in_budget or accurate
+    winner = min(pool, key=_speed_order) if pool else None
+
+    for c in candidates:
+        if c is winner:
+            c["status"], c["reason"] = "chosen", _why_chosen(c, pool, candidates, nothing_meets_budget)
+        else:
+            c["status"], c["reason"] = "lost", _why_lost(c, winner, nothing_meets_budget)
+        if c["batch"] != batch:
+            c["reason"] += f" (measured at batch {c['batch']}; no batch-{batch} run)"
+
+    note = _note(winner, candidates, reference, reference_label, max_top1_drop, batch, nothing_meets_budget)
+    candidates.sort(key=lambda c: (c["status"] != "chosen", *_speed_order(c)))
+    return {
+        "student": student,
+        "profile": profile,
+        "batch": batch,
+        "chosen": winner["artifact"] if winner else None,
+        "chosen_format": winner["format"] if winner else None,
+        "chosen_backend": winner["backend"] if winner else None,
+        "reference_top1": reference,
+        "reference": reference_label,
+        "max_top1_drop": max_top1_drop,
+        "note": note,
+        "candidates": [{k: v for k, v in c.items() if not k.startswith("_")} for c in candidates],
+    }
+
+
+def _candidate(row: dict, reference, short_reference: str, max_top1_drop: float, batch: int) -> dict:
+    latency = row.get("latency_ms") or {}
+    top1 = row.get("top1")
+    drop = reference - top1 if reference is not None and top1 is not None else None
+    accuracy = []
+    # Export parity (top-1 agreement with PyTorch) stands in for accuracy only where top-1 was not measured:
+    # a near-tied model flips a few predictions either way, and the user's budget is in top-1 points.
+    if row.get("parity_passed") is False and drop is None:
+        accuracy.append(PARITY_FAILED)
+    if drop is not None and drop > max_top1_drop + DROP_SLACK:
+        accuracy.append(
+            f"top-1 {top1:.1f}% is {_drop_text(drop, max_top1_drop)} points below {short_reference}"
+            f" (budget {_num(max_top1_drop)})"
+        )
+    over_budget = None
+    if row.get("within_budget") is False:
+        budget = row.get("latency_budget_ms")
+        budget_text = f"{budget:g} ms budget" if budget is not None else "latency budget"
+        over_budget = f"p99 {_ms(latency.get('p99'))} ms over the profile's {budget_text}"
+    return {
+        "artifact": row.get("artifact"),
+        "format": row.get("format"),
+        "backend": row.get("backend"),
+        "label": candidate_label(row),
+        "precision": row.get("precision"),
+        "batch": row.get("batch", batch),
+        "run_dir": row.get("run_dir"),
+        "latency_p50": latency.get("p50"),
+        "top1": top1,
+        "top1_drop": drop,
+        "status": None,
+        "reason": "",
+        "_accuracy": accuracy,
+        "_over_budget": over_budget,
+        "_parity": row.get("parity_passed"),
+    }
+
+
+def _speed_order(c: dict) -> tuple:
+    # Ties go to the artifact with more precision, then by name, so the choice never depends on input order.
+    p50 = c["latency_p50"]
+    return (p50 is None, p50 or 0.0, -_bits(c), str(c["format"]), str(c["artifact"]), str(c["backend"]))
+
+
+def _why_chosen(c: dict, pool: list[dict], candidates: list[dict], nothing_meets_budget: bool) -> str:
+    if len(candidates) == 1:
+        reason = f"the only artifact profiled (p50 {_ms(c['latency_p50'])} ms)"
+    elif len(pool) == 1:
+        reason = f"the only artifact that passes the gates (p50 {_ms(c['latency_p50'])} ms)"
+    else:
+        reason = (
+            f"fastest of {len(pool)} artifacts within the accuracy budget (p50 {_ms(c['latency_p50'])} ms)"
+        )
+    if nothing_meets_budget:
+        reason += f"; {c['_over_budget']} (no accurate artifact meets it)"
+    if c["_parity"] is False and c["top1_drop"] is not None:
+        reason += f"; {PARITY_WAIVED}"
+    if c["top1"] is None:
+        reason += (
+            "; top-1 not measured, accuracy judged by export parity"
+            if c["_parity"]
+            else "; accuracy not verified (no top-1, no parity check at export)"
+        )
+    return reason
+
+
+def _why_lost(c: dict, winner: dict | None, nothing_meets_budget: bool) -> str:
+    if c["_accuracy"]:
+        return "; ".join(c["_accuracy"])
+    if c["latency_p50"] is None:
+        return "no latency measured"
+    if c["_over_budget"] and not nothing_meets_budget:
+        return c["_over_budget"]
+    mine, theirs = c["latency_p50"], winner["latency_p50"]
+    if mine == theirs:
+        return (
+            f"ties with {winner['label']} at p50 {_ms(mine)} ms; the tie goes to more precision, then by name"
+        )
+    if _bits(c) < _bits(winner):
+        return (
+            f"{c['precision']} slower than {winner['precision']} on this hardware"
+            f" (p50 {_ms(mine)} vs {_ms(theirs)} ms)"
+        )
+    ratio = f" ({mine / theirs:.1f}x)" if theirs > 0 else ""
+    return f"slower: p50 {_ms(mine)} ms vs {_ms(theirs)} ms for {winner['label']}{ratio}"
+
+
+def _note(winner, candidates, reference, reference_label, max_top1_drop, batch, nothing_meets_budget) -> str:
+    if winner is None:
+        lost = "; ".join(f"{c['label']}: {c['reason']}" for c in candidates)
+        note = f"no artifact qualifies ({lost})"
+        return f"{note}; {NO_TOP1}" if all(c["top1"] is None for c in candidates) else note
+    parts = [f"{winner['label']} is the fastest accurate artifact (p50 {_ms(winner['latency_p50'])} ms"]
+    parts[0] += (
+        f" at batch {winner['batch']}, not {batch})" if winner["batch"] != batch else f" at batch {batch})"
+    )
+    if winner["top1"] is None:
+        parts.append(NO_TOP1)
+    elif reference is None:
+        parts.append(NO_REFERENCE)
+    elif winner["precision"] == "fp32" and winner["top1"] == reference:
+        parts.append(f"top-1 {winner['top1']:.1f}%, the fp32 reference")
+    else:
+        parts.append(
+            f"top-1 {winner['top1']:.1f}% against {reference:.1f}% for the {reference_label}"
+            f" (budget {_num(max_top1_drop)} point{'' if max_top1_drop == 1 else 's'})"
+        )
+    if nothing_meets_budget:
+        parts.append("nothing meets the profile's latency budget; chose the fastest accurate artifact anyway")
+    return "; ".join(parts)
+
+
+def _is_fp32(row: dict) -> bool:
+    return row.get("format") == "onnx-fp32" or row.get("precision") == "fp32"
+
+
+def _bits(c: dict) -> int:
+    return PRECISION_BITS.get(str(c.get("precision")), 32)
+
+
+def _ms(value) -> str:
+    if value is None:
+        return "?"
+    return f"{value:.1f}" if value >= 1 else f"{value:.2f}" if value >= 0.1 else f"{value:.3f}"
+
+
+def _num(value: float) -> str:
+    return f"{value:.1f}" if round(value, 1) == value else f"{value:g}"
+
+
+def _drop_text(drop: float, budget: float) -> str:
+    # 1.04 points over a 1.0 budget must not read "1.0 points below (budget 1.0)".
+    text = f"{drop:.1f}"
+    return text if float(text) > budget else f"{drop:.2f}"
