@@ -19,6 +19,7 @@ def cli() -> None:
 
     \b
     The flow:  data inspect -> zero-shot -> distill -> export -> profile -> report
+    All four students at once:  sweep
     Start with `dait-edge demo` (offline, synthetic data), or `dait-edge list students`.
     """
 
@@ -32,10 +33,22 @@ def _register_commands() -> None:
         export_cmd,
         list_cmd,
         profile_cmd,
+        report_cmd,
+        sweep_cmd,
         zero_shot_cmd,
     )
 
-    for module in (list_cmd, data_cmd, zero_shot_cmd, distill_cmd, export_cmd, profile_cmd, demo_cmd):
+    for module in (
+        list_cmd,
+        data_cmd,
+        zero_shot_cmd,
+        distill_cmd,
+        export_cmd,
+        profile_cmd,
+        report_cmd,
+        sweep_cmd,
+        demo_cmd,
+    ):
         cli.add_command(module.command)
 
 

@@ -14,107 +14,157 @@ from dait_edge.config import DistillConfig
 D = DistillConfig()  # defaults shown in --help come from the one place that defines them
 
 
+TRAINING_OPTIONS = [
+    click.option(
+        "--config",
+        "config_file",
+        type=click.Path(dir_okay=False),
+        help="TOML file with any of these options (flags override it).",
+    ),
+    click.option("--dataset", help="cub, aircraft, cars, dogs, nabirds or imagefolder."),
+    click.option(
+        "--data-root",
+        help="The dataset folder in its original layout (check it with `dait-edge data inspect`).",
+    ),
+    click.option(
+        "--method",
+        default=D.method,
+        show_default=True,
+        help="dait_f (feature maps) or dait_l (logits); `dait-edge list methods`.",
+    ),
+    click.option(
+        "--teacher",
+        default=D.teacher,
+        show_default=True,
+        help="Intermediate teacher (timm name); `dait-edge list teachers`.",
+    ),
+    click.option(
+        "--teacher-checkpoint",
+        type=click.Path(dir_okay=False),
+        help="Use this trained teacher (a run's stage1/teacher.safetensors) and skip stage 1.",
+    ),
+    vlm_options,
+    click.option(
+        "--template",
+        "templates",
+        multiple=True,
+        help="Prompt template with one {}; repeat to ensemble. Default: the dataset's.",
+    ),
+    click.option(
+        "--epochs",
+        type=click.IntRange(min=1),
+        help="Epochs of both stages (sets --stage1-epochs and --stage2-epochs).",
+    ),
+    click.option("--stage1-epochs", default=D.stage1_epochs, show_default=True, type=click.IntRange(min=1)),
+    click.option("--stage2-epochs", default=D.stage2_epochs, show_default=True, type=click.IntRange(min=1)),
+    click.option(
+        "--img-size",
+        default=D.img_size,
+        show_default=True,
+        type=click.IntRange(min=16),
+        help="Training and test resolution of the student and teacher (the VLM resizes to its own).",
+    ),
+    click.option(
+        "--batch-size",
+        default=D.batch_size,
+        show_default=True,
+        type=click.IntRange(min=1),
+        help="Global batch (split across torchrun processes).",
+    ),
+    click.option(
+        "--lr",
+        default=D.lr,
+        show_default=True,
+        type=float,
+        help="AdamW learning rate; halved every --lr-step epochs.",
+    ),
+    click.option("--lr-step", default=D.lr_step, show_default=True, type=click.IntRange(min=1)),
+    click.option("--weight-decay", default=D.weight_decay, show_default=True, type=float),
+    click.option(
+        "--alpha-rate",
+        type=float,
+        help="alpha(e) = clip(rate * e + bias, 0, 1) weighs CE against distillation. Default 1 / (8 * epochs).",
+    ),
+    click.option("--alpha-bias", default=D.alpha_bias, show_default=True, type=float),
+    click.option(
+        "--temperature", default=D.temperature, show_default=True, type=float, help="tau of the KL terms."
+    ),
+    click.option(
+        "--labelled-fraction",
+        default=D.labelled_fraction,
+        show_default=True,
+        type=float,
+        help="Train on this class-balanced fraction of the training split.",
+    ),
+    click.option("--seed", default=D.seed, show_default=True, type=int),
+    device_option,
+    click.option(
+        "--no-pretrained",
+        "no_pretrained",
+        is_flag=True,
+        help="Random initialisation instead of ImageNet weights.",
+    ),
+    click.option(
+        "--teacher-weights",
+        type=click.Path(dir_okay=False),
+        help="Initial teacher weights from a local file.",
+    ),
+    click.option(
+        "--cache-dir",
+        type=click.Path(file_okay=False),
+        help="Class-text embedding cache (default $DAIT_EDGE_CACHE or ~/.cache/dait_edge).",
+    ),
+    click.option(
+        "--workers",
+        default=D.workers,
+        show_default=True,
+        type=click.IntRange(min=0),
+        help="Data-loading processes per training process.",
+    ),
+]
+
+
+def training_options(func):
+    """The training options `distill` and `sweep` share, in --help order."""
+    for option in reversed(TRAINING_OPTIONS):
+        func = option(func)
+    return func
+
+
+def config_from_cli(
+    ctx: click.Context, config_file, options: dict, *, epochs, no_pretrained, templates, quiet
+):
+    """--config file values, overridden by the flags given on the command line."""
+    from dait_edge.config import build_config, load_toml
+
+    file_values = load_toml(config_file) if config_file else {}
+    flag_values = {
+        name: value
+        for name, value in options.items()
+        if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE
+    }
+    if epochs is not None:
+        flag_values["stage1_epochs"] = flag_values["stage2_epochs"] = epochs
+    if no_pretrained:
+        flag_values["pretrained"] = False
+    if templates:
+        flag_values["templates"] = list(templates)
+    if quiet:
+        flag_values["progress"] = False
+    return build_config(file_values, flag_values)
+
+
 @click.command("distill")
-@click.option(
-    "--config",
-    "config_file",
-    type=click.Path(dir_okay=False),
-    help="TOML file with any of these options (flags override it).",
-)
 @click.option(
     "--student",
     default=D.student,
     show_default=True,
     help="resnet18, effb0, mobilenetv2, shufflenetv2, or any timm name.",
 )
-@click.option("--dataset", help="cub, aircraft, cars, dogs, nabirds or imagefolder.")
-@click.option(
-    "--data-root", help="The dataset folder in its original layout (check it with `dait-edge data inspect`)."
-)
-@click.option(
-    "--method",
-    default=D.method,
-    show_default=True,
-    help="dait_f (feature maps) or dait_l (logits); `dait-edge list methods`.",
-)
-@click.option(
-    "--teacher",
-    default=D.teacher,
-    show_default=True,
-    help="Intermediate teacher (timm name); `dait-edge list teachers`.",
-)
-@click.option(
-    "--teacher-checkpoint",
-    type=click.Path(dir_okay=False),
-    help="Use this trained teacher (a run's stage1/teacher.safetensors) and skip stage 1.",
-)
-@vlm_options
-@click.option(
-    "--template",
-    "templates",
-    multiple=True,
-    help="Prompt template with one {}; repeat to ensemble. Default: the dataset's.",
-)
+@training_options
 @click.option("--stages", default=D.stages, show_default=True, help="1, 2 or 1,2.")
 @click.option(
-    "--epochs",
-    type=click.IntRange(min=1),
-    help="Epochs of both stages (sets --stage1-epochs and --stage2-epochs).",
-)
-@click.option("--stage1-epochs", default=D.stage1_epochs, show_default=True, type=click.IntRange(min=1))
-@click.option("--stage2-epochs", default=D.stage2_epochs, show_default=True, type=click.IntRange(min=1))
-@click.option(
-    "--img-size",
-    default=D.img_size,
-    show_default=True,
-    type=click.IntRange(min=16),
-    help="Training and test resolution of the student and teacher (the VLM resizes to its own).",
-)
-@click.option(
-    "--batch-size",
-    default=D.batch_size,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Global batch (split across torchrun processes).",
-)
-@click.option(
-    "--lr",
-    default=D.lr,
-    show_default=True,
-    type=float,
-    help="AdamW learning rate; halved every --lr-step epochs.",
-)
-@click.option("--lr-step", default=D.lr_step, show_default=True, type=click.IntRange(min=1))
-@click.option("--weight-decay", default=D.weight_decay, show_default=True, type=float)
-@click.option(
-    "--alpha-rate",
-    type=float,
-    help="alpha(e) = clip(rate * e + bias, 0, 1) weighs CE against distillation. Default 1 / (8 * epochs).",
-)
-@click.option("--alpha-bias", default=D.alpha_bias, show_default=True, type=float)
-@click.option(
-    "--temperature", default=D.temperature, show_default=True, type=float, help="tau of the KL terms."
-)
-@click.option(
-    "--labelled-fraction",
-    default=D.labelled_fraction,
-    show_default=True,
-    type=float,
-    help="Train on this class-balanced fraction of the training split.",
-)
-@click.option("--seed", default=D.seed, show_default=True, type=int)
-@device_option
-@click.option(
-    "--no-pretrained",
-    "no_pretrained",
-    is_flag=True,
-    help="Random initialisation instead of ImageNet weights.",
-)
-@click.option(
     "--student-weights", type=click.Path(dir_okay=False), help="Initial student weights from a local file."
-)
-@click.option(
-    "--teacher-weights", type=click.Path(dir_okay=False), help="Initial teacher weights from a local file."
 )
 @click.option(
     "--out",
@@ -126,18 +176,6 @@ D = DistillConfig()  # defaults shown in --help come from the one place that def
     "--teacher-cache",
     type=click.Path(file_okay=False),
     help="Where trained teachers are kept for reuse. Default: <run dir>/../teachers.",
-)
-@click.option(
-    "--cache-dir",
-    type=click.Path(file_okay=False),
-    help="Class-text embedding cache (default $DAIT_EDGE_CACHE or ~/.cache/dait_edge).",
-)
-@click.option(
-    "--workers",
-    default=D.workers,
-    show_default=True,
-    type=click.IntRange(min=0),
-    help="Data-loading processes per training process.",
 )
 @json_option
 @click.pass_context
@@ -159,24 +197,17 @@ def command(ctx: click.Context, config_file, epochs, no_pretrained, templates, r
     Multi-GPU: torchrun --nproc_per_node 4 -m dait_edge distill ...
     Offline, tiny: --no-pretrained --epochs 2 --img-size 64
     """
-    from dait_edge.config import build_config, load_toml
     from dait_edge.distill import run_distill
 
-    file_values = load_toml(config_file) if config_file else {}
-    flag_values = {
-        name: value
-        for name, value in options.items()
-        if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE
-    }
-    if epochs is not None:
-        flag_values["stage1_epochs"] = flag_values["stage2_epochs"] = epochs
-    if no_pretrained:
-        flag_values["pretrained"] = False
-    if templates:
-        flag_values["templates"] = list(templates)
-    if as_json:
-        flag_values["progress"] = False
-    config = build_config(file_values, flag_values)
+    config = config_from_cli(
+        ctx,
+        config_file,
+        options,
+        epochs=epochs,
+        no_pretrained=no_pretrained,
+        templates=templates,
+        quiet=as_json,
+    )
     summary = run_distill(config, resume=resume)
     if os.environ.get("RANK", "0") != "0":  # under torchrun every process gets here; rank 0 reports
         return

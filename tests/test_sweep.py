@@ -1,0 +1,144 @@
+"""`dait-edge sweep` end to end on a tiny CUB tree: four students, one stage-1 teacher, export,
+profile with top-1, report; then a rerun that resumes (skips every finished step) and bad input.
+
+1 epoch at 32 px from random weights: the numbers mean nothing, what is checked is what is written.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from dait_edge.cli import cli
+from dait_edge.sweep import STUDENTS_ALL
+from tests.cli_helpers import assert_user_error
+from tests.fixtures import make_cub
+from tests.vlm_helpers import write_tiny_checkpoint, write_tiny_config
+
+
+@pytest.fixture(scope="module")
+def sweep_env(tmp_path_factory):
+    base = tmp_path_factory.mktemp("sweep")
+    cub = make_cub(base / "CUB", classes=3, train_per_class=3, test_per_class=2)
+    vlm_config = write_tiny_config(base)
+    vlm_weights = base / "tiny_clip.safetensors"
+    write_tiny_checkpoint(vlm_config, vlm_weights)
+    return base, cub, vlm_config, vlm_weights
+
+
+def sweep_args(env, out: Path, *extra: str) -> list[str]:
+    base, cub, vlm_config, vlm_weights = env
+    return [
+        "sweep",
+        "--students",
+        "all",
+        "--dataset",
+        "cub",
+        "--data-root",
+        str(cub.root),
+        "--vlm",
+        str(vlm_config),
+        "--vlm-pretrained",
+        str(vlm_weights),
+        "--epochs",
+        "1",
+        "--img-size",
+        "32",
+        "--batch-size",
+        "4",
+        "--workers",
+        "0",
+        "--device",
+        "cpu",
+        "--no-pretrained",
+        "--cache-dir",
+        str(base / "cache"),
+        "--formats",
+        "onnx,onnx-int8-u8s8",
+        "--profile",
+        "x86-ort-cpu-int8",
+        "--batch-sizes",
+        "1",
+        "--calib-samples",
+        "4",
+        "--parity-samples",
+        "6",
+        "--out",
+        str(out),
+        *extra,
+    ]
+
+
+@pytest.fixture(scope="module")
+def swept(sweep_env):
+    out = sweep_env[0] / "sweep"
+    result = CliRunner().invoke(cli, sweep_args(sweep_env, out, "--json"))
+    assert result.exit_code == 0, (result.output, result.exception)
+    return out, json.loads(result.stdout)
+
+
+def test_sweep_distills_four_students_with_one_teacher(swept):
+    out, result = swept
+    state = json.loads((out / "sweep.json").read_text())
+    assert list(state["students"]) == list(STUDENTS_ALL)
+    summaries = [
+        json.loads((out / "runs" / f"{s}-dait_f" / "summary.json").read_text()) for s in STUDENTS_ALL
+    ]
+    # the first student trains the stage-1 teacher, the other three reuse it from the shared cache
+    assert [s["teacher_reused"] for s in summaries] == [False, True, True, True]
+    assert len({s["checkpoints"]["teacher"] for s in summaries[1:]}) == 1
+    assert len(list((out / "runs" / "teachers").glob("*/teacher.safetensors"))) == 1
+    for student, summary in zip(STUDENTS_ALL, summaries, strict=True):
+        run = out / "runs" / f"{student}-dait_f"
+        assert summary["student"] == student and summary["student_top1"] is not None
+        assert sorted(p.name for p in (run / "export").glob("*.onnx")) == [
+            "student-onnx-fp32.onnx",
+            "student-onnx-int8-u8s8.onnx",
+        ]
+        rows = json.loads((run / "profile" / "x86-ort-cpu-int8.json").read_text())["rows"]
+        assert {r["format"] for r in rows} == {"onnx-fp32", "onnx-int8-u8s8"}
+        assert all(r["top1"] is not None and r["student"] == student for r in rows)
+
+
+def test_sweep_report_compares_all_students(swept):
+    out, result = swept
+    report = out / "report"
+    for name in ("report.md", "report.csv", "report.json", "pareto.png", "report.html"):
+        assert (report / name).is_file() and (report / name).stat().st_size > 0, name
+    assert (report / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    data = json.loads((report / "report.json").read_text())
+    best = {entry["student"]: entry for entry in data["best"]}
+    assert set(best) == set(STUDENTS_ALL)
+    for entry in best.values():
+        # the chosen artifact is one of the student's own, and every other candidate says why it lost
+        assert entry["chosen"] is None or f"{entry['student']}-dait_f" in entry["chosen"]
+        assert all(c["reason"] for c in entry["candidates"] if c["status"] != "chosen")
+    markdown = (report / "report.md").read_text()
+    assert all(student in markdown for student in STUDENTS_ALL)
+    assert result["report"]["out_dir"] == str(report)
+
+
+def test_sweep_resumes_and_keeps_its_recipe(swept, sweep_env):
+    out, _ = swept
+    before = {p: p.stat().st_mtime_ns for p in (out / "runs").rglob("*.onnx")}
+    rerun = CliRunner().invoke(cli, sweep_args(sweep_env, out))
+    assert rerun.exit_code == 0, rerun.output
+    assert rerun.output.count("done earlier") == 3 * len(STUDENTS_ALL)  # distill, export, profile each
+    assert {p: p.stat().st_mtime_ns for p in (out / "runs").rglob("*.onnx")} == before
+
+    changed = CliRunner().invoke(cli, [*sweep_args(sweep_env, out), "--lr", "0.5"])
+    assert_user_error(changed, "other settings")
+
+
+def test_sweep_bad_input(sweep_env, tmp_path):
+    runner = CliRunner()
+    assert_user_error(
+        runner.invoke(cli, [*sweep_args(sweep_env, tmp_path / "s1"), "--students", "resnet18,nope"]), "nope"
+    )
+    assert_user_error(
+        runner.invoke(cli, [*sweep_args(sweep_env, tmp_path / "s2"), "--profile", "x86"]), "unknown profile"
+    )
+    assert not (tmp_path / "s1").exists() and not (tmp_path / "s2").exists()
