@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from dait_edge.cli import cli
+from dait_edge.sweep import STUDENTS_ALL
 from tests.fixtures import make_cub
 from tests.vlm_helpers import write_tiny_checkpoint, write_tiny_config
 
@@ -85,27 +87,53 @@ def test_help_lists_the_commands():
         assert name in result.output
 
 
-def test_demo_runs_offline_and_its_vlm_beats_chance(tmp_path):
-    result = CliRunner().invoke(cli, ["demo", "--out", str(tmp_path / "demo"), "--json"])
+def test_demo_runs_offline_four_students_and_reports(tmp_path):
+    out = tmp_path / "demo"
+    result = CliRunner().invoke(cli, ["demo", "--out", str(out), "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["inspect"]["num_classes"] == 6 and report["inspect"]["bad_images"] == []
     zero_shot = report["zero_shot"]
     assert zero_shot["vlm_weights"]["kind"] == "file"  # loaded back through the local-file path
     assert zero_shot["top1"] > 3 * zero_shot["chance_top1"]
-    assert (tmp_path / "demo" / "vlm" / "demo_clip.safetensors").is_file()
-    distill = report["distill"]
-    assert distill["completed"] and distill["student"] == "resnet18" and distill["method"] == "dait_f"
-    assert 0.0 <= distill["student_top1"] <= 100.0 and 0.0 <= distill["teacher_top1"] <= 100.0
-    run_dir = tmp_path / "demo" / "runs" / "resnet18-dait_f"
-    assert (run_dir / distill["checkpoints"]["student"]).is_file()
-    assert json.loads((run_dir / "summary.json").read_text())["student_sha256"] == distill["student_sha256"]
-    exported = report["export"]
-    formats = {artifact["format"] for artifact in exported["artifacts"]}
-    assert formats == {"onnx-fp32", "onnx-fp16", "onnx-int8-u8s8", "onnx-int8-s8s8"}
-    for artifact in exported["artifacts"]:
-        assert (run_dir / "export" / artifact["path"].split("/")[-1]).is_file()
-        sidecar = json.loads((run_dir / "export" / artifact["sidecar"].split("/")[-1]).read_text())
-        assert sidecar["classes"] == report["distill"]["classes"]
-        if artifact["precision"] in ("fp32", "fp16"):
-            assert artifact["parity"]["passed"]
+    assert (out / "vlm" / "demo_clip.safetensors").is_file()
+
+    students = report["students"]
+    assert list(students) == list(STUDENTS_ALL)
+    # one stage-1 teacher, trained for the first student and reused by the other three
+    assert [s["teacher_reused"] for s in students.values()] == [False, True, True, True]
+    for student, summary in students.items():
+        run_dir = out / "runs" / f"{student}-dait_f"
+        assert summary["completed"] and summary["student"] == student and summary["method"] == "dait_f"
+        assert 0.0 <= summary["student_top1"] <= 100.0
+        assert (run_dir / summary["checkpoints"]["student"]).is_file()
+        exported = json.loads((run_dir / "export" / "summary.json").read_text())
+        formats = {artifact["format"] for artifact in exported["artifacts"]}
+        assert formats == {"onnx-fp32", "onnx-fp16", "onnx-int8-u8s8", "onnx-int8-s8s8"}
+        for artifact in exported["artifacts"]:
+            sidecar = json.loads((run_dir / "export" / artifact["sidecar"].split("/")[-1]).read_text())
+            assert sidecar["classes"] == summary["classes"]
+            if artifact["precision"] in ("fp32", "fp16"):
+                assert artifact["parity"]["passed"]
+        for profile, formats in (
+            ("x86-ort-cpu-fp32", {"onnx-fp32"}),
+            ("x86-ort-cpu-int8", {"onnx-fp32", "onnx-int8-u8s8"}),
+        ):
+            rows = json.loads((run_dir / "profile" / f"{profile}.json").read_text())["rows"]
+            assert {r["format"] for r in rows} == formats
+            assert all(r["top1"] is not None and r["latency_ms"]["p50"] > 0 for r in rows)
+
+    files = report["report"]["files"]
+    for name in ("report.md", "report.csv", "report.json", "pareto.png", "report.html"):
+        assert (out / "report" / name).is_file(), name
+    assert {Path(f).name for f in files.values()} >= {"report.md", "pareto.png"}
+    assert (out / "report" / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    markdown = (out / "report" / "report.md").read_text()
+    assert all(f"| {student} |" in markdown for student in STUDENTS_ALL)
+    assert "## Best artifact per student" in markdown
+    best = report["report"]["best"]
+    assert {(e["student"], e["profile"]) for e in best} == {
+        (s, p) for s in STUDENTS_ALL for p in ("x86-ort-cpu-fp32", "x86-ort-cpu-int8")
+    }
+    # fp32 is the only candidate on the fp32 profile, and it is what the chosen artifact is judged against
+    assert all(e["chosen_format"] == "onnx-fp32" for e in best if e["profile"] == "x86-ort-cpu-fp32")

@@ -26,13 +26,21 @@ def command(out_dir, fresh, as_json):
     Writes a small dataset of 'birds' that differ in crest colour and wing bars, trains a small
     OpenCLIP model on it as a stand-in for a real VLM, saves it and loads it back through the
     same local-checkpoint path real weights take, then inspects the data and measures the VLM's
-    zero-shot accuracy. Nothing is downloaded. Figures come from synthetic data: they show the
-    chain works, not how well a real model does.
+    zero-shot accuracy. Then, as `dait-edge sweep` does: distils the four students (the stage-1
+    teacher trained once, shared), exports each to ONNX fp32 / fp16 / int8, profiles them on
+    x86-ort-cpu-fp32 and x86-ort-cpu-int8 with top-1 on the test split, and writes the report
+    (report.md, pareto.png, report.html, ...) into OUT/report/. About 6 minutes on 2 CPU cores;
+    a second run reuses what is finished. Nothing is downloaded. Figures come from synthetic data
+    and random initialisation: they show the chain works, not how well a real model does.
     """
     from dait_edge.demo.run import run_demo
 
+    # With --json the steps still go to stderr, so stdout stays one JSON document.
     results = run_demo(
-        out_dir, fresh=fresh, progress=not as_json, echo=(lambda *_: None) if as_json else click.echo
+        out_dir,
+        fresh=fresh,
+        progress=not as_json,
+        echo=(lambda msg: click.echo(msg, err=True)) if as_json else click.echo,
     )
     if as_json:
         click.echo(json.dumps(results, indent=2, default=str))
