@@ -28,6 +28,8 @@ def export_onnx(
     import onnx
     import torch
 
+    from dait_edge.export.graph_passes import spatial_mean_to_global_pool
+
     model = model.eval().cpu()
     dummy = torch.zeros(2, *input_size)  # batch 2, so nothing specialises on a batch of 1
     path = Path(path)
@@ -62,6 +64,9 @@ def export_onnx(
             program.save(str(path))
         else:
             raise UserError(f"unknown exporter {exporter!r}; use 'torchscript' or 'dynamo' in the recipe.")
+    graph = onnx.load(str(path))
+    if spatial_mean_to_global_pool(graph):  # lets int8 keep squeeze-excite blocks quantised
+        onnx.save(graph, str(path))
     # full_check runs strict shape inference too: a graph ORT or TensorRT would reject fails here.
     onnx.checker.check_model(str(path), full_check=True)
     return path
