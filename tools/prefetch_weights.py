@@ -16,7 +16,9 @@ from pathlib import Path
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out", type=Path, help="Also save each model's weights here as .safetensors.")
     parser.add_argument("--vlm", default=None, help="OpenCLIP model name (default: the dait-edge default).")
     parser.add_argument("--vlm-pretrained", default=None, help="OpenCLIP pretrained tag.")

@@ -1,0 +1,418 @@
+"""PyTorch eager against the exported artifacts, side by side, for the four students on this machine.
+
+For each student (random weights: the figures are timings only; accuracies mean nothing) a minimal run
+is written in a temp folder, exported to ONNX fp32 / fp16 / int8-u8s8 / int8-s8s8, and then measured at
+batch 1 in one process, in rounds that alternate PyTorch eager and every artifact so that machine noise
+hits them all alike. The best artifact is picked as `dait-edge profile` picks it (choose_best); the table
+shows it against eager and against ONNX Runtime fp32.
+
+Targets (from the issue): on a CPU, the chosen artifact at most 0.35x eager's batch-1 latency and never
+slower than ONNX Runtime fp32. With --device cuda (on a CUDA machine): eager, CUDA graph replay,
+torch.compile and, when TensorRT is installed, the fp16 engine from a CUDA graph, against 0.5 ms at batch 1.
+
+    python tools/bench_inference.py                          # all students, 224 px, every core
+    python tools/bench_inference.py --students resnet18 --threads 1 --iterations 50 --json bench.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+STUDENTS = ("resnet18", "efficientnet_b0", "mobilenetv2_100", "shufflenet_v2_x1_0")
+FORMATS = ("onnx-fp32", "onnx-fp16", "onnx-int8-u8s8", "onnx-int8-s8s8")
+CPU_TARGET = 0.35  # chosen artifact / eager, batch 1
+GPU_TARGET_MS = 0.5
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--students", default="all", help=f"'all' or a comma list of {', '.join(STUDENTS)}.")
+    parser.add_argument("--img-size", type=int, default=224, help="Input resolution (default 224).")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="Threads for torch and ORT.")
+    parser.add_argument("--iterations", type=int, default=100, help="Timed requests per candidate.")
+    parser.add_argument("--rounds", type=int, default=10, help="Alternations between candidates.")
+    parser.add_argument(
+        "--device", choices=("cpu", "cuda"), default="cpu", help="cuda: also the GPU figures."
+    )
+    parser.add_argument(
+        "--precision", choices=("fp32", "fp16", "bf16"), default="fp16", help="GPU torch precision."
+    )
+    parser.add_argument("--json", type=Path, help="Also write every figure to this JSON file.")
+    parser.add_argument("--keep", type=Path, help="Write the runs here (default: a temp folder, removed).")
+    args = parser.parse_args(argv)
+    names = (
+        STUDENTS
+        if args.students == "all"
+        else tuple(s.strip() for s in args.students.split(",") if s.strip())
+    )
+    unknown = [s for s in names if s not in STUDENTS]
+    if unknown or not names:
+        parser.error(
+            f"unknown students {', '.join(unknown) or '(none)'}; use all or some of {', '.join(STUDENTS)}"
+        )
+    if min(args.threads, args.iterations, args.rounds, args.img_size) < 1:
+        parser.error("--threads, --iterations, --rounds and --img-size must be positive")
+    args.students = names
+    return args
+
+
+# ------------------------------------------------------------------------------ a run without training
+
+
+def make_run(folder: Path, student: str, data_root: Path, img_size: int) -> Path:
+    """The files `dait-edge distill` leaves (summary, manifest, student weights), random weights."""
+    import torch
+
+    from dait_edge.data import load_dataset
+    from dait_edge.engine.checkpoint import save_weights
+    from dait_edge.models import build_model
+
+    classes = load_dataset("imagefolder", data_root).classes
+    torch.manual_seed(0)
+    model = build_model(student, len(classes), pretrained=False)
+    run = folder / f"run-{student}"
+    save_weights(run / "stage2" / "student_last.safetensors", model)
+    summary = {
+        "run_dir": str(run),
+        "student": model.name,
+        "num_classes": len(classes),
+        "classes": classes,
+        "dataset": "imagefolder",
+        "method": "random-weights",
+        "img_size": img_size,
+        "data_config": {**model.data_config, "input_size": [3, img_size, img_size]},
+        "checkpoints": {"student": "stage2/student_last.safetensors"},
+    }
+    (run / "summary.json").write_text(json.dumps(summary))
+    config = {"dataset": "imagefolder", "data_root": str(data_root), "student": student, "img_size": img_size}
+    (run / "manifest.json").write_text(json.dumps({"config": config}))
+    return run
+
+
+def export(run: Path) -> list[str]:
+    """fp32 + int8 in one export; fp16 on its own, so a parity failure there costs only fp16."""
+    from dait_edge.errors import UserError
+    from dait_edge.export.api import export_run
+
+    logging.getLogger().setLevel(logging.ERROR)  # the quantiser logs every tensor it leaves in float
+    notes = []
+    common = {"calib_samples": 16, "parity_samples": 48, "measure_speed": False, "log": lambda m: None}
+    export_run(run, formats="onnx,onnx-int8", **common)
+    try:
+        export_run(run, formats="onnx-fp16", **common)
+    except UserError as err:
+        notes.append(f"onnx-fp16 not exported: {err}")
+    return notes
+
+
+# ------------------------------------------------------------------------------ side-by-side timing
+
+
+def side_by_side(candidates: dict, iterations: int, rounds: int, warmup: int = 5) -> dict[str, dict]:
+    """Batch-1 latency of each candidate (name -> Timed), measured in alternating rounds.
+
+    Each round runs every candidate for iterations/rounds requests, in an order rotated per round; the
+    first request after a switch is untimed (caches and thread pools belong to the previous candidate).
+    """
+    from dait_edge.profiling.timing import summarise
+
+    def once(timed) -> float:
+        start = time.perf_counter()
+        timed.run_once()
+        if timed.sync:
+            timed.sync()
+        return (time.perf_counter() - start) * 1e3
+
+    for timed in candidates.values():
+        for _ in range(warmup):
+            once(timed)
+    per_round = max(1, math.ceil(iterations / rounds))
+    names = list(candidates)
+    samples: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(rounds):
+        shift = r % len(names)
+        for name in names[shift:] + names[:shift]:
+            once(candidates[name])
+            samples[name] += [once(candidates[name]) for _ in range(per_round)]
+    return {name: summarise(values) for name, values in samples.items()}
+
+
+def cpu_profiles(threads: int):
+    from dait_edge.profiling.profiles import Profile
+
+    ort = Profile(
+        name="bench-ort-cpu",
+        description="tools/bench_inference.py",
+        device="this CPU",
+        runtime="onnxruntime",
+        providers=("CPUExecutionProvider",),
+        formats=FORMATS,
+        threads=threads,
+        batch_sizes=(1,),
+        warmup=1,
+        iterations=1,  # rows for choose_best; their latency is replaced by the side-by-side figures
+    )
+    eager = Profile(
+        name="bench-torch-cpu",
+        description="tools/bench_inference.py",
+        device="this CPU",
+        runtime="torch",
+        providers=("cpu",),
+        formats=("checkpoint",),
+        threads=threads,
+        extra={"modes": ["eager"]},
+    )
+    return ort, eager
+
+
+def choose(rows: list[dict]) -> tuple[str, str]:
+    """(format chosen, how): the report's rule when it is there, else the fastest artifact that passed parity."""
+    try:
+        from dait_edge.report.best import choose_best
+    except ImportError:
+        passed = [r for r in rows if r.get("parity_passed") is not False]
+        return min(passed, key=lambda r: r["latency_ms"]["p50"])[
+            "format"
+        ], "fastest artifact that passed parity"
+    entry = choose_best(rows, max_top1_drop=1.0, batch=1)[0]
+    by_artifact = {r["artifact"]: r["format"] for r in rows}
+    return by_artifact.get(entry["chosen"]), "dait_edge.report.best.choose_best(max_top1_drop=1.0, batch=1)"
+
+
+def bench_cpu(run: Path, args) -> dict:
+    from dait_edge.profiling.api import profile_artifacts
+    from dait_edge.profiling.ort_runner import OrtRunner
+    from dait_edge.profiling.torch_runner import TorchRunner
+
+    ort_profile, eager_profile = cpu_profiles(args.threads)
+    rows = profile_artifacts([run / "export"], ort_profile, save=False, log=lambda m: None)["rows"]
+    eager = TorchRunner(run, eager_profile)
+    runners = {row["format"]: OrtRunner(Path(row["artifact"]), ort_profile) for row in rows}
+    try:
+        candidates = {"eager": eager.timed(1, "eager")} | {f: r.timed(1) for f, r in runners.items()}
+        stats = side_by_side(candidates, args.iterations, args.rounds)
+    finally:
+        eager.close()
+        for runner in runners.values():
+            runner.close()
+    for row in rows:
+        row["latency_ms"] = stats[row["format"]]
+        row["throughput_ips"] = 1e3 / row["latency_ms"]["mean"]
+    chosen, rule = choose(rows)
+    p50 = {name: s["p50"] for name, s in stats.items()}
+    to_eager = p50[chosen] / p50["eager"]
+    to_fp32 = p50[chosen] / p50["onnx-fp32"]
+    return {
+        "p50_ms": p50,
+        "latency_ms": stats,
+        "parity_passed": {r["format"]: r["parity_passed"] for r in rows},
+        "chosen": chosen,
+        "rule": rule,
+        "chosen_to_eager": to_eager,
+        "chosen_to_fp32": to_fp32,
+        "target_met": to_eager <= CPU_TARGET and to_fp32 <= 1.0,
+    }
+
+
+def bench_cuda(run: Path, args) -> dict:
+    """Eager, CUDA graph replay, torch.compile (reduce-overhead) and a TensorRT engine where installed."""
+    from dait_edge.profiling.profiles import Profile
+    from dait_edge.profiling.torch_runner import TorchRunner
+
+    profile = Profile(
+        name="bench-torch-cuda",
+        description="tools/bench_inference.py",
+        device="this GPU",
+        runtime="torch",
+        providers=("cuda",),
+        formats=("checkpoint",),
+        extra={
+            "modes": ["eager", "compiled"],
+            "cuda_graphs": True,
+            "precision": args.precision,
+            "channels_last": True,
+        },
+    )
+    runner = TorchRunner(run, profile)
+    notes = []
+    engine_runner = _trt_runner(run, notes)
+    try:
+        candidates = {}
+        for mode in runner.modes:
+            timed = runner.timed(1, mode)
+            if timed.skip:
+                notes.append(f"{timed.backend}: {timed.skip}")
+            else:
+                candidates[timed.backend] = timed
+        if engine_runner is not None:
+            timed = engine_runner.timed(1, engine_runner.modes[0])
+            candidates[f"{timed.backend}-fp16"] = timed
+            if timed.note:
+                notes.append(timed.note)
+        stats = side_by_side(candidates, args.iterations, args.rounds, warmup=20)
+    finally:
+        runner.close()
+        if engine_runner is not None:
+            engine_runner.close()
+    p50 = {name: s["p50"] for name, s in stats.items()}
+    best = min(p50, key=p50.get)
+    return {
+        "p50_ms": p50,
+        "latency_ms": stats,
+        "best": best,
+        "target_met": p50[best] < GPU_TARGET_MS,
+        "notes": notes,
+    }
+
+
+def _trt_runner(run: Path, notes: list[str]):
+    from dait_edge.export.tensorrt import trt_availability
+
+    available = trt_availability()
+    if not available.ok:
+        notes.append(f"no TensorRT figure: {available.reason}")
+        return None
+    from dait_edge.export.api import export_run
+    from dait_edge.profiling.profiles import Profile
+    from dait_edge.profiling.trt_runner import TrtRunner
+
+    export_run(run, formats="trt-fp16", parity_samples=48, measure_speed=False, log=lambda m: None)
+    engine = next((run / "export").glob("student-trt-fp16-*.engine"))
+    profile = Profile(
+        name="bench-trt",
+        description="tools/bench_inference.py",
+        device="this GPU",
+        runtime="tensorrt",
+        providers=("cuda",),
+        formats=("trt-fp16",),
+        extra={"cuda_graphs": True},
+    )
+    return TrtRunner(engine, profile)
+
+
+# ------------------------------------------------------------------------------ output
+
+
+def hardware_line(args) -> str:
+    import onnxruntime
+    import torch
+
+    from dait_edge.profiling.hardware import cpu_model
+
+    load = " / ".join(f"{v:.2f}" for v in os.getloadavg())
+    line = (
+        f"{cpu_model()}, {os.cpu_count()} cores, {args.threads} thread(s) for torch and ORT;"
+        f" torch {torch.__version__}, onnxruntime {onnxruntime.__version__}; load average {load} at start"
+    )
+    if args.device == "cuda":
+        line += f"; GPU {torch.cuda.get_device_name(0)}, CUDA {torch.version.cuda}"
+    return line
+
+
+def cpu_table(results: dict[str, dict], img_size: int) -> list[str]:
+    head = [
+        "student",
+        "eager",
+        "ORT fp32",
+        "fp16",
+        "int8 u8s8",
+        "int8 s8s8",
+        "chosen",
+        "/eager",
+        "/fp32",
+        "target",
+    ]
+    lines = [
+        f"CPU, batch 1, {img_size} px, p50 ms (* = failed parity at export; ratios = chosen p50 / other p50)"
+    ]
+    table = [head]
+    for student, r in results.items():
+        cells = [student, f"{r['p50_ms']['eager']:.2f}"]
+        for fmt in FORMATS:
+            ms = r["p50_ms"].get(fmt)
+            mark = "*" if r["parity_passed"].get(fmt) is False else ""
+            cells.append("-" if ms is None else f"{ms:.2f}{mark}")
+        cells += [
+            str(r["chosen"]),
+            f"{r['chosen_to_eager']:.3f}x",
+            f"{r['chosen_to_fp32']:.3f}x",
+            "yes" if r["target_met"] else "no",
+        ]
+        table.append(cells)
+    widths = [max(len(row[i]) for row in table) for i in range(len(head))]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in table]
+    return lines
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    import torch
+
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print(
+            "error: --device cuda needs a CUDA GPU and a CUDA build of torch; none found here.",
+            file=sys.stderr,
+        )
+        return 2
+    from dait_edge.demo.synthetic import write_demo_dataset
+
+    hardware = hardware_line(args)
+    print("random weights: these figures are timings only (accuracies and the parity gate mean little)")
+    print(hardware)
+    print(f"target: chosen artifact <= {CPU_TARGET}x eager batch-1 p50 and <= ONNX Runtime fp32")
+    with tempfile.TemporaryDirectory(prefix="dait-bench-") as tmp:
+        base = args.keep or Path(tmp)
+        data_root = write_demo_dataset(base / "data", train_per_class=4, test_per_class=8)
+        cpu, cuda, notes = {}, {}, {}
+        for student in args.students:
+            started = time.perf_counter()
+            run = make_run(base, student, data_root, args.img_size)
+            notes[student] = export(run)
+            exported = time.perf_counter() - started
+            cpu[student] = bench_cpu(run, args)
+            if args.device == "cuda":
+                cuda[student] = bench_cuda(run, args)
+                notes[student] += cuda[student]["notes"]
+            print(
+                f"  {student}: exported in {exported:.0f} s, measured in {time.perf_counter() - started - exported:.0f} s",
+                flush=True,
+            )
+    print("\n".join(cpu_table(cpu, args.img_size)))
+    rule = next(iter(cpu.values()))["rule"]
+    print(
+        f"chosen by {rule}; {args.iterations} timed requests per candidate in {args.rounds} alternating rounds"
+    )
+    if cuda:
+        print(f"GPU, batch 1, {args.img_size} px, p50 ms (target < {GPU_TARGET_MS} ms)")
+        for student, r in cuda.items():
+            figures = ", ".join(f"{name} {ms:.3f}" for name, ms in r["p50_ms"].items())
+            print(f"  {student}: {figures}; best {r['best']}: {'yes' if r['target_met'] else 'no'}")
+    for student, lines in notes.items():
+        for line in lines:
+            print(f"note: {student}: {line}")
+    load = os.getloadavg()[0]
+    print(f"load average {load:.2f} at the end ({os.cpu_count()} cores)")
+    if load > (os.cpu_count() or 1) + 0.5:
+        # With OpenMP threads spinning, a competing process can slow eager PyTorch by 10-100x.
+        print("warning: other processes competed for the CPU; rerun on a quiet machine (or with --threads 1)")
+    all_met = all(r["target_met"] for r in cpu.values())
+    print(f"CPU target met for every student: {'yes' if all_met else 'no'}")
+    if args.json:
+        report = {"hardware": hardware, "img_size": args.img_size, "cpu": cpu, "cuda": cuda, "notes": notes}
+        args.json.write_text(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+    sys.exit(main())
