@@ -1,0 +1,45 @@
+"""tools/bench_inference.py runs end to end (tiny: one student, 32 px, few requests) and its ratios add up.
+
+Its figures are not checked here (timed tests are noise on shared machines); the README has them.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+TOOL = Path(__file__).resolve().parents[1] / "tools" / "bench_inference.py"
+
+
+def test_bench_prints_ratios_that_match_its_own_figures(tmp_path):
+    out = tmp_path / "bench.json"
+    args = ["--students", "mobilenetv2_100", "--img-size", "32", "--iterations", "6", "--rounds", "2"]
+    done = subprocess.run(
+        [sys.executable, str(TOOL), *args, "--threads", "1", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "CPU target met for every student:" in done.stdout
+    result = json.loads(out.read_text())["cpu"]["mobilenetv2_100"]
+    p50 = result["p50_ms"]
+    assert set(p50) == {"eager", "onnx-fp32", "onnx-fp16", "onnx-int8-u8s8", "onnx-int8-s8s8"}
+    assert all(ms > 0 for ms in p50.values())
+    assert result["chosen"] in p50 and result["chosen"] != "eager"
+    assert result["chosen_to_eager"] == pytest.approx(p50[result["chosen"]] / p50["eager"])
+    assert result["chosen_to_fp32"] == pytest.approx(p50[result["chosen"]] / p50["onnx-fp32"])
+    assert result["target_met"] == (result["chosen_to_eager"] <= 0.35 and result["chosen_to_fp32"] <= 1.0)
+    for stats in result["latency_ms"].values():
+        assert stats["p50"] <= stats["p90"] <= stats["p99"] and stats["samples"] >= 6
+
+
+def test_bench_rejects_an_unknown_student():
+    done = subprocess.run(
+        [sys.executable, str(TOOL), "--students", "vit_huge"], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 2 and "unknown students vit_huge" in done.stderr
