@@ -118,11 +118,15 @@ def export(run: Path) -> list[str]:
 # ------------------------------------------------------------------------------ side-by-side timing
 
 
-def side_by_side(candidates: dict, iterations: int, rounds: int, warmup: int = 5) -> dict[str, dict]:
+def side_by_side(
+    candidates: dict, iterations: int, rounds: int, warmup: int = 5, settle_s: float = 0.05
+) -> dict[str, dict]:
     """Batch-1 latency of each candidate (name -> Timed), measured in alternating rounds.
 
-    Each round runs every candidate for iterations/rounds requests, in an order rotated per round; the
-    first request after a switch is untimed (caches and thread pools belong to the previous candidate).
+    Each round runs every candidate for iterations/rounds requests, in an order rotated per round. After
+    a switch the process sleeps `settle_s`, so the previous runtime's worker threads (PyTorch's OpenMP
+    pool, ONNX Runtime's) stop spinning instead of competing for the cores, and the first request is
+    untimed (caches belong to the previous candidate).
     """
     from dait_edge.profiling.timing import summarise
 
@@ -142,6 +146,7 @@ def side_by_side(candidates: dict, iterations: int, rounds: int, warmup: int = 5
     for r in range(rounds):
         shift = r % len(names)
         for name in names[shift:] + names[:shift]:
+            time.sleep(settle_s)
             once(candidates[name])
             samples[name] += [once(candidates[name]) for _ in range(per_round)]
     return {name: summarise(values) for name, values in samples.items()}

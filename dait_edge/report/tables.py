@@ -118,7 +118,12 @@ def measured_lines(measured_blocks: list[dict]) -> list[str]:
     lines: dict[str, list[str]] = {}  # sentence -> the times it was measured
     for measured in measured_blocks:
         hardware = measured.get("hardware") or {}
-        machine = hardware.get("cpu") or hardware.get("processor") or hardware.get("machine") or "an unknown machine"
+        machine = (
+            hardware.get("cpu")
+            or hardware.get("processor")
+            or hardware.get("machine")
+            or "an unknown machine"
+        )
         if hardware.get("gpu"):
             machine += f" with {hardware['gpu']}"
         cpus = f" ({hardware['cpu_count']} CPUs)" if hardware.get("cpu_count") else ""
