@@ -494,3 +494,17 @@ def test_profile_command_names_the_best_artifact(monkeypatch):
     assert result.exit_code == 0, result.output
     assert "resnet18 on x86-ort-cpu-int8: onnx-fp32" in result.stdout
     assert "top-1 84.9% is 0.1 points below fp32 (budget 0.05)" in result.stdout
+
+
+def test_hardware_is_named_by_cpu_model_and_gpu():
+    from dait_edge.report.collect import short_hardware
+    from dait_edge.report.tables import measured_lines
+
+    hardware = {"machine": "x86_64", "cpu": "AMD EPYC 7B13", "cpu_count": 2, "onnxruntime": "1.32.0"}
+    assert short_hardware(hardware) == "AMD EPYC 7B13, 2 CPUs, onnxruntime 1.32.0"
+    on_gpu = {**hardware, "gpu": "NVIDIA H100", "tensorrt": "10.9"}
+    assert (
+        short_hardware(on_gpu) == "AMD EPYC 7B13 with NVIDIA H100, 2 CPUs, onnxruntime 1.32.0, tensorrt 10.9"
+    )
+    [line] = measured_lines([{**MEASURED, "hardware": on_gpu}])
+    assert line.startswith("Measured on AMD EPYC 7B13 with NVIDIA H100 (2 CPUs)")

@@ -181,14 +181,9 @@ def cpu_profiles(threads: int):
 
 
 def choose(rows: list[dict]) -> tuple[str, str]:
-    """(format chosen, how): the report's rule when it is there, else the fastest artifact that passed parity."""
-    try:
-        from dait_edge.report.best import choose_best
-    except ImportError:
-        passed = [r for r in rows if r.get("parity_passed") is not False]
-        return min(passed, key=lambda r: r["latency_ms"]["p50"])[
-            "format"
-        ], "fastest artifact that passed parity"
+    """(format chosen, how): the rule `dait-edge profile` and `report` apply."""
+    from dait_edge.report.best import choose_best
+
     entry = choose_best(rows, max_top1_drop=1.0, batch=1)[0]
     by_artifact = {r["artifact"]: r["format"] for r in rows}
     return by_artifact.get(entry["chosen"]), "dait_edge.report.best.choose_best(max_top1_drop=1.0, batch=1)"

@@ -84,15 +84,19 @@ def annotate_rows(rows: list[dict], measured: dict, *, path: Path | None = None)
     return annotated
 
 
+def machine_name(hardware: dict) -> str:
+    """The CPU model as /proc/cpuinfo names it (else the architecture), plus the GPU where there is one."""
+    name = str(
+        hardware.get("cpu") or hardware.get("processor") or hardware.get("machine") or "unknown machine"
+    )
+    return f"{name} with {hardware['gpu']}" if hardware.get("gpu") else name
+
+
 def short_hardware(hardware: dict) -> str:
-    """e.g. 'x86_64, 16 CPUs, onnxruntime 1.20.1' (plus the GPU, when the profile names one)."""
-    parts = [str(hardware.get("processor") or hardware.get("machine") or "unknown machine")]
+    """e.g. 'AMD EPYC, 2 CPUs, onnxruntime 1.32.0' (the GPU too, when the profile ran on one)."""
+    parts = [machine_name(hardware)]
     if hardware.get("cpu_count"):
         parts.append(f"{hardware['cpu_count']} CPUs")
-    for key in ("gpu", "gpu_name", "device_name"):
-        if hardware.get(key):
-            parts.append(str(hardware[key]))
-            break
     parts += [f"{name} {hardware[name]}" for name in ("onnxruntime", "tensorrt") if hardware.get(name)]
     return ", ".join(parts)
 

@@ -6,6 +6,7 @@ import csv
 import io
 
 from dait_edge.report.best import candidate_key, candidate_label
+from dait_edge.report.collect import machine_name
 
 # (key, Markdown/HTML header, CSV header); the display text of each key comes from `display_cells`.
 COLUMNS = (
@@ -118,14 +119,7 @@ def measured_lines(measured_blocks: list[dict]) -> list[str]:
     lines: dict[str, list[str]] = {}  # sentence -> the times it was measured
     for measured in measured_blocks:
         hardware = measured.get("hardware") or {}
-        machine = (
-            hardware.get("cpu")
-            or hardware.get("processor")
-            or hardware.get("machine")
-            or "an unknown machine"
-        )
-        if hardware.get("gpu"):
-            machine += f" with {hardware['gpu']}"
+        machine = machine_name(hardware)
         cpus = f" ({hardware['cpu_count']} CPUs)" if hardware.get("cpu_count") else ""
         runtimes = ", ".join(
             f"{name} {hardware[name]}"
