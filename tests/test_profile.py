@@ -169,6 +169,56 @@ def test_profiling_needs_no_torch(exported):
     assert [row["format"] for row in rows] == ["onnx-fp32"]
 
 
+def test_io_bound_request_stays_bound_to_its_buffers(exported):
+    """The device path (IO binding) on the CPU: same logits as a plain run, and a new input written in place
+    is what the next run sees: what a replayed CUDA graph relies on."""
+    from dait_edge.profiling.ort_runner import BoundRequest, OrtRunner
+
+    run, _ = exported
+    runner = OrtRunner(run / "export" / "student-onnx-fp32.onnx", load_profile("x86-ort-cpu-fp32"))
+    first, second = runner.random_input(2, seed=1), runner.random_input(2, seed=2)
+    request = BoundRequest(runner.session, first, "cpu")
+    request()
+    np.testing.assert_allclose(request.logits(), runner(first), rtol=1e-5, atol=1e-6)
+    request.input.update_inplace(second)
+    request()
+    np.testing.assert_allclose(request.logits(), runner(second), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(runner(first), runner(second))
+
+
+def test_ort_cuda_graph_options_and_the_cpu_fallback(exported, tmp_path):
+    from dait_edge.profiling.ort_runner import with_options
+
+    gpu = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    options = {"TensorrtExecutionProvider": {"trt_fp16_enable": "True"}}
+    assert with_options(gpu, options, cuda_graph=True) == [
+        ("TensorrtExecutionProvider", {"trt_fp16_enable": "True", "trt_cuda_graph_enable": "1"}),
+        ("CUDAExecutionProvider", {"enable_cuda_graph": "1"}),
+        ("CPUExecutionProvider", {}),
+    ]
+    assert with_options(gpu, options)[1] == ("CUDAExecutionProvider", {})
+
+    # The shipped cuda-ort-trt profile asks for CUDA graphs; on this CPU machine the default mode falls
+    # back to the CPU provider and says so, and the graph mode is skipped with the reason.
+    profile = load_profile("cuda-ort-trt")
+    assert profile.extra["cuda_graphs"] is True
+    report = profile_artifacts(
+        [exported[0] / "export"],
+        dataclasses.replace(profile, iterations=5),
+        batch_sizes=[1, 2],
+        save=False,
+        log=lambda m: None,
+    )
+    assert [(r["backend"], r["batch"]) for r in report["rows"]] == [("onnxruntime", 1), ("onnxruntime", 2)]
+    assert all("measured with CPUExecutionProvider" in r["note"] for r in report["rows"])
+    assert len(report["skipped"]) == 2 and all("CUDA graphs need" in s for s in report["skipped"])
+
+    bad = tmp_path / "bad-options.toml"
+    bad.write_text('name = "bad"\nruntime = "onnxruntime"\nprovider_options = { trt_fp16_enable = "True" }\n')
+    with pytest.raises(UserError, match=r"provider_options must be tables"):
+        profile_artifacts([exported[0] / "export"], load_profile(str(bad)), save=False, log=lambda m: None)
+
+
 # ------------------------------------------------------------------------------ the PyTorch runner
 
 

@@ -176,6 +176,16 @@ def test_one_checkpoint_eager_and_compiled_are_separate_candidates():
     assert lost["reason"] == "slower: p50 24.0 ms vs 15.0 ms for checkpoint (torch-compiled) (1.6x)"
 
 
+def test_onnx_plain_and_cuda_graph_replay_are_separate_candidates():
+    rows = [
+        row("onnx-fp16", 0.61, 80.0, profile="cuda-ort-trt"),
+        row("onnx-fp16", 0.42, 80.0, profile="cuda-ort-trt", backend="onnxruntime-cudagraph"),
+    ]
+    (entry,) = choose_best(rows)
+    assert entry["chosen_backend"] == "onnxruntime-cudagraph"
+    assert {c["label"] for c in entry["candidates"]} == {"onnx-fp16", "onnx-fp16 (onnxruntime-cudagraph)"}
+
+
 def test_latency_budget_excludes_unless_nothing_meets_it():
     rows = [
         row("onnx-fp32", 7.0, 85.0, within_budget=True, latency_budget_ms=10.0, p99=8.0),

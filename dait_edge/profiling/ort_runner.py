@@ -1,4 +1,13 @@
-"""ONNX Runtime runner: one session per artifact, the profile's providers and threads."""
+"""ONNX Runtime runner: one session per artifact, the profile's providers and threads.
+
+On the CUDA and TensorRT providers a timed request keeps its input and output in device memory through
+IO binding (otherwise every run would also time a host-to-device copy of the images). Profile keys
+(besides the common ones): `cuda_graphs = true` adds a mode that replays each request from a CUDA graph
+(the CUDA provider's `enable_cuda_graph`, the TensorRT provider's `trt_cuda_graph_enable`; one session
+per batch size, because a captured graph has fixed shapes and addresses), and
+`[provider_options.NAME]` tables pass options to a provider as they are (e.g. `trt_fp16_enable`,
+`trt_engine_cache_enable`).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +21,13 @@ from dait_edge.profiling.artifacts import read_sidecar
 from dait_edge.profiling.profiles import Profile
 from dait_edge.profiling.timing import Timed
 
+DEVICE_OF = {"CUDAExecutionProvider": "cuda", "TensorrtExecutionProvider": "cuda"}
+GRAPH_OPTIONS = {
+    "CUDAExecutionProvider": {"enable_cuda_graph": "1"},
+    "TensorrtExecutionProvider": {"trt_cuda_graph_enable": "1"},
+}
+NUMPY_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64}
+
 
 def require(profile: Profile) -> dict[str, str]:
     """Versions for the hardware line; a one-line error when ONNX Runtime is missing."""
@@ -21,6 +37,7 @@ def require(profile: Profile) -> dict[str, str]:
         raise UserError(
             f"profile {profile.name} needs ONNX Runtime: pip install onnxruntime (onnxruntime-gpu on a CUDA machine)."
         ) from None
+    provider_options_of(profile)  # a malformed table is reported before any artifact is read
     return {"onnxruntime": ort.__version__}
 
 
@@ -29,9 +46,57 @@ def random_input(input_size, batch: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal((batch, *input_size), dtype=np.float32)
 
 
-class OrtRunner:
-    modes = ("default",)
+def provider_options_of(profile: Profile) -> dict[str, dict[str, str]]:
+    """The profile's `[provider_options.NAME]` tables, values as the strings ORT expects."""
+    tables = profile.extra.get("provider_options", {})
+    if not isinstance(tables, dict) or not all(isinstance(t, dict) for t in tables.values()):
+        raise UserError(
+            f"profile {profile.name}: provider_options must be tables such as"
+            ' [provider_options.TensorrtExecutionProvider] trt_fp16_enable = "True".'
+        )
+    return {name: {k: str(v) for k, v in table.items()} for name, table in tables.items()}
 
+
+def with_options(
+    providers: list[str], options: dict[str, dict[str, str]], cuda_graph: bool = False
+) -> list[tuple[str, dict[str, str]]]:
+    """(provider, options) pairs for InferenceSession, with the CUDA-graph switch of each GPU provider."""
+    return [
+        (name, {**options.get(name, {}), **(GRAPH_OPTIONS.get(name, {}) if cuda_graph else {})})
+        for name in providers
+    ]
+
+
+class BoundRequest:
+    """One request whose input and output live on `device` (IO binding): calling it is one timed run."""
+
+    def __init__(self, session, images: np.ndarray, device: str):
+        import onnxruntime as ort
+
+        self.session = session
+        source, target = session.get_inputs()[0], session.get_outputs()[0]
+        images = images.astype(NUMPY_TYPES.get(source.type, np.float32))
+        self.input = ort.OrtValue.ortvalue_from_numpy(images, device, 0)
+        # A preallocated output: a replayed CUDA graph writes to the address it was captured with.
+        shape = (images.shape[0], *target.shape[1:])
+        self.output = ort.OrtValue.ortvalue_from_shape_and_type(
+            shape, NUMPY_TYPES.get(target.type, np.float32), device, 0
+        )
+        self.binding = session.io_binding()
+        self.binding.bind_ortvalue_input(source.name, self.input)
+        self.binding.bind_ortvalue_output(target.name, self.output)
+
+    def __call__(self) -> None:
+        self.session.run_with_iobinding(self.binding)
+
+    def sync(self) -> None:
+        self.binding.synchronize_outputs()
+
+    def logits(self) -> np.ndarray:
+        return self.output.numpy()
+
+
+class OrtRunner:
     def __init__(self, artifact: Path, profile: Profile):
         import onnxruntime as ort
 
@@ -40,34 +105,68 @@ class OrtRunner:
         self.versions = {"onnxruntime": ort.__version__}
         providers = profile.providers
         available = ort.get_available_providers()
-        chosen = [p for p in providers if p in available] or ["CPUExecutionProvider"]
+        self.chosen = [p for p in providers if p in available] or ["CPUExecutionProvider"]
         if providers and providers[0] not in available:
             # Say it in the row: a TensorRT profile measured on the CPU provider is a different figure.
-            self.note = f"{providers[0]} not available here; measured with {chosen[0]}"
+            self.note = f"{providers[0]} not available here; measured with {self.chosen[0]}"
         else:
             self.note = ""
-        options = ort.SessionOptions()
+        self.options = ort.SessionOptions()
         if profile.threads:
-            options.intra_op_num_threads = profile.threads
-        try:
-            self.session = ort.InferenceSession(str(artifact), options, providers=chosen)
-        except Exception as err:  # noqa: BLE001 - ORT raises its own exception types on a bad file
-            raise UserError(
-                f"ONNX Runtime cannot load {artifact}: {str(err).splitlines()[0]}; re-export it."
-            ) from None
+            self.options.intra_op_num_threads = profile.threads
+        self.provider_options = provider_options_of(profile)
+        self.session = self._session()
         self.providers = self.session.get_providers()
+        self.device = DEVICE_OF.get(self.providers[0], "cpu")
+        self.modes = ("default", "cudagraph") if profile.extra.get("cuda_graphs", False) else ("default",)
         self.input_name = self.sidecar.get("input_name") or self.session.get_inputs()[0].name
         self.input_size = tuple(self.sidecar["input_size"])
+        self.graphs: dict[int, tuple[object, BoundRequest]] = {}  # batch -> (session, captured request)
+
+    def _session(self, cuda_graph: bool = False):
+        import onnxruntime as ort
+
+        providers = with_options(self.chosen, self.provider_options, cuda_graph)
+        try:
+            return ort.InferenceSession(str(self.artifact), self.options, providers=providers)
+        except Exception as err:  # noqa: BLE001 - ORT raises its own exception types on a bad file
+            raise UserError(
+                f"ONNX Runtime cannot load {self.artifact}: {str(err).splitlines()[0]}; re-export it."
+            ) from None
 
     def random_input(self, batch: int, seed: int = 0) -> np.ndarray:
         return random_input(self.input_size, batch, seed)
 
     def timed(self, batch: int, mode: str = "default") -> Timed:
-        # Host arrays in and out: on the CPU provider that is the whole request.
-        return Timed(functools.partial(self, self.random_input(batch)), "onnxruntime")
+        if mode == "cudagraph":
+            return self._timed_graph(batch)
+        if self.device == "cpu":
+            # Host arrays in and out: on the CPU provider that is the whole request.
+            return Timed(functools.partial(self, self.random_input(batch)), "onnxruntime")
+        request = BoundRequest(self.session, self.random_input(batch), self.device)
+        return Timed(request, "onnxruntime", sync=request.sync)
+
+    def _timed_graph(self, batch: int) -> Timed:
+        backend = "onnxruntime-cudagraph"
+        if self.device == "cpu":
+            return Timed(
+                None, backend, skip="CUDA graphs need the CUDA or TensorRT provider, not available here"
+            )
+        if batch not in self.graphs:
+            session = self._session(cuda_graph=True)
+            request = BoundRequest(session, self.random_input(batch), self.device)
+            try:
+                request()  # the first run captures the graph; a graph ORT cannot capture fails here
+            except Exception as err:  # noqa: BLE001 - ORT's own exception types
+                return Timed(None, backend, skip=f"capture failed: {str(err).splitlines()[0]}")
+            self.graphs[batch] = (session, request)
+        request = self.graphs[batch][1]
+        return Timed(request, backend, sync=request.sync, note="each request replays a captured CUDA graph")
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {self.input_name: images})[0]
+        dtype = NUMPY_TYPES.get(self.session.get_inputs()[0].type, np.float32)
+        return self.session.run(None, {self.input_name: images.astype(dtype, copy=False)})[0]
 
     def close(self) -> None:
         self.session = None
+        self.graphs.clear()

@@ -15,9 +15,11 @@ DROP_SLACK = 1e-9  # a drop of exactly the budget is within it, whatever the flo
 
 
 def candidate_label(row: dict) -> str:
-    """The format, plus the backend where one file is measured several ways (a checkpoint eager / compiled)."""
+    """The format, plus the backend where one file is measured several ways (a checkpoint eager / compiled,
+    an ONNX file run plainly and replayed from a CUDA graph)."""
     backend = str(row.get("backend") or "")
-    return f"{row.get('format')} ({backend})" if backend.startswith("torch") else str(row.get("format"))
+    several_ways = backend.startswith("torch") or backend == "onnxruntime-cudagraph"
+    return f"{row.get('format')} ({backend})" if several_ways else str(row.get("format"))
 
 
 def candidate_key(row: dict) -> tuple:
