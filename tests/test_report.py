@@ -284,6 +284,14 @@ def test_collect_finds_the_latency_budget_in_the_result_or_the_profile_file(tmp_
     recorded.write_text(json.dumps({"measured": {**MEASURED, "latency_budget_ms": 8}, "rows": [over]}))
     assert [r["latency_budget_ms"] for r in collect_rows([from_file])] == [5.0]
     assert [r["latency_budget_ms"] for r in collect_rows([recorded])] == [8]
+    # measured without a budget (recorded as null): a budget added to the TOML later does not apply
+    unbudgeted = tmp_path / "unbudgeted.json"
+    unbudgeted.write_text(
+        json.dumps(
+            {"measured": {**MEASURED, "profile_file": str(toml), "latency_budget_ms": None}, "rows": [over]}
+        )
+    )
+    assert [r["latency_budget_ms"] for r in collect_rows([unbudgeted])] == [None]
     [entry] = choose_best(collect_rows([from_file]))
     assert "nothing meets the profile's latency budget" in entry["note"]
     assert (

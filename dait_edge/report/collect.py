@@ -61,8 +61,9 @@ def collect(sources: list[str | Path]) -> Collected:
 def annotate_rows(rows: list[dict], measured: dict, *, path: Path | None = None) -> list[dict]:
     """Copies of `rows` with profile, run_dir, torch_top1, latency_budget_ms and a short hardware string."""
     profile = _profile_name(measured, path)
-    budget = measured.get("latency_budget_ms")
-    if budget is None:  # results saved before the budget was recorded: the profile file may still say
+    if "latency_budget_ms" in measured:  # recorded at measurement, null when the profile had none
+        budget = measured["latency_budget_ms"]
+    else:  # results saved before the budget was recorded: the profile file may still say
         budget = _budget_from_profile_file(measured.get("profile_file"))
     saved_in_run = _run_holding(path) if path else None
     hardware = short_hardware(measured.get("hardware") or {})
