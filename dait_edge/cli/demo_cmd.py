@@ -29,7 +29,7 @@ def command(out_dir, fresh, as_json):
     zero-shot accuracy. Then, as `dait-edge sweep` does: distils the four students (the stage-1
     teacher trained once, shared), exports each to ONNX fp32 / fp16 / int8, profiles them on
     x86-ort-cpu-fp32 and x86-ort-cpu-int8 with top-1 on the test split, and writes the report
-    (report.md, pareto.png, report.html, ...) into OUT/report/. About 6 minutes on 2 CPU cores;
+    (report.md, pareto.png, report.html, ...) into OUT/report/. About 5 minutes on 2 CPU cores;
     a second run reuses what is finished. Nothing is downloaded. Figures come from synthetic data
     and random initialisation: they show the chain works, not how well a real model does.
     """
