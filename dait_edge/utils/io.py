@@ -14,16 +14,40 @@ from typing import Any
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."""
+    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds.
+
+    The data reaches the disk before the rename (fsync), so a power cut on a device leaves the old file
+    or the new one, never an empty one. An unwritable folder is a one-line UserError.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp_path = temp_path_beside(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp_path = temp_path_beside(path)
+    except OSError as err:
+        from dait_edge.errors import UserError
+
+        raise UserError(
+            f"cannot write {path}: {err.strerror or err}; choose a folder you can write to (or copy the run there)."
+        ) from None
     try:
         yield tmp_path
+        with open(tmp_path, "rb") as written:
+            os.fsync(written.fileno())
         os.replace(tmp_path, path)
+        _fsync_folder(path.parent)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def _fsync_folder(folder: Path) -> None:
+    # The rename itself is durable once the folder is synced; not every filesystem allows it.
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def temp_path_beside(path: Path) -> Path:
