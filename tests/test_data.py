@@ -15,7 +15,7 @@ from PIL import Image
 
 from dait_edge.data import DATASETS, LAYOUTS, load_dataset
 from dait_edge.data.images import ImageListDataset, load_rgb
-from dait_edge.data.splits import split_labelled
+from dait_edge.data.splits import evenly_spread, split_labelled
 from dait_edge.errors import UserError
 from tests.fixtures import (
     class_colour,
@@ -444,3 +444,14 @@ def test_imagefolder_without_torchvision_reads_the_same_samples(tmp_path, monkey
     without = load_dataset("imagefolder", fx.root)
     assert without.splits == with_torchvision.splits and without.classes == with_torchvision.classes
     assert any(p.name == "x.PNG" for p, _ in without.splits["train"])
+
+
+def test_evenly_spread_reaches_every_class_of_a_sorted_split():
+    sorted_split = [(f"img{i}.jpg", i // 10) for i in range(60)]  # 6 classes of 10, sorted by class
+    picked = evenly_spread(sorted_split, 6)
+    assert len(picked) == 6 and {label for _, label in picked} == set(range(6))
+    assert picked[0] == sorted_split[0] and picked[-1] == sorted_split[-1]
+    assert (
+        evenly_spread(sorted_split, 100) == sorted_split
+        and evenly_spread(sorted_split, 1) == sorted_split[:1]
+    )

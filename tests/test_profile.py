@@ -10,6 +10,7 @@ import ctypes
 import dataclasses
 import enum
 import json
+import shutil
 import subprocess
 import sys
 import types
@@ -72,8 +73,22 @@ def test_bad_profiles(tmp_path):
         load_profile("x86")
     bad = tmp_path / "bad.toml"
     bad.write_text('name = "bad"\nruntime = "openvino"\n')
-    with pytest.raises(UserError, match="runtime 'openvino'"):
+    with pytest.raises(
+        UserError, match="runtime must be one of onnxruntime, tensorrt, torch, not 'openvino'"
+    ):
         load_profile(str(bad))
+    # Wrong types are named with what they must be, not found later as a TypeError mid-measurement.
+    for line, message in [
+        ("batch_sizes = 8", r"batch_sizes must be a list of integers of at least 1, e.g. \[1, 8\], not 8"),
+        ("batch_sizes = [0, 1]", "batch_sizes must be a list of integers"),
+        ('iterations = "50"', "iterations must be an integer of at least 1, not '50'"),
+        ('formats = "onnx-fp32"', "formats must be a list of strings"),
+        ('latency_budget_ms = "10"', "latency_budget_ms must be a positive number of milliseconds"),
+        ("threads = -1", "threads must be an integer, 0 for the runtime's default"),
+    ]:
+        bad.write_text(f'name = "bad"\nruntime = "onnxruntime"\n{line}\n')
+        with pytest.raises(UserError, match=message):
+            load_profile(str(bad))
 
 
 def test_summary_statistics_are_ordered_and_exact():
@@ -137,6 +152,7 @@ def test_rows_have_every_field_and_are_saved_in_the_run(exported):
         )
         # top-1 from the sidecar's preprocessing matches the export's own parity measurement
         assert row["top1"] == pytest.approx(sidecar["parity"]["top1_artifact"], abs=1e-3)
+        assert row["model"] == sidecar["config_hash"] and row["student"] == "mobilenetv2_100"
     hardware = report["measured"]["hardware"]
     assert report["measured"]["warmup"] == 10 and hardware["cpu_count"] >= 1 and hardware["onnxruntime"]
     assert "torch" not in hardware and {r["profile"] for r in rows} == {"x86-ort-cpu-int8"}
@@ -152,6 +168,67 @@ def test_profile_bad_input(exported, tmp_path):
     )
     assert_user_error(runner.invoke(cli, ["profile", str(tmp_path / "missing")]), "does not exist")
     assert_user_error(runner.invoke(cli, ["profile", str(tmp_path)]), "no artifacts")
+
+
+def test_saved_rows_are_merged_by_artifact_and_batch(exported, tmp_path):
+    """Profiling one file, or another batch size, keeps the run's other rows (the fp32 top-1 among them);
+    rows measured another way are replaced, not mixed."""
+    run, cub = exported
+    saved = run / "profile" / "x86-ort-cpu-int8.json"
+    saved.unlink(missing_ok=True)
+    fp32, int8 = run / "export" / "student-onnx-fp32.onnx", run / "export" / "student-onnx-int8-u8s8.onnx"
+    profile = dataclasses.replace(load_profile("x86-ort-cpu-int8"), iterations=5)
+    quiet = {"log": lambda m: None}
+    profile_artifacts([fp32], profile, batch_sizes=[1], dataset="cub", data_root=str(cub.root), **quiet)
+    profile_artifacts([int8], profile, batch_sizes=[2], **quiet)
+    profile_artifacts([fp32], profile, batch_sizes=[1], dataset="cub", data_root=str(cub.root), **quiet)
+    rows = json.loads(saved.read_text())["rows"]
+    assert sorted((Path(r["artifact"]).name, r["batch"]) for r in rows) == [
+        ("student-onnx-fp32.onnx", 1),
+        ("student-onnx-int8-u8s8.onnx", 2),
+    ]
+    assert next(r for r in rows if r["format"] == "onnx-fp32")["top1"] is not None
+
+    said = []
+    other_way = dataclasses.replace(profile, iterations=6)
+    profile_artifacts([int8], other_way, batch_sizes=[1], log=said.append)
+    rows = json.loads(saved.read_text())["rows"]
+    assert [(r["format"], r["batch"]) for r in rows] == [("onnx-int8-u8s8", 1)]
+    assert any("replacing rows measured another way" in line for line in said)
+
+
+def test_rows_survive_a_run_folder_that_cannot_be_written(exported, tmp_path):
+    run = tmp_path / "read-only-run"
+    shutil.copytree(exported[0], run)
+    shutil.rmtree(run / "profile", ignore_errors=True)
+    (run / "profile").write_text("a file where the folder would go")
+    said = []
+    profile = dataclasses.replace(load_profile("x86-ort-cpu-fp32"), iterations=3)
+    result = profile_artifacts([run / "export"], profile, batch_sizes=[1], log=said.append)
+    assert [r["format"] for r in result["rows"]] == ["onnx-fp32"]
+    assert any(line.startswith("warning: rows not saved in the run (cannot write") for line in said)
+
+
+def test_top1_needs_the_classes_the_model_was_trained_on(exported, tmp_path):
+    run, _ = exported
+    other = make_cub(tmp_path / "CUB-more", classes=NUM_CLASSES + 1, train_per_class=1, test_per_class=1)
+    args = ["profile", str(run / "export"), "--profile", "x86-ort-cpu-fp32", "--batch-sizes", "1"]
+    result = CliRunner().invoke(cli, [*args, "--dataset", "cub", "--data-root", str(other.root)])
+    assert_user_error(
+        result, "are not those", "was trained on", "pass the dataset and root the run was trained on"
+    )
+
+
+def test_peak_memory_restarts_per_artifact():
+    from dait_edge.profiling.memory import peak_rss_mb, reset_peak
+
+    if not reset_peak():
+        pytest.skip("this OS cannot reset the peak resident size (/proc/self/clear_refs)")
+    block = np.ones(300_000_000 // 8)  # 300 MB, touched
+    high = peak_rss_mb()
+    del block
+    assert reset_peak()
+    assert peak_rss_mb() < high - 200
 
 
 def test_profiling_needs_no_torch(exported):

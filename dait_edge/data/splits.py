@@ -39,3 +39,14 @@ def split_labelled(
     labelled = [s for i, s in enumerate(samples) if i in chosen]
     unlabelled = [s for i, s in enumerate(samples) if i not in chosen]
     return labelled, unlabelled
+
+
+def evenly_spread(samples: Sequence[Sample], limit: int) -> list[Sample]:
+    """At most `limit` samples, evenly spaced over the list: every class is reached even when the list is
+    sorted by class (taking the first `limit` would score the first few classes only)."""
+    if limit >= len(samples):
+        return list(samples)
+    if limit <= 1:
+        return list(samples[:limit])
+    step = (len(samples) - 1) / (limit - 1)
+    return [samples[round(i * step)] for i in range(limit)]

@@ -59,6 +59,7 @@ def _dataset_images(dataset, data_root, split, limit, data_config, img_size) -> 
 
     from dait_edge.data import load_dataset
     from dait_edge.data.images import ImageListDataset
+    from dait_edge.data.splits import evenly_spread
     from dait_edge.data.transforms import eval_transform
     from dait_edge.errors import UserError
 
@@ -66,9 +67,7 @@ def _dataset_images(dataset, data_root, split, limit, data_config, img_size) -> 
     samples = spec.split(split)
     if not samples:
         raise UserError(f"the {split} split of {data_root} is empty")
-    if limit < len(samples):
-        # evenly spaced, so every class appears even when the split is sorted by class
-        samples = [samples[i] for i in np.linspace(0, len(samples) - 1, limit).round().astype(int)]
+    samples = evenly_spread(samples, limit)
     transform = eval_transform(
         img_size,
         data_config["mean"],

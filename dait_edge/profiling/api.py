@@ -15,7 +15,7 @@ imports torch. Every runner offers the same small surface:
 from __future__ import annotations
 
 import importlib
-import resource
+import json
 import time
 from pathlib import Path
 
@@ -24,6 +24,7 @@ import numpy as np
 from dait_edge.errors import UserError
 from dait_edge.profiling.artifacts import find_artifacts, run_summary_of
 from dait_edge.profiling.hardware import hardware
+from dait_edge.profiling.memory import peak_rss_mb, reset_peak
 from dait_edge.profiling.profiles import Profile
 from dait_edge.profiling.timing import measure
 from dait_edge.utils.io import write_json_atomic
@@ -49,10 +50,12 @@ def runner_module(runtime: str):
 def _test_top1(runner, sidecar: dict, dataset: str, data_root: str, limit: int | None) -> float:
     from dait_edge.data import load_dataset
     from dait_edge.data.images import load_rgb
+    from dait_edge.data.splits import evenly_spread
     from dait_edge.export.predict import preprocess
 
     spec = load_dataset(dataset, data_root)
-    samples = spec.split("test")[:limit] if limit else spec.split("test")
+    _check_classes(spec, sidecar, runner.artifact, data_root)
+    samples = evenly_spread(spec.split("test"), limit) if limit else spec.split("test")
     correct = 0
     for start in range(0, len(samples), 32):
         chunk = samples[start : start + 32]
@@ -62,20 +65,39 @@ def _test_top1(runner, sidecar: dict, dataset: str, data_root: str, limit: int |
     return 100.0 * correct / max(len(samples), 1)
 
 
+def _check_classes(spec, sidecar: dict, artifact, data_root: str) -> None:
+    # Labels are class indices: another dataset (or a folder with one class more) scores silently wrong.
+    trained = sidecar.get("classes")
+    if trained and list(trained) != list(spec.classes):
+        differ = next(
+            (f"{a!r} vs {b!r}" for a, b in zip(spec.classes, trained, strict=False) if a != b),
+            f"{len(spec.classes)} vs {len(trained)} classes",
+        )
+        raise UserError(
+            f"the classes of {data_root} are not those {artifact} was trained on ({differ});"
+            " pass the dataset and root the run was trained on."
+        )
+
+
 def _row(runner, profile: Profile, timed, batch: int, latency: dict, summary: dict, top1) -> dict:
     device_mem = runner.device_memory_mb() if hasattr(runner, "device_memory_mb") else None
+    sidecar = runner.sidecar
     return {
-        "artifact": str(runner.artifact),
+        "artifact": str(Path(runner.artifact).resolve()),
         "profile": profile.name,
-        "format": runner.sidecar.get("format"),
-        "student": runner.sidecar.get("student"),
+        "format": sidecar.get("format"),
+        "student": sidecar.get("student"),
+        # Which trained model the file holds (the run's config hash): report compares formats of one model.
+        "model": sidecar.get("config_hash"),
+        "dataset": sidecar.get("dataset"),
+        "method": sidecar.get("method"),
         "backend": timed.backend,
         "providers": runner.providers,
         "precision": runner.sidecar.get("precision"),
         "batch": batch,
         "latency_ms": latency,
         "throughput_ips": 1e3 * batch / latency["mean"],
-        "peak_mem_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+        "peak_mem_mb": peak_rss_mb(),
         "device_mem_mb": device_mem,
         "size_mb": Path(runner.artifact).stat().st_size / 1e6,
         "params": summary.get("params"),
@@ -108,7 +130,11 @@ def profile_artifacts(
     Runner = getattr(module, RUNNERS[profile.runtime][1])
     batches = list(batch_sizes or profile.batch_sizes)
     rows, skipped, by_run = [], [], {}
+    per_artifact_memory = True
     for artifact in find_artifacts(paths, profile):
+        per_artifact_memory &= (
+            reset_peak()
+        )  # peak_mem_mb: this artifact's load and timing, not the last one's
         runner = Runner(artifact, profile)
         try:
             run_dir, summary = run_summary_of(runner.artifact)
@@ -147,13 +173,55 @@ def profile_artifacts(
         "duration_s": profile.duration_s,
         "latency_budget_ms": profile.latency_budget_ms,
         "timing": TIMING,
-        "memory": "peak resident set size of the profiling process (ru_maxrss); device_mem_mb on a GPU",
+        "memory": (
+            "peak resident set size of the profiling process in MB, from loading the artifact to the end of"
+            " the row's timing"
+            if per_artifact_memory
+            else "peak resident set size of the profiling process in MB since it started (ru_maxrss)"
+        )
+        + "; device_mem_mb on a GPU (TensorRT, torch)",
         "hardware": hardware(versions),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     if save:
         for run_dir, run_rows in by_run.items():
-            write_json_atomic(
-                run_dir / "profile" / f"{profile.name}.json", {"measured": measured, "rows": run_rows}
-            )
+            try:
+                _save_rows(run_dir / "profile" / f"{profile.name}.json", measured, run_rows, log)
+            except UserError as err:  # a read-only copy of a run on a device: keep the measurements
+                log(f"warning: rows not saved in the run ({err}); use --json to keep them")
     return {"measured": measured, "rows": rows, "skipped": skipped}
+
+
+def _save_rows(path: Path, measured: dict, rows: list[dict], log) -> None:
+    """Write the run's rows, keeping earlier rows measured the same way that were not measured again
+    (another artifact, another batch size, an fp32 top-1 the reference needs)."""
+    kept: list[dict] = []
+    earlier = _read_saved(path)
+    if earlier and _settings(earlier["measured"]) == _settings(measured):
+        fresh = {_saved_key(row) for row in rows}
+        kept = [row for row in earlier["rows"] if _saved_key(row) not in fresh]
+    elif earlier:
+        log(f"{path}: replacing rows measured another way (another machine, runtime or profile settings)")
+    write_json_atomic(path, {"measured": measured, "rows": kept + rows})
+
+
+def _settings(measured: dict) -> dict:
+    """How rows were measured (machine, runtime versions, profile settings): all but when."""
+    return {key: value for key, value in measured.items() if key != "created"}
+
+
+def _read_saved(path: Path) -> dict | None:
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    ok = (
+        isinstance(saved, dict)
+        and isinstance(saved.get("measured"), dict)
+        and isinstance(saved.get("rows"), list)
+    )
+    return saved if ok else None
+
+
+def _saved_key(row: dict) -> tuple:
+    return (row.get("artifact"), row.get("backend"), row.get("batch"))

@@ -106,17 +106,18 @@ class OrtRunner:
         providers = profile.providers
         available = ort.get_available_providers()
         self.chosen = [p for p in providers if p in available] or ["CPUExecutionProvider"]
-        if providers and providers[0] not in available:
-            # Say it in the row: a TensorRT profile measured on the CPU provider is a different figure.
-            self.note = f"{providers[0]} not available here; measured with {self.chosen[0]}"
-        else:
-            self.note = ""
         self.options = ort.SessionOptions()
         if profile.threads:
             self.options.intra_op_num_threads = profile.threads
         self.provider_options = provider_options_of(profile)
         self.session = self._session()
         self.providers = self.session.get_providers()
+        self.note = ""
+        if providers and self.providers[0] != providers[0]:
+            # Say it in the row: a TensorRT profile measured on the CPU provider is a different figure. An
+            # installed provider can also fail to start (no GPU, missing CUDA libraries): ORT falls back.
+            why = "not available here" if providers[0] not in available else "failed to start"
+            self.note = f"{providers[0]} {why}; measured with {self.providers[0]}"
         self.device = DEVICE_OF.get(self.providers[0], "cpu")
         self.modes = ("default", "cudagraph") if profile.extra.get("cuda_graphs", False) else ("default",)
         self.input_name = self.sidecar.get("input_name") or self.session.get_inputs()[0].name

@@ -31,6 +31,38 @@ class Profile:
     extra: dict = field(default_factory=dict)
 
 
+def _is_int(value, least: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= least
+
+
+def _is_number(value, least: float) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value >= least
+
+
+def _is_strings(value) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+# Each common key: (its check, how to say what it must be).
+KINDS = {
+    "name": (lambda v: isinstance(v, str) and v != "", "a non-empty string"),
+    "description": (lambda v: isinstance(v, str), "a string"),
+    "device": (lambda v: isinstance(v, str), "a string"),
+    "runtime": (lambda v: v in RUNTIMES, f"one of {', '.join(RUNTIMES)}"),
+    "providers": (_is_strings, 'a list of strings, e.g. ["CPUExecutionProvider"]'),
+    "formats": (_is_strings, 'a list of strings, e.g. ["onnx-int8-u8s8", "onnx-fp32"]'),
+    "threads": (lambda v: _is_int(v, 0), "an integer, 0 for the runtime's default"),
+    "batch_sizes": (
+        lambda v: isinstance(v, list) and v != [] and all(_is_int(b, 1) for b in v),
+        "a list of integers of at least 1, e.g. [1, 8]",
+    ),
+    "warmup": (lambda v: _is_int(v, 0), "an integer of at least 0"),
+    "iterations": (lambda v: _is_int(v, 1), "an integer of at least 1"),
+    "duration_s": (lambda v: _is_number(v, 0), "a number of seconds of at least 0"),
+    "latency_budget_ms": (lambda v: _is_number(v, 0) and v > 0, "a positive number of milliseconds"),
+}
+
+
 def available_profiles() -> list[str]:
     return sorted(p.stem for p in PROFILES_DIR.glob("*.toml"))
 
@@ -49,8 +81,9 @@ def load_profile(name_or_path: str) -> Profile:
     missing = [k for k in ("name", "runtime") if k not in values]
     if missing:
         raise UserError(f"profile {path} lacks {', '.join(missing)}; see profiles/x86-ort-cpu-fp32.toml.")
-    if values["runtime"] not in RUNTIMES:
-        raise UserError(f"profile {path}: runtime {values['runtime']!r} is not one of {', '.join(RUNTIMES)}.")
+    for key, value in values.items():
+        if not KINDS[key][0](value):
+            raise UserError(f"profile {path}: {key} must be {KINDS[key][1]}, not {value!r}.")
     for key in ("providers", "formats", "batch_sizes"):
         if key in values:
             values[key] = tuple(values[key])
@@ -58,7 +91,5 @@ def load_profile(name_or_path: str) -> Profile:
     values.setdefault("device", "")
     values.setdefault("providers", ())
     values.setdefault("formats", ())
-    if any(b < 1 for b in values.get("batch_sizes", (1,))) or values.get("iterations", 1) < 1:
-        raise UserError(f"profile {path}: batch sizes and iterations must be at least 1.")
     extra = {k: v for k, v in data.items() if k not in known}
     return Profile(**values, source=str(path), extra=extra)

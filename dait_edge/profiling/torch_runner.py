@@ -108,12 +108,13 @@ class TorchRunner:
         model = load_student(info).to(self.device, self.dtype)
         self.model = model.to(memory_format=self.memory_format).eval()
         # What preprocess() needs (as in a sidecar), so top-1 comes from the same pixels as the ONNX rows'.
+        run = info.as_dict()
         self.sidecar = {
             **info.data_config,
             "format": "checkpoint",
-            "student": info.summary.get("student"),
             "precision": s.precision,
             "parity": None,
+            **{key: run[key] for key in ("student", "classes", "dataset", "method", "config_hash")},
         }
         self.input_size = tuple(info.data_config["input_size"])
         self.providers = [str(self.device)]
