@@ -186,6 +186,43 @@ def test_onnx_plain_and_cuda_graph_replay_are_separate_candidates():
     assert {c["label"] for c in entry["candidates"]} == {"onnx-fp16", "onnx-fp16 (onnxruntime-cudagraph)"}
 
 
+def test_two_runs_of_one_student_are_judged_each_against_its_own_fp32():
+    run_a = dict(model="hash-a", run_dir="runs/cub-resnet18-dait_f")
+    run_b = dict(model="hash-b", run_dir="runs/cub-resnet18-kd")
+    rows = [
+        row("onnx-fp32", 7.0, 86.0, artifact="a/export/fp32.onnx", **run_a),
+        row("onnx-int8-u8s8", 3.0, 85.5, artifact="a/export/int8.onnx", **run_a),
+        row("onnx-fp32", 7.0, 80.0, artifact="b/export/fp32.onnx", **run_b),
+        row("onnx-int8-u8s8", 3.0, 79.9, artifact="b/export/int8.onnx", **run_b),
+    ]
+    entries = choose_best(rows)
+    assert [(e["reference_top1"], e["chosen_format"]) for e in entries] == [
+        (86.0, "onnx-int8-u8s8"),
+        (80.0, "onnx-int8-u8s8"),  # 0.1 below its own fp32, not 6.1 below the other run's
+    ]
+    assert [e["where"] for e in entries] == [
+        f"resnet18 on {PROFILE} (run cub-resnet18-dait_f)",
+        f"resnet18 on {PROFILE} (run cub-resnet18-kd)",
+    ]
+    assert choose_best(rows[:2])[0]["where"] == f"resnet18 on {PROFILE}"  # one run: nothing to tell apart
+
+
+def test_an_unchecked_engine_needs_a_measured_top1():
+    """TensorRT engines carry no parity check from export: without a measured top-1 they cannot be chosen."""
+    engine = row("trt-fp16", 0.3, parity=None, artifact="export/student-trt-fp16.engine", profile="cuda-trt")
+    [entry] = choose_best([engine])
+    assert entry["chosen"] is None and "accuracy not verified" in entry["candidates"][0]["reason"]
+    [entry] = choose_best([{**engine, "top1": 85.0, "torch_top1": 85.2}])
+    assert entry["chosen_format"] == "trt-fp16"
+    # The PyTorch checkpoint needs no parity: it is what parity compares against.
+    checkpoint = row("checkpoint", 9.0, parity=None, backend="torch-eager", profile="x86-torch-cpu")
+    [entry] = choose_best([checkpoint])
+    assert (
+        entry["chosen_format"] == "checkpoint"
+        and "the PyTorch checkpoint itself" in entry["candidates"][0]["reason"]
+    )
+
+
 def test_latency_budget_excludes_unless_nothing_meets_it():
     rows = [
         row("onnx-fp32", 7.0, 85.0, within_budget=True, latency_budget_ms=10.0, p99=8.0),
@@ -272,6 +309,38 @@ def test_collect_from_a_run_a_folder_of_runs_and_a_json_file(tmp_path):
     assert len(both.rows) == 2  # the same rows read twice are kept once: the newer measurement
     assert {r["top1"] for r in both.rows if r["format"] == "onnx-fp32"} == {85.2}
     assert list(both.measured) == [PROFILE] and len(both.measured[PROFILE]) == 2
+
+
+def test_collect_keeps_two_machines_and_the_newer_of_one_row(tmp_path):
+    """Two boards under one profile name both stay (and are separate choices); of one row read twice the
+    later measurement wins, comparing instants across time zones, not strings."""
+    fp32 = row("onnx-fp32", 40.0, 85.0, profile=None, model="hash-a")
+    pi4 = {**MEASURED, "hardware": {**MEASURED["hardware"], "cpu": "Cortex-A72", "cpu_count": 4}}
+    pi5 = {**MEASURED, "hardware": {**MEASURED["hardware"], "cpu": "Cortex-A76", "cpu_count": 4}}
+    for name, measured, p50 in [("pi4", pi4, 40.0), ("pi5", pi5, 18.0)]:
+        result = {"measured": measured, "rows": [{**fp32, "latency_ms": {**fp32["latency_ms"], "p50": p50}}]}
+        (tmp_path / f"{name}.json").write_text(json.dumps(result))
+    rows = collect_rows([tmp_path / "pi4.json", tmp_path / "pi5.json"])
+    assert sorted(r["latency_ms"]["p50"] for r in rows) == [18.0, 40.0]
+    assert [e["where"] for e in choose_best(rows)] == [
+        f"resnet18 on {PROFILE} (Cortex-A72, 4 CPUs, onnxruntime 1.32.0)",
+        f"resnet18 on {PROFILE} (Cortex-A76, 4 CPUs, onnxruntime 1.32.0)",
+    ]
+
+    earlier, later = tmp_path / "earlier.json", tmp_path / "later.json"
+    # 13:30 at +02:00 is 11:30 UTC: earlier than 12:00 UTC, though the string sorts after it.
+    earlier.write_text(
+        json.dumps(
+            {"measured": {**pi4, "created": "2025-01-01T13:30:00+0200"}, "rows": [{**fp32, "top1": 1.0}]}
+        )
+    )
+    later.write_text(
+        json.dumps(
+            {"measured": {**pi4, "created": "2025-01-01T12:00:00+0000"}, "rows": [{**fp32, "top1": 2.0}]}
+        )
+    )
+    assert [r["top1"] for r in collect_rows([later, earlier])] == [2.0]
+    assert [r["top1"] for r in collect_rows([earlier, later])] == [2.0]
 
 
 def test_collect_finds_the_latency_budget_in_the_result_or_the_profile_file(tmp_path):

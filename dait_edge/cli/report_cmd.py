@@ -37,10 +37,11 @@ def command(sources, out, max_top1_drop, batch, as_json):
 
     SOURCES are distill run folders (their profile/*.json), folders holding runs (any
     */profile/*.json or */*/profile/*.json below), or JSON files that `dait-edge profile --json`
-    printed (e.g. on another device). The best artifact is the fastest by p50 latency among those
-    that passed parity at export, lose at most --max-top1-drop top-1 points against fp32 (the fp32
-    artifact's measured top-1, else the run's PyTorch top-1), and meet the profile's p99 budget;
-    the report says why each other artifact lost.
+    printed (e.g. on another device). The best artifact, per trained model, profile and machine, is
+    the fastest by p50 latency among those that lose at most --max-top1-drop top-1 points against
+    fp32 (the fp32 artifact's measured top-1, else the run's PyTorch top-1; where no top-1 was
+    measured, export parity must have passed instead) and meet the profile's p99 budget; the report
+    says why each other artifact lost.
 
     \b
     Examples:

@@ -1,4 +1,5 @@
-"""`choose_best`: per student and profile, the fastest artifact that keeps its accuracy, and why the others lost."""
+"""`choose_best`: per trained model, profile and machine, the fastest artifact that keeps its accuracy, and why
+the others lost."""
 
 from __future__ import annotations
 
@@ -7,6 +8,10 @@ PRECISION_BITS = {"int4": 4, "int8": 8, "fp8": 8, "fp16": 16, "bf16": 16, "fp32"
 PARITY_FAILED = "failed parity against PyTorch at export"
 PARITY_WAIVED = "below the parity threshold at export, but its measured top-1 is within the budget"
 NO_TOP1 = "top-1 not measured (profile with --dataset/--data-root); accuracy judged by export parity"
+UNVERIFIED = (
+    "accuracy not verified: no top-1 measured and no parity check at export (TensorRT engines are not"
+    " checked there); profile with --dataset/--data-root"
+)
 NO_REFERENCE = (
     "no fp32 reference top-1 (no fp32 artifact profiled with --dataset, no PyTorch top-1 in the run summary);"
     " accuracy judged by export parity"
@@ -20,6 +25,23 @@ def candidate_label(row: dict) -> str:
     backend = str(row.get("backend") or "")
     several_ways = backend.startswith("torch") or backend == "onnxruntime-cudagraph"
     return f"{row.get('format')} ({backend})" if several_ways else str(row.get("format"))
+
+
+def group_key(row: dict) -> tuple:
+    """What one choice is made among: the formats of one trained model (the run's config hash, else its
+    folder) on one profile and machine. Two runs of one student, or two machines under one profile name,
+    are separate choices, each judged against its own fp32."""
+    return (
+        row.get("student"),
+        row.get("profile"),
+        row.get("model") or row.get("run_dir"),
+        row.get("hardware"),
+    )
+
+
+def entry_key(entry: dict) -> tuple:
+    """`group_key` of the rows a `choose_best` entry was chosen from."""
+    return (entry["student"], entry["profile"], entry["model"] or entry["run_dir"], entry["hardware"])
 
 
 def candidate_key(row: dict) -> tuple:
@@ -40,7 +62,8 @@ def rows_at_batch(rows: list[dict], batch: int) -> list[dict]:
 
 
 def choose_best(rows: list[dict], max_top1_drop: float = 1.0, batch: int = 1) -> list[dict]:
-    """The fastest artifact per (student, profile) that keeps its accuracy; entries ordered by student, profile.
+    """The fastest artifact per trained model, profile and machine (`group_key`) that keeps its accuracy;
+    entries ordered by student, profile, run and machine.
 
     Each artifact is compared at `batch` (else at the smallest batch it was measured at, and it says so).
     Gates, in order: top-1 may be at most `max_top1_drop` points below the reference (the best measured
@@ -51,11 +74,31 @@ def choose_best(rows: list[dict], max_top1_drop: float = 1.0, batch: int = 1) ->
     """
     groups: dict[tuple, list[dict]] = {}
     for row in rows:
-        groups.setdefault((row.get("student"), row.get("profile")), []).append(row)
-    ordered = sorted(groups.items(), key=lambda item: (str(item[0][0] or ""), str(item[0][1] or "")))
-    return [
-        _best_of_group(student, profile, group, max_top1_drop, batch) for (student, profile), group in ordered
-    ]
+        groups.setdefault(group_key(row), []).append(row)
+    ordered = sorted(groups.items(), key=lambda item: tuple(str(part or "") for part in item[0]))
+    entries = [_best_of_group(group, max_top1_drop, batch) for _, group in ordered]
+    _name_places(entries)
+    return entries
+
+
+def _name_places(entries: list[dict]) -> None:
+    """`where` of each entry: 'resnet18 on x86-ort-cpu-int8', plus the run and machine where one student and
+    profile hold several choices."""
+    by_place: dict[tuple, list[dict]] = {}
+    for entry in entries:
+        by_place.setdefault((entry["student"], entry["profile"]), []).append(entry)
+    for (student, profile), same in by_place.items():
+        for entry in same:
+            where = f"{student or 'unknown student'} on {profile or 'unnamed profile'}"
+            details = []
+            if len({e["model"] or e["run_dir"] for e in same}) > 1:
+                run = entry["run_dir"]
+                details.append(
+                    f"run {run.rstrip('/').rsplit('/', 1)[-1]}" if run else f"model {str(entry['model'])[:8]}"
+                )
+            if len({e["hardware"] for e in same}) > 1:
+                details.append(str(entry["hardware"] or "machine not recorded"))
+            entry["where"] = f"{where} ({', '.join(details)})" if details else where
 
 
 def reference_top1(rows: list[dict]) -> tuple[float | None, str | None]:
@@ -74,7 +117,7 @@ def describe_best(entries: list[dict]) -> list[str]:
     """Lines for a terminal: the chosen artifact per student and profile, then why each other one lost."""
     lines = []
     for entry in entries:
-        where = f"{entry['student'] or 'unknown student'} on {entry['profile'] or 'unnamed profile'}"
+        where = entry["where"]
         if entry["chosen"] is None:
             lines.append(f"{where}: no artifact qualifies")
         else:
@@ -85,7 +128,8 @@ def describe_best(entries: list[dict]) -> list[str]:
     return lines
 
 
-def _best_of_group(student, profile, rows: list[dict], max_top1_drop: float, batch: int) -> dict:
+def _best_of_group(rows: list[dict], max_top1_drop: float, batch: int) -> dict:
+    first = rows[0]
     reference, reference_label = reference_top1(rows)
     short_reference = "fp32" if reference_label and reference_label.endswith("artifact") else "PyTorch"
     candidates = [
@@ -109,8 +153,12 @@ def _best_of_group(student, profile, rows: list[dict], max_top1_drop: float, bat
     note = _note(winner, candidates, reference, reference_label, max_top1_drop, batch, nothing_meets_budget)
     candidates.sort(key=lambda c: (c["status"] != "chosen", *_speed_order(c)))
     return {
-        "student": student,
-        "profile": profile,
+        "student": first.get("student"),
+        "profile": first.get("profile"),
+        "model": first.get("model"),
+        "run_dir": first.get("run_dir"),
+        "hardware": first.get("hardware"),
+        "where": "",  # set by choose_best, which sees the other entries
         "batch": batch,
         "chosen": winner["artifact"] if winner else None,
         "chosen_format": winner["format"] if winner else None,
@@ -130,8 +178,10 @@ def _candidate(row: dict, reference, short_reference: str, max_top1_drop: float,
     accuracy = []
     # Export parity (top-1 agreement with PyTorch) stands in for accuracy only where top-1 was not measured:
     # a near-tied model flips a few predictions either way, and the user's budget is in top-1 points.
-    if row.get("parity_passed") is False and drop is None:
+    if drop is None and row.get("parity_passed") is False:
         accuracy.append(PARITY_FAILED)
+    elif drop is None and row.get("parity_passed") is None and row.get("format") != "checkpoint":
+        accuracy.append(UNVERIFIED)  # the checkpoint is what parity compares against: it needs none
     if drop is not None and drop > max_top1_drop + DROP_SLACK:
         accuracy.append(
             f"top-1 {top1:.1f}% is {_drop_text(drop, max_top1_drop)} points below {short_reference}"
@@ -184,7 +234,7 @@ def _why_chosen(c: dict, pool: list[dict], candidates: list[dict], nothing_meets
         reason += (
             "; top-1 not measured, accuracy judged by export parity"
             if c["_parity"]
-            else "; accuracy not verified (no top-1, no parity check at export)"
+            else "; top-1 not measured; the PyTorch checkpoint itself, which export parity compares against"
         )
     return reason
 

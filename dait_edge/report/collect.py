@@ -35,7 +35,7 @@ def collect(sources: list[str | Path]) -> Collected:
             f"no sources given; pass run folders, a folder of runs or profile JSON files ({FIRST_STEP})."
         )
     collected = Collected()
-    kept: dict[tuple, tuple[str, dict]] = {}  # (profile, artifact, batch) -> (when measured, row)
+    kept: dict[tuple, tuple[float, dict]] = {}  # _row_key -> (when measured, row)
     for source in map(Path, sources):
         for path, result in _profile_results(source):
             collected.files.append(str(path))
@@ -43,7 +43,7 @@ def collect(sources: list[str | Path]) -> Collected:
             blocks = collected.measured.setdefault(_profile_name(measured, path), [])
             if measured not in blocks:
                 blocks.append(measured)
-            created = str(measured.get("created") or "")
+            created = _timestamp(measured.get("created"))
             for row in annotate_rows(result["rows"], measured, path=path):
                 key = _row_key(row)
                 # The same row read twice (a run folder and its --json dump): keep the newer measurement.
@@ -194,10 +194,29 @@ def _budget_from_profile_file(profile_file) -> float | None:
 
 
 def _row_key(row: dict) -> tuple:
+    """One measurement: the same file of the same model at one batch size, on one profile and machine. Files
+    of two runs can share a path on a device (each copied as export/), and two boards one profile name."""
     artifact = row.get("artifact")
     if artifact and Path(artifact).exists():
         artifact = str(Path(artifact).resolve())
-    return (row.get("profile"), artifact, row.get("backend"), row.get("batch"))
+    return (
+        row.get("profile"),
+        row.get("hardware"),
+        row.get("model"),  # not the run folder: a --json dump of a run's rows has none, and is the same rows
+        artifact,
+        row.get("backend"),
+        row.get("batch"),
+    )
+
+
+def _timestamp(created) -> float:
+    """Seconds since the epoch of a `created` stamp (%Y-%m-%dT%H:%M:%S%z); 0 when missing or unreadable."""
+    from datetime import datetime
+
+    try:
+        return datetime.strptime(str(created), "%Y-%m-%dT%H:%M:%S%z").timestamp()
+    except ValueError:
+        return 0.0
 
 
 def _table_order(row: dict) -> tuple:

@@ -32,7 +32,8 @@ def render_html(report: dict, records: list[dict], figure: dict) -> str:
         "<h1>dait-edge report</h1>",
         f"<p>{len(report['rows'])} rows from {len(settings['files'])} profile result(s); artifacts compared at"
         f" batch {escape(str(settings['batch']))}, accuracy budget {escape(str(settings['max_top1_drop']))}"
-        " top-1 points against fp32.</p>",
+        " top-1 points against the reference (&quot;drop vs ref&quot;: the fp32 artifact's measured top-1,"
+        " else the run's PyTorch top-1).</p>",
     ]
     for profile in profiles_in(report, records):
         parts.append(f"<h2>Profile {escape(str(profile))}</h2>")
@@ -66,7 +67,7 @@ def _table(records: list[dict]) -> str:
 
 
 def _best_entry(entry: dict) -> str:
-    where = escape(f"{entry['student'] or 'unknown student'} on {entry['profile'] or 'unnamed profile'}")
+    where = escape(entry["where"])
     if entry["chosen"]:
         chosen = f"<code>{escape(entry['chosen'])}</code> ({escape(next(c['label'] for c in entry['candidates'] if c['status'] == 'chosen'))})"
     else:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 
-from dait_edge.report.best import candidate_key, candidate_label
+from dait_edge.report.best import candidate_key, candidate_label, entry_key, group_key
 from dait_edge.report.collect import machine_name
 
 # (key, Markdown/HTML header, CSV header); the display text of each key comes from `display_cells`.
@@ -15,7 +15,7 @@ COLUMNS = (
     ("precision", "precision", "precision"),
     ("batch", "batch", "batch"),
     ("top1", "top-1 %", "top1"),
-    ("top1_drop", "drop vs fp32", "top1_drop"),
+    ("top1_drop", "drop vs ref", "top1_drop"),
     ("p50", "p50 ms", "p50_ms"),
     ("p90", "p90 ms", "p90_ms"),
     ("p99", "p99 ms", "p99_ms"),
@@ -33,7 +33,7 @@ MISSING = "–"
 
 def table_records(rows: list[dict], best: list[dict]) -> list[dict]:
     """Raw values per row: latency percentiles, top-1 drop against the group's reference, best or not."""
-    references = {(e["student"], e["profile"]): e["reference_top1"] for e in best}
+    references = {entry_key(e): e["reference_top1"] for e in best}
     chosen = {
         (e["profile"], c["artifact"], c["backend"], c["batch"])
         for e in best
@@ -43,7 +43,7 @@ def table_records(rows: list[dict], best: list[dict]) -> list[dict]:
     records = []
     for row in rows:
         latency = row.get("latency_ms") or {}
-        reference = references.get((row.get("student"), row.get("profile")))
+        reference = references.get(group_key(row))
         top1 = row.get("top1")
         records.append(
             {
@@ -152,7 +152,8 @@ def markdown_report(report: dict, records: list[dict], figure: dict, figure_name
         "# dait-edge report",
         "",
         f"{len(report['rows'])} rows from {len(settings['files'])} profile result(s); artifacts compared at"
-        f" batch {settings['batch']}, accuracy budget {settings['max_top1_drop']} top-1 points against fp32.",
+        f" batch {settings['batch']}, accuracy budget {settings['max_top1_drop']} top-1 points against the"
+        " reference (\"drop vs ref\": the fp32 artifact's measured top-1, else the run's PyTorch top-1).",
         "",
     ]
     for profile in profiles_in(report, records):
@@ -164,7 +165,7 @@ def markdown_report(report: dict, records: list[dict], figure: dict, figure_name
         lines += [_md_text(figure["caption"]), ""]
     lines += ["## Best artifact per student", ""]
     for entry in report["best"]:
-        where = f"{entry['student'] or 'unknown student'} on {entry['profile'] or 'unnamed profile'}"
+        where = entry["where"]
         chosen = f"`{entry['chosen']}` ({_chosen_label(entry)})" if entry["chosen"] else "nothing qualifies"
         lines += [f"### {_md_text(where)}: {chosen}", "", _md_text(entry["note"]) + ".", ""]
         losers = [
