@@ -189,6 +189,16 @@ def test_saved_rows_are_merged_by_artifact_and_batch(exported, tmp_path):
     ]
     assert next(r for r in rows if r["format"] == "onnx-fp32")["top1"] is not None
 
+    # Rows of a file since removed, or of another model (the run re-distilled), are dropped on the next save.
+    result = json.loads(saved.read_text())
+    stale = [
+        {**rows[0], "artifact": str(run / "export" / "gone.onnx")},
+        {**rows[1], "batch": 8, "model": "old"},
+    ]
+    saved.write_text(json.dumps({**result, "rows": rows + stale}))
+    profile_artifacts([int8], profile, batch_sizes=[2], **quiet)
+    assert len(json.loads(saved.read_text())["rows"]) == 2
+
     said = []
     other_way = dataclasses.replace(profile, iterations=6)
     profile_artifacts([int8], other_way, batch_sizes=[1], log=said.append)

@@ -199,7 +199,15 @@ def _save_rows(path: Path, measured: dict, rows: list[dict], log) -> None:
     earlier = _read_saved(path)
     if earlier and _settings(earlier["measured"]) == _settings(measured):
         fresh = {_saved_key(row) for row in rows}
-        kept = [row for row in earlier["rows"] if _saved_key(row) not in fresh]
+        models = {row.get("model") for row in rows}
+        # Rows of a file since removed, or of another model (the run re-distilled), are not kept.
+        kept = [
+            row
+            for row in earlier["rows"]
+            if _saved_key(row) not in fresh
+            and row.get("model") in models
+            and Path(str(row.get("artifact") or "")).is_file()
+        ]
     elif earlier:
         log(f"{path}: replacing rows measured another way (another machine, runtime or profile settings)")
     write_json_atomic(path, {"measured": measured, "rows": kept + rows})
@@ -219,6 +227,7 @@ def _read_saved(path: Path) -> dict | None:
         isinstance(saved, dict)
         and isinstance(saved.get("measured"), dict)
         and isinstance(saved.get("rows"), list)
+        and all(isinstance(row, dict) for row in saved["rows"])
     )
     return saved if ok else None
 
