@@ -155,6 +155,8 @@ def test_fp32_fp16_export_parity_and_sidecars(exports, student):
         assert sidecar["runtime"] == "onnxruntime" and sidecar["dynamic_batch"] is True
         assert sidecar["source_checkpoint"]["path"].endswith("student_last.safetensors")
         assert len(sidecar["source_checkpoint"]["sha256"]) == 64 and len(sidecar["config_hash"]) == 64
+        # the reference for a measured top-1 travels with the file (a device gets export/ only)
+        assert sidecar["student_top1"] == json.loads((run / "summary.json").read_text())["student_top1"]
         parity = sidecar["parity"]
         assert PARITY_KEYS <= set(parity)
         assert parity["passed"] and parity["data"] == "test split" and parity["samples"] == 9

@@ -22,6 +22,7 @@ import torch
 from click.testing import CliRunner
 
 from dait_edge.cli import cli
+from dait_edge.data import load_dataset
 from dait_edge.errors import UserError
 from dait_edge.export.api import export_run
 from dait_edge.profiling.api import find_artifacts, profile_artifacts
@@ -152,7 +153,12 @@ def test_rows_have_every_field_and_are_saved_in_the_run(exported):
         )
         # top-1 from the sidecar's preprocessing matches the export's own parity measurement
         assert row["top1"] == pytest.approx(sidecar["parity"]["top1_artifact"], abs=1e-3)
-        assert row["model"] == sidecar["config_hash"] and row["student"] == "mobilenetv2_100"
+        # the model is the trained weights, so two runs with one config stay apart
+        assert row["model"] == sidecar["source_checkpoint"]["sha256"] and row["student"] == "mobilenetv2_100"
+        assert (
+            row["top1_data"] == f"cub test split of {cub.root.resolve()}, {row['top1_data'].split(', ')[-1]}"
+        )
+        assert row["top1_data"].endswith(f"{len(load_dataset('cub', str(cub.root)).split('test'))} images")
     hardware = report["measured"]["hardware"]
     assert report["measured"]["warmup"] == 10 and hardware["cpu_count"] >= 1 and hardware["onnxruntime"]
     assert "torch" not in hardware and {r["profile"] for r in rows} == {"x86-ort-cpu-int8"}
@@ -168,6 +174,33 @@ def test_profile_bad_input(exported, tmp_path):
     )
     assert_user_error(runner.invoke(cli, ["profile", str(tmp_path / "missing")]), "does not exist")
     assert_user_error(runner.invoke(cli, ["profile", str(tmp_path)]), "no artifacts")
+
+
+def test_a_refused_cuda_graph_is_a_skip_not_an_abort(exported, tmp_path):
+    """ORT refuses a graph at session creation when nodes fall off the GPU provider: that row is skipped with
+    ORT's reason and the artifact's other rows stand."""
+    from dait_edge.profiling.ort_runner import OrtRunner
+
+    run, _ = exported
+    profile = dataclasses.replace(load_profile("x86-ort-cpu-fp32"), extra={"cuda_graphs": True})
+    runner = OrtRunner(run / "export" / "student-onnx-fp32.onnx", profile)
+    assert runner.modes == ("default", "cudagraph")
+    runner.device = "cuda"  # as on a GPU machine
+
+    def refuse(**_):
+        raise Exception(
+            "This session cannot use the graph capture feature as requested by the user as all the graph nodes have not been assigned to TensorrtExecutionProvider"
+        )  # noqa: E501
+
+    runner._session = refuse
+    timed = runner.timed(1, "cudagraph")
+    assert timed.run_once is None and timed.skip.startswith(
+        "CUDA graph not possible: This session cannot use"
+    )
+    from dait_edge.profiling.ort_runner import require
+
+    with pytest.raises(UserError, match="cuda_graphs must be true or false, not 'false'"):
+        require(dataclasses.replace(profile, extra={"cuda_graphs": "false"}))
 
 
 def test_saved_rows_are_merged_by_artifact_and_batch(exported, tmp_path):
@@ -278,11 +311,16 @@ def test_ort_cuda_graph_options_and_the_cpu_fallback(exported, tmp_path):
 
     gpu = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
     options = {"TensorrtExecutionProvider": {"trt_fp16_enable": "True"}}
+    # Only the first provider captures (ORT wants every node of the graph on it).
     assert with_options(gpu, options, cuda_graph=True) == [
         ("TensorrtExecutionProvider", {"trt_fp16_enable": "True", "trt_cuda_graph_enable": "1"}),
-        ("CUDAExecutionProvider", {"enable_cuda_graph": "1"}),
+        ("CUDAExecutionProvider", {}),
         ("CPUExecutionProvider", {}),
     ]
+    assert with_options(gpu[1:], {}, cuda_graph=True)[0] == (
+        "CUDAExecutionProvider",
+        {"enable_cuda_graph": "1"},
+    )
     assert with_options(gpu, options)[1] == ("CUDAExecutionProvider", {})
 
     # The shipped cuda-ort-trt profile asks for CUDA graphs; on this CPU machine the default mode falls

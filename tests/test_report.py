@@ -18,6 +18,7 @@ from dait_edge.errors import UserError
 from dait_edge.report import build_report, choose_best, collect, collect_rows
 from dait_edge.report.best import NO_TOP1, PARITY_FAILED, PARITY_WAIVED
 from dait_edge.report.pareto import pareto_front, plot_pareto
+from dait_edge.report.tables import table_records
 from tests.cli_helpers import assert_user_error
 
 PROFILE = "x86-ort-cpu-int8"
@@ -209,11 +210,20 @@ def test_two_runs_of_one_student_are_judged_each_against_its_own_fp32():
 
 def test_an_unchecked_engine_needs_a_measured_top1():
     """TensorRT engines carry no parity check from export: without a measured top-1 they cannot be chosen."""
-    engine = row("trt-fp16", 0.3, parity=None, artifact="export/student-trt-fp16.engine", profile="cuda-trt")
+    engine = row(
+        "trt-fp16",
+        0.3,
+        parity=None,
+        artifact="export/student-trt-fp16.engine",
+        profile="cuda-trt",
+        precision="fp16",
+    )
     [entry] = choose_best([engine])
     assert entry["chosen"] is None and "accuracy not verified" in entry["candidates"][0]["reason"]
     [entry] = choose_best([{**engine, "top1": 85.0, "torch_top1": 85.2}])
     assert entry["chosen_format"] == "trt-fp16"
+    [entry] = choose_best([{**engine, "top1": 85.0}])  # measured, but no reference to hold it against
+    assert entry["chosen"] is None and "nothing to compare it with" in entry["candidates"][0]["reason"]
     # The PyTorch checkpoint needs no parity: it is what parity compares against.
     checkpoint = row("checkpoint", 9.0, parity=None, backend="torch-eager", profile="x86-torch-cpu")
     [entry] = choose_best([checkpoint])
@@ -326,6 +336,22 @@ def test_collect_keeps_two_machines_and_the_newer_of_one_row(tmp_path):
         f"resnet18 on {PROFILE} (Cortex-A72, 4 CPUs, onnxruntime 1.32.0)",
         f"resnet18 on {PROFILE} (Cortex-A76, 4 CPUs, onnxruntime 1.32.0)",
     ]
+
+    # One path measured on both boards: each board's choice marks its own row only.
+    int8 = row("onnx-int8-u8s8", 1.0, 85.0, profile=None, model="hash-a")
+    for name, measured, fp32_ms, int8_ms in [("pi4", pi4, 40.0, 30.0), ("pi5", pi5, 18.0, 20.0)]:
+        both = [
+            {**r, "latency_ms": {**r["latency_ms"], "p50": ms}}
+            for r, ms in [(fp32, fp32_ms), (int8, int8_ms)]
+        ]
+        (tmp_path / f"{name}.json").write_text(json.dumps({"measured": measured, "rows": both}))
+    rows = collect_rows([tmp_path / "pi4.json", tmp_path / "pi5.json"])
+    marked = [
+        (r["hardware"].split(",")[0], r["format"])
+        for r in table_records(rows, choose_best(rows))
+        if r["best"]
+    ]
+    assert sorted(marked) == [("Cortex-A72", "onnx-int8-u8s8"), ("Cortex-A76", "onnx-fp32")]
 
     earlier, later = tmp_path / "earlier.json", tmp_path / "later.json"
     # 13:30 at +02:00 is 11:30 UTC: earlier than 12:00 UTC, though the string sorts after it.

@@ -44,6 +44,7 @@ class RunInfo:
             "checkpoint": str(self.checkpoint),
             "checkpoint_sha256": self.checkpoint_sha256,
             "config_hash": sha256_json(self.config) if self.config else None,
+            "student_top1": self.summary.get("student_top1"),
         }
 
 

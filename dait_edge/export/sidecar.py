@@ -49,6 +49,8 @@ def build_sidecar(
         "method": run.get("method"),
         "source_checkpoint": {"path": run["checkpoint"], "sha256": run["checkpoint_sha256"]},
         "config_hash": run["config_hash"],
+        # The reference an artifact's measured top-1 is judged against, also where only export/ is copied.
+        "student_top1": run.get("student_top1"),
         "parity": parity,
         **(extra or {}),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

@@ -14,6 +14,7 @@ imports torch. Every runner offers the same small surface:
 
 from __future__ import annotations
 
+import gc
 import importlib
 import json
 import time
@@ -47,7 +48,8 @@ def runner_module(runtime: str):
     return importlib.import_module(RUNNERS[runtime][0])
 
 
-def _test_top1(runner, sidecar: dict, dataset: str, data_root: str, limit: int | None) -> float:
+def _test_top1(runner, sidecar: dict, dataset: str, data_root: str, limit: int | None) -> tuple[float, str]:
+    """Top-1 in % on the test split, and which images it was measured on (rows compare only like with like)."""
     from dait_edge.data import load_dataset
     from dait_edge.data.images import load_rgb
     from dait_edge.data.splits import evenly_spread
@@ -62,7 +64,8 @@ def _test_top1(runner, sidecar: dict, dataset: str, data_root: str, limit: int |
         batch = np.stack([preprocess(load_rgb(path, spec.crop_bottom), sidecar) for path, _ in chunk])
         predicted = runner(batch.astype(np.float32)).argmax(axis=1)
         correct += int(sum(int(p) == label for p, (_, label) in zip(predicted, chunk, strict=True)))
-    return 100.0 * correct / max(len(samples), 1)
+    where = f"{dataset} test split of {Path(data_root).expanduser().resolve()}, {len(samples)} images"
+    return 100.0 * correct / max(len(samples), 1), where
 
 
 def _check_classes(spec, sidecar: dict, artifact, data_root: str) -> None:
@@ -79,7 +82,7 @@ def _check_classes(spec, sidecar: dict, artifact, data_root: str) -> None:
         )
 
 
-def _row(runner, profile: Profile, timed, batch: int, latency: dict, summary: dict, top1) -> dict:
+def _row(runner, profile: Profile, timed, batch: int, latency: dict, summary: dict, top1, top1_data) -> dict:
     device_mem = runner.device_memory_mb() if hasattr(runner, "device_memory_mb") else None
     sidecar = runner.sidecar
     return {
@@ -87,8 +90,8 @@ def _row(runner, profile: Profile, timed, batch: int, latency: dict, summary: di
         "profile": profile.name,
         "format": sidecar.get("format"),
         "student": sidecar.get("student"),
-        # Which trained model the file holds (the run's config hash): report compares formats of one model.
-        "model": sidecar.get("config_hash"),
+        # Which trained weights the file holds: report compares the formats of one model with each other.
+        "model": (sidecar.get("source_checkpoint") or {}).get("sha256") or sidecar.get("config_hash"),
         "dataset": sidecar.get("dataset"),
         "method": sidecar.get("method"),
         "backend": timed.backend,
@@ -103,6 +106,9 @@ def _row(runner, profile: Profile, timed, batch: int, latency: dict, summary: di
         "params": summary.get("params"),
         "macs": summary.get("macs"),
         "top1": top1,
+        "top1_data": top1_data,
+        # The PyTorch top-1 the run recorded: the reference where no fp32 artifact was scored (engines only).
+        "torch_top1": summary.get("student_top1", sidecar.get("student_top1")),
         "parity_passed": (runner.sidecar.get("parity") or {}).get("passed"),
         "within_budget": None
         if profile.latency_budget_ms is None
@@ -132,13 +138,15 @@ def profile_artifacts(
     rows, skipped, by_run = [], [], {}
     per_artifact_memory = True
     for artifact in find_artifacts(paths, profile):
-        per_artifact_memory &= (
-            reset_peak()
-        )  # peak_mem_mb: this artifact's load and timing, not the last one's
+        timed = runner = None  # the previous artifact's session and buffers go before the peak restarts
+        gc.collect()
+        per_artifact_memory &= reset_peak()  # peak_mem_mb: this artifact's load and timing only
         runner = Runner(artifact, profile)
         try:
             run_dir, summary = run_summary_of(runner.artifact)
-            top1 = _test_top1(runner, runner.sidecar, dataset, data_root, limit) if dataset else None
+            top1, top1_data = (
+                _test_top1(runner, runner.sidecar, dataset, data_root, limit) if dataset else (None, None)
+            )
             for mode in runner.modes:
                 for batch in batches:
                     timed = runner.timed(batch, mode)
@@ -153,7 +161,7 @@ def profile_artifacts(
                         duration_s=profile.duration_s,
                         sync=timed.sync,
                     )
-                    row = _row(runner, profile, timed, batch, latency, summary, top1)
+                    row = _row(runner, profile, timed, batch, latency, summary, top1, top1_data)
                     rows.append(row)
                     log(
                         f"{artifact.name} {timed.backend} batch {batch}: p50 {latency['p50']:.2f} ms,"
@@ -200,13 +208,16 @@ def _save_rows(path: Path, measured: dict, rows: list[dict], log) -> None:
     if earlier and _settings(earlier["measured"]) == _settings(measured):
         fresh = {_saved_key(row) for row in rows}
         models = {row.get("model") for row in rows}
-        # Rows of a file since removed, or of another model (the run re-distilled), are not kept.
+        scored_on = {row.get("top1_data") for row in rows if row.get("top1") is not None}
+        # Rows of a file since removed, of another model (the run re-distilled), or with a top-1 from other
+        # test images (another root, another --limit) are not kept: the report compares top-1 within a run.
         kept = [
             row
             for row in earlier["rows"]
             if _saved_key(row) not in fresh
             and row.get("model") in models
             and Path(str(row.get("artifact") or "")).is_file()
+            and (row.get("top1") is None or not scored_on or row.get("top1_data") in scored_on)
         ]
     elif earlier:
         log(f"{path}: replacing rows measured another way (another machine, runtime or profile settings)")

@@ -37,8 +37,37 @@ def require(profile: Profile) -> dict[str, str]:
         raise UserError(
             f"profile {profile.name} needs ONNX Runtime: pip install onnxruntime (onnxruntime-gpu on a CUDA machine)."
         ) from None
-    provider_options_of(profile)  # a malformed table is reported before any artifact is read
-    return {"onnxruntime": ort.__version__}
+    provider_options_of(profile)  # malformed keys are reported before any artifact is read
+    cuda_graphs_of(profile)
+    versions = {"onnxruntime": ort.__version__}
+    gpu_providers = [p for p in profile.providers if p in DEVICE_OF and p in ort.get_available_providers()]
+    if gpu_providers and (gpu := _gpu_name()):
+        versions["gpu"] = gpu  # names the machine: two hosts with one CPU model may hold different GPUs
+    return versions
+
+
+def cuda_graphs_of(profile: Profile) -> bool:
+    value = profile.extra.get("cuda_graphs", False)
+    if not isinstance(value, bool):
+        raise UserError(f"profile {profile.name}: cuda_graphs must be true or false, not {value!r}.")
+    return value
+
+
+def _gpu_name() -> str | None:
+    """GPU 0's name from nvidia-smi (no torch or cuda-python on a light install); None where it fails."""
+    import subprocess
+
+    try:
+        found = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader", "--id=0"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    name = found.stdout.strip().splitlines()[0] if found.returncode == 0 and found.stdout.strip() else ""
+    return name or None
 
 
 def random_input(input_size, batch: int, seed: int = 0) -> np.ndarray:
@@ -60,10 +89,11 @@ def provider_options_of(profile: Profile) -> dict[str, dict[str, str]]:
 def with_options(
     providers: list[str], options: dict[str, dict[str, str]], cuda_graph: bool = False
 ) -> list[tuple[str, dict[str, str]]]:
-    """(provider, options) pairs for InferenceSession, with the CUDA-graph switch of each GPU provider."""
+    """(provider, options) pairs for InferenceSession; `cuda_graph` switches it on for the first provider only
+    (ORT requires every node of a captured graph on that provider, and checks TensorRT's switch first)."""
     return [
-        (name, {**options.get(name, {}), **(GRAPH_OPTIONS.get(name, {}) if cuda_graph else {})})
-        for name in providers
+        (name, {**options.get(name, {}), **(GRAPH_OPTIONS.get(name, {}) if cuda_graph and i == 0 else {})})
+        for i, name in enumerate(providers)
     ]
 
 
@@ -119,15 +149,17 @@ class OrtRunner:
             why = "not available here" if providers[0] not in available else "failed to start"
             self.note = f"{providers[0]} {why}; measured with {self.providers[0]}"
         self.device = DEVICE_OF.get(self.providers[0], "cpu")
-        self.modes = ("default", "cudagraph") if profile.extra.get("cuda_graphs", False) else ("default",)
+        self.modes = ("default", "cudagraph") if cuda_graphs_of(profile) else ("default",)
         self.input_name = self.sidecar.get("input_name") or self.session.get_inputs()[0].name
         self.input_size = tuple(self.sidecar["input_size"])
         self.graphs: dict[int, tuple[object, BoundRequest]] = {}  # batch -> (session, captured request)
 
-    def _session(self, cuda_graph: bool = False):
+    def _session(self, cuda_graph: bool = False, providers: list[str] | None = None):
         import onnxruntime as ort
 
-        providers = with_options(self.chosen, self.provider_options, cuda_graph)
+        providers = with_options(providers or self.chosen, self.provider_options, cuda_graph)
+        if cuda_graph:  # a refusal (nodes off the GPU provider) is the caller's skip, not a bad file
+            return ort.InferenceSession(str(self.artifact), self.options, providers=providers)
         try:
             return ort.InferenceSession(str(self.artifact), self.options, providers=providers)
         except Exception as err:  # noqa: BLE001 - ORT raises its own exception types on a bad file
@@ -154,12 +186,16 @@ class OrtRunner:
                 None, backend, skip="CUDA graphs need the CUDA or TensorRT provider, not available here"
             )
         if batch not in self.graphs:
-            session = self._session(cuda_graph=True)
-            request = BoundRequest(session, self.random_input(batch), self.device)
             try:
-                request()  # the first run captures the graph; a graph ORT cannot capture fails here
-            except Exception as err:  # noqa: BLE001 - ORT's own exception types
-                return Timed(None, backend, skip=f"capture failed: {str(err).splitlines()[0]}")
+                # Only the provider that runs the default rows (the fallback chain stays without a graph).
+                session = self._session(cuda_graph=True, providers=self.providers)
+                if session.get_providers()[0] != self.providers[0]:
+                    raise RuntimeError(f"{self.providers[0]} did not start with CUDA graphs enabled")
+                request = BoundRequest(session, self.random_input(batch), self.device)
+                request()  # the first run captures the graph
+            except Exception as err:  # noqa: BLE001 - ORT raises its own types, at creation or first run
+                message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+                return Timed(None, backend, skip=f"CUDA graph not possible: {message}")
             self.graphs[batch] = (session, request)
         request = self.graphs[batch][1]
         return Timed(request, backend, sync=request.sync, note="each request replays a captured CUDA graph")

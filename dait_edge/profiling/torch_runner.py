@@ -114,7 +114,11 @@ class TorchRunner:
             "format": "checkpoint",
             "precision": s.precision,
             "parity": None,
-            **{key: run[key] for key in ("student", "classes", "dataset", "method", "config_hash")},
+            **{
+                key: run[key]
+                for key in ("student", "classes", "dataset", "method", "config_hash", "student_top1")
+            },
+            "source_checkpoint": {"sha256": run["checkpoint_sha256"]},
         }
         self.input_size = tuple(info.data_config["input_size"])
         self.providers = [str(self.device)]

@@ -8,6 +8,10 @@ PRECISION_BITS = {"int4": 4, "int8": 8, "fp8": 8, "fp16": 16, "bf16": 16, "fp32"
 PARITY_FAILED = "failed parity against PyTorch at export"
 PARITY_WAIVED = "below the parity threshold at export, but its measured top-1 is within the budget"
 NO_TOP1 = "top-1 not measured (profile with --dataset/--data-root); accuracy judged by export parity"
+NOTHING_TO_COMPARE = (
+    "top-1 measured, but nothing to compare it with (no fp32 artifact scored, no PyTorch top-1 in the run or"
+    " sidecar) and no parity check at export"
+)
 UNVERIFIED = (
     "accuracy not verified: no top-1 measured and no parity check at export (TensorRT engines are not"
     " checked there); profile with --dataset/--data-root"
@@ -45,8 +49,9 @@ def entry_key(entry: dict) -> tuple:
 
 
 def candidate_key(row: dict) -> tuple:
-    """What is chosen between: an artifact as run by one backend."""
-    return (row.get("profile"), row.get("artifact"), row.get("backend"))
+    """What is chosen between: an artifact as run by one backend, within its `group_key` (one path can be
+    measured on two boards)."""
+    return (*group_key(row), row.get("artifact"), row.get("backend"))
 
 
 def rows_at_batch(rows: list[dict], batch: int) -> list[dict]:
@@ -181,7 +186,8 @@ def _candidate(row: dict, reference, short_reference: str, max_top1_drop: float,
     if drop is None and row.get("parity_passed") is False:
         accuracy.append(PARITY_FAILED)
     elif drop is None and row.get("parity_passed") is None and row.get("format") != "checkpoint":
-        accuracy.append(UNVERIFIED)  # the checkpoint is what parity compares against: it needs none
+        # the checkpoint is what parity compares against: it needs none
+        accuracy.append(UNVERIFIED if top1 is None else NOTHING_TO_COMPARE)
     if drop is not None and drop > max_top1_drop + DROP_SLACK:
         accuracy.append(
             f"top-1 {top1:.1f}% is {_drop_text(drop, max_top1_drop)} points below {short_reference}"

@@ -72,6 +72,8 @@ def annotate_rows(rows: list[dict], measured: dict, *, path: Path | None = None)
         run_dir, summary = saved_in_run or _run_of_artifact(row.get("artifact"))
         new = dict(row)
         new["profile"] = row.get("profile") or profile
+        if not isinstance(new.get("model"), (str, type(None))):  # hand-written JSON: keep it hashable
+            new["model"] = str(new["model"])
         new["run_dir"] = new.get("run_dir") or (str(run_dir) if run_dir else None)
         if new.get("torch_top1") is None:
             new["torch_top1"] = summary.get("student_top1")

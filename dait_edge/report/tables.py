@@ -35,7 +35,7 @@ def table_records(rows: list[dict], best: list[dict]) -> list[dict]:
     """Raw values per row: latency percentiles, top-1 drop against the group's reference, best or not."""
     references = {entry_key(e): e["reference_top1"] for e in best}
     chosen = {
-        (e["profile"], c["artifact"], c["backend"], c["batch"])
+        (*entry_key(e), c["artifact"], c["backend"], c["batch"])
         for e in best
         for c in e["candidates"]
         if c["status"] == "chosen"
