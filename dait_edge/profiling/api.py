@@ -30,7 +30,7 @@ from dait_edge.profiling.profiles import Profile
 from dait_edge.profiling.timing import measure
 from dait_edge.utils.io import write_json_atomic
 
-__all__ = ["find_artifacts", "profile_artifacts", "run_summary_of", "runner_module"]
+__all__ = ["find_artifacts", "profile_artifacts", "read_result", "run_summary_of", "runner_module"]
 
 RUNNERS = {
     "onnxruntime": ("dait_edge.profiling.ort_runner", "OrtRunner"),
@@ -96,7 +96,7 @@ def _row(runner, profile: Profile, timed, batch: int, latency: dict, summary: di
         "method": sidecar.get("method"),
         "backend": timed.backend,
         "providers": runner.providers,
-        "precision": runner.sidecar.get("precision"),
+        "precision": sidecar.get("precision"),
         "batch": batch,
         "latency_ms": latency,
         "throughput_ips": 1e3 * batch / latency["mean"],
@@ -109,7 +109,7 @@ def _row(runner, profile: Profile, timed, batch: int, latency: dict, summary: di
         "top1_data": top1_data,
         # The PyTorch top-1 the run recorded: the reference where no fp32 artifact was scored (engines only).
         "torch_top1": summary.get("student_top1", sidecar.get("student_top1")),
-        "parity_passed": (runner.sidecar.get("parity") or {}).get("passed"),
+        "parity_passed": (sidecar.get("parity") or {}).get("passed"),
         "within_budget": None
         if profile.latency_budget_ms is None
         else latency["p99"] <= profile.latency_budget_ms,
@@ -204,7 +204,7 @@ def _save_rows(path: Path, measured: dict, rows: list[dict], log) -> None:
     """Write the run's rows, keeping earlier rows measured the same way that were not measured again
     (another artifact, another batch size, an fp32 top-1 the reference needs)."""
     kept: list[dict] = []
-    earlier = _read_saved(path)
+    earlier = read_result(path)
     if earlier and _settings(earlier["measured"]) == _settings(measured):
         fresh = {_saved_key(row) for row in rows}
         models = {row.get("model") for row in rows}
@@ -229,7 +229,8 @@ def _settings(measured: dict) -> dict:
     return {key: value for key, value in measured.items() if key != "created"}
 
 
-def _read_saved(path: Path) -> dict | None:
+def read_result(path: Path) -> dict | None:
+    """A profile result ({"measured": {...}, "rows": [{...}, ...]}) read from `path`; None if it is not one."""
     try:
         saved = json.loads(path.read_text())
     except (OSError, ValueError):

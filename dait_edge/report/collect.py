@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dait_edge.errors import UserError
-from dait_edge.profiling.api import run_summary_of
+from dait_edge.profiling.api import read_result, run_summary_of
 
 # Where `dait-edge profile` saves rows: RUN/profile/PROFILE.json, RUN being SOURCE, a child, or a grandchild.
 PROFILE_GLOBS = ("profile/*.json", "*/profile/*.json", "*/*/profile/*.json")
@@ -130,24 +130,16 @@ def _profile_results(source: Path) -> list[tuple[Path, dict]]:
 
 
 def _read_profile_result(path: Path, strict: bool = True) -> dict | None:
-    try:
-        result = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        if not strict:
-            return None
+    result = read_result(path)
+    if result is not None or not strict:
+        return result
+    try:  # say why: not JSON at all, or JSON of another shape
+        json.loads(path.read_text())
+    except (OSError, ValueError) as err:
         raise UserError(
             f"cannot read {path} as JSON ({' '.join(str(err).split())}); pass the file `dait-edge profile --json`"
             " printed or RUN/profile/PROFILE.json."
         ) from None
-    rows = result.get("rows") if isinstance(result, dict) else None
-    if (
-        isinstance(rows, list)
-        and isinstance(result.get("measured"), dict)
-        and all(isinstance(r, dict) for r in rows)
-    ):
-        return result
-    if not strict:
-        return None
     raise UserError(
         f'{path} is not a profile result (expected {{"measured": {{...}}, "rows": [...]}});'
         " pass the file `dait-edge profile --json` printed or RUN/profile/PROFILE.json."
