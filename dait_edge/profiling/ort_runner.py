@@ -158,11 +158,11 @@ class OrtRunner:
         import onnxruntime as ort
 
         providers = with_options(providers or self.chosen, self.provider_options, cuda_graph)
-        if cuda_graph:  # a refusal (nodes off the GPU provider) is the caller's skip, not a bad file
-            return ort.InferenceSession(str(self.artifact), self.options, providers=providers)
         try:
             return ort.InferenceSession(str(self.artifact), self.options, providers=providers)
         except Exception as err:  # noqa: BLE001 - ORT raises its own exception types on a bad file
+            if cuda_graph:  # a refusal (nodes off the GPU provider) is the caller's skip, not a bad file
+                raise
             raise UserError(
                 f"ONNX Runtime cannot load {self.artifact}: {str(err).splitlines()[0]}; re-export it."
             ) from None

@@ -32,20 +32,16 @@ def candidate_label(row: dict) -> str:
 
 
 def group_key(row: dict) -> tuple:
-    """What one choice is made among: the formats of one trained model (the run's config hash, else its
+    """What one choice is made among: the formats of one trained model (its weights' hash, else its run
     folder) on one profile and machine. Two runs of one student, or two machines under one profile name,
-    are separate choices, each judged against its own fp32."""
+    are separate choices, each judged against its own fp32. A `choose_best` entry holds the same keys, so
+    `group_key(entry)` is the key of the rows it was chosen from."""
     return (
         row.get("student"),
         row.get("profile"),
         row.get("model") or row.get("run_dir"),
         row.get("hardware"),
     )
-
-
-def entry_key(entry: dict) -> tuple:
-    """`group_key` of the rows a `choose_best` entry was chosen from."""
-    return (entry["student"], entry["profile"], entry["model"] or entry["run_dir"], entry["hardware"])
 
 
 def candidate_key(row: dict) -> tuple:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import math
 
-from dait_edge.report.best import candidate_key, candidate_label, entry_key, rows_at_batch
+from dait_edge.report.best import candidate_key, candidate_label, group_key, rows_at_batch
 
 MARKERS = {"fp32": "o", "fp16": "s", "bf16": "s", "int8": "^"}
 OTHER_MARKER = "D"
@@ -32,7 +32,7 @@ def plot_pareto(rows: list[dict], best: list[dict], batch: int) -> dict:
             by_profile.setdefault(row.get("profile"), []).append(row)
     students = sorted({str(row.get("student")) for group in by_profile.values() for row in group})
     colours = {student: f"C{i % 10}" for i, student in enumerate(students)}
-    chosen = {(*entry_key(e), e["chosen"], e["chosen_backend"]) for e in best if e["chosen"]}
+    chosen = {(*group_key(e), e["chosen"], e["chosen_backend"]) for e in best if e["chosen"]}
 
     profiles = list(by_profile) or [None]
     ncols = min(len(profiles), 2)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 
-from dait_edge.report.best import candidate_key, candidate_label, entry_key, group_key
+from dait_edge.report.best import candidate_key, candidate_label, group_key
 from dait_edge.report.collect import machine_name
 
 # (key, Markdown/HTML header, CSV header); the display text of each key comes from `display_cells`.
@@ -33,9 +33,9 @@ MISSING = "–"
 
 def table_records(rows: list[dict], best: list[dict]) -> list[dict]:
     """Raw values per row: latency percentiles, top-1 drop against the group's reference, best or not."""
-    references = {entry_key(e): e["reference_top1"] for e in best}
+    references = {group_key(e): e["reference_top1"] for e in best}
     chosen = {
-        (*entry_key(e), c["artifact"], c["backend"], c["batch"])
+        (*group_key(e), c["artifact"], c["backend"], c["batch"])
         for e in best
         for c in e["candidates"]
         if c["status"] == "chosen"
