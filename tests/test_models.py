@@ -6,6 +6,7 @@ Random weights only (pretrained=False); weights files are written by the tests t
 from __future__ import annotations
 
 import time
+from pathlib import Path
 import urllib.error
 
 import pytest
@@ -18,9 +19,9 @@ from dait_edge.models import (
     STUDENTS,
     TEACHERS,
     build_model,
+    builders,
     count_macs,
     count_params,
-    factory,
     load_state_dict_file,
     weights,
 )
@@ -204,7 +205,7 @@ def _refuse(*args, **kwargs):
 def test_pretrained_offline_timm_raises_user_error(monkeypatch):
     import timm.models._builder as timm_builder
 
-    monkeypatch.setattr(factory, "hub_reachable", lambda url: True)  # take the download path
+    monkeypatch.setattr(builders, "hub_reachable", lambda url: True)  # take the download path
     monkeypatch.setattr(timm_builder, "load_state_dict_from_hf", _refuse)
     monkeypatch.setattr(timm_builder, "load_state_dict_from_url", _refuse)
     with pytest.raises(UserError, match=r"resnet18.*--student-weights FILE.*--no-pretrained"):
@@ -219,7 +220,7 @@ def test_pretrained_offline_torchvision_raises_user_error(monkeypatch):
     def refuse(*args, **kwargs):
         raise urllib.error.URLError("[Errno -2] Name or service not known")
 
-    monkeypatch.setattr(factory, "hub_reachable", lambda url: True)
+    monkeypatch.setattr(builders, "hub_reachable", lambda url: True)
     monkeypatch.setattr(tv_api, "load_state_dict_from_url", refuse)
     with pytest.raises(UserError, match=r"shufflenet_v2_x1_0.*--student-weights.*--no-pretrained"):
         build_model("shufflenet_v2_x1_0", 3)
@@ -229,7 +230,7 @@ def test_unreachable_hub_fails_fast_from_an_empty_cache(monkeypatch, tmp_path):
     import huggingface_hub.constants as hf_constants
     import torchvision.models._api as tv_api
 
-    monkeypatch.setattr(factory, "hub_reachable", lambda url: False)
+    monkeypatch.setattr(builders, "hub_reachable", lambda url: False)
     monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "torch"))
     monkeypatch.setattr(tv_api, "load_state_dict_from_url", lambda *a, **k: pytest.fail("tried to download"))
@@ -281,3 +282,18 @@ def test_param_counts():
     for p in model.model.fc.parameters():
         p.requires_grad_(False)
     assert count_params(model, trainable_only=True) == count_params(model) - (512 * 10 + 10)
+
+
+def test_builders_registry_and_factory_import_in_one_direction():
+    """builders know no registry, the zoo (the registry's entries) knows no factory: no import cycle."""
+    import ast
+
+    from dait_edge.models import zoo
+
+    def imported(module) -> set[str]:
+        tree = ast.parse(Path(module.__file__).read_text())
+        return {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+
+    assert not {"dait_edge.models.zoo", "dait_edge.models.factory"} & imported(builders)
+    assert "dait_edge.models.factory" not in imported(zoo)
+    assert "dait_edge.models.builders" in imported(zoo)

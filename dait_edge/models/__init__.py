@@ -12,7 +12,7 @@ from dait_edge.models import zoo  # noqa: F401  (registers the entries)
 from dait_edge.models.registry import DEFAULT_TEACHER, STUDENTS, TEACHERS, register_student, register_teacher
 
 _LAZY = {
-    "ClassifierWithFeatures": "dait_edge.models.factory",
+    "ClassifierWithFeatures": "dait_edge.models.builders",
     "build_model": "dait_edge.models.factory",
     "check_model_name": "dait_edge.models.factory",
     "count_macs": "dait_edge.models.complexity",

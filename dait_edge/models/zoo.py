@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING, Any
 from dait_edge.models.registry import register_student, register_teacher
 
 if TYPE_CHECKING:
-    from dait_edge.models.factory import ClassifierWithFeatures
+    from dait_edge.models.builders import ClassifierWithFeatures
 
 
 def _timm(name: str, num_classes: int, **kw: Any) -> ClassifierWithFeatures:
-    from dait_edge.models.factory import build_timm
+    from dait_edge.models.builders import build_timm
 
     return build_timm(name, num_classes, **kw)
 
@@ -48,7 +48,7 @@ def mobilenetv2_100(num_classes: int, **kw: Any) -> ClassifierWithFeatures:
     aliases=("shufflenetv2",),
 )
 def shufflenet_v2_x1_0(num_classes: int, **kw: Any) -> ClassifierWithFeatures:
-    from dait_edge.models.factory import build_torchvision_shufflenet
+    from dait_edge.models.builders import build_torchvision_shufflenet
 
     return build_torchvision_shufflenet("shufflenet_v2_x1_0", num_classes, **kw)
 
