@@ -6,8 +6,8 @@ Random weights only (pretrained=False); weights files are written by the tests t
 from __future__ import annotations
 
 import time
-from pathlib import Path
 import urllib.error
+from pathlib import Path
 
 import pytest
 import torch
