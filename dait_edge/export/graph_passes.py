@@ -8,13 +8,19 @@ from onnx import helper, numpy_helper
 SPATIAL_AXES = ({2, 3}, {-2, -1})
 
 
-def _constants(graph: onnx.GraphProto) -> dict[str, list[int]]:
-    """Integer tensors known at export time: initializers and Constant nodes, by output name."""
-    values = {init.name: numpy_helper.to_array(init).tolist() for init in graph.initializer}
-    for node in graph.node:
-        if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
-            values[node.output[0]] = numpy_helper.to_array(node.attribute[0].t).tolist()
-    return values
+class _Constants:
+    """Tensors known at export time (initializers and Constant nodes), by name, converted only when asked
+    for: converting every weight of a model to Python lists took 5 s for EfficientNet-B0."""
+
+    def __init__(self, graph: onnx.GraphProto):
+        self.tensors = {init.name: init for init in graph.initializer}
+        for node in graph.node:
+            if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
+                self.tensors[node.output[0]] = node.attribute[0].t
+
+    def get(self, name: str) -> list | None:
+        tensor = self.tensors.get(name)
+        return None if tensor is None else numpy_helper.to_array(tensor).tolist()
 
 
 def _ranks(model: onnx.ModelProto) -> dict[str, int]:
@@ -27,7 +33,7 @@ def _ranks(model: onnx.ModelProto) -> dict[str, int]:
     return ranks
 
 
-def _spatial_mean_axes(node: onnx.NodeProto, constants: dict[str, list[int]], ranks: dict[str, int]) -> bool:
+def _spatial_mean_axes(node: onnx.NodeProto, constants: _Constants, ranks: dict[str, int]) -> bool:
     if ranks.get(node.input[0]) != 4:  # only on (N, C, H, W) is H and W "all spatial axes"
         return False
     attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
@@ -51,7 +57,7 @@ def spatial_mean_to_global_pool(model: onnx.ModelProto) -> int:
     fp32 to about 0.7x of it. Returns how many nodes were rewritten.
     """
     graph = model.graph
-    constants = _constants(graph)
+    constants = _Constants(graph)
     ranks = _ranks(model)
     rewritten = 0
     for index, node in enumerate(graph.node):
