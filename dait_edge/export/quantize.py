@@ -44,13 +44,31 @@ class ArrayCalibrationReader:
         self._index = 0
 
 
-def quantize_int8(src: str | Path, dst: str | Path, calibration: np.ndarray, options: dict[str, Any]) -> Path:
-    """Pre-process (shape inference + fusions) then quantise `src` statically into `dst`."""
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+def prepare_for_quantization(src: str | Path, dst: str | Path) -> Path:
+    """ORT's pre-processing (symbolic shape inference, BatchNorm and constant folding): it fills value_info so
+    the quantiser sees every tensor's shape. Both int8 variants start from the same prepared graph."""
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
+    quant_pre_process(str(src), str(dst), skip_symbolic_shape=False)
+    return Path(dst)
+
+
+def quantize_int8(
+    src: str | Path,
+    dst: str | Path,
+    calibration: np.ndarray,
+    options: dict[str, Any],
+    prepared: str | Path | None = None,
+) -> Path:
+    """Quantise `src` statically into `dst`; `prepared` is `src` after `prepare_for_quantization`
+    (made here, in a temp folder, when not given)."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
     if len(calibration) == 0:
-        raise UserError("int8 export needs calibration images and got none; pass --calib-samples > 0.")
+        raise UserError(
+            "int8 export needs calibration images and got none; calibrate on at least one image.",
+            setting="calib_samples",
+        )
     try:
         quant_format = QuantFormat[options.get("format", "QDQ")]
         activation_type = QuantType[options.get("activation_type", "QInt8")]
@@ -70,9 +88,8 @@ def quantize_int8(src: str | Path, dst: str | Path, calibration: np.ndarray, opt
         "WeightSymmetric": bool(options.get("weight_symmetric", True)),
     }
     with tempfile.TemporaryDirectory(prefix="dait-quant-") as tmp:
-        prepared = Path(tmp) / "prepared.onnx"
-        # Folds BatchNorm / constants and fills value_info, so the quantiser sees every tensor's shape.
-        quant_pre_process(str(src), str(prepared), skip_symbolic_shape=False)
+        if prepared is None:
+            prepared = prepare_for_quantization(src, Path(tmp) / "prepared.onnx")
         quantize_static(
             str(prepared),
             str(dst),
