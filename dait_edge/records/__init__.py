@@ -1,0 +1,88 @@
+"""The contract between modules: every file dait-edge writes and reads back is a typed record here.
+
+Each record knows its file name and schema version, reads itself with a one-line error naming the file
+and the field that is missing or malformed, and writes itself atomically. Nothing else in the package
+reads these files by key. The files and their producers:
+
+    RunSummary     RUN/summary.json             distill        -> export, profile, report, sweep, demo
+    RunManifest    RUN/manifest.json            distill        -> export (data root, config)
+    TeacherInfo    RUN/stage1/teacher.json      distill        -> distill (resume, teacher cache)
+    EpochMetrics   RUN/metrics.jsonl (lines)    distill        -> distill (resume)
+    Sidecar        ARTIFACT.json                export         -> profile, predict, report
+    ExportSummary  RUN/export/summary.json      export         -> sweep
+    ProfileResult  RUN/profile/PROFILE.json     profile        -> profile (merge), report
+    Report         REPORT/report.json           report         -> (users, tests)
+    SweepState     SWEEP/sweep.json             sweep          -> sweep (resume)
+
+Importing this package needs no torch (a device with the light install reads sidecars and rows).
+"""
+
+from dait_edge.records._base import Record, RecordError
+from dait_edge.records.export import (
+    ArtifactEntry,
+    ExportSummary,
+    Parity,
+    Sidecar,
+    SourceCheckpoint,
+    TensorRTBuild,
+)
+from dait_edge.records.profile import Hardware, Latency, Measured, ProfileResult, ProfileRow
+from dait_edge.records.report import BestChoice, Candidate, Report, ReportSettings
+from dait_edge.records.run import (
+    Checkpoints,
+    DataConfig,
+    EpochMetrics,
+    RunManifest,
+    RunSummary,
+    TeacherInfo,
+    TrainingHardware,
+    append_metrics,
+    read_metrics,
+    write_metrics,
+)
+from dait_edge.records.sweep import StudentProgress, SweepState
+
+# Every record that is a file of its own (the round-trip and legacy tests loop over these).
+FILE_RECORDS = (
+    RunSummary,
+    RunManifest,
+    TeacherInfo,
+    Sidecar,
+    ExportSummary,
+    ProfileResult,
+    Report,
+    SweepState,
+)
+
+__all__ = [
+    "FILE_RECORDS",
+    "ArtifactEntry",
+    "BestChoice",
+    "Candidate",
+    "Checkpoints",
+    "DataConfig",
+    "EpochMetrics",
+    "ExportSummary",
+    "Hardware",
+    "Latency",
+    "Measured",
+    "Parity",
+    "ProfileResult",
+    "ProfileRow",
+    "Record",
+    "RecordError",
+    "Report",
+    "ReportSettings",
+    "RunManifest",
+    "RunSummary",
+    "Sidecar",
+    "SourceCheckpoint",
+    "StudentProgress",
+    "SweepState",
+    "TeacherInfo",
+    "TensorRTBuild",
+    "TrainingHardware",
+    "append_metrics",
+    "read_metrics",
+    "write_metrics",
+]

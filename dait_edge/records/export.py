@@ -1,0 +1,155 @@
+"""What `dait-edge export` writes: a sidecar beside every artifact, and export/summary.json listing them."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dait_edge.records._base import Record
+from dait_edge.records.run import DataConfig
+
+
+@dataclass
+class Parity(Record):
+    """How an artifact agrees with the PyTorch student on the same preprocessed images."""
+
+    samples: int
+    agreement: float  # % of images whose top-1 class is PyTorch's
+    max_abs_diff: float
+    top1_pytorch: float | None  # None on random inputs (no labels)
+    top1_artifact: float | None
+    threshold: float
+    passed: bool
+    data: str  # "test split", "train split" or "random"
+    note: str | None = None
+
+
+@dataclass
+class SourceCheckpoint(Record):
+    sha256: str
+    path: str | None = None
+
+
+@dataclass
+class TensorRTBuild(Record):
+    """How an engine was built (it runs only with that TensorRT version on that GPU)."""
+
+    tensorrt: str
+    profile: dict[str, list[int]]  # min / opt / max input shapes
+    strongly_typed: bool = True
+    timing_cache: str | None = None
+
+
+@dataclass
+class Sidecar(Record):
+    """The JSON beside an artifact: everything a deployment needs to feed it and read its output.
+
+    Its file is the artifact's with `.json` (student-onnx-fp32.onnx -> student-onnx-fp32.json); its
+    version key stays `sidecar_version`, the name device code already reads.
+    """
+
+    KIND = "sidecar"
+    VERSION_KEY = "sidecar_version"
+    LEGACY_KEY = "input_size"
+    WHAT = "sidecar"
+    FIX = "re-export the artifact with `dait-edge export`"
+
+    format: str
+    runtime: str
+    precision: str
+    variant: str | None
+    input_name: str
+    output_name: str
+    output: str
+    input_size: list[int]
+    mean: list[float]
+    std: list[float]
+    interpolation: str
+    crop_pct: float
+    classes: list[str]
+    opset: int | None
+    dynamic_batch: bool
+    student: str
+    dataset: str | None
+    method: str | None
+    source_checkpoint: SourceCheckpoint
+    config_hash: str | None
+    # The reference an artifact's measured top-1 is judged against, also where only export/ is copied.
+    student_top1: float | None = None
+    parity: Parity | None = None
+    recipe: str | None = None  # the export recipe file it was made with
+    quantization: dict[str, Any] | None = None  # int8: the quantiser's settings, calibration, graph counts
+    tensorrt: TensorRTBuild | None = None
+    gpu: str | None = None  # engines: the GPU it was built on
+    onnx_source: str | None = None  # engines: the ONNX format it was built from
+    created: str = ""
+
+    @staticmethod
+    def path_for(artifact: str | os.PathLike) -> Path:
+        return Path(artifact).with_suffix(".json")
+
+    @classmethod
+    def read_for(cls, artifact: str | os.PathLike) -> Sidecar:
+        path = cls.path_for(artifact)
+        if not path.is_file():
+            from dait_edge.errors import UserError
+
+            raise UserError(f"{artifact} has no sidecar {path.name}; export it with `dait-edge export`.")
+        return cls.read(path)
+
+    def write_for(self, artifact: str | os.PathLike) -> Path:
+        """Written last, after the artifact is in place: a sidecar means the artifact is finished."""
+        return self.write(self.path_for(artifact))
+
+    @property
+    def data_config(self) -> DataConfig:
+        return DataConfig(
+            list(self.input_size), list(self.mean), list(self.std), self.interpolation, self.crop_pct
+        )
+
+    @property
+    def model(self) -> str | None:
+        """Which trained weights the file holds: the checkpoint's SHA-256 (the config hash before that)."""
+        return self.source_checkpoint.sha256 or self.config_hash
+
+
+@dataclass
+class ArtifactEntry(Record):
+    """One artifact in export/summary.json."""
+
+    format: str
+    precision: str
+    variant: str | None
+    path: str
+    sidecar: str
+    size_mb: float
+    parity: Parity | None
+    latency_ms_batch1: float | None = None
+
+
+@dataclass
+class ExportSummary(Record):
+    """export/summary.json: every artifact of one export, what was skipped, and CPU speed notes."""
+
+    FILE = "summary.json"
+    KIND = "export-summary"
+    LEGACY_KEY = "artifacts"
+    WHAT = "export summary"
+    FIX = "export again with `dait-edge export RUN`"
+
+    run_dir: str
+    out: str
+    student: str
+    checkpoint: str
+    checkpoint_sha256: str
+    input_size: list[int]
+    artifacts: list[ArtifactEntry]
+    skipped: list[str] = field(default_factory=list)
+    performance: list[str] = field(default_factory=list)
+    performance_how: str = ""
+    created: str = ""
+
+    def formats(self) -> set[str]:
+        return {artifact.format for artifact in self.artifacts}

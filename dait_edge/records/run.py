@@ -1,0 +1,210 @@
+"""What `dait-edge distill` writes into a run directory: summary, manifest, the stage-1 teacher's info,
+and one metrics line per epoch."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dait_edge.config import DistillConfig
+from dait_edge.records._base import Record, RecordError
+from dait_edge.utils.io import write_text_atomic
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class DataConfig(Record):
+    """How a model wants its input: size (C, H, W), normalisation, resize interpolation, centre-crop share."""
+
+    input_size: list[int]
+    mean: list[float] = field(default_factory=lambda: list(IMAGENET_MEAN))
+    std: list[float] = field(default_factory=lambda: list(IMAGENET_STD))
+    interpolation: str = "bilinear"
+    crop_pct: float = 0.875
+
+    @property
+    def img_size(self) -> int:
+        return int(self.input_size[-1])
+
+
+@dataclass
+class Checkpoints(Record):
+    """Files of the run, relative to the run directory (a given teacher checkpoint: absolute)."""
+
+    teacher: str | None = None
+    state_stage1: str | None = None
+    student: str | None = None
+    student_best: str | None = None
+    state_stage2: str | None = None
+
+
+@dataclass
+class RunSummary(Record):
+    """summary.json of a distill run: what was trained and how well. Written when the run completes."""
+
+    FILE = "summary.json"
+    KIND = "run-summary"
+    LEGACY_KEY = "checkpoints"
+    WHAT = "run summary"
+    FIX = "resume the run with `dait-edge distill --resume --out RUN` to rewrite it, or distil again"
+
+    run_dir: str
+    dataset: str
+    method: str
+    student: str | None
+    teacher: str
+    num_classes: int
+    classes: list[str]
+    train_images: int
+    labelled_fraction: float = 1.0
+    stage1_seconds: float | None = None
+    stage2_seconds: float | None = None
+    teacher_top1: float | None = None
+    student_top1: float | None = None
+    student_top5: float | None = None
+    student_top1_best: float | None = None
+    params: int | None = None
+    macs: int | None = None
+    student_sha256: str | None = None
+    checkpoints: Checkpoints = field(default_factory=Checkpoints)
+    completed: bool = False
+    stage1_key: str | None = None
+    teacher_reused: bool | None = None
+    student_best_epoch: int | None = None
+    img_size: int | None = None
+    data_config: DataConfig | None = None
+
+    @property
+    def has_student(self) -> bool:
+        return bool(self.student and self.checkpoints.student)
+
+    def checkpoint(self, which: str, run_dir: str | os.PathLike) -> Path | None:
+        """A checkpoint of `Checkpoints` by name ("student", "student_best", ...), as a path from `run_dir`."""
+        rel = getattr(self.checkpoints, which)
+        if not rel:
+            return None
+        return Path(rel) if Path(rel).is_absolute() else Path(run_dir) / rel
+
+
+@dataclass
+class TrainingHardware(Record):
+    platform: str
+    python: str
+    cpu: str
+    cpu_count: int
+    device: str
+    world_size: int
+    gpu: str | None = None
+
+
+@dataclass
+class RunManifest(Record):
+    """manifest.json: how a run was made (the resolved config, versions, machine). Written when it starts."""
+
+    FILE = "manifest.json"
+    KIND = "run-manifest"
+    LEGACY_KEY = "config"
+    WHAT = "run manifest"
+    FIX = "start the run again in a new run directory"
+
+    config: DistillConfig
+    seed: int
+    versions: dict[str, str | None]
+    git_commit: str | None
+    hardware: TrainingHardware
+    created: str
+
+
+@dataclass
+class TeacherInfo(Record):
+    """stage1/teacher.json beside a trained intermediate teacher (in the run and in the teacher cache)."""
+
+    FILE = "teacher.json"
+    KIND = "teacher-info"
+    LEGACY_KEY = "teacher"
+    WHAT = "teacher info"
+    FIX = "delete the teacher folder so stage 1 trains it again"
+
+    key: str
+    teacher: str
+    num_classes: int
+    classes: list[str]
+    data_config: DataConfig
+    img_size: int
+    epochs: int
+    top1: float
+    top5: float
+    top1_best: float
+    seconds: float
+    vlm: str
+    vlm_pretrained: str
+    templates: list[str]
+    reused_from: str | None = None
+
+
+@dataclass
+class EpochMetrics(Record):
+    """One line of metrics.jsonl: an epoch of a stage. The loss terms (loss, loss_ce, ...) are
+    flattened into the line, so the file reads as a table (pandas.read_json(lines=True))."""
+
+    FILE = "metrics.jsonl"
+    WHAT = "metrics line"
+    FIX = "delete the line, or resume the run to rewrite the stage's lines"
+
+    stage: int
+    epoch: int
+    alpha: float
+    lr: float
+    losses: dict[str, float]
+    top1: float
+    top5: float
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        body = super().to_dict()
+        losses = body.pop("losses")
+        return (
+            {k: body[k] for k in ("stage", "epoch", "alpha", "lr")}
+            | losses
+            | {k: body[k] for k in ("top1", "top5", "seconds")}
+        )
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str | os.PathLike = "") -> EpochMetrics:
+        if isinstance(data, dict):
+            losses = {k: v for k, v in data.items() if k.startswith("loss")}
+            data = {k: v for k, v in data.items() if k not in losses} | {"losses": losses}
+        return super().from_dict(data, source)
+
+
+def read_metrics(path: str | os.PathLike) -> list[EpochMetrics]:
+    """Every line of a metrics.jsonl (none when the file does not exist)."""
+    path = Path(path)
+    if path.is_dir():
+        path = EpochMetrics.path_in(path)
+    if not path.is_file():
+        return []
+    lines = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        try:
+            data = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise RecordError(
+                f"{path} line {number} is not valid JSON ({err}); {EpochMetrics.FIX}."
+            ) from None
+        lines.append(EpochMetrics.from_dict(data, f"{path} line {number}"))
+    return lines
+
+
+def write_metrics(path: str | os.PathLike, lines: list[EpochMetrics]) -> None:
+    write_text_atomic(path, "".join(json.dumps(m.to_dict()) + "\n" for m in lines))
+
+
+def append_metrics(path: str | os.PathLike, line: EpochMetrics) -> None:
+    with Path(path).open("a", encoding="utf-8") as f:
+        f.write(json.dumps(line.to_dict()) + "\n")
