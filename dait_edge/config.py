@@ -56,19 +56,27 @@ class DistillConfig:
         except ValueError:
             stages = []
         if not stages or any(s not in (1, 2) for s in stages):
-            raise UserError(f"--stages must be 1, 2 or 1,2 (got {self.stages!r}).")
+            raise UserError(f"stages must be 1, 2 or 1,2 (got {self.stages!r}).", setting="stages")
         return stages
 
     def validate(self) -> None:
-        if not self.dataset or not self.data_root:
-            raise UserError("--dataset and --data-root are required (on the command line or in --config).")
+        for name in ("dataset", "data_root"):
+            if not getattr(self, name):
+                raise UserError(
+                    f"the {name.replace('_', ' ')} is required (give it as an option or in the config file).",
+                    setting=name,
+                )
         if not 0.0 < self.labelled_fraction <= 1.0:
-            raise UserError(f"--labelled-fraction must be in (0, 1] (got {self.labelled_fraction}).")
+            raise UserError(
+                f"the labelled fraction must be in (0, 1] (got {self.labelled_fraction}).",
+                setting="labelled_fraction",
+            )
         for name in ("stage1_epochs", "stage2_epochs", "img_size", "batch_size", "lr_step"):
             if getattr(self, name) < 1:
-                raise UserError(f"--{name.replace('_', '-')} must be at least 1 (got {getattr(self, name)}).")
-        if self.lr <= 0 or self.temperature <= 0:
-            raise UserError("--lr and --temperature must be positive.")
+                raise UserError(f"{name} must be at least 1 (got {getattr(self, name)}).", setting=name)
+        for name in ("lr", "temperature"):
+            if getattr(self, name) <= 0:
+                raise UserError(f"{name} must be positive (got {getattr(self, name)}).", setting=name)
         self.stage_list()
 
     def to_dict(self) -> dict[str, Any]:
@@ -85,7 +93,7 @@ def load_toml(path: str | Path) -> dict[str, Any]:
     sets both stages' epochs unless the file gives `stage1_epochs` / `stage2_epochs` itself.
     """
     path = Path(path)
-    data = read_toml(path, "config file", "pass an existing, valid TOML file to --config.")
+    data = read_toml(path, "config file", "pass an existing, valid TOML config file.", setting="config_file")
     data = data.get("distill", data)
     values = {key.replace("-", "_"): value for key, value in data.items()}
     if "epochs" in values:

@@ -1,11 +1,20 @@
 """The one exception users see: a problem with their input, and what to do about it."""
 
+from __future__ import annotations
+
 
 class UserError(Exception):
     """Bad input (missing data, unknown name, unreadable weights).
 
-    The CLI prints ``str(err)`` on one line and exits with code 2, without a traceback.
-    The message should name the problem and the fix.
+    The CLI prints ``str(err)`` on one line and exits with code 2, without a traceback. The message
+    names the problem and the fix in the library's words; `setting` names the setting that fixes it
+    (a DistillConfig field or a command's option, e.g. "data_root"; several where either fixes it), and
+    the CLI adds the flag that sets it (`--data-root`) where the message does not already say it.
+    Library code never names flags.
     """
 
     exit_code = 2
+
+    def __init__(self, message: str, *, setting: str | tuple[str, ...] | None = None):
+        super().__init__(message)
+        self.settings: tuple[str, ...] = (setting,) if isinstance(setting, str) else tuple(setting or ())

@@ -33,6 +33,12 @@ class Registry(Generic[T]):
 
         return decorator
 
+    def unregister(self, name: str) -> None:
+        """Remove an entry and its aliases (plugins that unload, tests that register a temporary entry)."""
+        name = self.resolve(name)
+        del self._entries[name], self._descriptions[name]
+        self._aliases = {alias: target for alias, target in self._aliases.items() if target != name}
+
     def resolve(self, name: str) -> str:
         """Canonical name for `name` (an alias or a registered name); raises UserError if unknown."""
         if name in self._entries:

@@ -9,17 +9,14 @@ import pytest
 from click.testing import CliRunner
 
 from dait_edge.cli import cli
-from dait_edge.sweep import STUDENTS_ALL
-from tests.fixtures import make_cub
-from tests.vlm_helpers import write_tiny_checkpoint, write_tiny_config
+from dait_edge.records import ExportSummary, ProfileResult, Report, Sidecar
+from dait_edge.sweep import all_students
 
 
 @pytest.fixture()
-def cub_and_vlm(tmp_path):
-    fixture = make_cub(tmp_path / "cub", classes=3, train_per_class=2, test_per_class=2)
-    config = write_tiny_config(tmp_path)
-    write_tiny_checkpoint(config, tmp_path / "vlm.safetensors", seed=7)
-    return fixture, config, tmp_path / "vlm.safetensors"
+def cub_and_vlm(tmp_path, layouts, tiny_vlm):
+    fixture = layouts.cub(tmp_path / "cub", classes=3, train_per_class=2, test_per_class=2)
+    return fixture, tiny_vlm.config, tiny_vlm.weights
 
 
 def test_zero_shot_json_on_cub_layout(tmp_path, cub_and_vlm):
@@ -87,41 +84,44 @@ def test_help_lists_the_commands():
         assert name in result.output
 
 
-def test_demo_runs_offline_four_students_and_reports(tmp_path):
+def test_demo_runs_offline_at_a_small_scale_and_reports(tmp_path):
+    """The whole chain as `make demo` runs it, at 4 images per class and one epoch: it proves the chain
+    (every step, every registered student), not the method."""
     out = tmp_path / "demo"
-    result = CliRunner().invoke(cli, ["demo", "--out", str(out), "--json"])
+    args = ["demo", "--out", str(out), "--images-per-class", "4", "--epochs", "1", "--json"]
+    result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["inspect"]["num_classes"] == 6 and report["inspect"]["bad_images"] == []
+    assert report["inspect"]["train"] == report["inspect"]["test"] == 24
     zero_shot = report["zero_shot"]
     assert zero_shot["vlm_weights"]["kind"] == "file"  # loaded back through the local-file path
-    assert zero_shot["top1"] > 3 * zero_shot["chance_top1"]
+    assert zero_shot["images"] == 24 and 0.0 <= zero_shot["top1"] <= 100.0
     assert (out / "vlm" / "demo_clip.safetensors").is_file()
 
     students = report["students"]
-    assert list(students) == list(STUDENTS_ALL)
-    # one stage-1 teacher, trained for the first student and reused by the other three
-    assert [s["teacher_reused"] for s in students.values()] == [False, True, True, True]
+    assert list(students) == all_students()  # the sweep's `all`: every registered student
+    # one stage-1 teacher, trained for the first student and reused by the others
+    assert [s["teacher_reused"] for s in students.values()] == [False] + [True] * (len(students) - 1)
     for student, summary in students.items():
         run_dir = out / "runs" / f"{student}-dait_f"
         assert summary["completed"] and summary["student"] == student and summary["method"] == "dait_f"
         assert 0.0 <= summary["student_top1"] <= 100.0
         assert (run_dir / summary["checkpoints"]["student"]).is_file()
-        exported = json.loads((run_dir / "export" / "summary.json").read_text())
-        formats = {artifact["format"] for artifact in exported["artifacts"]}
-        assert formats == {"onnx-fp32", "onnx-fp16", "onnx-int8-u8s8", "onnx-int8-s8s8"}
-        for artifact in exported["artifacts"]:
-            sidecar = json.loads((run_dir / "export" / artifact["sidecar"].split("/")[-1]).read_text())
-            assert sidecar["classes"] == summary["classes"]
-            if artifact["precision"] in ("fp32", "fp16"):
-                assert artifact["parity"]["passed"]
+        exported = ExportSummary.read(run_dir / "export")
+        assert exported.formats() == {"onnx-fp32", "onnx-fp16", "onnx-int8-u8s8", "onnx-int8-s8s8"}
+        for artifact in exported.artifacts:
+            sidecar = Sidecar.read_for(artifact.path)
+            assert sidecar.classes == summary["classes"]
+            if artifact.precision in ("fp32", "fp16"):
+                assert artifact.parity.passed
         for profile, formats in (
             ("x86-ort-cpu-fp32", {"onnx-fp32"}),
             ("x86-ort-cpu-int8", {"onnx-fp32", "onnx-int8-u8s8"}),
         ):
-            rows = json.loads((run_dir / "profile" / f"{profile}.json").read_text())["rows"]
-            assert {r["format"] for r in rows} == formats
-            assert all(r["top1"] is not None and r["latency_ms"]["p50"] > 0 for r in rows)
+            rows = ProfileResult.read(run_dir / "profile" / f"{profile}.json").rows
+            assert {r.format for r in rows} == formats
+            assert all(r.top1 is not None and r.latency_ms.p50 > 0 for r in rows)
 
     files = report["report"]["files"]
     for name in ("report.md", "report.csv", "report.json", "pareto.png", "report.html"):
@@ -129,11 +129,11 @@ def test_demo_runs_offline_four_students_and_reports(tmp_path):
     assert {Path(f).name for f in files.values()} >= {"report.md", "pareto.png"}
     assert (out / "report" / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     markdown = (out / "report" / "report.md").read_text()
-    assert all(f"| {student} |" in markdown for student in STUDENTS_ALL)
+    assert all(f"| {student} |" in markdown for student in students)
     assert "## Best artifact per student" in markdown
-    best = report["report"]["best"]
-    assert {(e["student"], e["profile"]) for e in best} == {
-        (s, p) for s in STUDENTS_ALL for p in ("x86-ort-cpu-fp32", "x86-ort-cpu-int8")
+    best = Report.read(out / "report").best
+    assert {(e.student, e.profile) for e in best} == {
+        (s, p) for s in students for p in ("x86-ort-cpu-fp32", "x86-ort-cpu-int8")
     }
     # fp32 is the only candidate on the fp32 profile, and it is what the chosen artifact is judged against
-    assert all(e["chosen_format"] == "onnx-fp32" for e in best if e["profile"] == "x86-ort-cpu-fp32")
+    assert all(e.chosen_format == "onnx-fp32" for e in best if e.profile == "x86-ort-cpu-fp32")

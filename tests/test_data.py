@@ -17,25 +17,8 @@ from dait_edge.data import DATASETS, LAYOUTS, load_dataset
 from dait_edge.data.images import ImageListDataset, load_rgb
 from dait_edge.data.splits import evenly_spread, split_labelled
 from dait_edge.errors import UserError
-from tests.fixtures import (
-    class_colour,
-    make_aircraft,
-    make_cars,
-    make_cub,
-    make_dogs,
-    make_imagefolder,
-    make_nabirds,
-    write_jpeg,
-)
 
-BUILDERS = {
-    "cub": make_cub,
-    "aircraft": make_aircraft,
-    "cars": make_cars,
-    "dogs": make_dogs,
-    "nabirds": make_nabirds,
-    "imagefolder": make_imagefolder,
-}
+BUILDERS = list(DATASETS)  # every registered layout (conftest's `layouts` builds each)
 
 TEMPLATES = {
     "cub": ("a photo of {}, a type of bird.",),
@@ -63,9 +46,8 @@ def _user_error(fn, *args) -> str:
 # ---------------------------------------------------------------------------------- readers
 
 
-def test_registry_names_aliases_and_layouts():
-    assert set(DATASETS) == set(BUILDERS)
-    assert set(LAYOUTS) == set(BUILDERS)
+def test_registry_names_aliases_and_layouts(layouts):
+    assert set(LAYOUTS) == set(DATASETS) == set(layouts.by_name)
     for alias, name in [
         ("cub200", "cub"),
         ("cub_200_2011", "cub"),
@@ -77,8 +59,8 @@ def test_registry_names_aliases_and_layouts():
 
 
 @pytest.mark.parametrize("name", BUILDERS)
-def test_reader_counts_classes_and_labels(tmp_path, name):
-    fx = BUILDERS[name](tmp_path)
+def test_reader_counts_classes_and_labels(layouts, tmp_path, name):
+    fx = layouts.by_name[name](tmp_path)
     spec = load_dataset(name, fx.root)
     assert spec.name == name
     assert spec.classes == fx.classes
@@ -94,31 +76,31 @@ def test_reader_counts_classes_and_labels(tmp_path, name):
             if Image.open(path).mode == "L":
                 continue  # the greyscale CUB image has no class colour left
             # Each fixture image is coloured by its class: a wrong label mapping shows up here.
-            expected = np.array(class_colour(label, len(fx.classes)), float)
+            expected = np.array(layouts.class_colour(label, len(fx.classes)), float)
             assert np.abs(_mean_top_colour(path) - expected).max() < 30, (path, label)
 
 
 @pytest.mark.parametrize("name", ["cub", "aircraft", "cars", "dogs", "nabirds"])
-def test_loading_through_an_alias_or_the_parent_folder(tmp_path, name):
+def test_loading_through_an_alias_or_the_parent_folder(layouts, tmp_path, name):
     """Users point --data-root at the dataset folder or at the folder it was extracted into."""
     subfolder = {"cub": "CUB_200_2011", "nabirds": "nabirds"}.get(name)
     if name in ("aircraft", "cars"):
-        fx = BUILDERS[name](tmp_path)
+        fx = layouts.by_name[name](tmp_path)
         inner = fx.root / {"aircraft": "fgvc-aircraft-2013b", "cars": "stanford_cars"}[name]
         assert load_dataset(name, inner).splits == load_dataset(name, fx.root).splits
     elif subfolder:
-        fx = BUILDERS[name](tmp_path / subfolder)
+        fx = layouts.by_name[name](tmp_path / subfolder)
         assert len(load_dataset(name, tmp_path).splits["train"]) == fx.train
     else:
-        fx = make_dogs(tmp_path)
+        fx = layouts.dogs(tmp_path)
         for mat in (tmp_path / "lists").iterdir():  # lists.tar extracted without a lists/ folder
             mat.rename(tmp_path / mat.name)
         (tmp_path / "lists").rmdir()
         assert len(load_dataset("dogs", tmp_path).splits["test"]) == fx.test
 
 
-def test_aircraft_val_is_inside_trainval_and_banner_is_cropped(tmp_path):
-    fx = make_aircraft(tmp_path)
+def test_aircraft_val_is_inside_trainval_and_banner_is_cropped(layouts, tmp_path):
+    fx = layouts.aircraft(tmp_path)
     spec = load_dataset("fgvc_aircraft", fx.root)
     assert set(spec.splits["val"]) <= set(spec.splits["train"])
     assert not set(spec.splits["test"]) & set(spec.splits["train"])
@@ -130,16 +112,16 @@ def test_aircraft_val_is_inside_trainval_and_banner_is_cropped(tmp_path):
     assert cropped[-1].min() < 200  # ...and gone after
 
 
-def test_aircraft_folder_with_another_name_is_explained(tmp_path):
-    fx = make_aircraft(tmp_path)
+def test_aircraft_folder_with_another_name_is_explained(layouts, tmp_path):
+    fx = layouts.aircraft(tmp_path)
     renamed = fx.root / "aircraft"
     (fx.root / "fgvc-aircraft-2013b").rename(renamed)
     message = _user_error(load_dataset, "aircraft", renamed)
     assert "rename" in message and "fgvc-aircraft-2013b" in message
 
 
-def test_nabirds_keeps_only_leaves_in_numeric_id_order(tmp_path):
-    fx = make_nabirds(tmp_path, leaves=5)
+def test_nabirds_keeps_only_leaves_in_numeric_id_order(layouts, tmp_path):
+    fx = layouts.nabirds(tmp_path, leaves=5)
     spec = load_dataset("nabirds", fx.root)
     assert spec.num_classes == 5
     assert spec.extra["class_ids"] == sorted(spec.extra["class_ids"]) == fx.extra["leaf_ids"]
@@ -148,8 +130,8 @@ def test_nabirds_keeps_only_leaves_in_numeric_id_order(tmp_path):
     assert spec.classes[0] == "Wood Duck"
 
 
-def test_nabirds_image_labelled_with_internal_node_fails(tmp_path):
-    fx = make_nabirds(tmp_path)
+def test_nabirds_image_labelled_with_internal_node_fails(layouts, tmp_path):
+    fx = layouts.nabirds(tmp_path)
     labels = fx.root / "image_class_labels.txt"
     lines = labels.read_text().splitlines()
     lines[0] = lines[0].split()[0] + " 22"  # 22 = "Ducks", an internal node
@@ -157,8 +139,8 @@ def test_nabirds_image_labelled_with_internal_node_fails(tmp_path):
     assert "not a leaf" in _user_error(load_dataset, "nabirds", fx.root)
 
 
-def test_imagefolder_uses_val_when_there_is_no_test(tmp_path):
-    fx = make_imagefolder(tmp_path, test_dir="val")
+def test_imagefolder_uses_val_when_there_is_no_test(layouts, tmp_path):
+    fx = layouts.imagefolder(tmp_path, test_dir="val")
     spec = load_dataset("imagefolder", fx.root)
     assert set(spec.splits) == {"train", "test"}
     assert len(spec.splits["test"]) == fx.test
@@ -166,9 +148,9 @@ def test_imagefolder_uses_val_when_there_is_no_test(tmp_path):
     assert spec.extra["class_folders"] == ["golden_retriever", "husky", "pug"]
 
 
-def test_imagefolder_with_test_and_val_keeps_both(tmp_path):
-    fx = make_imagefolder(tmp_path)
-    make_imagefolder(tmp_path, test_dir="val", test_per_class=2)
+def test_imagefolder_with_test_and_val_keeps_both(layouts, tmp_path):
+    fx = layouts.imagefolder(tmp_path)
+    layouts.imagefolder(tmp_path, test_dir="val", test_per_class=2)
     spec = load_dataset("imagefolder", fx.root)
     assert len(spec.splits["test"]) == fx.test and len(spec.splits["val"]) == 2 * fx.num_classes
 
@@ -195,17 +177,17 @@ def _remove(path: Path) -> None:
         ("imagefolder", "test", "need train/ and test/"),
     ],
 )
-def test_missing_file_or_folder_is_a_one_line_user_error(tmp_path, name, remove, expected):
-    fx = BUILDERS[name](tmp_path)
+def test_missing_file_or_folder_is_a_one_line_user_error(layouts, tmp_path, name, remove, expected):
+    fx = layouts.by_name[name](tmp_path)
     _remove(fx.root / remove)
     message = _user_error(load_dataset, name, fx.root)
     assert expected in message
-    assert "--data-root" in message  # the fix, not just the problem
+    assert "point the data root at it" in message  # the fix, not just the problem
 
 
 @pytest.mark.parametrize("name", ["cub", "aircraft", "cars", "dogs", "nabirds"])
-def test_listed_image_missing_names_first_file_and_count(tmp_path, name):
-    fx = BUILDERS[name](tmp_path)
+def test_listed_image_missing_names_first_file_and_count(layouts, tmp_path, name):
+    fx = layouts.by_name[name](tmp_path)
     spec = load_dataset(name, fx.root)
     gone = [spec.splits["train"][1][0], spec.splits["test"][0][0]]
     for path in gone:
@@ -215,32 +197,32 @@ def test_listed_image_missing_names_first_file_and_count(tmp_path, name):
     assert message.startswith("2 of ")
 
 
-def test_imagefolder_mismatched_classes_are_named(tmp_path):
-    fx = make_imagefolder(tmp_path)
+def test_imagefolder_mismatched_classes_are_named(layouts, tmp_path):
+    fx = layouts.imagefolder(tmp_path)
     (fx.root / "test" / "pug").rename(fx.root / "test" / "zebra")
     message = _user_error(load_dataset, "imagefolder", fx.root)
     assert "only in train/: pug" in message and "only in test/: zebra" in message
 
 
-def test_malformed_files_become_user_errors(tmp_path):
-    cub = make_cub(tmp_path / "cub")
+def test_malformed_files_become_user_errors(layouts, tmp_path):
+    cub = layouts.cub(tmp_path / "cub")
     (cub.root / "image_class_labels.txt").write_text("1 one\n")
     assert "image_class_labels.txt" in _user_error(load_dataset, "cub", cub.root)
 
-    cars = make_cars(tmp_path / "cars")
+    cars = layouts.cars(tmp_path / "cars")
     (cars.root / "stanford_cars/devkit/cars_meta.mat").write_bytes(b"not a mat file")
     assert "cannot be read" in _user_error(load_dataset, "cars", cars.root)
 
-    dogs = make_dogs(tmp_path / "dogs")
+    dogs = layouts.dogs(tmp_path / "dogs")
     (dogs.root / "lists/test_list.mat").write_bytes(b"")
     assert "test_list.mat cannot be read" in _user_error(load_dataset, "dogs", dogs.root)
 
-    nabirds = make_nabirds(tmp_path / "nabirds")
+    nabirds = layouts.nabirds(tmp_path / "nabirds")
     (nabirds.root / "hierarchy.txt").write_text("5 x\n")  # not an integer id
     message = _user_error(load_dataset, "nabirds", nabirds.root)
-    assert message.startswith("could not read NABirds") and "--data-root" in message
+    assert message.startswith("could not read NABirds") and "data root" in message
 
-    aircraft = make_aircraft(tmp_path / "aircraft")
+    aircraft = layouts.aircraft(tmp_path / "aircraft")
     (aircraft.root / "fgvc-aircraft-2013b/data/images_variant_val.txt").write_text("1000001 Concorde\n")
     assert "Concorde" in _user_error(load_dataset, "aircraft", aircraft.root)
 
@@ -274,8 +256,8 @@ def test_load_rgb_rescales_16_bit_greyscale(tmp_path):
     assert out.shape == (2, 2, 3) and out[0, 0, 0] == 0 and out[0, 1, 0] == 255 and 0 < out[1, 0, 0] < 255
 
 
-def test_cub_fixture_greyscale_and_cmyk_come_out_rgb(tmp_path):
-    fx = make_cub(tmp_path)
+def test_cub_fixture_greyscale_and_cmyk_come_out_rgb(layouts, tmp_path):
+    fx = layouts.cub(tmp_path)
     assert Image.open(fx.extra["greyscale"]).mode == "L"
     assert Image.open(fx.extra["cmyk"]).mode == "CMYK"
     spec = load_dataset("cub", fx.root)
@@ -284,10 +266,10 @@ def test_cub_fixture_greyscale_and_cmyk_come_out_rgb(tmp_path):
     assert modes == {"RGB"}
 
 
-def test_image_list_dataset_returns_tensor_label_index(tmp_path):
+def test_image_list_dataset_returns_tensor_label_index(layouts, tmp_path):
     from torchvision.transforms import ToTensor
 
-    spec = load_dataset("aircraft", make_aircraft(tmp_path).root)
+    spec = load_dataset("aircraft", layouts.aircraft(tmp_path).root)
     dataset = ImageListDataset(spec.splits["test"], transform=ToTensor(), crop_bottom=spec.crop_bottom)
     image, label, index = dataset[2]
     assert tuple(image.shape) == (3, 28, 32)
@@ -344,8 +326,8 @@ def _inspect(*args: str):
     return CliRunner().invoke(_data_command(), ["inspect", *args])
 
 
-def test_inspect_json_report(tmp_path):
-    fx = make_aircraft(tmp_path)
+def test_inspect_json_report(layouts, tmp_path):
+    fx = layouts.aircraft(tmp_path)
     result = _inspect("--dataset", "aircraft", "--data-root", str(fx.root), "--json")
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
@@ -358,8 +340,8 @@ def test_inspect_json_report(tmp_path):
     assert report["val_in_train"] is True
 
 
-def test_inspect_human_table(tmp_path):
-    fx = make_cub(tmp_path, classes=4)
+def test_inspect_human_table(layouts, tmp_path):
+    fx = layouts.cub(tmp_path, classes=4)
     result = _inspect("--dataset", "cub", "--data-root", str(fx.root), "--no-check-images")
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
@@ -367,8 +349,8 @@ def test_inspect_human_table(tmp_path):
     assert "train        8 (per class 2-2)" in lines and "bad images   not checked" in lines
 
 
-def test_inspect_reports_corrupt_images_with_exit_1(tmp_path):
-    fx = make_cub(tmp_path)
+def test_inspect_reports_corrupt_images_with_exit_1(layouts, tmp_path):
+    fx = layouts.cub(tmp_path)
     spec = load_dataset("cub", fx.root)
     truncated, garbage = spec.splits["train"][1][0], spec.splits["test"][2][0]
     truncated.write_bytes(truncated.read_bytes()[:300])
@@ -386,10 +368,10 @@ def test_inspect_reports_corrupt_images_with_exit_1(tmp_path):
     assert _inspect("--dataset", "cub", "--data-root", str(fx.root), "--no-check-images").exit_code == 0
 
 
-def test_inspect_warns_about_classes_without_train_images(tmp_path):
-    fx = make_imagefolder(tmp_path)
+def test_inspect_warns_about_classes_without_train_images(layouts, tmp_path):
+    fx = layouts.imagefolder(tmp_path)
     (fx.root / "train" / "zebra").mkdir()
-    write_jpeg(fx.root / "test" / "zebra" / "0.jpg", (0, 0, 0))
+    layouts.write_jpeg(fx.root / "test" / "zebra" / "0.jpg", (0, 0, 0))
     result = _inspect("--dataset", "imagefolder", "--data-root", str(fx.root), "--json")
     report = json.loads(result.stdout)
     assert result.exit_code == 0 and report["num_classes"] == 4
@@ -431,11 +413,13 @@ def test_full_cli_maps_user_error_to_exit_2(tmp_path):
         cli, ["data", "inspect", "--dataset", "cub", "--data-root", str(tmp_path / "x")]
     )
     assert result.exit_code == 2 and "does not exist" in result.stderr and "Traceback" not in result.output
+    # the library says what is wrong; the CLI adds the flag that fixes it
+    assert result.stderr.strip().endswith("point the data root at the dataset (use --data-root).")
 
 
-def test_imagefolder_without_torchvision_reads_the_same_samples(tmp_path, monkeypatch):
+def test_imagefolder_without_torchvision_reads_the_same_samples(layouts, tmp_path, monkeypatch):
     """On a light (device) install there is no torchvision; the fallback walk must agree with it."""
-    fx = make_imagefolder(tmp_path)
+    fx = layouts.imagefolder(tmp_path)
     (fx.root / "train" / "pug" / "nested").mkdir()
     shutil.copy(next((fx.root / "train" / "pug").glob("*.*")), fx.root / "train" / "pug" / "nested" / "x.PNG")
     (fx.root / "train" / "pug" / "notes.txt").write_text("not an image")

@@ -26,14 +26,12 @@ from dait_edge.cli import cli
 from dait_edge.config import DistillConfig
 from dait_edge.data import load_dataset
 from dait_edge.data.images import ImageListDataset
-from dait_edge.data.transforms import eval_transform
+from dait_edge.data.transforms import eval_transform_for
 from dait_edge.distill import run_distill
 from dait_edge.engine.checkpoint import save_weights
 from dait_edge.engine.evaluate import evaluate
 from dait_edge.models import build_model
-from tests.cli_helpers import assert_user_error
-from tests.fixtures import make_cub
-from tests.vlm_helpers import write_tiny_checkpoint, write_tiny_config
+from dait_edge.records import DataConfig, RunManifest, RunSummary, TeacherInfo, read_metrics
 
 REPO = Path(__file__).resolve().parents[1]
 NUM_CLASSES = 3
@@ -103,14 +101,15 @@ class Env:
         return [*args, "--no-pretrained", "--json", *flags]
 
     def config(self, out: Path, teacher_cache: Path, **overrides) -> DistillConfig:
+        """Two epochs per stage of timm's tiny test models: resume equality does not need real students."""
         values = dict(
             dataset="cub",
             data_root=str(self.data_root),
             vlm=str(self.vlm_config),
             vlm_pretrained=str(self.vlm_weights),
-            student="mobilenetv2",
+            student="test_efficientnet",
             method="dait_f",
-            teacher="regnety_016",
+            teacher="test_resnet",
             stage1_epochs=2,
             stage2_epochs=2,
             img_size=32,
@@ -127,49 +126,43 @@ class Env:
         return DistillConfig(**values)
 
 
-def distill(args: list[str]) -> tuple[dict, Path]:
+def distill(args: list[str]) -> tuple[RunSummary, Path]:
     """Run the CLI; returns the --json summary (also checked against summary.json) and the run dir."""
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, (result.output, result.exception)
-    summary = json.loads(result.stdout)
-    run_dir = Path(summary["run_dir"])
-    assert json.loads((run_dir / "summary.json").read_text()) == summary
+    summary = RunSummary.from_dict(json.loads(result.stdout), "distill --json")
+    run_dir = Path(summary.run_dir)
+    assert RunSummary.read(run_dir) == summary
     return summary, run_dir
 
 
 def metrics(run_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    """metrics.jsonl as written: one flat JSON object per line (what a notebook reads)."""
+    lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [m.to_dict() for m in read_metrics(run_dir)] == lines  # the record reads back what it wrote
+    return lines
 
 
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def cub_test_split(data_root: Path, data_config: dict, img_size: int) -> ImageListDataset:
+def cub_test_split(data_root: Path, data_config: DataConfig, img_size: int) -> ImageListDataset:
     """The CUB test split as the run evaluated it (eval transform in the model's normalisation)."""
     spec = load_dataset("cub", str(data_root))
-    transform = eval_transform(
-        img_size,
-        data_config["mean"],
-        data_config["std"],
-        data_config["crop_pct"],
-        data_config["interpolation"],
-    )
-    return ImageListDataset(spec.split("test"), transform, spec.crop_bottom)
+    return ImageListDataset(spec.split("test"), eval_transform_for(data_config, img_size), spec.crop_bottom)
 
 
 # -------------------------------------------------------------------------------- fixtures
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory) -> Env:
+def env(tmp_path_factory, layouts, tiny_vlm) -> Env:
     base = tmp_path_factory.mktemp("distill")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("DAIT_EDGE_CACHE", str(base / "cache"))
-        cub = make_cub(base / "cub", classes=NUM_CLASSES, train_per_class=2, test_per_class=1)
-        vlm_config = write_tiny_config(base)
-        write_tiny_checkpoint(vlm_config, base / "vlm.safetensors", seed=7)
-        yield Env(base, cub.root, vlm_config, base / "vlm.safetensors")
+        cub = layouts.cub(base / "cub", classes=NUM_CLASSES, train_per_class=2, test_per_class=1)
+        yield Env(base, cub.root, tiny_vlm.config, tiny_vlm.weights)
 
 
 @pytest.fixture(scope="module")
@@ -211,53 +204,53 @@ def test_cli_run_dir_and_summary(request, env, run):
         assert (run_dir / rel).is_file(), rel
 
     for name in SUMMARY_FIELDS:
-        assert summary.get(name) is not None, name
-    assert summary["completed"] is True
-    assert summary["method"] == method and summary["dataset"] == "cub"
-    assert summary["student"] == ("mobilenetv2_100" if method == "dait_f" else "resnet18")
-    assert summary["teacher_reused"] is False
+        assert getattr(summary, name) is not None, name
+    assert summary.completed is True
+    assert summary.method == method and summary.dataset == "cub"
+    assert summary.student == ("mobilenetv2_100" if method == "dait_f" else "resnet18")
+    assert summary.teacher_reused is False
     for name in ("student_top1", "student_top5", "student_top1_best", "teacher_top1"):
-        assert 0.0 <= summary[name] <= 100.0
-    assert summary["student_top1"] <= summary["student_top5"]
-    assert summary["student_top1_best"] >= summary["student_top1"]
-    assert summary["stage1_seconds"] > 0 and summary["stage2_seconds"] > 0
-    plain = build_model(summary["student"], NUM_CLASSES, pretrained=False)
-    assert summary["params"] == sum(p.numel() for p in plain.parameters())
-    assert summary["macs"] > 0
+        assert 0.0 <= getattr(summary, name) <= 100.0
+    assert summary.student_top1 <= summary.student_top5
+    assert summary.student_top1_best >= summary.student_top1
+    assert summary.stage1_seconds > 0 and summary.stage2_seconds > 0
+    plain = build_model(summary.student, NUM_CLASSES, pretrained=False)
+    assert summary.params == sum(p.numel() for p in plain.parameters())
+    assert summary.macs > 0
 
-    checkpoints = summary["checkpoints"]
-    assert checkpoints["teacher"] == "stage1/teacher.safetensors"
-    assert checkpoints["student"] == "stage2/student_last.safetensors"
-    assert checkpoints["student_best"] == "stage2/student_best.safetensors"
-    for rel in checkpoints.values():
+    checkpoints = summary.checkpoints
+    assert checkpoints.teacher == "stage1/teacher.safetensors"
+    assert checkpoints.student == "stage2/student_last.safetensors"
+    assert checkpoints.student_best == "stage2/student_best.safetensors"
+    for rel in (checkpoints.teacher, checkpoints.student, checkpoints.student_best):
         assert not Path(rel).is_absolute() and (run_dir / rel).is_file(), rel
-    assert summary["student_sha256"] == sha256(run_dir / "stage2/student_last.safetensors")
+    assert summary.student_sha256 == sha256(run_dir / "stage2/student_last.safetensors")
 
     # the teacher the run reports is the one stage 1 wrote
-    teacher_info = json.loads((run_dir / "stage1/teacher.json").read_text())
-    assert teacher_info["top1"] == summary["teacher_top1"]
-    assert teacher_info["teacher"] == "regnety_016"
+    teacher_info = TeacherInfo.read(run_dir / "stage1")
+    assert teacher_info.top1 == summary.teacher_top1
+    assert teacher_info.teacher == "regnety_016"
 
 
 @pytest.mark.parametrize("run", ["run_dait_f", "run_dait_l"])
 def test_manifest(request, env, run):
     summary, run_dir = request.getfixturevalue(run)
-    manifest = json.loads((run_dir / "manifest.json").read_text())
-    config = manifest["config"]
-    assert config["method"] == summary["method"]
-    assert config["img_size"] == 32 and config["batch_size"] == 4 and config["pretrained"] is False
-    assert config["stage1_epochs"] == config["stage2_epochs"] == 1
-    assert config["data_root"] == str(env.data_root)
-    assert config["out"] == str(run_dir)
-    assert manifest["seed"] == config["seed"] == 0
-    versions = manifest["versions"]
+    manifest = RunManifest.read(run_dir)
+    config = manifest.config
+    assert config.method == summary.method
+    assert config.img_size == 32 and config.batch_size == 4 and config.pretrained is False
+    assert config.stage1_epochs == config.stage2_epochs == 1
+    assert config.data_root == str(env.data_root)
+    assert config.out == str(run_dir)
+    assert manifest.seed == config.seed == 0
+    versions = manifest.versions
     assert versions["torch"] and torch.__version__.startswith(versions["torch"])
     assert versions["dait-edge"] == __version__
     for name in ("timm", "open_clip_torch", "safetensors"):
         assert versions[name], name
-    hardware = manifest["hardware"]
-    assert hardware["device"] == "cpu" and hardware["world_size"] == 1
-    assert hardware["platform"] and hardware["python"]
+    hardware = manifest.hardware
+    assert hardware.device == "cpu" and hardware.world_size == 1
+    assert hardware.platform and hardware.python
 
 
 @pytest.mark.parametrize("run", ["run_dait_f", "run_dait_l"])
@@ -266,20 +259,20 @@ def test_metrics_one_line_per_epoch_per_stage(request, run):
     records = metrics(run_dir)
     assert [(r["stage"], r["epoch"]) for r in records] == [(1, 0), (2, 0)]
     for record in records:
-        terms = LOSS_TERMS[1] if record["stage"] == 1 else LOSS_TERMS[summary["method"]]
+        terms = LOSS_TERMS[1] if record["stage"] == 1 else LOSS_TERMS[summary.method]
         assert terms <= set(record), record
         assert {"alpha", "top1", "top5", "seconds"} <= set(record)
         assert record["alpha"] == 0.0  # alpha(0) = clip(k * 0 + 0, 0, 1)
         assert all(torch.isfinite(torch.tensor(record[t])) for t in terms)
     stage1, stage2 = records
-    assert stage1["top1"] == summary["teacher_top1"]
-    assert stage2["top1"] == summary["student_top1"] and stage2["top5"] == summary["student_top5"]
+    assert stage1["top1"] == summary.teacher_top1
+    assert stage2["top1"] == summary.student_top1 and stage2["top5"] == summary.student_top5
 
 
 @pytest.mark.parametrize("run", ["run_dait_f", "run_dait_l"])
 def test_student_file_is_the_plain_student(request, env, run):
     summary, run_dir = request.getfixturevalue(run)
-    name = summary["student"]
+    name = summary.student
     for rel in ("stage2/student_last.safetensors", "stage2/student_best.safetensors"):
         state = load_file(str(run_dir / rel))
         plain = build_model(name, NUM_CLASSES, pretrained=False)
@@ -301,11 +294,11 @@ def test_student_file_is_the_plain_student(request, env, run):
 
     # the file scores on the test split what the run reported
     scores = evaluate(
-        first, cub_test_split(env.data_root, summary["data_config"], 32), device=torch.device("cpu")
+        first, cub_test_split(env.data_root, summary.data_config, 32), device=torch.device("cpu")
     )
     assert scores["images"] == NUM_CLASSES
-    assert scores["top1"] == pytest.approx(summary["student_top1"])
-    assert scores["top5"] == pytest.approx(summary["student_top5"])
+    assert scores["top1"] == pytest.approx(summary.student_top1)
+    assert scores["top5"] == pytest.approx(summary.student_top5)
 
 
 # ------------------------------------------------------- 2. and 3. stage 1 alone, teacher reuse
@@ -319,10 +312,10 @@ def run_stage1_only(env, run_dait_f):
 
 def test_stages_1_trains_only_the_teacher(run_stage1_only):
     summary, run_dir = run_stage1_only
-    assert summary["completed"] is True
+    assert summary.completed is True
     for name in STUDENT_FIELDS:
-        assert summary[name] is None, name
-    assert summary["teacher_top1"] is not None and summary["stage1_seconds"] > 0
+        assert getattr(summary, name) is None, name
+    assert summary.teacher_top1 is not None and summary.stage1_seconds > 0
     assert not (run_dir / "stage2").exists()
     assert (run_dir / "stage1/teacher.safetensors").is_file()
     assert {r["stage"] for r in metrics(run_dir)} == {1}
@@ -333,33 +326,33 @@ def test_teacher_reused_by_a_later_student(env, run_dait_f):
     summary, run_dir = distill(
         env.args(env.base / "runs" / "reuse_resnet18", student="resnet18", method="dait_l")
     )
-    assert summary["teacher_reused"] is True
-    assert summary["stage1_key"] == first["stage1_key"]
-    assert summary["teacher_top1"] == first["teacher_top1"]
+    assert summary.teacher_reused is True
+    assert summary.stage1_key == first.stage1_key
+    assert summary.teacher_top1 == first.teacher_top1
     assert [r["stage"] for r in metrics(run_dir)] == [2]
     teacher = run_dir / "stage1/teacher.safetensors"
     assert teacher.read_bytes() == (first_dir / "stage1/teacher.safetensors").read_bytes()
-    assert summary["student"] == "resnet18" and summary["student_sha256"] is not None
+    assert summary.student == "resnet18" and summary.student_sha256 is not None
 
 
 def test_changed_stage1_setting_trains_a_new_teacher(env, run_dait_f, run_stage1_only):
     first, first_dir = run_dait_f
     summary, run_dir = run_stage1_only  # same as run_dait_f but --seed 1
-    assert summary["teacher_reused"] is False
-    assert summary["stage1_key"] != first["stage1_key"]
+    assert summary.teacher_reused is False
+    assert summary.stage1_key != first.stage1_key
     assert [r["stage"] for r in metrics(run_dir)] == [1]
     assert sha256(run_dir / "stage1/teacher.safetensors") != sha256(first_dir / "stage1/teacher.safetensors")
     cached = sorted(p.name for p in (env.base / "teachers").iterdir() if p.is_dir())
-    assert sorted([first["stage1_key"], summary["stage1_key"]]) == cached
+    assert sorted([first.stage1_key, summary.stage1_key]) == cached
 
     # and --stages 2 alone with those settings picks that teacher up from the cache
     later, later_dir = distill(env.args(env.base / "runs" / "stage2_seed1", "--stages", "2", seed=1))
-    assert later["teacher_reused"] is True
+    assert later.teacher_reused is True
     assert [r["stage"] for r in metrics(later_dir)] == [2]
     assert sha256(later_dir / "stage1/teacher.safetensors") == sha256(run_dir / "stage1/teacher.safetensors")
 
 
-def test_stage2_alone_without_a_teacher_is_a_user_error(env, tmp_path):
+def test_stage2_alone_without_a_teacher_is_a_user_error(assert_user_error, env, tmp_path):
     result = CliRunner().invoke(cli, env.args(tmp_path / "run", "--stages", "2", seed=99))
     assert_user_error(result, "--teacher-checkpoint")
 
@@ -377,11 +370,11 @@ def test_teacher_checkpoint_skips_stage1(env, run_dait_f):
     assert [r["stage"] for r in metrics(run_dir)] == [2]
     assert not (run_dir / "stage1").exists()
     assert not (env.base / "teachers_unused").exists()
-    assert summary["stage1_seconds"] == 0.0
-    assert Path(summary["checkpoints"]["teacher"]) == teacher.resolve()
+    assert summary.stage1_seconds == 0.0
+    assert Path(summary.checkpoints.teacher) == teacher.resolve()
     # measured on the test split: the same figure stage 1 recorded for its last epoch
-    assert summary["teacher_top1"] == pytest.approx(first["teacher_top1"])
-    assert summary["student_top1"] is not None
+    assert summary.teacher_top1 == pytest.approx(first.teacher_top1)
+    assert summary.student_top1 is not None
 
 
 # ------------------------------------------------------------------- 4. kill and resume
@@ -410,7 +403,9 @@ def uninterrupted(env):
 
 
 def _comparable(summary: dict) -> dict:
-    return {k: v for k, v in summary.items() if k not in ("run_dir", "stage1_seconds", "stage2_seconds")}
+    return {
+        k: v for k, v in summary.to_dict().items() if k not in ("run_dir", "stage1_seconds", "stage2_seconds")
+    }
 
 
 def _comparable_metrics(run_dir: Path) -> list[dict]:
@@ -425,20 +420,20 @@ def test_kill_and_resume_matches_an_uninterrupted_run(env, uninterrupted, stop):
     config = env.config(out, env.base / "resume" / f"teachers_{stage}")
 
     partial = run_distill(config, stop_after_epoch=stop)
-    assert partial["completed"] is False
+    assert partial.completed is False
     assert not (out / "summary.json").exists()
     expected_lines = [(1, 0)] if stage == 1 else [(1, 0), (1, 1), (2, 0)]
     assert [(r["stage"], r["epoch"]) for r in metrics(out)] == expected_lines
 
     resumed = run_distill(config, resume=True)
-    assert resumed["completed"] is True
+    assert resumed.completed is True
     assert [(r["stage"], r["epoch"]) for r in metrics(out)] == [(1, 0), (1, 1), (2, 0), (2, 1)]
-    assert resumed["student_sha256"] == whole["student_sha256"]
+    assert resumed.student_sha256 == whole.student_sha256
     for rel in ("stage1/teacher.safetensors", "stage2/student_best.safetensors"):
         assert (out / rel).read_bytes() == (whole_dir / rel).read_bytes(), rel
     assert _comparable_metrics(out) == _comparable_metrics(whole_dir)
     assert _comparable(resumed) == _comparable(whole)
-    assert json.loads((out / "summary.json").read_text()) == json.loads(json.dumps(resumed))
+    assert RunSummary.read(out) == resumed
 
 
 def test_resume_of_a_finished_run_changes_nothing(uninterrupted):
@@ -447,7 +442,7 @@ def test_resume_of_a_finished_run_changes_nothing(uninterrupted):
     again = run_distill(config, resume=True)
     assert again == whole
     assert (whole_dir / "metrics.jsonl").read_text() == before
-    assert sha256(whole_dir / "stage2/student_last.safetensors") == whole["student_sha256"]
+    assert sha256(whole_dir / "stage2/student_last.safetensors") == whole.student_sha256
 
 
 def test_alpha_follows_the_schedule(uninterrupted):
@@ -456,7 +451,7 @@ def test_alpha_follows_the_schedule(uninterrupted):
     assert [r["alpha"] for r in metrics(whole_dir)] == [0.0, 1 / 16, 0.0, 1 / 16]
 
 
-def test_new_run_into_an_existing_run_dir_needs_resume(env, run_dait_f):
+def test_new_run_into_an_existing_run_dir_needs_resume(assert_user_error, env, run_dait_f):
     _, run_dir = run_dait_f
     before = (run_dir / "metrics.jsonl").read_text()
     result = CliRunner().invoke(cli, env.args(run_dir))
@@ -464,7 +459,7 @@ def test_new_run_into_an_existing_run_dir_needs_resume(env, run_dait_f):
     assert (run_dir / "metrics.jsonl").read_text() == before
 
 
-def test_resume_on_an_empty_dir_is_a_user_error(env, tmp_path):
+def test_resume_on_an_empty_dir_is_a_user_error(assert_user_error, env, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     result = CliRunner().invoke(cli, env.args(empty, "--resume"))
@@ -475,17 +470,17 @@ def test_resume_on_an_empty_dir_is_a_user_error(env, tmp_path):
 # ----------------------------------------------------------------- 5. two processes, gloo
 
 
-def test_ddp_two_processes_on_cpu(tmp_path):
+def test_ddp_two_processes_on_cpu(tmp_path, layouts, tiny_vlm):
     # 7 test images: rank 0 scores 4, rank 1 scores 3. A figure from one shard (k/4) or a mean of
     # the two shards' figures is a multiple of 1/7 only at 0 or 100 %, so checking that every
     # recorded figure is a multiple of 1/7 and equals a one-process evaluation catches both.
     classes = 7
-    cub = make_cub(tmp_path / "cub", classes=classes, train_per_class=2, test_per_class=1)
-    vlm_config = write_tiny_config(tmp_path)
-    write_tiny_checkpoint(vlm_config, tmp_path / "vlm.safetensors", seed=7)
-    env = Env(tmp_path, cub.root, vlm_config, tmp_path / "vlm.safetensors")
+    cub = layouts.cub(tmp_path / "cub", classes=classes, train_per_class=2, test_per_class=1)
+    env = Env(tmp_path, cub.root, tiny_vlm.config, tiny_vlm.weights)
     out = tmp_path / "ddp"
-    args = env.args(out, teacher="resnet18", epochs=None, stage1_epochs=2, stage2_epochs=1)
+    args = env.args(
+        out, student="test_efficientnet", teacher="test_resnet", epochs=None, stage1_epochs=2, stage2_epochs=1
+    )
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
     command += ["-m", "dait_edge", *args]
     environ = {
@@ -499,23 +494,25 @@ def test_ddp_two_processes_on_cpu(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
 
-    summary = json.loads(proc.stdout)  # printed once (rank 0), so stdout is one JSON document
-    assert summary["completed"] is True
-    assert json.loads((out / "summary.json").read_text()) == summary
+    # printed once (rank 0), so stdout is one JSON document
+    summary = RunSummary.from_dict(json.loads(proc.stdout), "stdout")
+    assert summary.completed is True
+    assert RunSummary.read(out) == summary
     assert not list(out.glob(".*.tmp"))
-    manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["hardware"]["world_size"] == 2
+    assert RunManifest.read(out).hardware.world_size == 2
 
     records = metrics(out)
     assert [(r["stage"], r["epoch"]) for r in records] == [(1, 0), (1, 1), (2, 0)]
-    assert records[-1]["top1"] == summary["student_top1"]
-    assert records[1]["top1"] == summary["teacher_top1"]
+    assert records[-1]["top1"] == summary.student_top1
+    assert records[1]["top1"] == summary.teacher_top1
 
     cpu = torch.device("cpu")
     student = build_model(
-        summary["student"], classes, pretrained=False, weights=out / "stage2/student_last.safetensors"
+        summary.student, classes, pretrained=False, weights=out / "stage2/student_last.safetensors"
     )
-    teacher = build_model("resnet18", classes, pretrained=False, weights=out / "stage1/teacher.safetensors")
+    teacher = build_model(
+        "test_resnet", classes, pretrained=False, weights=out / "stage1/teacher.safetensors"
+    )
     figures = []
     for model, record in ((student, records[-1]), (teacher, records[1])):
         scores = evaluate(model, cub_test_split(cub.root, model.data_config, 32), device=cpu)
@@ -543,14 +540,14 @@ def test_ddp_two_processes_on_cpu(tmp_path):
     ],
     ids=["student", "method", "stages", "teacher_checkpoint"],
 )
-def test_bad_input_is_one_line_exit_2(env, tmp_path, options, fragments):
+def test_bad_input_is_one_line_exit_2(assert_user_error, env, tmp_path, options, fragments):
     out = tmp_path / "run"
     result = CliRunner().invoke(cli, env.args(out, **options))
     assert_user_error(result, *fragments)
     assert not (out / "manifest.json").exists()  # nothing to --resume: the same --out works once fixed
 
 
-def test_config_file_with_an_unknown_key(env, tmp_path):
+def test_config_file_with_an_unknown_key(assert_user_error, env, tmp_path):
     config = tmp_path / "distill.toml"
     config.write_text('[distill]\nstudent = "resnet18"\nlearning_rate = 0.1\n')
     result = CliRunner().invoke(cli, [*env.args(tmp_path / "run"), "--config", str(config)])
@@ -583,12 +580,12 @@ def test_config_file_values_with_flags_overriding(env, tmp_path):
         teacher_cache=tmp_path / "teachers",
     )
     summary, run_dir = distill(args)
-    resolved = json.loads((run_dir / "manifest.json").read_text())["config"]
-    assert resolved["student"] == "resnet18" and resolved["method"] == "dait_l"  # from the file
-    assert resolved["seed"] == 5 and resolved["lr"] == 0.001 and resolved["stages"] == "1"
-    assert resolved["stage1_epochs"] == 1 and resolved["stage2_epochs"] == 2
-    assert resolved["img_size"] == 32 and resolved["teacher"] == "resnet18"
-    assert resolved["batch_size"] == 4  # a flag the file does not set
-    assert resolved["pretrained"] is False
+    resolved = RunManifest.read(run_dir).config
+    assert resolved.student == "resnet18" and resolved.method == "dait_l"  # from the file
+    assert resolved.seed == 5 and resolved.lr == 0.001 and resolved.stages == "1"
+    assert resolved.stage1_epochs == 1 and resolved.stage2_epochs == 2
+    assert resolved.img_size == 32 and resolved.teacher == "resnet18"
+    assert resolved.batch_size == 4  # a flag the file does not set
+    assert resolved.pretrained is False
     assert [(r["stage"], r["epoch"]) for r in metrics(run_dir)] == [(1, 0)]
-    assert summary["method"] == "dait_l" and summary["student"] is None
+    assert summary.method == "dait_l" and summary.student is None

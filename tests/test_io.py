@@ -9,9 +9,8 @@ from click.testing import CliRunner
 
 from dait_edge.cli import cli
 from dait_edge.errors import UserError
+from dait_edge.records import ProfileResult
 from dait_edge.utils.io import atomic_path, write_json_atomic
-from tests.cli_helpers import assert_user_error
-from tests.test_report import MEASURED, row
 
 
 def test_a_failed_write_keeps_the_old_file_and_leaves_no_temp(tmp_path):
@@ -24,7 +23,7 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temp(tmp_path):
     assert [p.name for p in target.parent.iterdir()] == ["result.json"]
 
 
-def test_an_unwritable_folder_is_a_user_error(tmp_path):
+def test_an_unwritable_folder_is_a_user_error(tmp_path, profile_row, measured, assert_user_error):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     with pytest.raises(
@@ -33,6 +32,6 @@ def test_an_unwritable_folder_is_a_user_error(tmp_path):
         write_json_atomic(blocker / "x.json", {})
 
     result_file = tmp_path / "pi5.json"
-    result_file.write_text(json.dumps({"measured": MEASURED, "rows": [row("onnx-fp32", 3.0, 80.0)]}))
+    ProfileResult(measured=measured(), rows=[profile_row("onnx-fp32", 3.0, 80.0)]).write(result_file)
     result = CliRunner().invoke(cli, ["report", str(result_file), "--out", str(blocker / "report")])
     assert_user_error(result, "cannot write", "choose a folder you can write to")

@@ -15,9 +15,7 @@ from pathlib import Path
 import pytest
 
 from dait_edge.errors import UserError
-from dait_edge.export.api import export_run
-from tests.fixtures import make_cub
-from tests.test_export import NUM_CLASSES, make_run
+from dait_edge.records import ProfileResult, Sidecar
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = ("dait_edge", "profiles", "export", "pyproject.toml", "README.md")
@@ -48,12 +46,11 @@ def light_venv(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    base = tmp_path_factory.mktemp("light_run")
-    cub = make_cub(base / "CUB", classes=NUM_CLASSES, train_per_class=3, test_per_class=3)
-    run = make_run(base, "mobilenetv2_100", cub)
-    export_run(run, formats="onnx,onnx-int8-u8s8", calib_samples=8, measure_speed=False, log=lambda m: None)
-    return run, cub
+def exported(tmp_path_factory, exported_run, tiny_cub):
+    """A copy of the shared exported run (profiling writes profile/ into it)."""
+    run = tmp_path_factory.mktemp("light_run") / "run"
+    shutil.copytree(exported_run, run)
+    return run, tiny_cub
 
 
 def light(venv: Path, *args: str) -> subprocess.CompletedProcess:
@@ -89,13 +86,13 @@ def test_light_install_profiles_onnx_artifacts_with_top1(light_venv, exported):
         "--json",
     )
     assert result.returncode == 0, result.stderr
-    rows = json.loads(result.stdout)["rows"]
-    assert {r["format"] for r in rows} == {"onnx-fp32", "onnx-int8-u8s8"}
+    rows = ProfileResult.from_dict(json.loads(result.stdout), "profile --json").rows
+    assert {r.format for r in rows} == {"onnx-fp32", "onnx-int8-u8s8"}
     for row in rows:
-        sidecar = json.loads(Path(row["artifact"]).with_suffix(".json").read_text())
+        sidecar = Sidecar.read_for(row.artifact)
         # the same top-1 the export measured in the full install, through the sidecar's preprocessing
-        assert row["top1"] == pytest.approx(sidecar["parity"]["top1_artifact"], abs=1e-3)
-        assert row["latency_ms"]["p50"] > 0
+        assert row.top1 == pytest.approx(sidecar.parity.top1_artifact, abs=1e-3)
+        assert row.latency_ms.p50 > 0
 
 
 def test_light_install_says_how_to_get_the_full_toolchain(light_venv, tmp_path):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -10,17 +12,16 @@ from dait_edge.losses import ira_loss, kd_loss, sia_loss, sra_loss
 from dait_edge.methods import METHODS, MethodContext
 from dait_edge.models import build_model
 from dait_edge.vlm import load_vlm, text_classifier
-from tests.vlm_helpers import write_tiny_checkpoint, write_tiny_config
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 NUM_CLASSES = 4
 
 
 @pytest.fixture(scope="module")
-def vlm_and_text(tmp_path_factory):
+def vlm_and_text(tiny_vlm_files, tmp_path_factory):
     folder = tmp_path_factory.mktemp("vlm")
-    config = write_tiny_config(folder)
-    write_tiny_checkpoint(config, folder / "w.safetensors", seed=2)
+    config = tiny_vlm_files.config(folder)
+    tiny_vlm_files.checkpoint(config, folder / "w.safetensors", seed=2)
     vlm = load_vlm(str(config), str(folder / "w.safetensors"))
     text = text_classifier(
         vlm, [f"class {i}" for i in range(NUM_CLASSES)], ["a photo of a {}."], use_cache=False
@@ -154,7 +155,7 @@ def test_teacher_sees_its_own_normalisation():
     from dait_edge.methods.teacher_input import TeacherInput
 
     teacher = build_model("resnet18", NUM_CLASSES, pretrained=False, role="teacher")
-    teacher.data_config = {**teacher.data_config, "mean": (0.5, 0.5, 0.5), "std": (0.25, 0.25, 0.25)}
+    teacher.data_config = dataclasses.replace(teacher.data_config, mean=[0.5] * 3, std=[0.25] * 3)
     convert = TeacherInput(MethodContext(NUM_CLASSES, MEAN, STD), teacher)
     pixels = torch.rand(2, 3, 8, 8)
     student_view = (pixels - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(1, 3, 1, 1)

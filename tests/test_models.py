@@ -75,9 +75,9 @@ def test_every_entry_builds_with_one_interface(name):
     torch.testing.assert_close(out["logits"], logits)
     # the split into map -> pool -> classify reproduces the upstream model's own forward
     torch.testing.assert_close(model(x), upstream)
-    assert model.data_config["input_size"] == (3, 224, 224)
-    assert len(model.data_config["mean"]) == len(model.data_config["std"]) == 3
-    assert set(model.data_config) == {"input_size", "mean", "std", "interpolation", "crop_pct"}
+    assert model.data_config.input_size == [3, 224, 224]
+    assert len(model.data_config.mean) == len(model.data_config.std) == 3
+    assert model.data_config.interpolation in ("bilinear", "bicubic") and 0 < model.data_config.crop_pct <= 1
     assert model.weights_from == "random"
 
 
@@ -168,18 +168,19 @@ def test_load_state_dict_file_unwraps_model_key(tmp_path):
 
 def test_missing_weights_file_names_the_path(tmp_path):
     path = tmp_path / "nope.safetensors"
-    with pytest.raises(UserError, match="--student-weights") as err:
+    with pytest.raises(UserError, match="does not exist") as err:
         build_model("resnet18", 3, weights=path)
-    assert str(path) in str(err.value)
+    assert str(path) in str(err.value) and err.value.settings == ("student_weights",)
 
 
 @pytest.mark.parametrize("suffix", [".pt", ".safetensors", ".bin"])
 def test_garbage_weights_file_names_the_path(tmp_path, suffix):
     path = tmp_path / f"garbage{suffix}"
     path.write_bytes(b"this is not a checkpoint at all" * 10)
-    with pytest.raises(UserError, match="--teacher-weights") as err:
+    with pytest.raises(UserError, match="cannot read weights file") as err:
         build_model("regnety_016", 3, weights=path, role="teacher")
     assert str(path) in str(err.value) and "\n" not in str(err.value)
+    assert err.value.settings == ("teacher_weights",)  # the library names the setting, never a flag
 
 
 def test_weights_of_another_architecture_are_refused(tmp_path):
@@ -208,10 +209,12 @@ def test_pretrained_offline_timm_raises_user_error(monkeypatch):
     monkeypatch.setattr(builders, "hub_reachable", lambda url: True)  # take the download path
     monkeypatch.setattr(timm_builder, "load_state_dict_from_hf", _refuse)
     monkeypatch.setattr(timm_builder, "load_state_dict_from_url", _refuse)
-    with pytest.raises(UserError, match=r"resnet18.*--student-weights FILE.*--no-pretrained"):
+    with pytest.raises(UserError, match=r"resnet18.*local weights file.*without pretrained") as err:
         build_model("resnet18", 3)
-    with pytest.raises(UserError, match=r"regnety_016.*--teacher-weights FILE.*--no-pretrained"):
+    assert err.value.settings == ("student_weights", "pretrained")
+    with pytest.raises(UserError, match=r"regnety_016.*local weights file.*without pretrained") as err:
         build_model("regnety_016", 3, role="teacher")
+    assert err.value.settings == ("teacher_weights", "pretrained")
 
 
 def test_pretrained_offline_torchvision_raises_user_error(monkeypatch):
@@ -222,8 +225,9 @@ def test_pretrained_offline_torchvision_raises_user_error(monkeypatch):
 
     monkeypatch.setattr(builders, "hub_reachable", lambda url: True)
     monkeypatch.setattr(tv_api, "load_state_dict_from_url", refuse)
-    with pytest.raises(UserError, match=r"shufflenet_v2_x1_0.*--student-weights.*--no-pretrained"):
+    with pytest.raises(UserError, match=r"shufflenet_v2_x1_0.*local weights file.*without pretrained") as err:
         build_model("shufflenet_v2_x1_0", 3)
+    assert err.value.settings == ("student_weights", "pretrained")
 
 
 def test_unreachable_hub_fails_fast_from_an_empty_cache(monkeypatch, tmp_path):
@@ -236,9 +240,9 @@ def test_unreachable_hub_fails_fast_from_an_empty_cache(monkeypatch, tmp_path):
     monkeypatch.setattr(tv_api, "load_state_dict_from_url", lambda *a, **k: pytest.fail("tried to download"))
     offline_before = hf_constants.HF_HUB_OFFLINE
     start = time.monotonic()
-    with pytest.raises(UserError, match="--no-pretrained"):
+    with pytest.raises(UserError, match="without pretrained weights"):
         build_model("resnet18", 3)
-    with pytest.raises(UserError, match="--no-pretrained"):
+    with pytest.raises(UserError, match="without pretrained weights"):
         build_model("shufflenet_v2_x1_0", 3)
     assert time.monotonic() - start < 10  # no retries against an absent network
     assert hf_constants.HF_HUB_OFFLINE == offline_before  # offline mode was only borrowed

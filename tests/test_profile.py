@@ -24,27 +24,11 @@ from click.testing import CliRunner
 from dait_edge.cli import cli
 from dait_edge.data import load_dataset
 from dait_edge.errors import UserError
-from dait_edge.export.api import export_run
 from dait_edge.profiling.api import find_artifacts, profile_artifacts
 from dait_edge.profiling.profiles import PROFILES_DIR, available_profiles, load_profile
+from dait_edge.profiling.runner import random_input, runner_for
 from dait_edge.profiling.timing import measure, summarise
-from tests.cli_helpers import assert_user_error
-from tests.fixtures import make_cub
-from tests.test_export import NUM_CLASSES, make_run
-
-ROW_KEYS = {
-    "artifact",
-    "backend",
-    "precision",
-    "batch",
-    "latency_ms",
-    "throughput_ips",
-    "peak_mem_mb",
-    "size_mb",
-    "params",
-    "macs",
-    "top1",
-}
+from dait_edge.records import ProfileResult, Sidecar
 
 
 def test_shipped_profiles_parse():
@@ -94,27 +78,23 @@ def test_bad_profiles(tmp_path):
 
 def test_summary_statistics_are_ordered_and_exact():
     stats = summarise([float(v) for v in range(1, 101)])
-    assert stats["mean"] == pytest.approx(50.5) and stats["p50"] == pytest.approx(50.5)
-    assert stats["p90"] == pytest.approx(90.1) and stats["p99"] == pytest.approx(99.01)
-    assert stats["min"] <= stats["p50"] <= stats["p90"] <= stats["p99"]
+    assert stats.mean == pytest.approx(50.5) and stats.p50 == pytest.approx(50.5)
+    assert stats.p90 == pytest.approx(90.1) and stats.p99 == pytest.approx(99.01)
+    assert stats.min <= stats.p50 <= stats.p90 <= stats.p99
 
 
 def test_measure_warms_up_then_times_each_call():
     calls = []
     stats = measure(lambda: calls.append(1), warmup=3, iterations=7)
-    assert len(calls) == 10 and stats["samples"] == 7
+    assert len(calls) == 10 and stats.samples == 7
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    base = tmp_path_factory.mktemp("profile")
-    cub = make_cub(base / "CUB", classes=NUM_CLASSES, train_per_class=3, test_per_class=3)
-    run = make_run(base, "mobilenetv2_100", cub)
-    summary = json.loads((run / "summary.json").read_text())
-    summary.update({"params": 123, "macs": 456})
-    (run / "summary.json").write_text(json.dumps(summary))
-    export_run(run, formats="onnx,onnx-int8-u8s8", calib_samples=8, measure_speed=False, log=lambda m: None)
-    return run, cub
+def exported(tmp_path_factory, exported_run, tiny_cub):
+    """A copy of the shared exported run (these tests write profile/ into it)."""
+    run = tmp_path_factory.mktemp("profile") / "run"
+    shutil.copytree(exported_run, run)
+    return run, tiny_cub
 
 
 def test_rows_have_every_field_and_are_saved_in_the_run(exported):
@@ -134,39 +114,35 @@ def test_rows_have_every_field_and_are_saved_in_the_run(exported):
     ]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
-    report = json.loads(result.stdout)
-    rows = report["rows"]
-    assert {(r["format"], r["batch"]) for r in rows} == {
+    printed = json.loads(result.stdout)
+    assert {e["student"] for e in printed["best"]} == {"test_efficientnet"}  # --json adds the choice
+    report = ProfileResult.from_dict(printed, "profile --json")
+    rows = report.rows
+    assert {(r.format, r.batch) for r in rows} == {
         (f, b) for f in ("onnx-fp32", "onnx-int8-u8s8") for b in (1, 2)
     }
     for row in rows:
-        assert ROW_KEYS <= set(row)
-        lat = row["latency_ms"]
-        assert 0 < lat["min"] <= lat["p50"] <= lat["p90"] <= lat["p99"] and lat["samples"] == 50
-        assert row["throughput_ips"] == pytest.approx(1e3 * row["batch"] / lat["mean"])
-        assert row["params"] == 123 and row["macs"] == 456 and row["peak_mem_mb"] > 10
-        assert row["size_mb"] == pytest.approx(
-            (run / "export" / row["artifact"].split("/")[-1]).stat().st_size / 1e6
-        )
-        sidecar = json.loads(
-            (run / "export" / row["artifact"].split("/")[-1]).with_suffix(".json").read_text()
-        )
+        lat = row.latency_ms
+        assert 0 < lat.min <= lat.p50 <= lat.p90 <= lat.p99 and lat.samples == 50
+        assert row.throughput_ips == pytest.approx(1e3 * row.batch / lat.mean)
+        assert row.params == 123 and row.macs == 456 and row.peak_mem_mb > 10
+        assert row.size_mb == pytest.approx(Path(row.artifact).stat().st_size / 1e6)
+        sidecar = Sidecar.read_for(row.artifact)
         # top-1 from the sidecar's preprocessing matches the export's own parity measurement
-        assert row["top1"] == pytest.approx(sidecar["parity"]["top1_artifact"], abs=1e-3)
+        assert row.top1 == pytest.approx(sidecar.parity.top1_artifact, abs=1e-3)
         # the model is the trained weights, so two runs with one config stay apart
-        assert row["model"] == sidecar["source_checkpoint"]["sha256"] and row["student"] == "mobilenetv2_100"
-        assert (
-            row["top1_data"] == f"cub test split of {cub.root.resolve()}, {row['top1_data'].split(', ')[-1]}"
-        )
-        assert row["top1_data"].endswith(f"{len(load_dataset('cub', str(cub.root)).split('test'))} images")
-    hardware = report["measured"]["hardware"]
-    assert report["measured"]["warmup"] == 10 and hardware["cpu_count"] >= 1 and hardware["onnxruntime"]
-    assert "torch" not in hardware and {r["profile"] for r in rows} == {"x86-ort-cpu-int8"}
-    saved = json.loads((run / "profile" / "x86-ort-cpu-int8.json").read_text())
-    assert len(saved["rows"]) == 4
+        assert row.model == sidecar.source_checkpoint.sha256 and row.student == "test_efficientnet"
+        assert row.label == row.format and row.reference is False  # one way of running each file
+        assert row.top1_data == f"cub test split of {cub.root.resolve()}, {row.top1_data.split(', ')[-1]}"
+        assert row.top1_data.endswith(f"{len(load_dataset('cub', str(cub.root)).split('test'))} images")
+    hardware = report.measured.hardware
+    assert report.measured.warmup == 10 and hardware.cpu_count >= 1 and hardware.versions["onnxruntime"]
+    assert "torch" not in hardware.versions and {r.profile for r in rows} == {"x86-ort-cpu-int8"}
+    saved = ProfileResult.read(run / "profile" / "x86-ort-cpu-int8.json")
+    assert len(saved.rows) == 4 and saved.measured == report.measured
 
 
-def test_profile_bad_input(exported, tmp_path):
+def test_profile_bad_input(assert_user_error, exported, tmp_path):
     run, _ = exported
     runner = CliRunner()
     assert_user_error(
@@ -179,11 +155,11 @@ def test_profile_bad_input(exported, tmp_path):
 def test_a_refused_cuda_graph_is_a_skip_not_an_abort(exported, tmp_path):
     """ORT refuses a graph at session creation when nodes fall off the GPU provider: that row is skipped with
     ORT's reason and the artifact's other rows stand."""
-    from dait_edge.profiling.ort_runner import OrtRunner
+    from dait_edge.profiling.runners.ort import OrtRunner
 
     run, _ = exported
     profile = dataclasses.replace(load_profile("x86-ort-cpu-fp32"), extra={"cuda_graphs": True})
-    runner = OrtRunner(run / "export" / "student-onnx-fp32.onnx", profile)
+    runner = OrtRunner(run / "export" / "student-onnx-fp32.onnx", profile).activate()
     assert runner.modes == ("default", "cudagraph")
     runner.device = "cuda"  # as on a GPU machine
 
@@ -197,10 +173,9 @@ def test_a_refused_cuda_graph_is_a_skip_not_an_abort(exported, tmp_path):
     assert timed.run_once is None and timed.skip.startswith(
         "CUDA graph not possible: This session cannot use"
     )
-    from dait_edge.profiling.ort_runner import require
-
+    runner.deactivate()
     with pytest.raises(UserError, match="cuda_graphs must be true or false, not 'false'"):
-        require(dataclasses.replace(profile, extra={"cuda_graphs": "false"}))
+        OrtRunner.require(dataclasses.replace(profile, extra={"cuda_graphs": "false"}))
 
 
 def test_saved_rows_are_merged_by_artifact_and_batch(exported, tmp_path):
@@ -215,28 +190,28 @@ def test_saved_rows_are_merged_by_artifact_and_batch(exported, tmp_path):
     profile_artifacts([fp32], profile, batch_sizes=[1], dataset="cub", data_root=str(cub.root), **quiet)
     profile_artifacts([int8], profile, batch_sizes=[2], **quiet)
     profile_artifacts([fp32], profile, batch_sizes=[1], dataset="cub", data_root=str(cub.root), **quiet)
-    rows = json.loads(saved.read_text())["rows"]
-    assert sorted((Path(r["artifact"]).name, r["batch"]) for r in rows) == [
+    rows = ProfileResult.read(saved).rows
+    assert sorted((Path(r.artifact).name, r.batch) for r in rows) == [
         ("student-onnx-fp32.onnx", 1),
         ("student-onnx-int8-u8s8.onnx", 2),
     ]
-    assert next(r for r in rows if r["format"] == "onnx-fp32")["top1"] is not None
+    assert next(r for r in rows if r.format == "onnx-fp32").top1 is not None
 
     # Rows of a file since removed, or of another model (the run re-distilled), are dropped on the next save.
-    result = json.loads(saved.read_text())
+    result = ProfileResult.read(saved)
     stale = [
-        {**rows[0], "artifact": str(run / "export" / "gone.onnx")},
-        {**rows[1], "batch": 8, "model": "old"},
+        dataclasses.replace(rows[0], artifact=str(run / "export" / "gone.onnx")),
+        dataclasses.replace(rows[1], batch=8, model="old"),
     ]
-    saved.write_text(json.dumps({**result, "rows": rows + stale}))
+    dataclasses.replace(result, rows=rows + stale).write(saved)
     profile_artifacts([int8], profile, batch_sizes=[2], **quiet)
-    assert len(json.loads(saved.read_text())["rows"]) == 2
+    assert len(ProfileResult.read(saved).rows) == 2
 
     said = []
     other_way = dataclasses.replace(profile, iterations=6)
     profile_artifacts([int8], other_way, batch_sizes=[1], log=said.append)
-    rows = json.loads(saved.read_text())["rows"]
-    assert [(r["format"], r["batch"]) for r in rows] == [("onnx-int8-u8s8", 1)]
+    rows = ProfileResult.read(saved).rows
+    assert [(r.format, r.batch) for r in rows] == [("onnx-int8-u8s8", 1)]
     assert any("replacing rows measured another way" in line for line in said)
 
 
@@ -248,17 +223,23 @@ def test_rows_survive_a_run_folder_that_cannot_be_written(exported, tmp_path):
     said = []
     profile = dataclasses.replace(load_profile("x86-ort-cpu-fp32"), iterations=3)
     result = profile_artifacts([run / "export"], profile, batch_sizes=[1], log=said.append)
-    assert [r["format"] for r in result["rows"]] == ["onnx-fp32"]
+    assert [r.format for r in result.rows] == ["onnx-fp32"]
     assert any(line.startswith("warning: rows not saved in the run (cannot write") for line in said)
 
 
-def test_top1_needs_the_classes_the_model_was_trained_on(exported, tmp_path):
-    run, _ = exported
-    other = make_cub(tmp_path / "CUB-more", classes=NUM_CLASSES + 1, train_per_class=1, test_per_class=1)
+def test_top1_needs_the_classes_the_model_was_trained_on(exported, tmp_path, layouts, assert_user_error):
+    run, cub = exported
+    other = layouts.cub(
+        tmp_path / "CUB-more", classes=cub.num_classes + 1, train_per_class=1, test_per_class=1
+    )
     args = ["profile", str(run / "export"), "--profile", "x86-ort-cpu-fp32", "--batch-sizes", "1"]
     result = CliRunner().invoke(cli, [*args, "--dataset", "cub", "--data-root", str(other.root)])
     assert_user_error(
-        result, "are not those", "was trained on", "pass the dataset and root the run was trained on"
+        result,
+        "are not those",
+        "was trained on",
+        "pass the dataset and root the run was trained on",
+        "--data-root",
     )
 
 
@@ -292,22 +273,22 @@ def test_profiling_needs_no_torch(exported):
 def test_io_bound_request_stays_bound_to_its_buffers(exported):
     """The device path (IO binding) on the CPU: same logits as a plain run, and a new input written in place
     is what the next run sees: what a replayed CUDA graph relies on."""
-    from dait_edge.profiling.ort_runner import BoundRequest, OrtRunner
+    from dait_edge.profiling.runners.ort import BoundRequest, OrtRunner
 
     run, _ = exported
-    runner = OrtRunner(run / "export" / "student-onnx-fp32.onnx", load_profile("x86-ort-cpu-fp32"))
-    first, second = runner.random_input(2, seed=1), runner.random_input(2, seed=2)
-    request = BoundRequest(runner.session, first, "cpu")
-    request()
-    np.testing.assert_allclose(request.logits(), runner(first), rtol=1e-5, atol=1e-6)
-    request.input.update_inplace(second)
-    request()
-    np.testing.assert_allclose(request.logits(), runner(second), rtol=1e-5, atol=1e-6)
-    assert not np.allclose(runner(first), runner(second))
+    with OrtRunner(run / "export" / "student-onnx-fp32.onnx", load_profile("x86-ort-cpu-fp32")) as runner:
+        first, second = runner.random_input(2, seed=1), runner.random_input(2, seed=2)
+        request = BoundRequest(runner.session, first, "cpu")
+        request()
+        np.testing.assert_allclose(request.logits(), runner.infer(first), rtol=1e-5, atol=1e-6)
+        request.input.update_inplace(second)
+        request()
+        np.testing.assert_allclose(request.logits(), runner.infer(second), rtol=1e-5, atol=1e-6)
+        assert not np.allclose(runner.infer(first), runner.infer(second))
 
 
 def test_ort_cuda_graph_options_and_the_cpu_fallback(exported, tmp_path):
-    from dait_edge.profiling.ort_runner import with_options
+    from dait_edge.profiling.runners.ort import with_options
 
     gpu = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
     options = {"TensorrtExecutionProvider": {"trt_fp16_enable": "True"}}
@@ -334,9 +315,9 @@ def test_ort_cuda_graph_options_and_the_cpu_fallback(exported, tmp_path):
         save=False,
         log=lambda m: None,
     )
-    assert [(r["backend"], r["batch"]) for r in report["rows"]] == [("onnxruntime", 1), ("onnxruntime", 2)]
-    assert all("measured with CPUExecutionProvider" in r["note"] for r in report["rows"])
-    assert len(report["skipped"]) == 2 and all("CUDA graphs need" in s for s in report["skipped"])
+    assert [(r.backend, r.batch) for r in report.rows] == [("onnxruntime", 1), ("onnxruntime", 2)]
+    assert all("measured with CPUExecutionProvider" in r.note for r in report.rows)
+    assert len(report.skipped) == 2 and all("CUDA graphs need" in s for s in report.skipped)
 
     bad = tmp_path / "bad-options.toml"
     bad.write_text('name = "bad"\nruntime = "onnxruntime"\nprovider_options = { trt_fp16_enable = "True" }\n')
@@ -363,53 +344,47 @@ def test_torch_rows_match_the_onnx_top1_and_are_saved(exported, tmp_path):
         cli, [*args, "--batch-sizes", "1,2", "--dataset", "cub", "--data-root", str(cub.root), "--json"]
     )
     assert result.exit_code == 0, result.output
-    report = json.loads(result.stdout)
-    rows = report["rows"]
-    assert [(r["backend"], r["batch"]) for r in rows] == [("torch-eager", 1), ("torch-eager", 2)]
+    report = ProfileResult.from_dict(json.loads(result.stdout))
+    rows = report.rows
+    assert [(r.backend, r.batch) for r in rows] == [("torch-eager", 1), ("torch-eager", 2)]
     checkpoint = run / "stage2" / "student_last.safetensors"
-    fp32 = json.loads((run / "export" / "student-onnx-fp32.json").read_text())["parity"]
+    fp32 = Sidecar.read_for(run / "export" / "student-onnx-fp32.onnx").parity
     for row in rows:
-        assert ROW_KEYS <= set(row)
-        assert row["profile"] == "x86-torch-cpu" and row["format"] == "checkpoint"
-        assert (
-            row["student"] == "mobilenetv2_100" and row["precision"] == "fp32" and row["providers"] == ["cpu"]
-        )
-        lat = row["latency_ms"]
-        assert 0 < lat["min"] <= lat["p50"] <= lat["p90"] <= lat["p99"] and lat["samples"] == 20
-        assert row["size_mb"] == pytest.approx(checkpoint.stat().st_size / 1e6)
-        assert row["params"] == 123 and row["macs"] == 456 and Path(row["artifact"]).name == checkpoint.name
+        assert row.profile == "x86-torch-cpu" and row.format == "checkpoint"
+        assert row.student == "test_efficientnet" and row.precision == "fp32" and row.providers == ["cpu"]
+        # the PyTorch model is what parity compares against; one checkpoint runs several ways, each labelled
+        assert row.reference is True and row.label == "checkpoint (torch-eager)"
+        lat = row.latency_ms
+        assert 0 < lat.min <= lat.p50 <= lat.p90 <= lat.p99 and lat.samples == 20
+        assert row.size_mb == pytest.approx(checkpoint.stat().st_size / 1e6)
+        assert row.params == 123 and row.macs == 456 and Path(row.artifact).name == checkpoint.name
         # the same pixels (the sidecar's preprocessing) through PyTorch and the fp32 ONNX graph: within one image
-        assert abs(row["top1"] - fp32["top1_artifact"]) <= 100.0 / fp32["samples"] + 1e-3
-    hardware = report["measured"]["hardware"]
-    assert hardware["torch"] == torch.__version__ and "onnxruntime" not in hardware
-    saved = json.loads((run / "profile" / "x86-torch-cpu.json").read_text())
-    assert [r["backend"] for r in saved["rows"]] == ["torch-eager", "torch-eager"]
+        assert abs(row.top1 - fp32.top1_artifact) <= 100.0 / fp32.samples + 1e-3
+    hardware = report.measured.hardware
+    assert hardware.versions["torch"] == torch.__version__ and "onnxruntime" not in hardware.versions
+    saved = ProfileResult.read(run / "profile" / "x86-torch-cpu.json")
+    assert [r.backend for r in saved.rows] == ["torch-eager", "torch-eager"]
 
 
 def test_torch_compiled_mode(exported):
-    """torch.compile compiles C++ kernels on first use (about 30 s cold on 2 cores), hence its own test at batch 1."""
+    """torch.compile compiles C++ kernels on first use (seconds even for the tiny test model, cold), hence its
+    own test at batch 1."""
     run, _ = exported
     profile = load_profile("x86-torch-cpu")
     assert profile.extra["modes"] == ["eager", "compiled"]
     profile = dataclasses.replace(profile, threads=1, warmup=2, iterations=10)
     threads_before = torch.get_num_threads()
     report = profile_artifacts([run], profile, batch_sizes=[1], save=False, log=lambda m: None)
-    assert [row["backend"] for row in report["rows"]] == ["torch-eager", "torch-compiled"]
-    compiled = report["rows"][1]
-    assert "compiled in" in compiled["note"] and compiled["latency_ms"]["samples"] == 10
+    assert [row.backend for row in report.rows] == ["torch-eager", "torch-compiled"]
+    compiled = report.rows[1]
+    assert "compiled in" in compiled.note and compiled.latency_ms.samples == 10
     assert torch.get_num_threads() == threads_before  # the runner gives the thread count back
 
     # the compiled student computes what the eager one does
-    from dait_edge.profiling.ort_runner import random_input
-    from dait_edge.profiling.torch_runner import TorchRunner
-
-    runner = TorchRunner(run, profile)
-    try:
+    with runner_for("torch")(run, profile) as runner:
         compiled_logits = runner.timed(1, "compiled").run_once().float().numpy()  # same seeded input
-        eager_logits = runner(random_input(runner.input_size, 1))
+        eager_logits = runner.infer(random_input(runner.input_size, 1))
         np.testing.assert_allclose(compiled_logits, eager_logits, rtol=1e-3, atol=1e-4)
-    finally:
-        runner.close()
 
 
 def test_torch_runner_finds_runs(exported, tmp_path):
@@ -428,7 +403,7 @@ def test_torch_runner_finds_runs(exported, tmp_path):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without a GPU")
-def test_cuda_torch_without_a_gpu_is_one_line(exported):
+def test_cuda_torch_without_a_gpu_is_one_line(assert_user_error, exported):
     run, _ = exported
     result = CliRunner().invoke(cli, ["profile", str(run), "--profile", "cuda-torch"])
     assert_user_error(result, "profile cuda-torch needs a CUDA GPU; none found here", "x86-torch-cpu")
@@ -449,7 +424,7 @@ def test_torch_profile_keys_are_checked(exported, tmp_path):
 # ------------------------------------------------------------------------------ TensorRT, without TensorRT
 
 
-def fake_engines(folder: Path) -> dict[str, Path]:
+def fake_engines(folder: Path, sidecar) -> dict[str, Path]:
     """Engine files with sidecars as `dait-edge export --trt` names them (the bytes are not an engine)."""
     folder.mkdir(parents=True, exist_ok=True)
     made = {}
@@ -460,16 +435,16 @@ def fake_engines(folder: Path) -> dict[str, Path]:
     ):
         path = folder / name
         path.write_bytes(b"not an engine")
-        path.with_suffix(".json").write_text(json.dumps({"format": fmt, "input_size": [3, 32, 32]}))
+        sidecar(format=fmt, runtime="tensorrt", precision=fmt.rsplit("-", 1)[1]).write_for(path)
         made[name] = path
     (folder / "half-written-trt-fp16.engine").write_bytes(b"")  # no sidecar: not finished
     (folder / "student-onnx-fp32.onnx").write_bytes(b"")
-    (folder / "student-onnx-fp32.json").write_text(json.dumps({"format": "onnx-fp32"}))
+    sidecar().write_for(folder / "student-onnx-fp32.onnx")
     return made
 
 
-def test_engine_discovery(tmp_path):
-    made = fake_engines(tmp_path / "export")
+def test_engine_discovery(tmp_path, sidecar):
+    made = fake_engines(tmp_path / "export", sidecar)
     names = lambda found: sorted(p.name for p in found)  # noqa: E731
     assert names(find_artifacts([tmp_path], load_profile("jetson-orin-trt-fp16"))) == sorted(
         ["student-trt-fp16-trt10.3-nvidia-jetson-orin.engine", "other-trt-fp16.plan"]
@@ -484,8 +459,8 @@ def test_engine_discovery(tmp_path):
         find_artifacts([tmp_path / "empty"], load_profile("jetson-orin-trt-fp16"))
 
 
-def test_tensorrt_profile_without_tensorrt_is_one_line(tmp_path, monkeypatch):
-    fake_engines(tmp_path / "export")
+def test_tensorrt_profile_without_tensorrt_is_one_line(tmp_path, monkeypatch, sidecar, assert_user_error):
+    fake_engines(tmp_path / "export", sidecar)
     args = ["profile", str(tmp_path / "export"), "--profile", "jetson-orin-trt-fp16"]
     monkeypatch.setitem(sys.modules, "tensorrt", None)  # import tensorrt -> ImportError
     assert_user_error(
@@ -499,8 +474,8 @@ def test_tensorrt_profile_without_tensorrt_is_one_line(tmp_path, monkeypatch):
     assert_user_error(CliRunner().invoke(cli, args), "needs cuda-python", "pip install tensorrt cuda-python")
 
 
-def test_tensorrt_profile_without_a_gpu_is_one_line(tmp_path, monkeypatch):
-    from dait_edge.profiling import trt_runner
+def test_tensorrt_profile_without_a_gpu_is_one_line(tmp_path, monkeypatch, sidecar, assert_user_error):
+    from dait_edge.profiling.runners import trt as trt_runner
 
     try:
         cudart = trt_runner.import_cudart()
@@ -508,7 +483,7 @@ def test_tensorrt_profile_without_a_gpu_is_one_line(tmp_path, monkeypatch):
         pytest.skip("cuda-python is not installed here")
     if trt_runner.gpu_name(cudart) is not None:
         pytest.skip("this machine has a GPU")
-    fake_engines(tmp_path / "export")
+    fake_engines(tmp_path / "export", sidecar)
     monkeypatch.setitem(sys.modules, "tensorrt", types.SimpleNamespace(__version__="10.3.0"))
     result = CliRunner().invoke(cli, ["profile", str(tmp_path / "export"), "--profile", "cuda-trt"])
     assert_user_error(result, "profile cuda-trt needs a CUDA GPU; none found here")
@@ -674,49 +649,47 @@ def install_fakes(monkeypatch, cudart: FakeCudart) -> None:
     monkeypatch.setitem(sys.modules, "cuda.bindings.runtime", cudart)
 
 
-def fake_engine_dir(folder: Path) -> Path:
+def fake_engine_dir(folder: Path, sidecar) -> Path:
     engine = folder / "student-trt-fp16-trt10.3-fake-gpu.engine"
     folder.mkdir(parents=True)
     engine.write_bytes(b"fake engine")
-    sidecar = {"format": "trt-fp16", "precision": "fp16", "student": "s", "input_size": [3, 8, 8]}
-    engine.with_suffix(".json").write_text(json.dumps({**sidecar, "output_name": "logits"}))
+    sidecar(format="trt-fp16", runtime="tensorrt", precision="fp16", input_size=[3, 8, 8]).write_for(engine)
     return engine
 
 
 @pytest.mark.parametrize("capture_fails", [False, True])
-def test_trt_runner_on_fakes(tmp_path, monkeypatch, capture_fails):
+def test_trt_runner_on_fakes(tmp_path, monkeypatch, capture_fails, sidecar):
     """The runner's own logic (buffers, batch range, chunks, CUDA graph and its fallback) on a fake TensorRT."""
     cudart = FakeCudart(capture_fails)
     install_fakes(monkeypatch, cudart)
-    engine = fake_engine_dir(tmp_path / "export")
+    engine = fake_engine_dir(tmp_path / "export", sidecar)
     profile = dataclasses.replace(load_profile("cuda-trt"), warmup=1, iterations=3)
     report = profile_artifacts([tmp_path], profile, batch_sizes=[1, 2, 4, 8], save=False, log=lambda m: None)
-    rows = report["rows"]
-    assert [row["batch"] for row in rows] == [2, 4]  # the engine's profile takes 2..4
+    rows = report.rows
+    assert [row.batch for row in rows] == [2, 4]  # the engine's profile takes 2..4
     assert (
-        len(report["skipped"]) == 2
-        and "outside the engine's optimisation profile (2..4)" in report["skipped"][0]
+        len(report.skipped) == 2 and "outside the engine's optimisation profile (2..4)" in report.skipped[0]
     )
     backend = "tensorrt" if capture_fails else "tensorrt-cudagraph"
-    assert {row["backend"] for row in rows} == {backend}
-    assert ("CUDA graph capture failed" in rows[0]["note"]) == capture_fails
-    assert rows[0]["device_mem_mb"] == pytest.approx((1000 + 4 * 192 * 4 + 4 * 3 * 4) / 1e6)
-    assert report["measured"]["hardware"]["gpu"] == "Fake GPU" and rows[0]["precision"] == "fp16"
+    assert {row.backend for row in rows} == {backend}
+    assert rows[0].label == ("trt-fp16" if capture_fails else "trt-fp16 (tensorrt-cudagraph)")
+    assert ("CUDA graph capture failed" in rows[0].note) == capture_fails
+    assert rows[0].device_mem_mb == pytest.approx((1000 + 4 * 192 * 4 + 4 * 3 * 4) / 1e6)
+    assert report.measured.hardware.gpu == "Fake GPU" and rows[0].precision == "fp16"
 
-    from dait_edge.profiling.trt_runner import TrtRunner
+    from dait_edge.profiling.runners.trt import TrtRunner
 
-    runner = TrtRunner(engine, profile)
-    images = np.random.default_rng(0).standard_normal(
-        (5, 3, 8, 8), dtype=np.float32
-    )  # chunks of 4, then 1 padded to 2
-    np.testing.assert_allclose(runner(images), images.reshape(5, 3, 64).mean(axis=2), rtol=1e-6)
-    runner.close()
-    assert not cudart.blocks  # every device buffer freed
+    with TrtRunner(engine, profile) as runner:
+        # chunks of 4, then 1 padded to 2
+        images = np.random.default_rng(0).standard_normal((5, 3, 8, 8), dtype=np.float32)
+        np.testing.assert_allclose(runner.infer(images), images.reshape(5, 3, 64).mean(axis=2), rtol=1e-6)
+        assert cudart.blocks
+    assert not cudart.blocks  # every device buffer freed when the runner deactivates
 
 
-def test_trt_runner_rejects_an_engine_from_elsewhere(tmp_path, monkeypatch):
+def test_trt_runner_rejects_an_engine_from_elsewhere(tmp_path, monkeypatch, sidecar, assert_user_error):
     install_fakes(monkeypatch, FakeCudart())
-    engine = fake_engine_dir(tmp_path / "export")
+    engine = fake_engine_dir(tmp_path / "export", sidecar)
     engine.write_bytes(b"built by another TensorRT")
     result = CliRunner().invoke(cli, ["profile", str(engine), "--profile", "cuda-trt"])
     assert_user_error(result, "cannot load", "rebuild it on this machine")

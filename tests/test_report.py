@@ -4,6 +4,7 @@ and the five report files; all on constructed profile rows (no export, no torch)
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import random
 import subprocess
@@ -15,202 +16,157 @@ from click.testing import CliRunner
 
 from dait_edge.cli import cli
 from dait_edge.errors import UserError
+from dait_edge.records import ProfileResult, Report, RunSummary
 from dait_edge.report import build_report, choose_best, collect, collect_rows
 from dait_edge.report.best import NO_TOP1, PARITY_FAILED, PARITY_WAIVED
 from dait_edge.report.pareto import pareto_front, plot_pareto
 from dait_edge.report.tables import table_records
-from tests.cli_helpers import assert_user_error
 
 PROFILE = "x86-ort-cpu-int8"
-MEASURED = {
-    "profile": PROFILE,
-    "profile_file": "/nowhere/x86-ort-cpu-int8.toml",
-    "threads": "runtime default",
-    "warmup": 10,
-    "iterations": 50,
-    "duration_s": 0,
-    "timing": "single stream",
-    "hardware": {
-        "machine": "x86_64",
-        "processor": "x86_64",
-        "cpu_count": 16,
-        "platform": "Linux-6.8-x86_64",
-        "onnxruntime": "1.32.0",
-    },
-    "created": "2025-01-01T12:00:00+0000",
-}
-PRECISIONS = {"onnx-fp32": "fp32", "onnx-fp16": "fp16", "onnx-int8-u8s8": "int8", "onnx-int8-s8s8": "int8"}
 
 
-def row(fmt, p50, top1=None, *, student="resnet18", profile=PROFILE, batch=1, parity=True, **extra):
-    """A profile row as `profile_artifacts` makes it, with p50 and top-1 chosen by the test."""
-    p99 = extra.pop("p99", p50 * 1.2)
-    return {
-        "artifact": extra.pop("artifact", f"runs/{student}/export/{student}-{fmt}.onnx"),
-        "format": fmt,
-        "student": student,
-        "profile": profile,
-        "backend": "onnxruntime",
-        "providers": ["CPUExecutionProvider"],
-        "precision": PRECISIONS.get(fmt, "fp32"),
-        "batch": batch,
-        "latency_ms": {
-            "mean": p50,
-            "p50": p50,
-            "p90": p50 * 1.1,
-            "p99": p99,
-            "min": p50 * 0.9,
-            "samples": 50,
-        },
-        "throughput_ips": 1e3 * batch / p50,
-        "peak_mem_mb": 120.0,
-        "size_mb": 44.7 if "fp32" in fmt else 11.3,
-        "params": 11_689_512,
-        "macs": 1_824_033_792,
-        "top1": top1,
-        "parity_passed": parity,
-        "within_budget": None,
-        "note": "",
-        **extra,
-    }
-
-
-def by_format(entry: dict) -> dict:
-    return {c["format"]: c for c in entry["candidates"]}
+def by_format(entry) -> dict:
+    return {c.format: c for c in entry.candidates}
 
 
 # --- choose_best -------------------------------------------------------------------------------------------
 
 
-def test_faster_int8_within_the_budget_is_chosen():
-    [entry] = choose_best([row("onnx-fp32", 7.0, 85.0), row("onnx-int8-u8s8", 3.1, 84.5)])
-    assert entry["chosen_format"] == "onnx-int8-u8s8" and entry["chosen"].endswith(
-        "resnet18-onnx-int8-u8s8.onnx"
-    )
-    assert entry["reference_top1"] == 85.0 and entry["reference"] == "onnx-fp32 artifact"
-    assert entry["student"] == "resnet18" and entry["profile"] == PROFILE and entry["batch"] == 1
+def test_faster_int8_within_the_budget_is_chosen(profile_row):
+    [entry] = choose_best([profile_row("onnx-fp32", 7.0, 85.0), profile_row("onnx-int8-u8s8", 3.1, 84.5)])
+    assert entry.chosen_format == "onnx-int8-u8s8" and entry.chosen.endswith("resnet18-onnx-int8-u8s8.onnx")
+    assert entry.reference_top1 == 85.0 and entry.reference == "onnx-fp32 artifact"
+    assert entry.student == "resnet18" and entry.profile == PROFILE and entry.batch == 1
     cands = by_format(entry)
-    assert cands["onnx-int8-u8s8"]["status"] == "chosen" and cands["onnx-int8-u8s8"]["top1_drop"] == 0.5
-    assert cands["onnx-fp32"]["status"] == "lost"
-    assert cands["onnx-fp32"]["reason"] == "slower: p50 7.0 ms vs 3.1 ms for onnx-int8-u8s8 (2.3x)"
-    assert [c["status"] for c in entry["candidates"]] == ["chosen", "lost"]
+    assert cands["onnx-int8-u8s8"].status == "chosen" and cands["onnx-int8-u8s8"].top1_drop == 0.5
+    assert cands["onnx-fp32"].status == "lost"
+    assert cands["onnx-fp32"].reason == "slower: p50 7.0 ms vs 3.1 ms for onnx-int8-u8s8 (2.3x)"
+    assert [c.status for c in entry.candidates] == ["chosen", "lost"]
 
 
-def test_int8_beyond_the_top1_budget_loses_with_the_reason():
-    rows = [row("onnx-fp32", 7.0, 85.0), row("onnx-int8-u8s8", 3.1, 81.8)]
+def test_int8_beyond_the_top1_budget_loses_with_the_reason(profile_row):
+    rows = [profile_row("onnx-fp32", 7.0, 85.0), profile_row("onnx-int8-u8s8", 3.1, 81.8)]
     [entry] = choose_best(rows)
-    assert entry["chosen_format"] == "onnx-fp32"
-    assert by_format(entry)["onnx-int8-u8s8"]["reason"] == "top-1 81.8% is 3.2 points below fp32 (budget 1.0)"
+    assert entry.chosen_format == "onnx-fp32"
+    assert by_format(entry)["onnx-int8-u8s8"].reason == "top-1 81.8% is 3.2 points below fp32 (budget 1.0)"
     # a looser budget lets the same int8 artifact win
-    assert choose_best(rows, max_top1_drop=3.5)[0]["chosen_format"] == "onnx-int8-u8s8"
+    assert choose_best(rows, max_top1_drop=3.5)[0].chosen_format == "onnx-int8-u8s8"
     # a drop of exactly the budget is within it
-    assert choose_best([row("onnx-fp32", 7.0, 85.0), row("onnx-int8-u8s8", 3.1, 84.0)])[0][
-        "chosen_format"
-    ] == ("onnx-int8-u8s8")
+    assert choose_best([profile_row("onnx-fp32", 7.0, 85.0), profile_row("onnx-int8-u8s8", 3.1, 84.0)])[
+        0
+    ].chosen_format == ("onnx-int8-u8s8")
 
 
-def test_int8_slower_than_fp32_says_so():
-    [entry] = choose_best([row("onnx-fp32", 7.0, 85.0), row("onnx-int8-u8s8", 9.1, 84.9)])
-    assert entry["chosen_format"] == "onnx-fp32"
+def test_int8_slower_than_fp32_says_so(profile_row):
+    [entry] = choose_best([profile_row("onnx-fp32", 7.0, 85.0), profile_row("onnx-int8-u8s8", 9.1, 84.9)])
+    assert entry.chosen_format == "onnx-fp32"
     assert (
-        by_format(entry)["onnx-int8-u8s8"]["reason"]
+        by_format(entry)["onnx-int8-u8s8"].reason
         == "int8 slower than fp32 on this hardware (p50 9.1 vs 7.0 ms)"
     )
-    assert "onnx-fp32 is the fastest accurate artifact" in entry["note"]
+    assert "onnx-fp32 is the fastest accurate artifact" in entry.note
 
 
-def test_failed_parity_is_excluded_and_nothing_left_means_no_choice():
-    rows = [row("onnx-fp32", 7.0), row("onnx-int8-u8s8", 3.1, parity=False)]
+def test_failed_parity_is_excluded_and_nothing_left_means_no_choice(profile_row):
+    rows = [profile_row("onnx-fp32", 7.0), profile_row("onnx-int8-u8s8", 3.1, parity=False)]
     [entry] = choose_best(rows)
-    assert entry["chosen_format"] == "onnx-fp32"
-    assert by_format(entry)["onnx-int8-u8s8"]["reason"] == PARITY_FAILED
-    [none] = choose_best([row("onnx-int8-u8s8", 3.1, parity=False), row("onnx-int8-s8s8", 3.5, parity=False)])
-    assert none["chosen"] is None and none["chosen_format"] is None
-    assert none["note"].startswith("no artifact qualifies") and PARITY_FAILED in none["note"]
-    assert {c["status"] for c in none["candidates"]} == {"lost"}
+    assert entry.chosen_format == "onnx-fp32"
+    assert by_format(entry)["onnx-int8-u8s8"].reason == PARITY_FAILED
+    [none] = choose_best(
+        [profile_row("onnx-int8-u8s8", 3.1, parity=False), profile_row("onnx-int8-s8s8", 3.5, parity=False)]
+    )
+    assert none.chosen is None and none.chosen_format is None
+    assert none.note.startswith("no artifact qualifies") and PARITY_FAILED in none.note
+    assert {c.status for c in none.candidates} == {"lost"}
 
 
-def test_measured_top1_within_budget_overrides_a_failed_parity_check():
+def test_measured_top1_within_budget_overrides_a_failed_parity_check(profile_row):
     """Parity stands in for accuracy only without a top-1: the user's budget is in top-1 points."""
-    rows = [row("onnx-fp32", 7.0, 33.3), row("onnx-int8-u8s8", 3.1, 34.4, parity=False)]
+    rows = [profile_row("onnx-fp32", 7.0, 33.3), profile_row("onnx-int8-u8s8", 3.1, 34.4, parity=False)]
     [entry] = choose_best(rows)
-    assert entry["chosen_format"] == "onnx-int8-u8s8"
-    assert PARITY_WAIVED in by_format(entry)["onnx-int8-u8s8"]["reason"]
+    assert entry.chosen_format == "onnx-int8-u8s8"
+    assert PARITY_WAIVED in by_format(entry)["onnx-int8-u8s8"].reason
     # the same artifact over the budget loses on top-1, and the reason says top-1, not parity
-    [entry] = choose_best([row("onnx-fp32", 7.0, 70.0), row("onnx-int8-u8s8", 3.1, 66.7, parity=False)])
-    assert entry["chosen_format"] == "onnx-fp32"
-    assert by_format(entry)["onnx-int8-u8s8"]["reason"] == "top-1 66.7% is 3.3 points below fp32 (budget 1.0)"
+    [entry] = choose_best(
+        [profile_row("onnx-fp32", 7.0, 70.0), profile_row("onnx-int8-u8s8", 3.1, 66.7, parity=False)]
+    )
+    assert entry.chosen_format == "onnx-fp32"
+    assert by_format(entry)["onnx-int8-u8s8"].reason == "top-1 66.7% is 3.3 points below fp32 (budget 1.0)"
 
 
-def test_without_top1_parity_is_the_only_accuracy_gate():
-    [entry] = choose_best([row("onnx-fp32", 7.0), row("onnx-int8-u8s8", 3.1)])
-    assert entry["chosen_format"] == "onnx-int8-u8s8" and entry["reference_top1"] is None
-    assert entry["reference"] is None and NO_TOP1 in entry["note"]
-    assert all(c["top1"] is None and c["top1_drop"] is None for c in entry["candidates"])
+def test_without_top1_parity_is_the_only_accuracy_gate(profile_row):
+    [entry] = choose_best([profile_row("onnx-fp32", 7.0), profile_row("onnx-int8-u8s8", 3.1)])
+    assert entry.chosen_format == "onnx-int8-u8s8" and entry.reference_top1 is None
+    assert entry.reference is None and NO_TOP1 in entry.note
+    assert all(c.top1 is None and c.top1_drop is None for c in entry.candidates)
 
 
-def test_pytorch_top1_is_the_reference_when_no_fp32_artifact_was_scored():
+def test_pytorch_top1_is_the_reference_when_no_fp32_artifact_was_scored(profile_row):
     rows = [
-        row("onnx-fp32", 7.0, torch_top1=86.0),
-        row("onnx-int8-u8s8", 3.1, 84.0, torch_top1=86.0),
-        row("onnx-int8-s8s8", 4.0, 85.5, torch_top1=86.0),
+        profile_row("onnx-fp32", 7.0, torch_top1=86.0),
+        profile_row("onnx-int8-u8s8", 3.1, 84.0, torch_top1=86.0),
+        profile_row("onnx-int8-s8s8", 4.0, 85.5, torch_top1=86.0),
     ]
     [entry] = choose_best(rows)
-    assert entry["reference_top1"] == 86.0 and entry["reference"] == "PyTorch checkpoint"
+    assert entry.reference_top1 == 86.0 and entry.reference == "PyTorch checkpoint"
     cands = by_format(entry)
-    assert cands["onnx-int8-u8s8"]["reason"] == "top-1 84.0% is 2.0 points below PyTorch (budget 1.0)"
-    assert entry["chosen_format"] == "onnx-int8-s8s8" and cands["onnx-int8-s8s8"]["top1_drop"] == 0.5
-    assert "86.0% for the PyTorch checkpoint" in entry["note"]
+    assert cands["onnx-int8-u8s8"].reason == "top-1 84.0% is 2.0 points below PyTorch (budget 1.0)"
+    assert entry.chosen_format == "onnx-int8-s8s8" and cands["onnx-int8-s8s8"].top1_drop == 0.5
+    assert "86.0% for the PyTorch checkpoint" in entry.note
 
 
-def test_one_checkpoint_eager_and_compiled_are_separate_candidates():
+def test_one_checkpoint_eager_and_compiled_are_separate_candidates(profile_row):
     """The torch runner measures one file twice (eager, compiled): both compete, labelled by backend."""
     checkpoint = "runs/resnet18/stage2/student_last.safetensors"
     rows = [
-        row("checkpoint", 24.0, 80.0, artifact=checkpoint, backend="torch-eager", profile="x86-torch-cpu"),
-        row("checkpoint", 15.0, 80.0, artifact=checkpoint, backend="torch-compiled", profile="x86-torch-cpu"),
+        profile_row(
+            "checkpoint", 24.0, 80.0, artifact=checkpoint, backend="torch-eager", profile="x86-torch-cpu"
+        ),
+        profile_row(
+            "checkpoint", 15.0, 80.0, artifact=checkpoint, backend="torch-compiled", profile="x86-torch-cpu"
+        ),
     ]
     (entry,) = choose_best(rows)
-    assert entry["chosen"] == checkpoint and entry["chosen_backend"] == "torch-compiled"
-    (lost,) = [c for c in entry["candidates"] if c["status"] == "lost"]
-    assert lost["label"] == "checkpoint (torch-eager)"
-    assert lost["reason"] == "slower: p50 24.0 ms vs 15.0 ms for checkpoint (torch-compiled) (1.6x)"
+    assert entry.chosen == checkpoint and entry.chosen_backend == "torch-compiled"
+    (lost,) = [c for c in entry.candidates if c.status == "lost"]
+    assert lost.label == "checkpoint (torch-eager)"
+    assert lost.reason == "slower: p50 24.0 ms vs 15.0 ms for checkpoint (torch-compiled) (1.6x)"
 
 
-def test_onnx_plain_and_cuda_graph_replay_are_separate_candidates():
+def test_onnx_plain_and_cuda_graph_replay_are_separate_candidates(profile_row):
     rows = [
-        row("onnx-fp16", 0.61, 80.0, profile="cuda-ort-trt"),
-        row("onnx-fp16", 0.42, 80.0, profile="cuda-ort-trt", backend="onnxruntime-cudagraph"),
+        profile_row("onnx-fp16", 0.61, 80.0, profile="cuda-ort-trt"),
+        profile_row("onnx-fp16", 0.42, 80.0, profile="cuda-ort-trt", backend="onnxruntime-cudagraph"),
     ]
     (entry,) = choose_best(rows)
-    assert entry["chosen_backend"] == "onnxruntime-cudagraph"
-    assert {c["label"] for c in entry["candidates"]} == {"onnx-fp16", "onnx-fp16 (onnxruntime-cudagraph)"}
+    assert entry.chosen_backend == "onnxruntime-cudagraph"
+    assert {c.label for c in entry.candidates} == {"onnx-fp16", "onnx-fp16 (onnxruntime-cudagraph)"}
 
 
-def test_two_runs_of_one_student_are_judged_each_against_its_own_fp32():
+def test_two_runs_of_one_student_are_judged_each_against_its_own_fp32(profile_row):
     run_a = dict(model="hash-a", run_dir="runs/cub-resnet18-dait_f")
     run_b = dict(model="hash-b", run_dir="runs/cub-resnet18-kd")
     rows = [
-        row("onnx-fp32", 7.0, 86.0, artifact="a/export/fp32.onnx", **run_a),
-        row("onnx-int8-u8s8", 3.0, 85.5, artifact="a/export/int8.onnx", **run_a),
-        row("onnx-fp32", 7.0, 80.0, artifact="b/export/fp32.onnx", **run_b),
-        row("onnx-int8-u8s8", 3.0, 79.9, artifact="b/export/int8.onnx", **run_b),
+        profile_row("onnx-fp32", 7.0, 86.0, artifact="a/export/fp32.onnx", **run_a),
+        profile_row("onnx-int8-u8s8", 3.0, 85.5, artifact="a/export/int8.onnx", **run_a),
+        profile_row("onnx-fp32", 7.0, 80.0, artifact="b/export/fp32.onnx", **run_b),
+        profile_row("onnx-int8-u8s8", 3.0, 79.9, artifact="b/export/int8.onnx", **run_b),
     ]
     entries = choose_best(rows)
-    assert [(e["reference_top1"], e["chosen_format"]) for e in entries] == [
+    assert [(e.reference_top1, e.chosen_format) for e in entries] == [
         (86.0, "onnx-int8-u8s8"),
         (80.0, "onnx-int8-u8s8"),  # 0.1 below its own fp32, not 6.1 below the other run's
     ]
-    assert [e["where"] for e in entries] == [
+    assert [e.where for e in entries] == [
         f"resnet18 on {PROFILE} (run cub-resnet18-dait_f)",
         f"resnet18 on {PROFILE} (run cub-resnet18-kd)",
     ]
-    assert choose_best(rows[:2])[0]["where"] == f"resnet18 on {PROFILE}"  # one run: nothing to tell apart
+    assert choose_best(rows[:2])[0].where == f"resnet18 on {PROFILE}"  # one run: nothing to tell apart
 
 
-def test_an_unchecked_engine_needs_a_measured_top1():
+def test_an_unchecked_engine_needs_a_measured_top1(profile_row):
     """TensorRT engines carry no parity check from export: without a measured top-1 they cannot be chosen."""
-    engine = row(
+    engine = profile_row(
         "trt-fp16",
         0.3,
         parity=None,
@@ -219,55 +175,58 @@ def test_an_unchecked_engine_needs_a_measured_top1():
         precision="fp16",
     )
     [entry] = choose_best([engine])
-    assert entry["chosen"] is None and "accuracy not verified" in entry["candidates"][0]["reason"]
-    [entry] = choose_best([{**engine, "top1": 85.0, "torch_top1": 85.2}])
-    assert entry["chosen_format"] == "trt-fp16"
-    [entry] = choose_best([{**engine, "top1": 85.0}])  # measured, but no reference to hold it against
-    assert entry["chosen"] is None and "nothing to compare it with" in entry["candidates"][0]["reason"]
+    assert entry.chosen is None and "accuracy not verified" in entry.candidates[0].reason
+    [entry] = choose_best([dataclasses.replace(engine, top1=85.0, torch_top1=85.2)])
+    assert entry.chosen_format == "trt-fp16"
+    [entry] = choose_best(
+        [dataclasses.replace(engine, top1=85.0)]
+    )  # measured, but no reference to hold it against
+    assert entry.chosen is None and "nothing to compare it with" in entry.candidates[0].reason
     # The PyTorch checkpoint needs no parity: it is what parity compares against.
-    checkpoint = row("checkpoint", 9.0, parity=None, backend="torch-eager", profile="x86-torch-cpu")
+    checkpoint = profile_row("checkpoint", 9.0, parity=None, backend="torch-eager", profile="x86-torch-cpu")
     [entry] = choose_best([checkpoint])
     assert (
-        entry["chosen_format"] == "checkpoint"
-        and "the PyTorch checkpoint itself" in entry["candidates"][0]["reason"]
+        entry.chosen_format == "checkpoint" and "the PyTorch checkpoint itself" in entry.candidates[0].reason
     )
 
 
-def test_latency_budget_excludes_unless_nothing_meets_it():
+def test_latency_budget_excludes_unless_nothing_meets_it(profile_row):
     rows = [
-        row("onnx-fp32", 7.0, 85.0, within_budget=True, latency_budget_ms=10.0, p99=8.0),
-        row("onnx-int8-u8s8", 3.1, 84.8, within_budget=False, latency_budget_ms=10.0, p99=12.3),
+        profile_row("onnx-fp32", 7.0, 85.0, within_budget=True, latency_budget_ms=10.0, p99=8.0),
+        profile_row("onnx-int8-u8s8", 3.1, 84.8, within_budget=False, latency_budget_ms=10.0, p99=12.3),
     ]
     [entry] = choose_best(rows)
-    assert entry["chosen_format"] == "onnx-fp32"
-    assert by_format(entry)["onnx-int8-u8s8"]["reason"] == "p99 12.3 ms over the profile's 10 ms budget"
-    over = [{**r, "within_budget": False, "latency_ms": {**r["latency_ms"], "p99": 15.0}} for r in rows]
+    assert entry.chosen_format == "onnx-fp32"
+    assert by_format(entry)["onnx-int8-u8s8"].reason == "p99 12.3 ms over the profile's 10 ms budget"
+    over = [
+        dataclasses.replace(r, within_budget=False, latency_ms=dataclasses.replace(r.latency_ms, p99=15.0))
+        for r in rows
+    ]
     [entry] = choose_best(over)
     assert (
-        entry["chosen_format"] == "onnx-int8-u8s8"
-        and "nothing meets the profile's latency budget" in entry["note"]
+        entry.chosen_format == "onnx-int8-u8s8" and "nothing meets the profile's latency budget" in entry.note
     )
-    assert by_format(entry)["onnx-fp32"]["reason"].startswith("slower: p50 7.0 ms vs 3.1 ms")
+    assert by_format(entry)["onnx-fp32"].reason.startswith("slower: p50 7.0 ms vs 3.1 ms")
 
 
-def test_batch_fallback_groups_and_deterministic_order():
+def test_batch_fallback_groups_and_deterministic_order(profile_row):
     rows = [
-        row("onnx-fp32", 7.0, 85.0),
-        row("onnx-fp32", 30.0, 85.0, batch=8),
-        row("onnx-int8-u8s8", 12.0, 84.9, batch=8),  # never measured at batch 1
-        row("onnx-fp32", 2.0, 70.0, student="mobilenetv2_100"),
-        row("onnx-fp32", 1.0, 70.0, student="mobilenetv2_100", profile="arm-ort-cpu-int8"),
+        profile_row("onnx-fp32", 7.0, 85.0),
+        profile_row("onnx-fp32", 30.0, 85.0, batch=8),
+        profile_row("onnx-int8-u8s8", 12.0, 84.9, batch=8),  # never measured at batch 1
+        profile_row("onnx-fp32", 2.0, 70.0, student="mobilenetv2_100"),
+        profile_row("onnx-fp32", 1.0, 70.0, student="mobilenetv2_100", profile="arm-ort-cpu-int8"),
     ]
     entries = choose_best(rows)
-    assert [(e["student"], e["profile"]) for e in entries] == [
+    assert [(e.student, e.profile) for e in entries] == [
         ("mobilenetv2_100", "arm-ort-cpu-int8"),
         ("mobilenetv2_100", PROFILE),
         ("resnet18", PROFILE),
     ]
     resnet = by_format(entries[2])
-    assert resnet["onnx-fp32"]["batch"] == 1 and resnet["onnx-int8-u8s8"]["batch"] == 8
-    assert "measured at batch 8; no batch-1 run" in resnet["onnx-int8-u8s8"]["reason"]
-    assert choose_best(rows, batch=8)[2]["chosen_format"] == "onnx-int8-u8s8"
+    assert resnet["onnx-fp32"].batch == 1 and resnet["onnx-int8-u8s8"].batch == 8
+    assert "measured at batch 8; no batch-1 run" in resnet["onnx-int8-u8s8"].reason
+    assert choose_best(rows, batch=8)[2].chosen_format == "onnx-int8-u8s8"
     shuffled = rows[:]
     random.Random(0).shuffle(shuffled)
     assert choose_best(shuffled) == entries
@@ -276,75 +235,94 @@ def test_batch_fallback_groups_and_deterministic_order():
 # --- collect_rows ------------------------------------------------------------------------------------------
 
 
-def make_run(parent: Path, name: str, rows: list[dict], *, student_top1=85.5, measured=MEASURED) -> Path:
+def make_run(parent: Path, name: str, rows: list, measured, *, student_top1=85.5) -> Path:
+    """A run folder holding a summary and one profile result (what `dait-edge profile` saved in it)."""
     run = parent / name
-    (run / "profile").mkdir(parents=True)
-    (run / "manifest.json").write_text("{}")
-    (run / "summary.json").write_text(json.dumps({"student": "resnet18", "student_top1": student_top1}))
-    for r in rows:
-        r.pop("profile", None)  # rows written before the profile name was a row field
-    (run / "profile" / f"{measured['profile']}.json").write_text(
-        json.dumps({"measured": measured, "rows": rows})
-    )
+    RunSummary(
+        run_dir=str(run),
+        dataset="cub",
+        method="dait_f",
+        student="resnet18",
+        teacher="regnety_016",
+        num_classes=3,
+        classes=["a", "b", "c"],
+        train_images=9,
+        student_top1=student_top1,
+    ).write(run)
+    ProfileResult(measured=measured, rows=rows).write(run / "profile" / f"{measured.profile}.json")
     return run
 
 
-def test_collect_from_a_run_a_folder_of_runs_and_a_json_file(tmp_path):
+def test_collect_from_a_run_a_folder_of_runs_and_a_json_file(profile_row, measured, tmp_path):
     runs = tmp_path / "runs"
-    run_a = make_run(runs, "a", [row("onnx-fp32", 7.0, 85.0), row("onnx-int8-u8s8", 3.1, 84.5)])
-    make_run(runs / "sweep", "b", [row("onnx-fp32", 2.0, student="mobilenetv2_100")], student_top1=70.0)
+    run_a = make_run(
+        runs, "a", [profile_row("onnx-fp32", 7.0, 85.0), profile_row("onnx-int8-u8s8", 3.1, 84.5)], measured()
+    )
+    make_run(
+        runs / "sweep",
+        "b",
+        [profile_row("onnx-fp32", 2.0, student="mobilenetv2_100")],
+        measured(),
+        student_top1=70.0,
+    )
     (run_a / "profile" / "notes.json").write_text('{"not": "a profile"}')  # found by looking: skipped
 
     rows = collect_rows([run_a])
-    assert len(rows) == 2 and {r["run_dir"] for r in rows} == {str(run_a)}
-    assert all(r["profile"] == PROFILE and r["torch_top1"] == 85.5 for r in rows)
-    assert rows[0]["hardware"] == "x86_64, 16 CPUs, onnxruntime 1.32.0"
-    assert [r["format"] for r in rows] == ["onnx-fp32", "onnx-int8-u8s8"]  # fp32 first
+    assert len(rows) == 2 and {r.run_dir for r in rows} == {str(run_a)}
+    assert all(r.profile == PROFILE and r.torch_top1 == 85.5 for r in rows)
+    assert rows[0].hardware == "x86_64, 16 CPUs, onnxruntime 1.32.0"
+    assert [r.format for r in rows] == ["onnx-fp32", "onnx-int8-u8s8"]  # fp32 first
 
     rows = collect_rows([runs])  # a/profile and sweep/b/profile
-    assert sorted((r["student"], r["torch_top1"]) for r in rows) == [
+    assert sorted((r.student, r.torch_top1) for r in rows) == [
         ("mobilenetv2_100", 70.0),
         ("resnet18", 85.5),
         ("resnet18", 85.5),
     ]
 
     dumped = tmp_path / "pi5.json"  # `dait-edge profile --json` from another device, with a newer top-1
-    result = json.loads((run_a / "profile" / f"{PROFILE}.json").read_text())
-    result["measured"] = {**MEASURED, "created": "2025-02-01T12:00:00+0000"}
-    result["rows"][0]["top1"] = 85.2
-    dumped.write_text(json.dumps(result))
+    result = ProfileResult.read(run_a / "profile" / f"{PROFILE}.json")
+    result.measured = measured(created="2025-02-01T12:00:00+0000")
+    result.rows[0].top1 = 85.2
+    result.write(dumped)
     alone = collect_rows([dumped])
-    assert len(alone) == 2 and all(r["run_dir"] is None and r["torch_top1"] is None for r in alone)
+    assert len(alone) == 2 and all(r.run_dir is None and r.torch_top1 is None for r in alone)
     both = collect([run_a, dumped])
     assert len(both.rows) == 2  # the same rows read twice are kept once: the newer measurement
-    assert {r["top1"] for r in both.rows if r["format"] == "onnx-fp32"} == {85.2}
+    assert {r.top1 for r in both.rows if r.format == "onnx-fp32"} == {85.2}
     assert list(both.measured) == [PROFILE] and len(both.measured[PROFILE]) == 2
 
 
-def test_collect_keeps_two_machines_and_the_newer_of_one_row(tmp_path):
+def _on(measured_block, hardware_fields: dict):
+    return dataclasses.replace(
+        measured_block, hardware=dataclasses.replace(measured_block.hardware, **hardware_fields)
+    )
+
+
+def test_collect_keeps_two_machines_and_the_newer_of_one_row(profile_row, measured, tmp_path):
     """Two boards under one profile name both stay (and are separate choices); of one row read twice the
     later measurement wins, comparing instants across time zones, not strings."""
-    fp32 = row("onnx-fp32", 40.0, 85.0, profile=None, model="hash-a")
-    pi4 = {**MEASURED, "hardware": {**MEASURED["hardware"], "cpu": "Cortex-A72", "cpu_count": 4}}
-    pi5 = {**MEASURED, "hardware": {**MEASURED["hardware"], "cpu": "Cortex-A76", "cpu_count": 4}}
-    for name, measured, p50 in [("pi4", pi4, 40.0), ("pi5", pi5, 18.0)]:
-        result = {"measured": measured, "rows": [{**fp32, "latency_ms": {**fp32["latency_ms"], "p50": p50}}]}
-        (tmp_path / f"{name}.json").write_text(json.dumps(result))
+    fp32 = profile_row("onnx-fp32", 40.0, 85.0, model="hash-a")
+    pi4 = _on(measured(), {"cpu": "Cortex-A72", "cpu_count": 4})
+    pi5 = _on(measured(), {"cpu": "Cortex-A76", "cpu_count": 4})
+
+    def with_p50(row, p50):
+        return dataclasses.replace(row, latency_ms=dataclasses.replace(row.latency_ms, p50=p50))
+
+    for name, block, p50 in [("pi4", pi4, 40.0), ("pi5", pi5, 18.0)]:
+        ProfileResult(measured=block, rows=[with_p50(fp32, p50)]).write(tmp_path / f"{name}.json")
     rows = collect_rows([tmp_path / "pi4.json", tmp_path / "pi5.json"])
-    assert sorted(r["latency_ms"]["p50"] for r in rows) == [18.0, 40.0]
-    assert [e["where"] for e in choose_best(rows)] == [
+    assert sorted(r.latency_ms.p50 for r in rows) == [18.0, 40.0]
+    assert [e.where for e in choose_best(rows)] == [
         f"resnet18 on {PROFILE} (Cortex-A72, 4 CPUs, onnxruntime 1.32.0)",
         f"resnet18 on {PROFILE} (Cortex-A76, 4 CPUs, onnxruntime 1.32.0)",
     ]
 
     # One path measured on both boards: each board's choice marks its own row only.
-    int8 = row("onnx-int8-u8s8", 1.0, 85.0, profile=None, model="hash-a")
-    for name, measured, fp32_ms, int8_ms in [("pi4", pi4, 40.0, 30.0), ("pi5", pi5, 18.0, 20.0)]:
-        both = [
-            {**r, "latency_ms": {**r["latency_ms"], "p50": ms}}
-            for r, ms in [(fp32, fp32_ms), (int8, int8_ms)]
-        ]
-        (tmp_path / f"{name}.json").write_text(json.dumps({"measured": measured, "rows": both}))
+    int8 = profile_row("onnx-int8-u8s8", 1.0, 85.0, model="hash-a")
+    for name, block, fp32_ms, int8_ms in [("pi4", pi4, 40.0, 30.0), ("pi5", pi5, 18.0, 20.0)]:
+        both = [with_p50(fp32, fp32_ms), with_p50(int8, int8_ms)]
+        ProfileResult(measured=block, rows=both).write(tmp_path / f"{name}.json")
     rows = collect_rows([tmp_path / "pi4.json", tmp_path / "pi5.json"])
     marked = [
         (r["hardware"].split(",")[0], r["format"])
@@ -355,57 +333,46 @@ def test_collect_keeps_two_machines_and_the_newer_of_one_row(tmp_path):
 
     earlier, later = tmp_path / "earlier.json", tmp_path / "later.json"
     # 13:30 at +02:00 is 11:30 UTC: earlier than 12:00 UTC, though the string sorts after it.
-    earlier.write_text(
-        json.dumps(
-            {"measured": {**pi4, "created": "2025-01-01T13:30:00+0200"}, "rows": [{**fp32, "top1": 1.0}]}
-        )
-    )
-    later.write_text(
-        json.dumps(
-            {"measured": {**pi4, "created": "2025-01-01T12:00:00+0000"}, "rows": [{**fp32, "top1": 2.0}]}
-        )
-    )
-    assert [r["top1"] for r in collect_rows([later, earlier])] == [2.0]
-    assert [r["top1"] for r in collect_rows([earlier, later])] == [2.0]
+    block = dataclasses.replace(pi4, created="2025-01-01T13:30:00+0200")
+    ProfileResult(measured=block, rows=[dataclasses.replace(fp32, top1=1.0)]).write(earlier)
+    block = dataclasses.replace(pi4, created="2025-01-01T12:00:00+0000")
+    ProfileResult(measured=block, rows=[dataclasses.replace(fp32, top1=2.0)]).write(later)
+    assert [r.top1 for r in collect_rows([later, earlier])] == [2.0]
+    assert [r.top1 for r in collect_rows([earlier, later])] == [2.0]
 
 
-def test_collect_finds_the_latency_budget_in_the_result_or_the_profile_file(tmp_path):
-    toml = tmp_path / "tight.toml"
-    toml.write_text('name = "tight"\nruntime = "onnxruntime"\nlatency_budget_ms = 5.0\n')
-    from_file = tmp_path / "from-file.json"
-    over = row("onnx-fp32", 7.0, within_budget=False, profile=None)
-    from_file.write_text(json.dumps({"measured": {**MEASURED, "profile_file": str(toml)}, "rows": [over]}))
+def test_collect_takes_the_latency_budget_recorded_with_the_result(profile_row, measured, tmp_path):
+    over = profile_row("onnx-fp32", 7.0, within_budget=False)
     recorded = tmp_path / "recorded.json"
-    recorded.write_text(json.dumps({"measured": {**MEASURED, "latency_budget_ms": 8}, "rows": [over]}))
-    assert [r["latency_budget_ms"] for r in collect_rows([from_file])] == [5.0]
-    assert [r["latency_budget_ms"] for r in collect_rows([recorded])] == [8]
-    # measured without a budget (recorded as null): a budget added to the TOML later does not apply
+    ProfileResult(measured=measured(latency_budget_ms=5.0), rows=[over]).write(recorded)
+    assert [r.latency_budget_ms for r in collect_rows([recorded])] == [5.0]
+    # measured without a budget (recorded as null): none applies, whatever the profile TOML says today
     unbudgeted = tmp_path / "unbudgeted.json"
-    unbudgeted.write_text(
-        json.dumps(
-            {"measured": {**MEASURED, "profile_file": str(toml), "latency_budget_ms": None}, "rows": [over]}
-        )
-    )
-    assert [r["latency_budget_ms"] for r in collect_rows([unbudgeted])] == [None]
-    [entry] = choose_best(collect_rows([from_file]))
-    assert "nothing meets the profile's latency budget" in entry["note"]
+    ProfileResult(measured=measured(), rows=[over]).write(unbudgeted)
+    assert [r.latency_budget_ms for r in collect_rows([unbudgeted])] == [None]
+    [entry] = choose_best(collect_rows([recorded]))
+    assert "nothing meets the profile's latency budget" in entry.note
     assert (
         "p99 8.4 ms over the profile's 5 ms budget (no accurate artifact meets it)"
-        in entry["candidates"][0]["reason"]
+        in entry.candidates[0].reason
     )
 
 
-def test_collect_errors_name_the_problem_and_the_fix(tmp_path):
+def test_collect_errors_name_the_problem_and_the_fix(tmp_path, measured):
     with pytest.raises(UserError, match="does not exist"):
         collect_rows([tmp_path / "missing"])
     not_profile = tmp_path / "summary.json"
     not_profile.write_text('{"student": "resnet18"}')
-    with pytest.raises(UserError, match="is not a profile result"):
+    with pytest.raises(UserError, match="does not look like a profile result"):
         collect_rows([not_profile])
     garbage = tmp_path / "garbage.json"
     garbage.write_text("{oops")
-    with pytest.raises(UserError, match="cannot read .*garbage.json as JSON"):
+    with pytest.raises(UserError, match="garbage.json is not valid JSON"):
         collect_rows([garbage])
+    broken = tmp_path / "broken.json"  # a result whose row lost a field: the file and the field are named
+    broken.write_text(json.dumps({"kind": "profile-result", "schema_version": 1, "measured": {}, "rows": []}))
+    with pytest.raises(UserError, match=r"broken.json: field 'measured.profile' is missing"):
+        collect_rows([broken])
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(
@@ -418,7 +385,7 @@ def test_collect_errors_name_the_problem_and_the_fix(tmp_path):
     with pytest.raises(UserError, match=rf"run {run} has no profile results.*dait-edge profile {run}/export"):
         collect_rows([run])
     no_rows = tmp_path / "no-rows.json"
-    no_rows.write_text(json.dumps({"measured": MEASURED, "rows": []}))
+    ProfileResult(measured=measured(), rows=[]).write(no_rows)
     with pytest.raises(UserError, match="hold no rows"):
         collect_rows([no_rows])
 
@@ -426,42 +393,51 @@ def test_collect_errors_name_the_problem_and_the_fix(tmp_path):
 # --- the report files --------------------------------------------------------------------------------------
 
 
-def two_profiles(tmp_path: Path) -> Path:
+@pytest.fixture()
+def two_profiles(tmp_path, profile_row, measured) -> Path:
+    """Three runs (resnet18, mobilenetv2 and an escaped name) profiled on x86-ort-cpu-int8, one on arm."""
     runs = tmp_path / "runs"
     make_run(
         runs,
         "resnet",
         [
-            row("onnx-fp32", 7.0, 85.0),
-            row("onnx-fp32", 30.0, 85.0, batch=8),
-            row("onnx-int8-u8s8", 3.1, 84.5),
-            row("onnx-int8-u8s8", 14.0, 84.5, batch=8),
+            profile_row("onnx-fp32", 7.0, 85.0),
+            profile_row("onnx-fp32", 30.0, 85.0, batch=8),
+            profile_row("onnx-int8-u8s8", 3.1, 84.5),
+            profile_row("onnx-int8-u8s8", 14.0, 84.5, batch=8),
         ],
+        measured(),
     )
     make_run(
         runs,
         "mobile",
         [
-            row("onnx-fp32", 2.0, 70.0, student="mobilenetv2_100"),
-            row("onnx-int8-u8s8", 1.5, 66.0, student="mobilenetv2_100"),
-            row("onnx-fp32", 1.0, student="<m&b>"),  # a name that must be escaped in the HTML
+            profile_row("onnx-fp32", 2.0, 70.0, student="mobilenetv2_100"),
+            profile_row("onnx-int8-u8s8", 1.5, 66.0, student="mobilenetv2_100"),
+            profile_row("onnx-fp32", 1.0, student="<m&b>"),  # a name that must be escaped in the HTML
         ],
+        measured(),
         student_top1=70.0,
     )
-    arm = {**MEASURED, "profile": "arm-ort-cpu-int8"}
-    make_run(runs, "arm", [row("onnx-fp32", 20.0), row("onnx-int8-u8s8", 9.0)], measured=arm)
+    arm = "arm-ort-cpu-int8"
+    make_run(
+        runs,
+        "arm",
+        [profile_row("onnx-fp32", 20.0, profile=arm), profile_row("onnx-int8-u8s8", 9.0, profile=arm)],
+        measured(arm),
+    )
     return runs
 
 
-def test_build_report_writes_five_consistent_files(tmp_path):
+def test_build_report_writes_five_consistent_files(tmp_path, two_profiles):
     import matplotlib.image
 
-    runs = two_profiles(tmp_path)
+    runs = two_profiles
     out = tmp_path / "out"
     result = build_report([runs], out, max_top1_drop=1.0, batch=1, log=lambda m: None)
-    assert set(result["files"]) == {"html", "markdown", "csv", "json", "figure"}
-    assert all(Path(p).is_file() and Path(p).parent == out for p in result["files"].values())
-    assert result["rows"] == 9 and result["out_dir"] == str(out)
+    assert set(result.files) == {"html", "markdown", "csv", "json", "figure"}
+    assert all(Path(p).is_file() and Path(p).parent == out for p in result.files.values())
+    assert result.rows == 9 and result.out_dir == str(out)
     assert not list(out.glob(".*.tmp"))  # atomic writes left no temporary files
 
     png = (out / "pareto.png").read_bytes()
@@ -486,13 +462,15 @@ def test_build_report_writes_five_consistent_files(tmp_path):
     )
     assert float(resnet_int8["top1_drop"]) == pytest.approx(0.5) and float(resnet_int8["p50_ms"]) == 3.1
 
-    report = json.loads((out / "report.json").read_text())
-    assert report["best"] == choose_best(collect_rows([runs]), max_top1_drop=1.0, batch=1) == result["best"]
-    assert report["settings"]["max_top1_drop"] == 1.0 and set(report["measured"]) == {
-        PROFILE,
-        "arm-ort-cpu-int8",
-    }
-    assert len(report["rows"]) == 9
+    report = Report.read(out)
+    best = choose_best(collect_rows([runs]), max_top1_drop=1.0, batch=1)
+    assert (
+        [e.to_dict() for e in report.best]
+        == [e.to_dict() for e in best]
+        == [e.to_dict() for e in result.best]
+    )
+    assert report.settings.max_top1_drop == 1.0 and set(report.measured) == {PROFILE, "arm-ort-cpu-int8"}
+    assert len(report.rows) == 9
 
     html = (out / "report.html").read_text()
     assert "data:image/png;base64," in html and "http://" not in html and "https://" not in html
@@ -506,11 +484,11 @@ def test_build_report_writes_five_consistent_files(tmp_path):
     assert markdown.count("| resnet18 |") == 6  # 4 rows on x86, 2 on arm
 
 
-def test_figure_without_top1_is_a_latency_bar_chart():
-    rows = [row("onnx-fp32", 7.0), row("onnx-int8-u8s8", 3.1)]
+def test_figure_without_top1_is_a_latency_bar_chart(profile_row):
+    rows = [profile_row("onnx-fp32", 7.0), profile_row("onnx-int8-u8s8", 3.1)]
     figure = plot_pareto(rows, choose_best(rows), batch=1)
     assert figure["title"].startswith("p50 latency per artifact") and figure["png"][:4] == b"\x89PNG"
-    mixed = [row("onnx-fp32", 7.0, 85.0), row("onnx-int8-u8s8", 3.1)]
+    mixed = [profile_row("onnx-fp32", 7.0, 85.0), profile_row("onnx-int8-u8s8", 3.1)]
     figure = plot_pareto(mixed, choose_best(mixed), batch=1)
     assert (
         figure["title"].startswith("Top-1 vs p50")
@@ -526,13 +504,11 @@ def test_pareto_front_keeps_points_nothing_beats():
 # --- the commands ------------------------------------------------------------------------------------------
 
 
-def test_report_command_end_to_end(tmp_path, monkeypatch):
-    runs = two_profiles(tmp_path)
+def test_report_command_end_to_end(profile_row, measured, tmp_path, monkeypatch, two_profiles):
+    runs = two_profiles
     dumped = tmp_path / "device.json"
-    dumped.write_text(
-        json.dumps(
-            {"measured": {**MEASURED, "profile": "pi5"}, "rows": [row("onnx-fp32", 40.0, profile=None)]}
-        )
+    ProfileResult(measured=measured("pi5"), rows=[profile_row("onnx-fp32", 40.0, profile="pi5")]).write(
+        dumped
     )
     runner = CliRunner()
 
@@ -562,9 +538,9 @@ def test_report_command_end_to_end(tmp_path, monkeypatch):
     assert (tmp_path / "report" / "report.md").is_file()
 
 
-def test_report_needs_no_torch(tmp_path):
+def test_report_needs_no_torch(tmp_path, two_profiles):
     """Reports are made where the profiles are, which may be a device without PyTorch."""
-    runs = two_profiles(tmp_path)
+    runs = two_profiles
     code = (
         "import sys; sys.modules['torch'] = None; sys.modules['torchvision'] = None\n"
         "from dait_edge.cli import main\n"
@@ -575,12 +551,12 @@ def test_report_needs_no_torch(tmp_path):
     assert (tmp_path / "out" / "report.html").is_file() and "resnet18 on arm-ort-cpu-int8" in result.stdout
 
 
-def test_report_command_bad_input(tmp_path):
+def test_report_command_bad_input(assert_user_error, tmp_path):
     runner = CliRunner()
     assert_user_error(runner.invoke(cli, ["report", str(tmp_path / "missing")]), "does not exist")
     other = tmp_path / "other.json"
     other.write_text("[1, 2]")
-    assert_user_error(runner.invoke(cli, ["report", str(other)]), "is not a profile result")
+    assert_user_error(runner.invoke(cli, ["report", str(other)]), "must be a JSON object (a profile result)")
     assert_user_error(
         runner.invoke(cli, ["report", str(tmp_path)]), "no profile results", "dait-edge profile"
     )
@@ -589,14 +565,10 @@ def test_report_command_bad_input(tmp_path):
     assert "pareto.png" in runner.invoke(cli, ["report", "--help"]).output
 
 
-def test_profile_command_names_the_best_artifact(monkeypatch):
-    measured = {**MEASURED, "profile": PROFILE}
-    rows = [row("onnx-fp32", 7.0, 85.0), row("onnx-int8-u8s8", 9.1, 84.9)]
-    for r in rows:
-        del r["profile"]  # what profile_artifacts returns before the profile name is a row field
-    monkeypatch.setattr(
-        "dait_edge.profiling.api.profile_artifacts", lambda *a, **k: {"measured": measured, "rows": rows}
-    )
+def test_profile_command_names_the_best_artifact(profile_row, measured, monkeypatch):
+    rows = [profile_row("onnx-fp32", 7.0, 85.0), profile_row("onnx-int8-u8s8", 9.1, 84.9)]
+    profiled = ProfileResult(measured=measured(PROFILE), rows=rows)
+    monkeypatch.setattr("dait_edge.profiling.api.profile_artifacts", lambda *a, **k: profiled)
     runner = CliRunner()
     result = runner.invoke(cli, ["profile", "export", "--profile", PROFILE, "--json"])
     assert result.exit_code == 0, result.output
@@ -609,15 +581,18 @@ def test_profile_command_names_the_best_artifact(monkeypatch):
     assert "top-1 84.9% is 0.1 points below fp32 (budget 0.05)" in result.stdout
 
 
-def test_hardware_is_named_by_cpu_model_and_gpu():
+def test_hardware_is_named_by_cpu_model_and_gpu(measured):
+    from dait_edge.records import Hardware
     from dait_edge.report.collect import short_hardware
     from dait_edge.report.tables import measured_lines
 
-    hardware = {"machine": "x86_64", "cpu": "AMD EPYC 7B13", "cpu_count": 2, "onnxruntime": "1.32.0"}
+    hardware = Hardware("x86_64", "", "AMD EPYC 7B13", 2, "Linux", versions={"onnxruntime": "1.32.0"})
     assert short_hardware(hardware) == "AMD EPYC 7B13, 2 CPUs, onnxruntime 1.32.0"
-    on_gpu = {**hardware, "gpu": "NVIDIA H100", "tensorrt": "10.9"}
+    on_gpu = dataclasses.replace(
+        hardware, gpu="NVIDIA H100", versions={"onnxruntime": "1.32.0", "tensorrt": "10.9"}
+    )
     assert (
         short_hardware(on_gpu) == "AMD EPYC 7B13 with NVIDIA H100, 2 CPUs, onnxruntime 1.32.0, tensorrt 10.9"
     )
-    [line] = measured_lines([{**MEASURED, "hardware": on_gpu}])
+    [line] = measured_lines([measured(hardware=on_gpu)])
     assert line.startswith("Measured on AMD EPYC 7B13 with NVIDIA H100 (2 CPUs)")

@@ -1,5 +1,6 @@
-"""`dait-edge sweep` end to end on a tiny CUB tree: four students, one stage-1 teacher, export,
-profile with top-1, report; then a rerun that resumes (skips every finished step) and bad input.
+"""`dait-edge sweep` end to end on a tiny CUB tree: two students (a registered one by its alias and a timm
+name), one stage-1 teacher, export, profile with top-1, report; then a rerun that resumes (skips every
+finished step) and bad input. `--students all` with every registered student runs in the demo test.
 
 1 epoch at 32 px from random weights: the numbers mean nothing, what is checked is what is written.
 """
@@ -13,20 +14,18 @@ import pytest
 from click.testing import CliRunner
 
 from dait_edge.cli import cli
-from dait_edge.sweep import STUDENTS_ALL
-from tests.cli_helpers import assert_user_error
-from tests.fixtures import make_cub
-from tests.vlm_helpers import write_tiny_checkpoint, write_tiny_config
+from dait_edge.records import ExportSummary, ProfileResult, Report, RunSummary, SweepState
+
+# a registered student by its alias, and a tiny timm model: sweep takes any name distill takes
+STUDENTS = {"mobilenetv2": "mobilenetv2_100", "test_efficientnet": "test_efficientnet"}
+STUDENTS_ALL = list(STUDENTS.values())
 
 
 @pytest.fixture(scope="module")
-def sweep_env(tmp_path_factory):
+def sweep_env(tmp_path_factory, layouts, tiny_vlm):
     base = tmp_path_factory.mktemp("sweep")
-    cub = make_cub(base / "CUB", classes=3, train_per_class=3, test_per_class=2)
-    vlm_config = write_tiny_config(base)
-    vlm_weights = base / "tiny_clip.safetensors"
-    write_tiny_checkpoint(vlm_config, vlm_weights)
-    return base, cub, vlm_config, vlm_weights
+    cub = layouts.cub(base / "CUB", classes=3, train_per_class=3, test_per_class=2)
+    return base, cub, tiny_vlm.config, tiny_vlm.weights
 
 
 def sweep_args(env, out: Path, *extra: str) -> list[str]:
@@ -34,7 +33,9 @@ def sweep_args(env, out: Path, *extra: str) -> list[str]:
     return [
         "sweep",
         "--students",
-        "all",
+        ",".join(STUDENTS),
+        "--teacher",
+        "test_resnet",
         "--dataset",
         "cub",
         "--data-root",
@@ -80,27 +81,23 @@ def swept(sweep_env):
     return out, json.loads(result.stdout)
 
 
-def test_sweep_distills_four_students_with_one_teacher(swept):
+def test_sweep_distills_every_student_with_one_teacher(swept):
     out, result = swept
-    state = json.loads((out / "sweep.json").read_text())
-    assert list(state["students"]) == list(STUDENTS_ALL)
-    summaries = [
-        json.loads((out / "runs" / f"{s}-dait_f" / "summary.json").read_text()) for s in STUDENTS_ALL
-    ]
-    # the first student trains the stage-1 teacher, the other three reuse it from the shared cache
-    assert [s["teacher_reused"] for s in summaries] == [False, True, True, True]
-    assert len({s["checkpoints"]["teacher"] for s in summaries[1:]}) == 1
+    state = SweepState.read(out)
+    assert list(state.students) == list(STUDENTS_ALL)
+    summaries = [RunSummary.read(out / "runs" / f"{s}-dait_f") for s in STUDENTS_ALL]
+    # the first student trains the stage-1 teacher, the others reuse it from the shared cache
+    assert [s.teacher_reused for s in summaries] == [False] + [True] * (len(STUDENTS_ALL) - 1)
+    assert len({s.checkpoints.teacher for s in summaries[1:]}) == 1
     assert len(list((out / "runs" / "teachers").glob("*/teacher.safetensors"))) == 1
     for student, summary in zip(STUDENTS_ALL, summaries, strict=True):
         run = out / "runs" / f"{student}-dait_f"
-        assert summary["student"] == student and summary["student_top1"] is not None
-        assert sorted(p.name for p in (run / "export").glob("*.onnx")) == [
-            "student-onnx-fp32.onnx",
-            "student-onnx-int8-u8s8.onnx",
-        ]
-        rows = json.loads((run / "profile" / "x86-ort-cpu-int8.json").read_text())["rows"]
-        assert {r["format"] for r in rows} == {"onnx-fp32", "onnx-int8-u8s8"}
-        assert all(r["top1"] is not None and r["student"] == student for r in rows)
+        assert summary.student == student and summary.student_top1 is not None
+        assert state.students[student].profiled == ["x86-ort-cpu-int8"] and state.students[student].exported
+        assert ExportSummary.read(run / "export").formats() == {"onnx-fp32", "onnx-int8-u8s8"}
+        rows = ProfileResult.read(run / "profile" / "x86-ort-cpu-int8.json").rows
+        assert {r.format for r in rows} == {"onnx-fp32", "onnx-int8-u8s8"}
+        assert all(r.top1 is not None and r.student == student for r in rows)
 
 
 def test_sweep_report_compares_all_students(swept):
@@ -109,19 +106,18 @@ def test_sweep_report_compares_all_students(swept):
     for name in ("report.md", "report.csv", "report.json", "pareto.png", "report.html"):
         assert (report / name).is_file() and (report / name).stat().st_size > 0, name
     assert (report / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    data = json.loads((report / "report.json").read_text())
-    best = {entry["student"]: entry for entry in data["best"]}
+    best = {entry.student: entry for entry in Report.read(report).best}
     assert set(best) == set(STUDENTS_ALL)
     for entry in best.values():
         # the chosen artifact is one of the student's own, and every other candidate says why it lost
-        assert entry["chosen"] is None or f"{entry['student']}-dait_f" in entry["chosen"]
-        assert all(c["reason"] for c in entry["candidates"] if c["status"] != "chosen")
+        assert entry.chosen is None or f"{entry.student}-dait_f" in entry.chosen
+        assert all(c.reason for c in entry.candidates if c.status != "chosen")
     markdown = (report / "report.md").read_text()
     assert all(student in markdown for student in STUDENTS_ALL)
     assert result["report"]["out_dir"] == str(report)
 
 
-def test_sweep_resumes_and_keeps_its_recipe(swept, sweep_env):
+def test_sweep_resumes_and_keeps_its_recipe(assert_user_error, swept, sweep_env):
     out, _ = swept
     before = {p: p.stat().st_mtime_ns for p in (out / "runs").rglob("*.onnx")}
     rerun = CliRunner().invoke(cli, sweep_args(sweep_env, out))
@@ -133,7 +129,7 @@ def test_sweep_resumes_and_keeps_its_recipe(swept, sweep_env):
     assert_user_error(changed, "other settings")
 
 
-def test_sweep_bad_input(sweep_env, tmp_path):
+def test_sweep_bad_input(assert_user_error, sweep_env, tmp_path):
     runner = CliRunner()
     assert_user_error(
         runner.invoke(cli, [*sweep_args(sweep_env, tmp_path / "s1"), "--students", "resnet18,nope"]), "nope"

@@ -11,12 +11,11 @@ import torch.nn.functional as F
 from dait_edge.errors import UserError
 from dait_edge.vlm import load_vlm, resolve_vlm_source, text_classifier
 from dait_edge.vlm import text_embeddings as text_classifier_module
-from tests.vlm_helpers import TINY_CLIP_CONFIG, write_tiny_checkpoint, write_tiny_config
 
 
 @pytest.fixture()
-def tiny_config(tmp_path):
-    return write_tiny_config(tmp_path)
+def tiny_config(tiny_vlm_files, tmp_path):
+    return tiny_vlm_files.config(tmp_path)
 
 
 def _assert_same_weights(teacher, state):
@@ -27,22 +26,24 @@ def _assert_same_weights(teacher, state):
 
 
 @pytest.mark.parametrize("suffix", [".safetensors", ".pt"])
-def test_loads_local_checkpoint_through_config_path(tmp_path, tiny_config, suffix):
-    state = write_tiny_checkpoint(tiny_config, tmp_path / f"weights{suffix}", seed=3)
+def test_loads_local_checkpoint_through_config_path(tiny_vlm_files, tmp_path, tiny_config, suffix):
+    state = tiny_vlm_files.checkpoint(tiny_config, tmp_path / f"weights{suffix}", seed=3)
     teacher = load_vlm(str(tiny_config), str(tmp_path / f"weights{suffix}"))
     _assert_same_weights(teacher, state)
     assert teacher.source.weights_id["kind"] == "file"
-    assert teacher.embed_dim == TINY_CLIP_CONFIG["embed_dim"]
+    assert teacher.embed_dim == tiny_vlm_files.CONFIG["embed_dim"]
     assert teacher.image_size == (32, 32)
 
 
-def test_loads_local_dir_schema(tmp_path, tiny_config):
+def test_loads_local_dir_schema(tiny_vlm_files, tmp_path, tiny_config):
     folder = tmp_path / "exported"
     folder.mkdir()
     (folder / "open_clip_config.json").write_text(
-        json.dumps({"model_cfg": TINY_CLIP_CONFIG, "preprocess_cfg": {"mean": [0.5] * 3, "std": [0.25] * 3}})
+        json.dumps(
+            {"model_cfg": tiny_vlm_files.CONFIG, "preprocess_cfg": {"mean": [0.5] * 3, "std": [0.25] * 3}}
+        )
     )
-    state = write_tiny_checkpoint(tiny_config, folder / "open_clip_model.safetensors", seed=5)
+    state = tiny_vlm_files.checkpoint(tiny_config, folder / "open_clip_model.safetensors", seed=5)
     teacher = load_vlm("ignored-when-schema", f"local-dir:{folder}")
     _assert_same_weights(teacher, state)
     assert teacher.mean.flatten().tolist() == [0.5] * 3
@@ -89,9 +90,9 @@ def test_malformed_config_and_garbage_weights(tmp_path, tiny_config):
     assert "\n" not in str(info.value)
 
 
-def test_checkpoint_of_another_architecture_is_named(tmp_path, tiny_config):
-    other = write_tiny_config(tmp_path, "other_clip", embed_dim=24)
-    write_tiny_checkpoint(other, tmp_path / "other.safetensors")
+def test_checkpoint_of_another_architecture_is_named(tiny_vlm_files, tmp_path, tiny_config):
+    other = tiny_vlm_files.config(tmp_path, "other_clip", embed_dim=24)
+    tiny_vlm_files.checkpoint(other, tmp_path / "other.safetensors")
     with pytest.raises(UserError, match="does not fit"):
         load_vlm(str(tiny_config), str(tmp_path / "other.safetensors"))
 
@@ -104,9 +105,9 @@ def test_offline_tag_download_names_both_ways_out(monkeypatch):
 
     monkeypatch.setattr(open_clip.factory, "download_pretrained", offline)
     # RN50 is small enough to build in a test; its tag exists, only the download fails.
-    with pytest.raises(UserError, match="--vlm-pretrained FILE") as info:
+    with pytest.raises(UserError, match="local checkpoint file .or local-dir:PATH.") as info:
         load_vlm("RN50", "openai")
-    assert "offline" in str(info.value)
+    assert "offline" in str(info.value) and info.value.settings == ("vlm_pretrained",)
 
 
 def test_input_normalisation_is_converted_to_the_vlm_own(tiny_config):
@@ -137,8 +138,8 @@ def _independent_text_matrix(teacher, classnames, templates):
     return torch.stack(rows)
 
 
-def test_text_classifier_is_cached_and_invalidated(tmp_path, tiny_config, monkeypatch):
-    write_tiny_checkpoint(tiny_config, tmp_path / "w.safetensors", seed=1)
+def test_text_classifier_is_cached_and_invalidated(tiny_vlm_files, tmp_path, tiny_config, monkeypatch):
+    tiny_vlm_files.checkpoint(tiny_config, tmp_path / "w.safetensors", seed=1)
     teacher = load_vlm(str(tiny_config), str(tmp_path / "w.safetensors"))
     classes, templates = ["red finch", "blue finch", "grey finch"], ["a photo of a {}.", "a {}, a bird."]
     cache = tmp_path / "cache"

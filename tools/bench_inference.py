@@ -1,6 +1,6 @@
 """PyTorch eager against the exported artifacts, side by side, for the four students on this machine.
 
-For each student (random weights: the figures are timings only; accuracies mean nothing) a minimal run
+For each student (random weights: the figures are timings only; accuracies mean nothing) an untrained run
 is written in a temp folder, exported to ONNX fp32 / fp16 / int8-u8s8 / int8-s8s8, and then measured at
 batch 1 in one process, in rounds that alternate PyTorch eager and every artifact so that machine noise
 hits them all alike. The best artifact is picked as `dait-edge profile` picks it (choose_best); the table
@@ -17,6 +17,8 @@ torch.compile and, when TensorRT is installed, the fp16 engine from a CUDA graph
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import json
 import logging
 import math
@@ -26,7 +28,6 @@ import tempfile
 import time
 from pathlib import Path
 
-STUDENTS = ("resnet18", "efficientnet_b0", "mobilenetv2_100", "shufflenet_v2_x1_0")
 FORMATS = ("onnx-fp32", "onnx-fp16", "onnx-int8-u8s8", "onnx-int8-s8s8")
 CPU_TARGET = 0.35  # chosen artifact / eager, batch 1
 GPU_TARGET_MS = 0.5
@@ -36,7 +37,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--students", default="all", help=f"'all' or a comma list of {', '.join(STUDENTS)}.")
+    parser.add_argument(
+        "--students",
+        default="all",
+        help="'all' (every registered student) or a comma list of names (any name `dait-edge distill` takes).",
+    )
     parser.add_argument("--img-size", type=int, default=224, help="Input resolution (default 224).")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="Threads for torch and ORT.")
     parser.add_argument("--iterations", type=int, default=100, help="Timed requests per candidate.")
@@ -50,19 +55,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, help="Also write every figure to this JSON file.")
     parser.add_argument("--keep", type=Path, help="Write the runs here (default: a temp folder, removed).")
     args = parser.parse_args(argv)
-    names = (
-        STUDENTS
-        if args.students == "all"
-        else tuple(s.strip() for s in args.students.split(",") if s.strip())
-    )
-    unknown = [s for s in names if s not in STUDENTS]
-    if unknown or not names:
-        parser.error(
-            f"unknown students {', '.join(unknown) or '(none)'}; use all or some of {', '.join(STUDENTS)}"
-        )
+    from dait_edge.errors import UserError
+    from dait_edge.sweep import resolve_students
+
+    try:
+        args.students = resolve_students(args.students)  # the sweep's rule: `all` is the registry
+    except UserError as err:
+        parser.error(str(err))
     if min(args.threads, args.iterations, args.rounds, args.img_size) < 1:
         parser.error("--threads, --iterations, --rounds and --img-size must be positive")
-    args.students = names
     return args
 
 
@@ -71,32 +72,18 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def make_run(folder: Path, student: str, data_root: Path, img_size: int) -> Path:
     """The files `dait-edge distill` leaves (summary, manifest, student weights), random weights."""
-    import torch
-
     from dait_edge.data import load_dataset
-    from dait_edge.engine.checkpoint import save_weights
-    from dait_edge.models import build_model
+    from dait_edge.distill.untrained import write_untrained_run
 
     classes = load_dataset("imagefolder", data_root).classes
-    torch.manual_seed(0)
-    model = build_model(student, len(classes), pretrained=False)
-    run = folder / f"run-{student}"
-    save_weights(run / "stage2" / "student_last.safetensors", model)
-    summary = {
-        "run_dir": str(run),
-        "student": model.name,
-        "num_classes": len(classes),
-        "classes": classes,
-        "dataset": "imagefolder",
-        "method": "random-weights",
-        "img_size": img_size,
-        "data_config": {**model.data_config, "input_size": [3, img_size, img_size]},
-        "checkpoints": {"student": "stage2/student_last.safetensors"},
-    }
-    (run / "summary.json").write_text(json.dumps(summary))
-    config = {"dataset": "imagefolder", "data_root": str(data_root), "student": student, "img_size": img_size}
-    (run / "manifest.json").write_text(json.dumps({"config": config}))
-    return run
+    return write_untrained_run(
+        folder / f"run-{student}",
+        student,
+        dataset="imagefolder",
+        data_root=data_root,
+        classes=classes,
+        img_size=img_size,
+    )
 
 
 def export(run: Path) -> list[str]:
@@ -180,42 +167,39 @@ def cpu_profiles(threads: int):
     return ort, eager
 
 
-def choose(rows: list[dict]) -> tuple[str, str]:
+def choose(rows: list) -> tuple[str, str]:
     """(format chosen, how): the rule `dait-edge profile` and `report` apply."""
     from dait_edge.report.best import choose_best
 
     entry = choose_best(rows, max_top1_drop=1.0, batch=1)[0]
-    by_artifact = {r["artifact"]: r["format"] for r in rows}
-    return by_artifact.get(entry["chosen"]), "dait_edge.report.best.choose_best(max_top1_drop=1.0, batch=1)"
+    return entry.chosen_format, "dait_edge.report.best.choose_best(max_top1_drop=1.0, batch=1)"
 
 
 def bench_cpu(run: Path, args) -> dict:
     from dait_edge.profiling.api import profile_artifacts
-    from dait_edge.profiling.ort_runner import OrtRunner
-    from dait_edge.profiling.torch_runner import TorchRunner
+    from dait_edge.profiling.runner import runner_for
 
     ort_profile, eager_profile = cpu_profiles(args.threads)
-    rows = profile_artifacts([run / "export"], ort_profile, save=False, log=lambda m: None)["rows"]
-    eager = TorchRunner(run, eager_profile)
-    runners = {row["format"]: OrtRunner(Path(row["artifact"]), ort_profile) for row in rows}
-    try:
-        candidates = {"eager": eager.timed(1, "eager")} | {f: r.timed(1) for f, r in runners.items()}
+    rows = profile_artifacts([run / "export"], ort_profile, save=False, log=lambda m: None).rows
+    with contextlib.ExitStack() as stack:  # every runner is deactivated, whatever fails
+        eager = stack.enter_context(runner_for("torch")(run, eager_profile))
+        candidates = {"eager": eager.timed(1, "eager")}
+        for row in rows:
+            runner = stack.enter_context(runner_for("onnxruntime")(Path(row.artifact), ort_profile))
+            candidates[row.format] = runner.timed(1)
         stats = side_by_side(candidates, args.iterations, args.rounds)
-    finally:
-        eager.close()
-        for runner in runners.values():
-            runner.close()
-    for row in rows:
-        row["latency_ms"] = stats[row["format"]]
-        row["throughput_ips"] = 1e3 / row["latency_ms"]["mean"]
+    rows = [
+        dataclasses.replace(row, latency_ms=stats[row.format], throughput_ips=1e3 / stats[row.format].mean)
+        for row in rows
+    ]
     chosen, rule = choose(rows)
-    p50 = {name: s["p50"] for name, s in stats.items()}
+    p50 = {name: s.p50 for name, s in stats.items()}
     to_eager = p50[chosen] / p50["eager"]
     to_fp32 = p50[chosen] / p50["onnx-fp32"]
     return {
         "p50_ms": p50,
-        "latency_ms": stats,
-        "parity_passed": {r["format"]: r["parity_passed"] for r in rows},
+        "latency_ms": {name: s.to_dict() for name, s in stats.items()},
+        "parity_passed": {r.format: r.parity_passed for r in rows},
         "chosen": chosen,
         "rule": rule,
         "chosen_to_eager": to_eager,
@@ -227,7 +211,7 @@ def bench_cpu(run: Path, args) -> dict:
 def bench_cuda(run: Path, args) -> dict:
     """Eager, CUDA graph replay, torch.compile (reduce-overhead) and a TensorRT engine where installed."""
     from dait_edge.profiling.profiles import Profile
-    from dait_edge.profiling.torch_runner import TorchRunner
+    from dait_edge.profiling.runner import runner_for
 
     profile = Profile(
         name="bench-torch-cuda",
@@ -243,10 +227,9 @@ def bench_cuda(run: Path, args) -> dict:
             "channels_last": True,
         },
     )
-    runner = TorchRunner(run, profile)
     notes = []
-    engine_runner = _trt_runner(run, notes)
-    try:
+    with contextlib.ExitStack() as stack:  # every runner is deactivated, whatever fails
+        runner = stack.enter_context(runner_for("torch")(run, profile))
         candidates = {}
         for mode in runner.modes:
             timed = runner.timed(1, mode)
@@ -254,28 +237,27 @@ def bench_cuda(run: Path, args) -> dict:
                 notes.append(f"{timed.backend}: {timed.skip}")
             else:
                 candidates[timed.backend] = timed
+        engine_runner = _trt_runner(run, notes, stack)
         if engine_runner is not None:
             timed = engine_runner.timed(1, engine_runner.modes[0])
             candidates[f"{timed.backend}-fp16"] = timed
             if timed.note:
                 notes.append(timed.note)
         stats = side_by_side(candidates, args.iterations, args.rounds, warmup=20)
-    finally:
-        runner.close()
-        if engine_runner is not None:
-            engine_runner.close()
-    p50 = {name: s["p50"] for name, s in stats.items()}
+    p50 = {name: s.p50 for name, s in stats.items()}
     best = min(p50, key=p50.get)
     return {
         "p50_ms": p50,
-        "latency_ms": stats,
+        "latency_ms": {name: s.to_dict() for name, s in stats.items()},
         "best": best,
         "target_met": p50[best] < GPU_TARGET_MS,
         "notes": notes,
     }
 
 
-def _trt_runner(run: Path, notes: list[str]):
+def _trt_runner(run: Path, notes: list[str], stack: contextlib.ExitStack):
+    """The fp16 engine's runner, active in `stack`; None (and a note) where TensorRT cannot build or run it."""
+    from dait_edge.errors import UserError
     from dait_edge.export.tensorrt import trt_availability
 
     available = trt_availability()
@@ -284,10 +266,14 @@ def _trt_runner(run: Path, notes: list[str]):
         return None
     from dait_edge.export.api import export_run
     from dait_edge.profiling.profiles import Profile
-    from dait_edge.profiling.trt_runner import TrtRunner
+    from dait_edge.profiling.runner import runner_for
 
-    export_run(run, formats="trt-fp16", parity_samples=48, measure_speed=False, log=lambda m: None)
-    engine = next((run / "export").glob("student-trt-fp16-*.engine"))
+    try:
+        export_run(run, formats="trt-fp16", parity_samples=48, measure_speed=False, log=lambda m: None)
+        engine = next((run / "export").glob("student-trt-fp16-*.engine"))
+    except (UserError, StopIteration) as err:  # a failed build is a note in the table, not the end of the run
+        notes.append(f"no TensorRT figure: the engine build failed ({err or 'no engine written'})")
+        return None
     profile = Profile(
         name="bench-trt",
         description="tools/bench_inference.py",
@@ -297,7 +283,11 @@ def _trt_runner(run: Path, notes: list[str]):
         formats=("trt-fp16",),
         extra={"cuda_graphs": True},
     )
-    return TrtRunner(engine, profile)
+    try:
+        return stack.enter_context(runner_for("tensorrt")(engine, profile))
+    except UserError as err:
+        notes.append(f"no TensorRT figure: {err}")
+        return None
 
 
 # ------------------------------------------------------------------------------ output

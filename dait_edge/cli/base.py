@@ -34,6 +34,30 @@ def missing_full_install(err: ModuleNotFoundError, command: str | None) -> UserE
     )
 
 
+def flags_for(err: UserError, command: click.Command | None) -> list[str]:
+    """The command's flags that set the settings `err` names (`data_root` -> --data-root; `pretrained` ->
+    --no-pretrained); settings this command has no option for are left out."""
+    flags = []
+    for setting in err.settings:
+        dashed = setting.replace("_", "-")
+        for param in getattr(command, "params", []):
+            if isinstance(param, click.Option) and (
+                param.name == setting or {f"--{dashed}", f"--no-{dashed}"} & set(param.opts)
+            ):
+                flags.append(max(param.opts, key=len))
+                break
+    return flags
+
+
+def user_message(err: UserError, command: click.Command | None) -> str:
+    """The library's message, plus the flag that fixes it where the message does not name it already."""
+    message = str(err)
+    flags = [flag for flag in flags_for(err, command) if flag not in message]
+    if not flags:
+        return message
+    return f"{message.rstrip().rstrip('.')} (use {' or '.join(flags)})."
+
+
 class UserErrorGroup(click.Group):
     """Turns a UserError raised anywhere below into `error: ...` on stderr and exit code 2, no traceback."""
 
@@ -41,7 +65,8 @@ class UserErrorGroup(click.Group):
         try:
             return super().invoke(ctx)
         except UserError as err:
-            click.echo(f"error: {err}", err=True)
+            command = self.get_command(ctx, ctx.invoked_subcommand) if ctx.invoked_subcommand else None
+            click.echo(f"error: {user_message(err, command)}", err=True)
             ctx.exit(UserError.exit_code)
         except ModuleNotFoundError as err:
             user_error = missing_full_install(err, ctx.invoked_subcommand)

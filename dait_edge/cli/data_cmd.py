@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import click
 
 from dait_edge.cli.base import UserErrorGroup
+from dait_edge.cli.options import dataset_options, json_option
 from dait_edge.data import DATASETS, LAYOUTS
 
 
@@ -43,23 +43,14 @@ Example:
   dait-edge data inspect --dataset cub --data-root ~/data/CUB_200_2011
 """,
 )
-@click.option(
-    "--dataset", "dataset", required=True, metavar="NAME", help="Dataset name or alias (see above)."
-)
-@click.option(
-    "--data-root",
-    "data_root",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="Folder holding the dataset in its original layout.",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
+@dataset_options()
+@json_option
 @click.option(
     "--no-check-images", is_flag=True, help="Skip decoding every image (fast; counts and layout only)."
 )
 @click.pass_context
 def inspect_cmd(
-    ctx: click.Context, dataset: str, data_root: Path, as_json: bool, no_check_images: bool
+    ctx: click.Context, dataset: str, data_root: str, as_json: bool, no_check_images: bool
 ) -> None:
     from dait_edge.data.inspect import inspect_dataset
 

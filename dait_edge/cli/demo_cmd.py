@@ -7,6 +7,7 @@ import json
 import click
 
 from dait_edge.cli.options import json_option
+from dait_edge.demo.scale import DemoScale
 
 
 @click.command("demo")
@@ -19,8 +20,22 @@ from dait_edge.cli.options import json_option
     help="Where the demo writes its data, VLM and results.",
 )
 @click.option("--fresh", is_flag=True, help="Delete earlier demo output and start over.")
+@click.option(
+    "--images-per-class",
+    default=DemoScale.images_per_class,
+    show_default=True,
+    type=click.IntRange(min=2),
+    help="Synthetic training images per class (and as many test images).",
+)
+@click.option(
+    "--epochs",
+    default=DemoScale.epochs,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Stage-2 epochs per student (stage 1 trains half as many). Fewer: faster, less accurate.",
+)
 @json_option
-def command(out_dir, fresh, as_json):
+def command(out_dir, fresh, images_per_class, epochs, as_json):
     """Run the whole chain offline on a synthetic fine-grained dataset.
 
     Writes a small dataset of 'birds' that differ in crest colour and wing bars, trains a small
@@ -35,12 +50,14 @@ def command(out_dir, fresh, as_json):
     """
     from dait_edge.demo.run import run_demo
 
+    scale = DemoScale(images_per_class=images_per_class, epochs=epochs)
     # With --json the steps still go to stderr, so stdout stays one JSON document.
     results = run_demo(
         out_dir,
         fresh=fresh,
         progress=not as_json,
         echo=(lambda msg: click.echo(msg, err=True)) if as_json else click.echo,
+        scale=scale,
     )
     if as_json:
         click.echo(json.dumps(results, indent=2, default=str))

@@ -8,8 +8,20 @@ import os
 import click
 from click.core import ParameterSource
 
-from dait_edge.cli.options import device_option, json_option, vlm_options
+from dait_edge.cli.options import (
+    cache_dir_option,
+    dataset_options,
+    device_option,
+    json_option,
+    method_option,
+    student_option,
+    teacher_option,
+    templates_option,
+    vlm_options,
+    workers_option,
+)
 from dait_edge.config import DistillConfig
+from dait_edge.records import RunSummary
 
 D = DistillConfig()  # defaults shown in --help come from the one place that defines them
 
@@ -21,35 +33,19 @@ TRAINING_OPTIONS = [
         type=click.Path(dir_okay=False),
         help="TOML file with any of these options (flags override it).",
     ),
-    click.option("--dataset", help="cub, aircraft, cars, dogs, nabirds or imagefolder."),
-    click.option(
-        "--data-root",
-        help="The dataset folder in its original layout (check it with `dait-edge data inspect`).",
+    dataset_options(
+        required=False,
+        data_root_help="The dataset folder in its original layout (check it with `dait-edge data inspect`).",
     ),
-    click.option(
-        "--method",
-        default=D.method,
-        show_default=True,
-        help="dait_f (feature maps) or dait_l (logits); `dait-edge list methods`.",
-    ),
-    click.option(
-        "--teacher",
-        default=D.teacher,
-        show_default=True,
-        help="Intermediate teacher (timm name); `dait-edge list teachers`.",
-    ),
+    method_option(D.method),
+    teacher_option(D.teacher),
     click.option(
         "--teacher-checkpoint",
         type=click.Path(dir_okay=False),
         help="Use this trained teacher (a run's stage1/teacher.safetensors) and skip stage 1.",
     ),
     vlm_options,
-    click.option(
-        "--template",
-        "templates",
-        multiple=True,
-        help="Prompt template with one {}; repeat to ensemble. Default: the dataset's.",
-    ),
+    templates_option,
     click.option(
         "--epochs",
         type=click.IntRange(min=1),
@@ -109,18 +105,8 @@ TRAINING_OPTIONS = [
         type=click.Path(dir_okay=False),
         help="Initial teacher weights from a local file.",
     ),
-    click.option(
-        "--cache-dir",
-        type=click.Path(file_okay=False),
-        help="Class-text embedding cache (default $DAIT_EDGE_CACHE or ~/.cache/dait_edge).",
-    ),
-    click.option(
-        "--workers",
-        default=D.workers,
-        show_default=True,
-        type=click.IntRange(min=0),
-        help="Data-loading processes per training process.",
-    ),
+    cache_dir_option,
+    workers_option(D.workers),
 ]
 
 
@@ -155,12 +141,7 @@ def config_from_cli(
 
 
 @click.command("distill")
-@click.option(
-    "--student",
-    default=D.student,
-    show_default=True,
-    help="resnet18, effb0, mobilenetv2, shufflenetv2, or any timm name.",
-)
+@student_option(D.student)
 @training_options
 @click.option("--stages", default=D.stages, show_default=True, help="1, 2 or 1,2.")
 @click.option(
@@ -212,23 +193,23 @@ def command(ctx: click.Context, config_file, epochs, no_pretrained, templates, r
     if os.environ.get("RANK", "0") != "0":  # under torchrun every process gets here; rank 0 reports
         return
     if as_json:
-        click.echo(json.dumps(summary, indent=2))
+        click.echo(json.dumps(summary.to_dict(), indent=2))
         return
     click.echo(_describe(summary))
 
 
-def _describe(summary: dict) -> str:
-    lines = [f"run: {summary['run_dir']}"]
-    if summary.get("teacher_top1") is not None:
-        reused = " (reused)" if summary.get("teacher_reused") else ""
+def _describe(summary: RunSummary) -> str:
+    lines = [f"run: {summary.run_dir}"]
+    if summary.teacher_top1 is not None:
+        reused = " (reused)" if summary.teacher_reused else ""
         lines.append(
-            f"intermediate teacher {summary['teacher']}{reused}: test top-1 {summary['teacher_top1']:.2f}%"
+            f"intermediate teacher {summary.teacher}{reused}: test top-1 {summary.teacher_top1:.2f}%"
         )
-    if summary.get("student_top1") is not None:
+    if summary.student_top1 is not None:
         lines.append(
-            f"student {summary['student']} ({summary['method']}): test top-1 {summary['student_top1']:.2f}%"
-            f" (best epoch {summary['student_top1_best']:.2f}%), {summary['params'] / 1e6:.2f} M params,"
-            f" {summary['macs'] / 1e9:.3f} GMACs"
+            f"student {summary.student} ({summary.method}): test top-1 {summary.student_top1:.2f}%"
+            f" (best epoch {summary.student_top1_best:.2f}%), {summary.params / 1e6:.2f} M params,"
+            f" {summary.macs / 1e9:.3f} GMACs"
         )
-        lines.append(f"next: dait-edge export {summary['run_dir']} --fp16")
+        lines.append(f"next: dait-edge export {summary.run_dir} --fp16")
     return "\n".join(lines)

@@ -6,12 +6,8 @@ import json
 
 import click
 
-from dait_edge.cli.options import json_option
-
-FORMATS_HELP = (
-    "Comma-separated: onnx, onnx-fp16, onnx-int8 (= onnx-int8-u8s8 + onnx-int8-s8s8), onnx-int8-u8s8,"
-    " onnx-int8-s8s8, trt-fp16, trt-int8, or a path to a .toml recipe. Default: onnx."
-)
+from dait_edge.cli.options import calib_samples_option, formats_option, json_option, parity_samples_option
+from dait_edge.records import ExportSummary
 
 
 @click.command("export")
@@ -23,7 +19,7 @@ FORMATS_HELP = (
     is_flag=True,
     help="Also a TensorRT fp16 engine (needs tensorrt and a CUDA GPU; skipped otherwise).",
 )
-@click.option("--formats", help=FORMATS_HELP)
+@formats_option()
 @click.option("--out", type=click.Path(file_okay=False), help="Output folder. Default RUN/export.")
 @click.option(
     "--checkpoint",
@@ -32,20 +28,8 @@ FORMATS_HELP = (
     show_default=True,
     help="last = the weights student_top1 describes; best = the best test epoch.",
 )
-@click.option(
-    "--calib-samples",
-    default=256,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Training images for int8 calibration.",
-)
-@click.option(
-    "--parity-samples",
-    default=512,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Test images each artifact is checked on.",
-)
+@calib_samples_option
+@parity_samples_option
 @click.option("--data-root", help="Dataset folder, when it moved since the run (default: the run's).")
 @click.option("--opset", type=click.IntRange(min=13), help="ONNX opset (default: the recipe's, 18).")
 @json_option
@@ -80,24 +64,20 @@ def command(
         log=log,
     )
     if as_json:
-        click.echo(json.dumps(summary, indent=2))
+        click.echo(json.dumps(summary.to_dict(), indent=2))
         return
     click.echo(_describe(summary))
 
 
-def _describe(summary: dict) -> str:
-    lines = [f"exported {summary['student']} from {summary['checkpoint']} -> {summary['out']}"]
-    for a in summary["artifacts"]:
-        p = a["parity"]
-        check = (
-            ""
-            if p is None
-            else (
-                f"  agreement {p['agreement']:.1f}% on {p['samples']} {p['data']}"
-                f"{'' if p['passed'] else ' (BELOW ' + str(p['threshold']) + '%)'}"
-            )
-        )
-        lines.append(f"  {a['format']:<16} {a['size_mb']:8.2f} MB  {a['path']}{check}")
-    lines += [f"  {note}" for note in summary["performance"]]
-    lines += [f"  {note}" for note in summary["skipped"]]
+def _describe(summary: ExportSummary) -> str:
+    lines = [f"exported {summary.student} from {summary.checkpoint} -> {summary.out}"]
+    for a in summary.artifacts:
+        p = a.parity
+        check = ""
+        if p is not None:
+            below = "" if p.passed else f" (BELOW {p.threshold}%)"
+            check = f"  agreement {p.agreement:.1f}% on {p.samples} {p.data}{below}"
+        lines.append(f"  {a.format:<16} {a.size_mb:8.2f} MB  {a.path}{check}")
+    lines += [f"  {note}" for note in summary.performance]
+    lines += [f"  {note}" for note in summary.skipped]
     return "\n".join(lines)

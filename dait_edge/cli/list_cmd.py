@@ -11,7 +11,7 @@ import click
 from dait_edge.utils.shipped import shipped_dir
 from dait_edge.vlm import loader as vlm_defaults
 
-KINDS = ("students", "teachers", "methods", "datasets", "vlms", "profiles")
+KINDS = ("students", "teachers", "methods", "datasets", "vlms", "profiles", "runtimes", "formats")
 # method.md's default VLM teacher (the loader module imports no open_clip or torch).
 DEFAULT_VLM = (vlm_defaults.DEFAULT_VLM, vlm_defaults.DEFAULT_VLM_PRETRAINED)
 PROFILES_DIR = shipped_dir("profiles")
@@ -84,6 +84,35 @@ def _profiles() -> list[Entry]:
     return entries
 
 
+def _runtimes() -> list[Entry]:
+    from dait_edge.profiling.runner import runners
+
+    registry = runners()
+    return [
+        _entry(name, f"{registry.describe(name)} ({', '.join(registry.get(name).suffixes)})")
+        for name in registry
+    ]
+
+
+def _formats() -> list[Entry]:
+    from dait_edge.export.recipes import ALIASES, RECIPES_DIR
+
+    entries = []
+    for path in sorted(RECIPES_DIR.glob("*.toml")):
+        aliases = [alias for alias, names in ALIASES.items() if names == (path.stem,)]
+        entries.append(_entry(path.stem, _toml_description(path), aliases))
+    return entries
+
+
+def _toml_description(path) -> str:
+    import tomllib
+
+    try:
+        return str(tomllib.loads(path.read_text(encoding="utf-8")).get("description", ""))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
+        return f"unreadable ({err}): fix or remove {path.name}"
+
+
 _SOURCES: dict[str, Callable[[], list[Entry]]] = {
     "students": _students,
     "teachers": _teachers,
@@ -91,6 +120,8 @@ _SOURCES: dict[str, Callable[[], list[Entry]]] = {
     "datasets": _datasets,
     "vlms": _vlms,
     "profiles": _profiles,
+    "runtimes": _runtimes,
+    "formats": _formats,
 }
 
 _FOOTERS = {

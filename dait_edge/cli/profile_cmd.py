@@ -6,35 +6,23 @@ import json
 
 import click
 
-from dait_edge.cli.options import batch_sizes_option, json_option
+from dait_edge.cli.options import (
+    batch_sizes_option,
+    dataset_options,
+    json_option,
+    limit_option,
+    max_top1_drop_option,
+    profile_option,
+)
 
 
 @click.command("profile")
 @click.argument("artifacts", nargs=-1, required=True, type=click.Path())
-@click.option(
-    "--profile",
-    "profile_name",
-    default="x86-ort-cpu-fp32",
-    show_default=True,
-    help="Target profile: a name from profiles/ (`dait-edge list profiles`) or a .toml path.",
-)
-@click.option(
-    "--batch-sizes", callback=batch_sizes_option, help="Override the profile's batch sizes, e.g. 1,8,32."
-)
-@click.option("--dataset", help="With --data-root: also measure top-1 on the test split.")
-@click.option("--data-root", help="The dataset folder (see `dait-edge data inspect`).")
-@click.option(
-    "--limit",
-    type=click.IntRange(min=1),
-    help="Score N test images, evenly spread over the split (every class).",
-)
-@click.option(
-    "--max-top1-drop",
-    type=click.FloatRange(min=0),
-    default=1.0,
-    show_default=True,
-    help="Accuracy budget for the best artifact: top-1 points it may lose against fp32.",
-)
+@profile_option()
+@batch_sizes_option
+@dataset_options(required=False, data_root_help="With --dataset: also measure top-1 on its test split.")
+@limit_option
+@max_top1_drop_option
 @json_option
 def command(artifacts, profile_name, batch_sizes, dataset, data_root, limit, max_top1_drop, as_json):
     """Measure exported artifacts (files or folders) on a target profile.
@@ -68,14 +56,12 @@ def command(artifacts, profile_name, batch_sizes, dataset, data_root, limit, max
         log=log,
     )
     # The best artifact is judged at the smallest batch profiled: the single-request latency on the device.
-    rows = annotate_rows(result["rows"], result["measured"])
-    best = choose_best(
-        rows, max_top1_drop=max_top1_drop, batch=min((row["batch"] for row in rows), default=1)
-    )
+    rows = annotate_rows(result.rows, result.measured)
+    best = choose_best(rows, max_top1_drop=max_top1_drop, batch=min((row.batch for row in rows), default=1))
     log(
         f"best artifact per student (at most {max_top1_drop:g} top-1 point{'' if max_top1_drop == 1 else 's'} below fp32):"
     )
     for line in describe_best(best):
         log(f"  {line}")
     if as_json:
-        click.echo(json.dumps({**result, "best": best}, indent=2))
+        click.echo(json.dumps({**result.to_dict(), "best": [entry.to_dict() for entry in best]}, indent=2))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from dait_edge.cli.options import json_option
+from dait_edge.cli.options import json_option, max_top1_drop_option
 
 
 @click.command("report")
@@ -17,13 +17,7 @@ from dait_edge.cli.options import json_option
     type=click.Path(file_okay=False),
     help="Output folder. Default: SOURCE/report for one source folder, else ./report.",
 )
-@click.option(
-    "--max-top1-drop",
-    type=click.FloatRange(min=0),
-    default=1.0,
-    show_default=True,
-    help="Accuracy budget: top-1 points an artifact may lose against fp32 and still be chosen.",
-)
+@max_top1_drop_option
 @click.option(
     "--batch",
     type=click.IntRange(min=1),
@@ -65,11 +59,11 @@ def command(sources, out, max_top1_drop, batch, as_json):
     log = (lambda msg: click.echo(msg, err=True)) if as_json else click.echo
     result = build_report(list(sources), out, max_top1_drop=max_top1_drop, batch=batch, log=log)
     if as_json:
-        click.echo(json.dumps(result, indent=2))
+        click.echo(json.dumps(result.to_dict(), indent=2))
         return
-    click.echo(f"report: {result['files']['html']} (with report.md, report.csv, report.json, pareto.png)")
+    click.echo(f"report: {result.files['html']} (with report.md, report.csv, report.json, pareto.png)")
     click.echo(
         f"best artifact per student (batch {batch}, at most {max_top1_drop:g} top-1 point{'' if max_top1_drop == 1 else 's'} below fp32):"
     )
-    for line in describe_best(result["best"]):
+    for line in describe_best(result.best):
         click.echo(f"  {line}")

@@ -7,56 +7,30 @@ import json
 import click
 
 from dait_edge.cli.distill_cmd import config_from_cli, training_options
-from dait_edge.cli.options import batch_sizes_option, json_option
+from dait_edge.cli.options import (
+    batch_sizes_option,
+    calib_samples_option,
+    formats_option,
+    json_option,
+    max_top1_drop_option,
+    parity_samples_option,
+    profiles_option,
+    students_option,
+)
 
 DEFAULT_PROFILES = ("x86-ort-cpu-fp32", "x86-ort-cpu-int8")
 DEFAULT_FORMATS = "onnx,onnx-fp16,onnx-int8"
 
 
 @click.command("sweep")
-@click.option(
-    "--students",
-    default="all",
-    show_default=True,
-    help="all (resnet18, efficientnet_b0, mobilenetv2_100, shufflenet_v2_x1_0) or a comma-separated list.",
-)
+@students_option
 @training_options
-@click.option(
-    "--profile",
-    "profiles",
-    multiple=True,
-    help=f"Target profile to measure on; repeat for several. Default: {', '.join(DEFAULT_PROFILES)}.",
-)
-@click.option(
-    "--formats",
-    default=DEFAULT_FORMATS,
-    show_default=True,
-    help="Export formats (as `dait-edge export --formats`); add trt-fp16 on a GPU machine.",
-)
-@click.option(
-    "--batch-sizes", callback=batch_sizes_option, help="Override the profiles' batch sizes, e.g. 1,8."
-)
-@click.option(
-    "--max-top1-drop",
-    default=1.0,
-    show_default=True,
-    type=click.FloatRange(min=0),
-    help="Accuracy budget of the best-artifact choice, in top-1 points below fp32.",
-)
-@click.option(
-    "--calib-samples",
-    default=256,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="int8 calibration images.",
-)
-@click.option(
-    "--parity-samples",
-    default=512,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Test images each export is checked on.",
-)
+@profiles_option(DEFAULT_PROFILES)
+@formats_option(DEFAULT_FORMATS)
+@batch_sizes_option
+@max_top1_drop_option
+@calib_samples_option
+@parity_samples_option
 @click.option(
     "--out",
     type=click.Path(file_okay=False),
@@ -115,7 +89,7 @@ def command(
     names = resolve_students(students)
     out_dir = out or f"runs/sweep-{config.dataset}-{config.method}"
     log = (lambda msg: click.echo(msg, err=True)) if as_json else click.echo
-    result = run_sweep(
+    state, report = run_sweep(
         config,
         names,
         out_dir,
@@ -128,8 +102,6 @@ def command(
         log=log,
     )
     if as_json:
-        click.echo(json.dumps(result, indent=2, default=str))
+        click.echo(json.dumps({"state": state.to_dict(), "report": report.to_dict()}, indent=2))
         return
-    click.echo(
-        f"sweep finished in {result['state']['seconds']} s; report: {result['state']['report']}/report.md"
-    )
+    click.echo(f"sweep finished in {state.seconds} s; report: {state.report}/report.md")

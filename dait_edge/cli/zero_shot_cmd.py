@@ -6,29 +6,29 @@ import json
 
 import click
 
-from dait_edge.cli.options import dataset_options, device_option, json_option, vlm_options
+from dait_edge.cli.options import (
+    cache_dir_option,
+    dataset_options,
+    device_option,
+    json_option,
+    limit_option,
+    templates_option,
+    vlm_options,
+    workers_option,
+)
 
 
 @click.command("zero-shot")
 @vlm_options
-@dataset_options
+@dataset_options()
 @click.option("--split", default="test", show_default=True, help="Split to evaluate (train, val, test).")
+@templates_option
 @click.option(
-    "--template",
-    "templates",
-    multiple=True,
-    help="Prompt template with one {} for the class name; repeat to ensemble. Default: the dataset's own.",
+    "--batch-size", default=64, show_default=True, type=click.IntRange(min=1), help="Images per forward pass."
 )
-@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1))
-@click.option(
-    "--workers", default=0, show_default=True, type=click.IntRange(min=0), help="Data-loading processes."
-)
-@click.option("--limit", type=click.IntRange(min=1), help="Evaluate only the first N images (a quick look).")
-@click.option(
-    "--cache-dir",
-    type=click.Path(file_okay=False),
-    help="Where class-text embeddings are cached (default $DAIT_EDGE_CACHE or ~/.cache/dait_edge).",
-)
+@workers_option(0)
+@limit_option
+@cache_dir_option
 @device_option
 @json_option
 def command(

@@ -31,7 +31,8 @@ def load_dataset(name: str, root: str | Path) -> DatasetSpec:
     root = Path(root).expanduser()
     if not root.is_dir():
         raise UserError(
-            f"data root {root} does not exist or is not a folder; pass --data-root pointing at the dataset"
+            f"data root {root} does not exist or is not a folder; point the data root at the dataset",
+            setting="data_root",
         )
     reader = DATASETS.get(canonical)
     try:
@@ -43,7 +44,8 @@ def load_dataset(name: str, root: str | Path) -> DatasetSpec:
         title, layout = LAYOUTS.get(canonical, (canonical, "its documented layout"))
         detail = " ".join(f"{type(err).__name__}: {err}".split())
         raise UserError(
-            f"could not read {title} under {root}: {detail}; expected {layout}; pass --data-root pointing at it"
+            f"could not read {title} under {root}: {detail}; expected {layout}; point the data root at it",
+            setting="data_root",
         ) from err
 
 

@@ -36,7 +36,8 @@ def torchvision_root(root: Path, folder: str, marker: str, title: str, layout: s
         )
     raise UserError(
         f"{title} layout not found under {root}: no {folder}/ folder; expected {layout}; "
-        f"pass --data-root pointing at it"
+        f"point the data root at it",
+        setting="data_root",
     )
 
 
@@ -49,7 +50,8 @@ def require_layout(
     if missing:
         raise UserError(
             f"{title} layout not found under {root}: missing {', '.join(missing)}; expected {layout}; "
-            f"pass --data-root pointing at it"
+            f"point the data root at it",
+            setting="data_root",
         )
 
 
@@ -122,7 +124,8 @@ def finish(
     for split in ("train", "test"):
         if not splits.get(split):
             raise UserError(
-                f"{title} under {root} has no {split} images; check the split files and --data-root"
+                f"{title} under {root} has no {split} images; check the split files and the data root",
+                setting="data_root",
             )
     splits = {k: [(Path(p).absolute(), int(y)) for p, y in v] for k, v in splits.items()}
     for split, samples in splits.items():

@@ -12,7 +12,7 @@ TITLE = "FGVC-Aircraft"
 FOLDER = "fgvc-aircraft-2013b"  # torchvision looks for exactly this folder name under its root
 LAYOUT = (
     f"{FOLDER}/data/ with variants.txt, images_variant_{{trainval,val,test}}.txt and images/ "
-    f"(--data-root may be {FOLDER} or its parent)"
+    f"(the data root may be {FOLDER} or its parent)"
 )
 _FILES = ("data/variants.txt", *(f"data/images_variant_{s}.txt" for s in ("trainval", "val", "test")))
 BANNER_ROWS = 20  # every image ends in a 20 px copyright banner

@@ -12,7 +12,7 @@ TITLE = "Stanford Cars"
 FOLDER = "stanford_cars"  # torchvision looks for exactly this folder name under its root
 LAYOUT = (
     f"{FOLDER}/ with devkit/cars_meta.mat, devkit/cars_train_annos.mat, cars_test_annos_withlabels.mat, "
-    f"cars_train/ and cars_test/ (--data-root may be {FOLDER} or its parent)"
+    f"cars_train/ and cars_test/ (the data root may be {FOLDER} or its parent)"
 )
 _FILES = ("devkit/cars_meta.mat", "devkit/cars_train_annos.mat", "cars_test_annos_withlabels.mat")
 

@@ -54,7 +54,8 @@ def read_imagefolder(root: Path) -> DatasetSpec:
     if "train" not in present or len(present) < 2:
         raise UserError(
             f"{TITLE} layout not found under {root}: need train/ and test/ (or val/); found "
-            f"{', '.join(p + '/' for p in present) or 'neither'}; expected {LAYOUT}; pass --data-root pointing at it"
+            f"{', '.join(p + '/' for p in present) or 'neither'}; expected {LAYOUT}; point the data root at it",
+            setting="data_root",
         )
 
     folders: dict[str, list[str]] = {}
@@ -63,7 +64,8 @@ def read_imagefolder(root: Path) -> DatasetSpec:
             folders[name], _ = find_classes(root / name)
         except FileNotFoundError:
             raise UserError(
-                f"{root / name} has no class folders; expected {LAYOUT}; pass --data-root pointing at it"
+                f"{root / name} has no class folders; expected {LAYOUT}; point the data root at it",
+                setting="data_root",
             ) from None
     for name in present[1:]:
         if folders[name] != folders["train"]:

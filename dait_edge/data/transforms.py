@@ -59,6 +59,18 @@ def eval_transform(
     return _resize_crop_normalise(img_size, mean, std, crop_pct, interpolation, [T.CenterCrop(img_size)])
 
 
+def train_transform_for(data_config, img_size: int | None = None):
+    """`train_transform` in a model's normalisation (a records.DataConfig), at `img_size` or the config's."""
+    dc = data_config
+    return train_transform(img_size or dc.img_size, dc.mean, dc.std, dc.crop_pct, dc.interpolation)
+
+
+def eval_transform_for(data_config, img_size: int | None = None):
+    """`eval_transform` in a model's normalisation (a records.DataConfig), at `img_size` or the config's."""
+    dc = data_config
+    return eval_transform(img_size or dc.img_size, dc.mean, dc.std, dc.crop_pct, dc.interpolation)
+
+
 def view_seed(seed: int, index: int, epoch: int) -> int:
     """A 63-bit seed for one augmented view; stable across processes, workers and Python runs."""
     digest = hashlib.blake2b(f"{seed}/{index}/{epoch}".encode(), digest_size=8).digest()

@@ -2,25 +2,30 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import time
 from pathlib import Path
 
 from dait_edge.config import DistillConfig
+from dait_edge.demo.scale import DemoScale
 from dait_edge.demo.synthetic import write_demo_dataset
 from dait_edge.demo.train_vlm import DEMO_VLM_CONFIG, train_demo_vlm
+from dait_edge.records import RunSummary
 
 DEMO_TEACHER = "regnety_016"
-DEMO_STAGE1_EPOCHS = 8
-DEMO_STAGE2_EPOCHS = 16  # the small students (MobileNet-V2, ShuffleNet-V2) need more than 8 from scratch
 DEMO_IMG_SIZE = 64
 DEMO_PROFILES = ("x86-ort-cpu-fp32", "x86-ort-cpu-int8")
 DEMO_FORMATS = "onnx,onnx-fp16,onnx-int8"
 
 
-def demo_config(out_dir: Path, data_root: Path, vlm_checkpoint: Path, progress: bool = True) -> DistillConfig:
+def demo_config(
+    out_dir: Path,
+    data_root: Path,
+    vlm_checkpoint: Path,
+    scale: DemoScale = DemoScale(),
+    progress: bool = True,
+) -> DistillConfig:
     """Both DAIT stages at demo scale: 64 px, random init, a few epochs, on the synthetic birds."""
     return DistillConfig(
         dataset="imagefolder",
@@ -29,15 +34,15 @@ def demo_config(out_dir: Path, data_root: Path, vlm_checkpoint: Path, progress: 
         teacher=DEMO_TEACHER,
         vlm=str(DEMO_VLM_CONFIG),
         vlm_pretrained=str(vlm_checkpoint),
-        stage1_epochs=DEMO_STAGE1_EPOCHS,
-        stage2_epochs=DEMO_STAGE2_EPOCHS,
+        stage1_epochs=scale.stage1_epochs,
+        stage2_epochs=scale.epochs,
         img_size=DEMO_IMG_SIZE,
         batch_size=32,
         # From scratch at 64 px the paper's 1e-4 (for ImageNet-pretrained models) barely moves; at 1e-2
         # MobileNet-V2 reached 61% where 3e-3 gave 36% (16 epochs, synthetic birds).
         lr=1e-2,
         lr_step=30,
-        alpha_rate=1.0 / DEMO_STAGE1_EPOCHS,  # reaches CE-heavy training within the short schedules
+        alpha_rate=1.0 / scale.stage1_epochs,  # reaches CE-heavy training within the short schedules
         pretrained=False,  # offline: no ImageNet weights
         workers=0,
         cache_dir=str(out_dir / "cache"),
@@ -46,13 +51,18 @@ def demo_config(out_dir: Path, data_root: Path, vlm_checkpoint: Path, progress: 
 
 
 def run_demo(
-    out_dir: str | Path = "runs/demo", fresh: bool = False, progress: bool = True, echo=print
+    out_dir: str | Path = "runs/demo",
+    fresh: bool = False,
+    progress: bool = True,
+    echo=print,
+    scale: DemoScale = DemoScale(),
 ) -> dict:
     """Data -> demo VLM -> inspect -> zero-shot -> sweep (distill, export, profile) -> report."""
     from dait_edge.data import load_dataset
     from dait_edge.data.inspect import inspect_dataset
     from dait_edge.vlm import evaluate_zero_shot, load_vlm
 
+    scale.check()
     out_dir = Path(out_dir)
     if fresh and out_dir.exists():
         shutil.rmtree(out_dir)
@@ -60,7 +70,9 @@ def run_demo(
     started = time.perf_counter()
 
     echo(f"[1/6] synthetic fine-grained dataset -> {out_dir / 'data'}")
-    data_root = write_demo_dataset(out_dir / "data")
+    data_root = write_demo_dataset(
+        out_dir / "data", train_per_class=scale.images_per_class, test_per_class=scale.images_per_class
+    )
     dataset = load_dataset("imagefolder", data_root)
 
     checkpoint = out_dir / "vlm" / "demo_clip.safetensors"
@@ -90,37 +102,37 @@ def run_demo(
     )
 
     from dait_edge.report import describe_best
-    from dait_edge.sweep import STUDENTS_ALL, run_sweep
+    from dait_edge.sweep import all_students, run_sweep
 
+    students = all_students()
     echo(
         f"[5/6] dait-edge sweep --students all: distill (stage 1: VLM -> {DEMO_TEACHER} once, stage 2: ->"
         f" each student), export {DEMO_FORMATS}, profile on {' and '.join(DEMO_PROFILES)}"
     )
-    swept = run_sweep(
-        demo_config(out_dir, data_root, checkpoint, progress=progress),
-        list(STUDENTS_ALL),
+    state, report = run_sweep(
+        demo_config(out_dir, data_root, checkpoint, scale, progress=progress),
+        students,
         out_dir,
         profiles=list(DEMO_PROFILES),
         formats=DEMO_FORMATS,
         log=lambda msg: echo(f"      {msg}"),
     )
-    results["sweep"] = swept["state"]
+    results["sweep"] = state.to_dict()
     results["students"] = {}
-    for student in STUDENTS_ALL:
-        summary = json.loads((out_dir / "runs" / f"{student}-dait_f" / "summary.json").read_text())
-        results["students"][student] = summary
-        reused = " (reused)" if summary.get("teacher_reused") else ""
+    for student in students:
+        summary = RunSummary.read(state.students[student].run_dir)
+        results["students"][student] = summary.to_dict()
+        reused = " (reused)" if summary.teacher_reused else ""
         echo(
-            f"      {student}: student top-1 {summary['student_top1']:.1f}%, from teacher"
-            f" {DEMO_TEACHER}{reused} at {summary.get('teacher_top1') or float('nan'):.1f}%"
+            f"      {student}: student top-1 {summary.student_top1:.1f}%, from teacher"
+            f" {DEMO_TEACHER}{reused} at {summary.teacher_top1 or float('nan'):.1f}%"
         )
 
-    report = swept["report"]
-    results["report"] = report
-    echo(f"[6/6] dait-edge report -> {report['out_dir']}/report.md (and pareto.png, report.html)")
-    for line in describe_best(report["best"]):
+    results["report"] = report.to_dict()
+    echo(f"[6/6] dait-edge report -> {report.out_dir}/report.md (and pareto.png, report.html)")
+    for line in describe_best(report.best):
         echo(f"      {line}")
     results["seconds"] = round(time.perf_counter() - started, 1)
     echo(f"demo finished in {results['seconds']} s; everything is under {out_dir}/")
-    echo(f"the report: {report['out_dir']}/report.md")
+    echo(f"the report: {report.out_dir}/report.md")
     return results

@@ -6,7 +6,7 @@ data + VLM --stage 1--> intermediate teacher (saved, cached for later students)
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import warnings
 from pathlib import Path
 
@@ -17,11 +17,10 @@ from dait_edge.data import load_dataset
 from dait_edge.data.base import DatasetSpec
 from dait_edge.data.images import ImageListDataset
 from dait_edge.data.splits import split_labelled
-from dait_edge.data.transforms import SeededViews, eval_transform, train_transform
+from dait_edge.data.transforms import SeededViews, eval_transform_for, train_transform_for
 from dait_edge.distill.run_dir import default_run_dir, write_manifest
 from dait_edge.distill.teacher_cache import (
     TEACHER_FILE,
-    TEACHER_INFO,
     cached_teacher,
     restore_teacher,
     stage1_key,
@@ -33,8 +32,9 @@ from dait_edge.engine.trainer import StageFiles, StagePlan, fit
 from dait_edge.errors import UserError
 from dait_edge.methods import METHODS, MethodContext
 from dait_edge.models import build_model, check_model_name, count_macs, count_params
+from dait_edge.records import RunManifest, RunSummary, TeacherInfo
 from dait_edge.utils.device import resolve_device
-from dait_edge.utils.io import sha256_file, write_json_atomic
+from dait_edge.utils.io import sha256_file
 
 STAGE1_METHOD = "dait_stage1"
 
@@ -52,8 +52,9 @@ class _Run:
         if config.teacher_checkpoint and not Path(config.teacher_checkpoint).is_file():
             # checked before the run directory exists, so the same --out works once the path is fixed
             raise UserError(
-                f"--teacher-checkpoint {config.teacher_checkpoint} does not exist;"
-                " pass a teacher.safetensors from a run."
+                f"teacher checkpoint {config.teacher_checkpoint} does not exist; pass a teacher.safetensors"
+                " from a run.",
+                setting="teacher_checkpoint",
             )
         device = resolve_device(config.device)
         self.dist: DistInfo = init_distributed(device)
@@ -73,15 +74,16 @@ class _Run:
         self.metrics = self.run_dir / "metrics.jsonl"
 
     def prepare_dir(self) -> None:
-        manifest = self.run_dir / "manifest.json"
+        manifest = RunManifest.path_in(self.run_dir)
         if self.dist.is_main:
             if manifest.is_file() and not self.resume:
                 raise UserError(
-                    f"{self.run_dir} already holds a run; continue it with --resume, or pass a new --out."
+                    f"{self.run_dir} already holds a run; resume it, or pass a new run directory.",
+                    setting="resume",
                 )
             if self.resume and not manifest.is_file():
                 raise UserError(
-                    f"--resume: {self.run_dir} holds no run to continue; drop --resume to start one."
+                    f"{self.run_dir} holds no run to resume; start a new run there instead.", setting="resume"
                 )
             self.run_dir.mkdir(parents=True, exist_ok=True)
             if not manifest.is_file():
@@ -106,17 +108,14 @@ class _Run:
 
     def datasets(self, model) -> tuple[SeededViews, ImageListDataset]:
         """Training views and the test set, in `model`'s normalisation at --img-size."""
-        cfg, size = model.data_config, self.config.img_size
-        crop_pct, interpolation = cfg.get("crop_pct") or 0.875, cfg.get("interpolation") or "bilinear"
+        size = self.config.img_size
         train = SeededViews(
             ImageListDataset(self.train_samples, crop_bottom=self.spec.crop_bottom),
-            train_transform(size, cfg["mean"], cfg["std"], crop_pct, interpolation),
+            train_transform_for(model.data_config, size),
             seed=self.config.seed,
         )
         test = ImageListDataset(
-            self.spec.split("test"),
-            eval_transform(size, cfg["mean"], cfg["std"], crop_pct, interpolation),
-            self.spec.crop_bottom,
+            self.spec.split("test"), eval_transform_for(model.data_config, size), self.spec.crop_bottom
         )
         return train, test
 
@@ -138,7 +137,7 @@ class _Run:
             weights_metadata=metadata,
             stop_after_epoch=stop_after,
         )
-        return result if result["last"].get("epoch") == plan.epochs - 1 else None
+        return result if result.last is not None and result.last.epoch == plan.epochs - 1 else None
 
     def load_vlm_and_text(self):
         from dait_edge.vlm import load_vlm, text_classifier
@@ -150,7 +149,9 @@ class _Run:
         return vlm, text
 
 
-def run_distill(config: DistillConfig, *, resume: bool = False, stop_after_epoch: dict | None = None) -> dict:
+def run_distill(
+    config: DistillConfig, *, resume: bool = False, stop_after_epoch: dict | None = None
+) -> RunSummary:
     """Train the stages `config.stages` asks for; returns the summary (also written to summary.json).
 
     `stop_after_epoch` ({stage: epoch}) ends a stage early as if the process were killed (tests).
@@ -161,85 +162,74 @@ def run_distill(config: DistillConfig, *, resume: bool = False, stop_after_epoch
     stop_after_epoch = stop_after_epoch or {}
     torch.manual_seed(config.seed + run.dist.rank)
 
-    summary: dict = {
-        "run_dir": str(run.run_dir),
-        "dataset": config.dataset,
-        "method": config.method,
-        "student": None,
-        "teacher": config.teacher,
-        "num_classes": run.spec.num_classes,
-        "classes": run.spec.classes,
-        "train_images": len(run.train_samples),
-        "labelled_fraction": config.labelled_fraction,
-        "stage1_seconds": None,
-        "stage2_seconds": None,
-        "teacher_top1": None,
-        "student_top1": None,
-        "student_top5": None,
-        "student_top1_best": None,
-        "params": None,
-        "macs": None,
-        "student_sha256": None,
-        "checkpoints": {},
-        "completed": False,
-    }
+    summary = RunSummary(
+        run_dir=str(run.run_dir),
+        dataset=config.dataset,
+        method=config.method,
+        student=None,
+        teacher=config.teacher,
+        num_classes=run.spec.num_classes,
+        classes=run.spec.classes,
+        train_images=len(run.train_samples),
+        labelled_fraction=config.labelled_fraction,
+    )
 
     teacher_path = None
     if "teacher" in run.method_cls.needs or 1 in run.stages:
         teacher_path, teacher_info = _stage1(run, summary, stop_after_epoch.get(1))
         if teacher_path is None:  # interrupted
             return summary
-        summary["teacher_top1"] = teacher_info.get("top1")
+        summary.teacher_top1 = teacher_info.top1 if teacher_info else None
     if 2 in run.stages:
         if not _stage2(run, summary, teacher_path, stop_after_epoch.get(2)):
             return summary
-    summary["completed"] = True
+    summary.completed = True
     if run.dist.is_main:
-        write_json_atomic(run.run_dir / "summary.json", summary)
+        summary.write(run.run_dir)
     barrier(run.dist)
     return summary
 
 
-def _stage1(run: _Run, summary: dict, stop_after: int | None) -> tuple[Path | None, dict]:
+def _stage1(run: _Run, summary: RunSummary, stop_after: int | None) -> tuple[Path | None, TeacherInfo | None]:
     """The intermediate teacher: given, finished earlier in this run, cached, or trained now."""
     from dait_edge.vlm import resolve_vlm_source
 
     config, stage_dir = run.config, run.run_dir / "stage1"
     if config.teacher_checkpoint:
         path = Path(config.teacher_checkpoint)  # _Run checked that it exists
-        summary["checkpoints"]["teacher"] = str(path.resolve())
-        summary["stage1_seconds"] = 0.0
-        return path, {"top1": None, "source": "given"}
+        summary.checkpoints.teacher = str(path.resolve())
+        summary.stage1_seconds = 0.0
+        return path, None  # its top-1 is measured in stage 2, on this run's test split
 
     vlm_source = resolve_vlm_source(config.vlm, config.vlm_pretrained)
     key = stage1_key(config, run.train_samples, run.spec.classes, vlm_source.weights_id, run.templates)
-    summary["stage1_key"] = key
-    summary["checkpoints"]["teacher"] = f"stage1/{TEACHER_FILE}"
-    summary["checkpoints"]["state_stage1"] = "stage1/state.pt"
+    summary.stage1_key = key
+    summary.checkpoints.teacher = f"stage1/{TEACHER_FILE}"
+    summary.checkpoints.state_stage1 = "stage1/state.pt"
 
-    info_file = stage_dir / TEACHER_INFO
-    if info_file.is_file():  # finished earlier in this run (resume)
-        info = json.loads(info_file.read_text())
+    if TeacherInfo.path_in(stage_dir).is_file():  # finished earlier in this run (resume)
+        info = TeacherInfo.read(stage_dir)
     elif (cached := cached_teacher(run.teacher_cache, key)) is not None:
-        info = restore_teacher(cached, stage_dir) if run.dist.is_main else {}
+        info = restore_teacher(cached, stage_dir) if run.dist.is_main else None
         info = broadcast_object(info, run.dist)
     elif 1 not in run.stages:
         raise UserError(
-            "stage 2 needs a trained intermediate teacher and none matches these settings; run stage 1"
-            " (--stages 1,2) or pass --teacher-checkpoint FILE."
+            "stage 2 needs a trained intermediate teacher and none matches these settings; run stage 1 too"
+            " (stages 1,2) or give a teacher checkpoint.",
+            setting="teacher_checkpoint",
         )
     else:
         info = _train_teacher(run, stage_dir, key, stop_after)
         if info is None:
-            return None, {}
+            return None, None
         if run.dist.is_main:
             store_teacher(run.teacher_cache, key, stage_dir)
-    summary["stage1_seconds"] = info.get("seconds")
-    summary["teacher_reused"] = "reused_from" in info
+    summary.stage1_seconds = info.seconds
+    summary.teacher_reused = info.reused_from is not None
     return stage_dir / TEACHER_FILE, info
 
 
-def _train_teacher(run: _Run, stage_dir: Path, key: str, stop_after: int | None) -> dict | None:
+def _train_teacher(run: _Run, stage_dir: Path, key: str, stop_after: int | None) -> TeacherInfo | None:
     config = run.config
     teacher = build_model(
         config.teacher,
@@ -251,8 +241,8 @@ def _train_teacher(run: _Run, stage_dir: Path, key: str, stop_after: int | None)
     vlm, text = run.load_vlm_and_text()
     context = MethodContext(
         num_classes=run.spec.num_classes,
-        input_mean=teacher.data_config["mean"],
-        input_std=teacher.data_config["std"],
+        input_mean=teacher.data_config.mean,
+        input_std=teacher.data_config.std,
         tau=config.temperature,
         vlm=vlm,
         text_embeddings=text,
@@ -268,29 +258,29 @@ def _train_teacher(run: _Run, stage_dir: Path, key: str, stop_after: int | None)
     )
     if result is None:
         return None
-    info = {
-        "key": key,
-        "teacher": teacher.name,
-        "num_classes": run.spec.num_classes,
-        "classes": run.spec.classes,
-        "data_config": teacher.data_config,
-        "img_size": config.img_size,
-        "epochs": plan.epochs,
-        "top1": result["last"]["top1"],
-        "top5": result["last"]["top5"],
-        "top1_best": result["best_top1"],
-        "seconds": result["seconds"],
-        "vlm": config.vlm,
-        "vlm_pretrained": config.vlm_pretrained,
-        "templates": run.templates,
-    }
+    info = TeacherInfo(
+        key=key,
+        teacher=teacher.name,
+        num_classes=run.spec.num_classes,
+        classes=run.spec.classes,
+        data_config=teacher.data_config,
+        img_size=config.img_size,
+        epochs=plan.epochs,
+        top1=result.last.top1,
+        top5=result.last.top5,
+        top1_best=result.best_top1,
+        seconds=result.seconds,
+        vlm=config.vlm,
+        vlm_pretrained=config.vlm_pretrained,
+        templates=run.templates,
+    )
     if run.dist.is_main:
-        write_json_atomic(stage_dir / TEACHER_INFO, info)
+        info.write(stage_dir)
     barrier(run.dist)
     return info
 
 
-def _stage2(run: _Run, summary: dict, teacher_path: Path | None, stop_after: int | None) -> bool:
+def _stage2(run: _Run, summary: RunSummary, teacher_path: Path | None, stop_after: int | None) -> bool:
     config, stage_dir = run.config, run.run_dir / "stage2"
     num_classes = run.spec.num_classes
     student = build_model(
@@ -302,8 +292,8 @@ def _stage2(run: _Run, summary: dict, teacher_path: Path | None, stop_after: int
     )
     context = MethodContext(
         num_classes=num_classes,
-        input_mean=student.data_config["mean"],
-        input_std=student.data_config["std"],
+        input_mean=student.data_config.mean,
+        input_std=student.data_config.std,
         tau=config.temperature,
         options=dict(config.extra),
     )
@@ -312,9 +302,9 @@ def _stage2(run: _Run, summary: dict, teacher_path: Path | None, stop_after: int
         context.teacher = build_model(
             config.teacher, num_classes, pretrained=False, weights=teacher_path, role="teacher"
         )
-        if summary["teacher_top1"] is None:  # a given checkpoint: measure it on the same test split
+        if summary.teacher_top1 is None:  # a given checkpoint: measure it on the same test split
             teacher_test = run.datasets(context.teacher)[1]
-            summary["teacher_top1"] = evaluate(
+            summary.teacher_top1 = evaluate(
                 context.teacher.to(run.device), teacher_test, device=run.device, dist_info=run.dist
             )["top1"]
     if "vlm" in run.method_cls.needs:
@@ -330,26 +320,18 @@ def _stage2(run: _Run, summary: dict, teacher_path: Path | None, stop_after: int
     if result is None:
         return False
     student_cpu = student.to("cpu").eval()
-    summary.update(
-        {
-            "student": student.name,
-            "student_top1": result["last"]["top1"],
-            "student_top5": result["last"]["top5"],
-            "student_top1_best": result["best_top1"],
-            "student_best_epoch": result["best_epoch"],
-            "stage2_seconds": result["seconds"],
-            "params": count_params(student_cpu),
-            "macs": count_macs(student_cpu, (3, config.img_size, config.img_size)),
-            "img_size": config.img_size,
-            "data_config": {**student.data_config, "input_size": [3, config.img_size, config.img_size]},
-            "student_sha256": sha256_file(files.last_weights) if files.last_weights.is_file() else None,
-        }
+    summary.student = student.name
+    summary.student_top1, summary.student_top5 = result.last.top1, result.last.top5
+    summary.student_top1_best, summary.student_best_epoch = result.best_top1, result.best_epoch
+    summary.stage2_seconds = result.seconds
+    summary.params = count_params(student_cpu)
+    summary.macs = count_macs(student_cpu, (3, config.img_size, config.img_size))
+    summary.img_size = config.img_size
+    summary.data_config = dataclasses.replace(
+        student.data_config, input_size=[3, config.img_size, config.img_size]
     )
-    summary["checkpoints"].update(
-        {
-            "student": "stage2/student_last.safetensors",
-            "student_best": "stage2/student_best.safetensors",
-            "state_stage2": "stage2/state.pt",
-        }
-    )
+    summary.student_sha256 = sha256_file(files.last_weights) if files.last_weights.is_file() else None
+    summary.checkpoints.student = "stage2/student_last.safetensors"
+    summary.checkpoints.student_best = "stage2/student_best.safetensors"
+    summary.checkpoints.state_stage2 = "stage2/state.pt"
     return True

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from dait_edge.config import DistillConfig
-from dait_edge.utils.io import write_json_atomic
+from dait_edge.records import RunManifest, TrainingHardware
 
 PACKAGES = ("dait-edge", "torch", "torchvision", "timm", "open_clip_torch", "numpy", "safetensors")
 
@@ -51,32 +51,24 @@ def git_commit() -> str | None:
     return result.stdout.strip() or None
 
 
-def hardware(device: torch.device, world_size: int) -> dict:
-    info = {
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "cpu": platform.processor() or platform.machine(),
-        "cpu_count": torch.get_num_threads(),
-        "device": str(device),
-        "world_size": world_size,
-    }
-    if device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(device)
-    return info
-
-
-def write_manifest(
-    run_dir: Path, config: DistillConfig, device: torch.device, world_size: int, **extra
-) -> None:
-    write_json_atomic(
-        run_dir / "manifest.json",
-        {
-            "config": config.to_dict(),
-            "seed": config.seed,
-            "versions": package_versions(),
-            "git_commit": git_commit(),
-            "hardware": hardware(device, world_size),
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            **extra,
-        },
+def hardware(device: torch.device, world_size: int) -> TrainingHardware:
+    return TrainingHardware(
+        platform=platform.platform(),
+        python=platform.python_version(),
+        cpu=platform.processor() or platform.machine(),
+        cpu_count=torch.get_num_threads(),
+        device=str(device),
+        world_size=world_size,
+        gpu=torch.cuda.get_device_name(device) if device.type == "cuda" else None,
     )
+
+
+def write_manifest(run_dir: Path, config: DistillConfig, device: torch.device, world_size: int) -> None:
+    RunManifest(
+        config=config,
+        seed=config.seed,
+        versions=package_versions(),
+        git_commit=git_commit(),
+        hardware=hardware(device, world_size),
+        created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    ).write(run_dir)

@@ -7,16 +7,16 @@ initial weights, and the stage-1 recipe.
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import shutil
 from pathlib import Path
 
 from dait_edge.config import DistillConfig
 from dait_edge.data.base import Sample
-from dait_edge.utils.io import atomic_path, sha256_file, sha256_json, write_json_atomic
+from dait_edge.records import TeacherInfo
+from dait_edge.utils.io import atomic_path, sha256_file, sha256_json
 
 TEACHER_FILE = "teacher.safetensors"
-TEACHER_INFO = "teacher.json"
 
 
 def stage1_key(
@@ -61,7 +61,7 @@ def stage1_key(
 
 def cached_teacher(cache_dir: Path, key: str) -> Path | None:
     folder = cache_dir / key
-    if (folder / TEACHER_FILE).is_file() and (folder / TEACHER_INFO).is_file():
+    if (folder / TEACHER_FILE).is_file() and TeacherInfo.path_in(folder).is_file():
         return folder
     return None
 
@@ -72,15 +72,14 @@ def store_teacher(cache_dir: Path, key: str, run_stage_dir: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     with atomic_path(folder / TEACHER_FILE) as tmp:
         shutil.copyfile(run_stage_dir / TEACHER_FILE, tmp)
-    write_json_atomic(folder / TEACHER_INFO, json.loads((run_stage_dir / TEACHER_INFO).read_text()))
+    TeacherInfo.read(run_stage_dir).write(folder)
 
 
-def restore_teacher(cached: Path, run_stage_dir: Path) -> dict:
+def restore_teacher(cached: Path, run_stage_dir: Path) -> TeacherInfo:
     """Put a cached teacher into this run's stage-1 folder; returns its info."""
     run_stage_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(run_stage_dir / TEACHER_FILE) as tmp:
         shutil.copyfile(cached / TEACHER_FILE, tmp)
-    info = json.loads((cached / TEACHER_INFO).read_text())
-    info["reused_from"] = str(cached)
-    write_json_atomic(run_stage_dir / TEACHER_INFO, info)
+    info = dataclasses.replace(TeacherInfo.read(cached), reused_from=str(cached))
+    info.write(run_stage_dir)
     return info

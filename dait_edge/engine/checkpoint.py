@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,14 +31,29 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_training_state(path: Path, state: dict[str, Any]) -> None:
+@dataclass
+class TrainingState:
+    """STAGE/state.pt: everything an interrupted stage needs to continue exactly where it stopped."""
+
+    method: dict[str, torch.Tensor]  # the trainable state (student, adapters), not the frozen teachers
+    optimiser: dict[str, Any]
+    scheduler: dict[str, Any]
+    scaler: dict[str, Any]
+    rng: dict[str, Any]
+    epoch: int  # the last epoch whose outputs are all on disk
+    best_top1: float
+    best_epoch: int
+    elapsed: float
+
+
+def save_training_state(path: Path, state: TrainingState) -> None:
     with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+        torch.save(dataclasses.asdict(state), tmp)
 
 
-def load_training_state(path: Path) -> dict[str, Any]:
+def load_training_state(path: Path) -> TrainingState:
     # weights_only=False: the state holds RNG tuples and numpy arrays written by this code itself.
-    return torch.load(path, map_location="cpu", weights_only=False)
+    return TrainingState(**torch.load(path, map_location="cpu", weights_only=False))
 
 
 def save_weights(path: Path, module: nn.Module, metadata: dict[str, str] | None = None) -> None:

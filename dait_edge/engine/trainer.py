@@ -8,7 +8,6 @@ hold the optimiser, scheduler, RNG and epoch.
 
 from __future__ import annotations
 
-import json
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 
 from dait_edge.engine.checkpoint import (
+    TrainingState,
     load_training_state,
     rng_state,
     save_training_state,
@@ -31,7 +31,7 @@ from dait_edge.engine.evaluate import evaluate
 from dait_edge.errors import UserError
 from dait_edge.losses.schedule import alpha_at, default_alpha_rate
 from dait_edge.methods.base import Distiller
-from dait_edge.utils.io import write_text_atomic
+from dait_edge.records import EpochMetrics, append_metrics, read_metrics, write_metrics
 
 
 @dataclass
@@ -57,6 +57,16 @@ class StagePlan:
 
 
 @dataclass
+class FitResult:
+    """What one stage's training ended with: the last epoch's metrics, the best top-1, the time."""
+
+    last: EpochMetrics | None  # None when no epoch has finished
+    best_top1: float
+    best_epoch: int
+    seconds: float
+
+
+@dataclass
 class StageFiles:
     """Where one stage writes: resume state, the trained model's last and best weights."""
 
@@ -75,13 +85,8 @@ def _rewrite_metrics(metrics_path: Path, stage: int, start_epoch: int) -> None:
     """On resume, drop this stage's lines from epochs that will run again."""
     if not metrics_path.is_file():
         return
-    kept = []
-    for line in metrics_path.read_text().splitlines():
-        record = json.loads(line)
-        if record.get("stage") == stage and record.get("epoch", -1) >= start_epoch:
-            continue
-        kept.append(line)
-    write_text_atomic(metrics_path, "".join(f"{line}\n" for line in kept))
+    kept = [m for m in read_metrics(metrics_path) if not (m.stage == stage and m.epoch >= start_epoch)]
+    write_metrics(metrics_path, kept)
 
 
 def fit(
@@ -98,7 +103,7 @@ def fit(
     progress: bool = True,
     weights_metadata: dict[str, str] | None = None,
     stop_after_epoch: int | None = None,
-) -> dict:
+) -> FitResult:
     """Train `method` for `plan.epochs`; returns the last epoch's metrics, the best top-1 and the time.
 
     `stop_after_epoch` ends the call after that (0-based) epoch as if the process were killed
@@ -120,19 +125,20 @@ def fit(
     start_epoch, best_top1, best_epoch, elapsed = 0, -1.0, -1, 0.0
     if resume and files.state.is_file():
         state = load_training_state(files.state)
-        missing, unexpected = method.load_state_dict(state["method"], strict=False)
+        missing, unexpected = method.load_state_dict(state.method, strict=False)
         expected_missing = set(method.state_dict()) - set(method.trainable_state_dict())
         if unexpected or set(missing) - expected_missing:
             raise UserError(
-                f"{files.state} does not match this run's models (method or student changed?); "
-                "start a new run with a new --out, or drop --resume."
+                f"{files.state} does not match this run's models (method or student changed?); start a new run"
+                " in another run directory, or start this one over without resuming.",
+                setting=("out", "resume"),
             )
-        optimiser.load_state_dict(state["optimiser"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        set_rng_state(state["rng"])
-        start_epoch, best_top1, best_epoch = state["epoch"] + 1, state["best_top1"], state["best_epoch"]
-        elapsed = state["elapsed"]
+        optimiser.load_state_dict(state.optimiser)
+        scheduler.load_state_dict(state.scheduler)
+        scaler.load_state_dict(state.scaler)
+        set_rng_state(state.rng)
+        start_epoch, best_top1, best_epoch = state.epoch + 1, state.best_top1, state.best_epoch
+        elapsed = state.elapsed
     if dist_info.is_main:
         _rewrite_metrics(metrics_path, plan.stage, start_epoch)
 
@@ -143,7 +149,8 @@ def fit(
 
     if plan.batch_size % dist_info.world_size:
         raise UserError(
-            f"--batch-size {plan.batch_size} must be divisible by the number of processes ({dist_info.world_size})."
+            f"batch size {plan.batch_size} must be divisible by the number of processes ({dist_info.world_size}).",
+            setting="batch_size",
         )
     per_rank_batch = plan.batch_size // dist_info.world_size
     sampler = DistributedSampler(
@@ -160,9 +167,11 @@ def fit(
         persistent_workers=False,
     )
     if len(loader) == 0:
-        raise UserError("the training split is empty; check --data-root and --labelled-fraction.")
+        raise UserError(
+            "the training split is empty; check the data root and the labelled fraction.", setting="data_root"
+        )
 
-    last_metrics: dict = {}
+    last_metrics: EpochMetrics | None = None
     for epoch in range(start_epoch, plan.epochs):
         started = time.perf_counter()
         sampler.set_epoch(epoch)
@@ -219,37 +228,36 @@ def fit(
         improved = scores["top1"] > best_top1
         if improved:
             best_top1, best_epoch = scores["top1"], epoch
-        last_metrics = {
-            "stage": plan.stage,
-            "epoch": epoch,
-            "alpha": alpha,
-            "lr": optimiser.param_groups[0]["lr"],
-            **train_losses,
-            "top1": scores["top1"],
-            "top5": scores["top5"],
-            "seconds": round(elapsed, 3),
-        }
+        last_metrics = EpochMetrics(
+            stage=plan.stage,
+            epoch=epoch,
+            alpha=alpha,
+            lr=optimiser.param_groups[0]["lr"],
+            losses=train_losses,
+            top1=scores["top1"],
+            top5=scores["top5"],
+            seconds=round(elapsed, 3),
+        )
         if dist_info.is_main:
             metadata = {**(weights_metadata or {}), "epoch": str(epoch), "top1": f"{scores['top1']:.4f}"}
             save_weights(files.last_weights, method.student, metadata)
             if improved:
                 save_weights(files.best_weights, method.student, metadata)
-            with metrics_path.open("a") as f:
-                f.write(json.dumps(last_metrics) + "\n")
+            append_metrics(metrics_path, last_metrics)
             # written last: its epoch is the last one whose outputs are all on disk
             save_training_state(
                 files.state,
-                {
-                    "method": {k: v.detach().cpu() for k, v in method.trainable_state_dict().items()},
-                    "optimiser": optimiser.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "scaler": scaler.state_dict(),
-                    "rng": rng_state(),
-                    "epoch": epoch,
-                    "best_top1": best_top1,
-                    "best_epoch": best_epoch,
-                    "elapsed": elapsed,
-                },
+                TrainingState(
+                    method={k: v.detach().cpu() for k, v in method.trainable_state_dict().items()},
+                    optimiser=optimiser.state_dict(),
+                    scheduler=scheduler.state_dict(),
+                    scaler=scaler.state_dict(),
+                    rng=rng_state(),
+                    epoch=epoch,
+                    best_top1=best_top1,
+                    best_epoch=best_epoch,
+                    elapsed=elapsed,
+                ),
             )
             if progress:
                 terms = "  ".join(f"{k} {v:.4f}" for k, v in train_losses.items())
@@ -261,19 +269,6 @@ def fit(
         if stop_after_epoch is not None and epoch >= stop_after_epoch:
             break
 
-    if not last_metrics and files.state.is_file():  # resumed a stage that had already finished
-        last_metrics = _last_metrics_line(metrics_path, plan.stage)
-    return {
-        "last": last_metrics,
-        "best_top1": best_top1,
-        "best_epoch": best_epoch,
-        "seconds": round(elapsed, 3),
-    }
-
-
-def _last_metrics_line(metrics_path: Path, stage: int) -> dict:
-    lines = (
-        [json.loads(line) for line in metrics_path.read_text().splitlines()] if metrics_path.is_file() else []
-    )
-    stage_lines = [line for line in lines if line.get("stage") == stage]
-    return stage_lines[-1] if stage_lines else {}
+    if last_metrics is None and files.state.is_file():  # resumed a stage that had already finished
+        last_metrics = next((m for m in reversed(read_metrics(metrics_path)) if m.stage == plan.stage), None)
+    return FitResult(last_metrics, best_top1, best_epoch, round(elapsed, 3))

@@ -7,45 +7,80 @@ most `.*.tmp` files, never an artifact with a sidecar that was not verified.
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from dait_edge.errors import UserError
 from dait_edge.export.recipes import Recipe, expand_formats, plan_recipes
-from dait_edge.utils.io import sha256_file, sha256_json, temp_path_beside, write_json_atomic
+from dait_edge.records import (
+    ArtifactEntry,
+    DataConfig,
+    ExportSummary,
+    Parity,
+    RunManifest,
+    RunSummary,
+    Sidecar,
+    SourceCheckpoint,
+)
+from dait_edge.utils.io import sha256_file, sha256_json, temp_path_beside
 
 ARTIFACT_STEM = "student"
-SUMMARY_FILE = "summary.json"
+CHECKPOINTS = {"last": "student", "best": "student_best"}  # --checkpoint -> the summary's checkpoint
 
 
 @dataclass
 class RunInfo:
+    """A run as export (and the PyTorch profile runner) need it: its records and the checkpoint chosen."""
+
     run_dir: Path
-    summary: dict[str, Any]
-    config: dict[str, Any]
+    summary: RunSummary
+    manifest: RunManifest | None
     checkpoint: Path
     checkpoint_sha256: str
-    data_config: dict[str, Any]
+    data_config: DataConfig  # the student's normalisation, at the size it was trained at
     dataset: str | None
     data_root: str | None
-    extra: dict[str, Any] = field(default_factory=dict)
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "student": self.summary["student"],
-            "dataset": self.dataset,
-            "method": self.summary.get("method"),
-            "classes": self.summary.get("classes") or [str(i) for i in range(self.summary["num_classes"])],
-            "data_config": self.data_config,
-            "checkpoint": str(self.checkpoint),
-            "checkpoint_sha256": self.checkpoint_sha256,
-            "config_hash": sha256_json(self.config) if self.config else None,
-            "student_top1": self.summary.get("student_top1"),
-        }
+    @property
+    def student(self) -> str:
+        return str(self.summary.student)
+
+    @property
+    def config_hash(self) -> str | None:
+        return sha256_json(dataclasses.asdict(self.manifest.config)) if self.manifest else None
+
+    def sidecar(self, *, format: str, runtime: str, precision: str, **fields: Any) -> Sidecar:
+        """The sidecar of an artifact made from this run's checkpoint (`fields`: the format's own)."""
+        dc = self.data_config
+        return Sidecar(
+            format=format,
+            runtime=runtime,
+            precision=precision,
+            variant=fields.pop("variant", None),
+            input_name=fields.pop("input_name", "input"),
+            output_name=fields.pop("output_name", "logits"),
+            output="logits",
+            input_size=list(dc.input_size),
+            mean=list(dc.mean),
+            std=list(dc.std),
+            interpolation=dc.interpolation,
+            crop_pct=dc.crop_pct,
+            classes=list(self.summary.classes) or [str(i) for i in range(self.summary.num_classes)],
+            opset=fields.pop("opset", None),
+            dynamic_batch=fields.pop("dynamic_batch", True),
+            student=self.student,
+            dataset=self.dataset,
+            method=self.summary.method,
+            source_checkpoint=SourceCheckpoint(self.checkpoint_sha256, str(self.checkpoint)),
+            config_hash=self.config_hash,
+            student_top1=self.summary.student_top1,
+            created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            **fields,
+        )
 
 
 # ------------------------------------------------------------------------------ the run
@@ -54,10 +89,10 @@ class RunInfo:
 def latest_run(runs_root: str | Path = "runs") -> Path:
     """The run under `runs_root` whose summary.json changed last."""
     root = Path(runs_root)
-    summaries = [p for p in root.glob("*/summary.json") if p.is_file()] if root.is_dir() else []
+    summaries = [p for p in root.glob(f"*/{RunSummary.FILE}") if p.is_file()] if root.is_dir() else []
     if not summaries:
         raise UserError(
-            f"no finished run under {root}/ (no */summary.json); pass RUN_DIR or run `dait-edge distill` first."
+            f"no finished run under {root}/ (no */summary.json); pass a run directory or run `dait-edge distill` first."
         )
     return max(summaries, key=lambda p: p.stat().st_mtime).parent
 
@@ -84,7 +119,7 @@ def resolve_run(
                 raise UserError(
                     f"{path} is not a .safetensors checkpoint; pass a run directory or a student .safetensors file."
                 )
-            run_dir = next((p for p in path.resolve().parents if (p / SUMMARY_FILE).is_file()), None)
+            run_dir = next((p for p in path.resolve().parents if RunSummary.path_in(p).is_file()), None)
             if run_dir is None:
                 raise UserError(
                     f"no summary.json in any folder above {path}; export needs the run's summary (classes, input size,"
@@ -93,60 +128,54 @@ def resolve_run(
             given_checkpoint = path
         else:
             run_dir = path
-    summary_path = run_dir / SUMMARY_FILE
-    if not summary_path.is_file():
+    if not RunSummary.path_in(run_dir).is_file():
         raise UserError(
             f"{run_dir} holds no summary.json; pass the directory `dait-edge distill` wrote (or let it finish)."
         )
-    try:
-        summary = json.loads(summary_path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise UserError(f"cannot read {summary_path}: {err}; re-run or repair the distill run.") from err
-    if not summary.get("student") or not summary.get("checkpoints", {}).get("student"):
+    summary = RunSummary.read(run_dir)
+    if not summary.has_student:
         raise UserError(
             f"{run_dir} has no trained student (stage 2 did not finish); run `dait-edge distill --stages 2` first."
         )
-    if checkpoint not in ("last", "best"):
-        raise UserError(f"--checkpoint must be last or best, not {checkpoint!r}.")
+    if checkpoint not in CHECKPOINTS:
+        raise UserError(
+            f"the checkpoint to export must be last or best, not {checkpoint!r}.", setting="checkpoint"
+        )
     if given_checkpoint is None:
-        key = "student" if checkpoint == "last" else "student_best"
-        rel = summary["checkpoints"].get(key)
-        if not rel:
-            raise UserError(f"{run_dir}/summary.json names no {key} checkpoint; use --checkpoint last.")
-        given_checkpoint = Path(rel) if Path(rel).is_absolute() else run_dir / rel
+        given_checkpoint = summary.checkpoint(CHECKPOINTS[checkpoint], run_dir)
+        if given_checkpoint is None:
+            raise UserError(
+                f"{run_dir}/summary.json names no {checkpoint} checkpoint; export the last one.",
+                setting="checkpoint",
+            )
     if not given_checkpoint.is_file():
         raise UserError(
-            f"checkpoint {given_checkpoint} is missing; restore it or pick the other with --checkpoint last|best."
+            f"checkpoint {given_checkpoint} is missing; restore it or export the other one (last or best).",
+            setting="checkpoint",
         )
 
-    manifest_path = run_dir / "manifest.json"
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
-    config = manifest.get("config") or {}
-    img_size = int(summary.get("img_size") or config.get("img_size") or 224)
-    data_config = dict(summary.get("data_config") or {})
-    data_config.setdefault("mean", (0.485, 0.456, 0.406))
-    data_config.setdefault("std", (0.229, 0.224, 0.225))
-    data_config["input_size"] = [3, img_size, img_size]  # the resolution the student was trained at
-    data_config["interpolation"] = data_config.get("interpolation") or "bilinear"
-    data_config["crop_pct"] = data_config.get("crop_pct") or 0.875
+    manifest = RunManifest.read(run_dir) if RunManifest.path_in(run_dir).is_file() else None
+    img_size = summary.img_size or (manifest.config.img_size if manifest else 224)
+    # the resolution the student was trained at
+    data_config = dataclasses.replace(
+        summary.data_config or DataConfig([3, img_size, img_size]), input_size=[3, img_size, img_size]
+    )
     return RunInfo(
         run_dir=run_dir,
         summary=summary,
-        config=config,
+        manifest=manifest,
         checkpoint=given_checkpoint,
         checkpoint_sha256=sha256_file(given_checkpoint),
         data_config=data_config,
-        dataset=summary.get("dataset") or config.get("dataset"),
-        data_root=data_root or config.get("data_root"),
+        dataset=summary.dataset or (manifest.config.dataset if manifest else None),
+        data_root=data_root or (manifest.config.data_root if manifest else None),
     )
 
 
 def load_student(info: RunInfo):
     from dait_edge.models import build_model
 
-    model = build_model(
-        info.summary["student"], int(info.summary["num_classes"]), pretrained=False, weights=info.checkpoint
-    )
+    model = build_model(info.student, info.summary.num_classes, pretrained=False, weights=info.checkpoint)
     return model.eval()
 
 
@@ -176,65 +205,65 @@ def export_run(
     runs_root: str | Path = "runs",
     measure_speed: bool = True,
     log=print,
-) -> dict[str, Any]:
+) -> ExportSummary:
     """Export one run's student; returns the export summary (also written to OUT/summary.json)."""
     from dait_edge.export import parity as P
-    from dait_edge.export.sidecar import build_sidecar, sidecar_path, write_sidecar
 
     requested = expand_formats(formats, fp16=fp16, int8=int8, trt=trt)
     recipes, wanted = plan_recipes(requested)
     if opset is not None:
         for r in recipes:
             r.opset = opset
-    if calib_samples < 1 or parity_samples < 1:
-        raise UserError("--calib-samples and --parity-samples must be at least 1.")
+    for setting, value in (("calib_samples", calib_samples), ("parity_samples", parity_samples)):
+        if value < 1:
+            raise UserError(f"{setting.replace('_', ' ')} must be at least 1, not {value}.", setting=setting)
     info = resolve_run(path, checkpoint=checkpoint, runs_root=runs_root, data_root=data_root)
     out_dir = Path(out) if out else info.run_dir / "export"
     out_dir.mkdir(parents=True, exist_ok=True)
-    run = info.as_dict()
-    input_size = info.data_config["input_size"]
-    img_size = input_size[-1]
+    input_size = info.data_config.input_size
 
     model = load_student(info)
-    test = P.load_images(info.dataset, info.data_root, "test", parity_samples, info.data_config, img_size)
+    test = P.load_images(info.dataset, info.data_root, "test", parity_samples, info.data_config)
     if test.note:
         log(f"parity: {test.note}")
     reference = P.torch_logits(model, test.images)
     calibration = None
     if any(r.precision == "int8" and r.kind == "onnx" for r in recipes):
         calibration = P.load_images(
-            info.dataset, info.data_root, "train", calib_samples, info.data_config, img_size, seed=1
+            info.dataset, info.data_root, "train", calib_samples, info.data_config, seed=1
         )
         if calibration.note:
             log(f"calibration: {calibration.note}")
 
-    built: dict[str, Path] = {}  # format -> where its file is now (final or temp)
+    built = _Built()
     temps: list[Path] = []
-    artifacts: list[dict[str, Any]] = []
+    artifacts: list[ArtifactEntry] = []
     skipped: list[str] = []
     latencies: dict[str, float] = {}
     try:
         for recipe in recipes:
             final = out_dir / f"{ARTIFACT_STEM}-{recipe.name}.onnx"
             if recipe.kind == "trt":
-                record = _export_trt(recipe, info, run, built, out_dir, skipped, log)
+                record = _export_trt(recipe, info, built, out_dir, skipped, log)
                 if record:
                     artifacts.append(record)
                 continue
             if recipe.name in wanted:
                 # An older artifact of this format must not pass for the new one while this one is built.
-                sidecar_path(final).unlink(missing_ok=True)
+                Sidecar.path_for(final).unlink(missing_ok=True)
                 final.unlink(missing_ok=True)
             tmp = temp_path_beside(final)
             temps.append(tmp)
             _build_onnx(recipe, model, tmp, built, input_size, calibration)
             result = P.ort_logits(tmp, test.images)
             check = P.compare(reference, result, test, recipe.threshold)
-            if not check["passed"] and recipe.parity_fatal:
+            if not check.passed and recipe.parity_fatal:
                 raise UserError(
-                    f"{recipe.name} disagrees with PyTorch: top-1 agreement {check['agreement']:.2f}% <"
-                    f" {recipe.threshold}% on {check['samples']} {check['data']} inputs (max |logit diff|"
-                    f" {check['max_abs_diff']:.3g}); artifact removed; try another --opset or exporter in the recipe."
+                    f"{recipe.name} disagrees with PyTorch: top-1 agreement {check.agreement:.2f}% <"
+                    f" {recipe.threshold}% on {check.samples} {check.data} inputs (max |logit diff|"
+                    f" {check.max_abs_diff:.3g}); artifact removed; try another opset, or another exporter in"
+                    " the recipe.",
+                    setting="opset",
                 )
             if measure_speed:
                 latencies[recipe.name] = P.latency_ms(tmp, input_size)
@@ -244,25 +273,20 @@ def export_run(
             os.replace(tmp, final)
             temps.remove(tmp)
             built[recipe.name] = final
-            sidecar = build_sidecar(
-                recipe=recipe,
-                run=run,
-                parity=check,
-                runtime="onnxruntime",
-                extra={"opset": _onnx_opset(final)} | _extra_for(recipe, final, calibration),
-            )
-            write_sidecar(final, sidecar)
-            artifacts.append(_record(recipe, final, check))
-            if not check["passed"]:
+            sidecar = _sidecar(recipe, info, check, "onnxruntime", opset=_onnx_opset(final))
+            sidecar.quantization = _quantization(recipe, final, calibration)
+            sidecar.write_for(final)
+            artifacts.append(_entry(recipe, final, check))
+            if not check.passed:
                 cost = ""
-                if check["top1_pytorch"] is not None:
-                    cost = f", top-1 {check['top1_artifact']:.2f}% vs {check['top1_pytorch']:.2f}% in PyTorch"
+                if check.top1_pytorch is not None:
+                    cost = f", top-1 {check.top1_artifact:.2f}% vs {check.top1_pytorch:.2f}% in PyTorch"
                 log(
-                    f"warning: {recipe.name} agrees with PyTorch on {check['agreement']:.2f}% of inputs"
+                    f"warning: {recipe.name} agrees with PyTorch on {check.agreement:.2f}% of inputs"
                     f" (< {recipe.threshold}%){cost}; kept with parity.passed = false."
                 )
     finally:
-        for tmp in temps:
+        for tmp in [*temps, *built.prepared.values()]:
             tmp.unlink(missing_ok=True)
 
     notes = []
@@ -270,27 +294,35 @@ def export_run(
     for name, ms in latencies.items():
         if name != "onnx-fp32" and fp32_ms and name in wanted:
             notes.append(P.speed_note(name, ms, fp32_ms))
-    for record in artifacts:
-        if record["format"] in latencies:
-            record["latency_ms_batch1"] = round(latencies[record["format"]], 3)
-    summary = {
-        "run_dir": str(info.run_dir),
-        "out": str(out_dir),
-        "student": info.summary["student"],
-        "checkpoint": str(info.checkpoint),
-        "checkpoint_sha256": info.checkpoint_sha256,
-        "input_size": input_size,
-        "artifacts": artifacts,
-        "skipped": skipped,
-        "performance": notes,
-        "performance_how": "ONNX Runtime CPUExecutionProvider, batch 1, median of 20 runs after 3 warm-up",
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
-    write_json_atomic(out_dir / SUMMARY_FILE, summary)
+    for entry in artifacts:
+        if entry.format in latencies:
+            entry.latency_ms_batch1 = round(latencies[entry.format], 3)
+    summary = ExportSummary(
+        run_dir=str(info.run_dir),
+        out=str(out_dir),
+        student=info.student,
+        checkpoint=str(info.checkpoint),
+        checkpoint_sha256=info.checkpoint_sha256,
+        input_size=list(input_size),
+        artifacts=artifacts,
+        skipped=skipped,
+        performance=notes,
+        performance_how="ONNX Runtime CPUExecutionProvider, batch 1, median of 20 runs after 3 warm-up",
+        created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    )
+    summary.write(out_dir)
     return summary
 
 
-def _build_onnx(recipe: Recipe, model, tmp: Path, built: dict[str, Path], input_size, calibration) -> None:
+class _Built(dict):
+    """format -> where its file is now (final or temp), and each source's graph prepared for the quantiser."""
+
+    def __init__(self):
+        super().__init__()
+        self.prepared: dict[str, Path] = {}
+
+
+def _build_onnx(recipe: Recipe, model, tmp: Path, built: _Built, input_size, calibration) -> None:
     if recipe.source is None:
         from dait_edge.export.onnx_export import export_onnx
 
@@ -312,46 +344,59 @@ def _build_onnx(recipe: Recipe, model, tmp: Path, built: dict[str, Path], input_
             keep_io_types=recipe.fp16.get("keep_io_types", True),
         )
     elif recipe.precision == "int8":
-        from dait_edge.export.quantize import quantize_int8
+        from dait_edge.export.quantize import prepare_for_quantization, quantize_int8
 
-        quantize_int8(built[recipe.source], tmp, calibration.images, recipe.quantize)
+        if recipe.source not in built.prepared:  # shared by the int8 variants of one source
+            prepared = temp_path_beside(tmp.parent / f"{recipe.source}-prepared.onnx")
+            built.prepared[recipe.source] = prepare_for_quantization(built[recipe.source], prepared)
+        quantize_int8(
+            built[recipe.source], tmp, calibration.images, recipe.quantize, built.prepared[recipe.source]
+        )
     else:
         raise UserError(
             f"recipe {recipe.name}: an ONNX recipe converted from {recipe.source} must be fp16 or int8."
         )
 
 
-def _extra_for(recipe: Recipe, path: Path, calibration) -> dict[str, Any]:
-    extra: dict[str, Any] = {"recipe": recipe.path}
-    if recipe.precision == "int8":
-        from dait_edge.export.quantize import graph_stats
-
-        stats = graph_stats(path)
-        extra["quantization"] = {
-            **recipe.quantize,
-            "calibration": {"samples": int(len(calibration.images)), "data": calibration.source},
-            "graph": {k: v for k, v in stats.items() if k != "ops"},
-        }
-    return extra
+def _sidecar(recipe: Recipe, info: RunInfo, parity: Parity | None, runtime: str, **fields) -> Sidecar:
+    fields = {"opset": recipe.opset, "dynamic_batch": recipe.dynamic_batch, "recipe": recipe.path} | fields
+    return info.sidecar(
+        format=recipe.name,
+        runtime=runtime,
+        precision=recipe.precision,
+        variant=recipe.variant,
+        parity=parity,
+        **fields,
+    )
 
 
-def _record(recipe: Recipe, path: Path, parity: dict[str, Any] | None) -> dict[str, Any]:
+def _quantization(recipe: Recipe, path: Path, calibration) -> dict[str, Any] | None:
+    if recipe.precision != "int8":
+        return None
+    from dait_edge.export.quantize import graph_stats
+
+    stats = graph_stats(path)
     return {
-        "format": recipe.name,
-        "precision": recipe.precision,
-        "variant": recipe.variant,
-        "path": str(path),
-        "sidecar": str(path.with_suffix(".json")),
-        "size_mb": round(path.stat().st_size / 1e6, 3),
-        "parity": parity,
+        **recipe.quantize,
+        "calibration": {"samples": int(len(calibration.images)), "data": calibration.source},
+        "graph": {k: v for k, v in stats.items() if k != "ops"},
     }
 
 
-def _export_trt(
-    recipe: Recipe, info: RunInfo, run: dict, built: dict[str, Path], out_dir: Path, skipped: list, log
-):
+def _entry(recipe: Recipe, path: Path, parity: Parity | None) -> ArtifactEntry:
+    return ArtifactEntry(
+        format=recipe.name,
+        precision=recipe.precision,
+        variant=recipe.variant,
+        path=str(path),
+        sidecar=str(Sidecar.path_for(path)),
+        size_mb=round(path.stat().st_size / 1e6, 3),
+        parity=parity,
+    )
+
+
+def _export_trt(recipe: Recipe, info: RunInfo, built: dict[str, Path], out_dir: Path, skipped: list, log):
     from dait_edge.export import tensorrt as T
-    from dait_edge.export.sidecar import build_sidecar, write_sidecar
 
     available = T.trt_availability()
     if not available.ok:
@@ -359,9 +404,9 @@ def _export_trt(
         log(message)
         skipped.append(message)
         return None
-    input_size = info.data_config["input_size"]
+    input_size = info.data_config.input_size
     final = out_dir / T.engine_name(ARTIFACT_STEM, recipe.name, available.version, available.gpu)
-    final.with_suffix(".json").unlink(missing_ok=True)
+    Sidecar.path_for(final).unlink(missing_ok=True)
     tmp = temp_path_beside(final)
     try:
         facts = T.build_engine(
@@ -376,14 +421,17 @@ def _export_trt(
         os.replace(tmp, final)
     finally:
         tmp.unlink(missing_ok=True)
-    sidecar = build_sidecar(
-        recipe=recipe,
-        run=run,
-        parity=None,  # not checked here: `dait-edge profile --dataset` measures its top-1 on the GPU, and
-        # until then the best-artifact rule does not choose it
-        runtime="tensorrt",
-        extra={"tensorrt": facts, "gpu": available.gpu, "onnx_source": recipe.source},
+    # No parity here: `dait-edge profile --dataset` measures its top-1 on the GPU, and until then the
+    # best-artifact rule does not choose it.
+    sidecar = _sidecar(
+        recipe,
+        info,
+        None,
+        "tensorrt",
+        dynamic_batch=True,
+        tensorrt=facts,
+        gpu=available.gpu,
+        onnx_source=recipe.source,
     )
-    sidecar["dynamic_batch"] = True
-    write_sidecar(final, sidecar)
-    return _record(recipe, final, None)
+    sidecar.write_for(final)
+    return _entry(recipe, final, None)

@@ -9,9 +9,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
+
+from dait_edge.records import DataConfig, Parity
 
 TEST_SPLIT = "test split"
 RANDOM = "random"
@@ -32,18 +33,17 @@ def load_images(
     data_root: str | None,
     split: str,
     limit: int,
-    data_config: dict,
-    img_size: int,
+    data_config: DataConfig,
     seed: int = 0,
 ) -> ImageBatch:
     """Up to `limit` images of `split`, evenly spread over it; seeded random inputs when unreachable."""
     from dait_edge.errors import UserError
 
-    c, h, w = data_config.get("input_size") or (3, img_size, img_size)
+    c, h, w = data_config.input_size
     note = ""
     if dataset and data_root:
         try:
-            return _dataset_images(dataset, data_root, split, limit, data_config, img_size)
+            return _dataset_images(dataset, data_root, split, limit, data_config)
         except UserError as err:
             note = f"data unreachable ({err}); used seeded random inputs"
     else:
@@ -54,13 +54,13 @@ def load_images(
     return ImageBatch(images, None, RANDOM, note)
 
 
-def _dataset_images(dataset, data_root, split, limit, data_config, img_size) -> ImageBatch:
+def _dataset_images(dataset, data_root, split, limit, data_config: DataConfig) -> ImageBatch:
     import torch
 
     from dait_edge.data import load_dataset
     from dait_edge.data.images import ImageListDataset
     from dait_edge.data.splits import evenly_spread
-    from dait_edge.data.transforms import eval_transform
+    from dait_edge.data.transforms import eval_transform_for
     from dait_edge.errors import UserError
 
     spec = load_dataset(dataset, data_root)
@@ -68,14 +68,7 @@ def _dataset_images(dataset, data_root, split, limit, data_config, img_size) -> 
     if not samples:
         raise UserError(f"the {split} split of {data_root} is empty")
     samples = evenly_spread(samples, limit)
-    transform = eval_transform(
-        img_size,
-        data_config["mean"],
-        data_config["std"],
-        data_config.get("crop_pct") or 0.875,
-        data_config.get("interpolation") or "bilinear",
-    )
-    data = ImageListDataset(samples, transform, spec.crop_bottom)
+    data = ImageListDataset(samples, eval_transform_for(data_config), spec.crop_bottom)
     try:
         images = torch.stack([data[i][0] for i in range(len(data))]).numpy()
     except OSError as err:
@@ -122,24 +115,20 @@ def _top1(logits: np.ndarray, labels: np.ndarray | None) -> float | None:
     return round(float((logits.argmax(1) == labels).mean() * 100), 3)
 
 
-def compare(
-    reference: np.ndarray, artifact: np.ndarray, batch: ImageBatch, threshold: float
-) -> dict[str, Any]:
+def compare(reference: np.ndarray, artifact: np.ndarray, batch: ImageBatch, threshold: float) -> Parity:
     """The sidecar's `parity` block: agreement of the top-1 class, logit drift, accuracy of each."""
     agreement = float((reference.argmax(1) == artifact.argmax(1)).mean() * 100)
-    result = {
-        "samples": int(len(reference)),
-        "agreement": round(agreement, 3),
-        "max_abs_diff": float(np.abs(reference - artifact).max()),
-        "top1_pytorch": _top1(reference, batch.labels),
-        "top1_artifact": _top1(artifact, batch.labels),
-        "threshold": threshold,
-        "passed": agreement >= threshold,
-        "data": batch.source,
-    }
-    if batch.note:
-        result["note"] = batch.note
-    return result
+    return Parity(
+        samples=int(len(reference)),
+        agreement=round(agreement, 3),
+        max_abs_diff=float(np.abs(reference - artifact).max()),
+        top1_pytorch=_top1(reference, batch.labels),
+        top1_artifact=_top1(artifact, batch.labels),
+        threshold=threshold,
+        passed=agreement >= threshold,
+        data=batch.source,
+        note=batch.note or None,
+    )
 
 
 def latency_ms(

@@ -8,12 +8,13 @@ Normalize) so predictions match the PyTorch eval transform.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from dait_edge.records import Sidecar
 
 _PIL_INTERPOLATION = {
     "bilinear": Image.Resampling.BILINEAR,
@@ -22,23 +23,19 @@ _PIL_INTERPOLATION = {
 }
 
 
-def load_sidecar(artifact_path: str | Path) -> dict:
-    return json.loads(Path(artifact_path).with_suffix(".json").read_text())
-
-
-def preprocess(image: Image.Image, sidecar: dict) -> np.ndarray:
+def preprocess(image: Image.Image, sidecar: Sidecar) -> np.ndarray:
     """One PIL image -> (C, H, W) float32, as the student saw its test images."""
-    _, height, width = sidecar["input_size"]
+    _, height, width = sidecar.input_size
     image = image.convert("RGB")
     # Resize: short side -> round(size / crop_pct), long side scaled and truncated (torchvision's rule).
-    short = int(round(height / sidecar["crop_pct"]))
+    short = int(round(height / sidecar.crop_pct))
     w, h = image.size
     if w <= h:
         new_w, new_h = short, int(short * h / w)
     else:
         new_w, new_h = int(short * w / h), short
     if (new_w, new_h) != (w, h):
-        resample = _PIL_INTERPOLATION.get(sidecar["interpolation"], Image.Resampling.BILINEAR)
+        resample = _PIL_INTERPOLATION.get(sidecar.interpolation, Image.Resampling.BILINEAR)
         image = image.resize((new_w, new_h), resample)
     pixels = np.asarray(image, dtype=np.float32) / 255.0  # (H, W, C)
     # Centre crop, zero-padding first when the image is smaller than the crop (torchvision's rule).
@@ -49,28 +46,28 @@ def preprocess(image: Image.Image, sidecar: dict) -> np.ndarray:
         ih, iw = pixels.shape[:2]
     top, left = int(round((ih - height) / 2.0)), int(round((iw - width) / 2.0))
     pixels = pixels[top : top + height, left : left + width]
-    mean = np.asarray(sidecar["mean"], dtype=np.float32)
-    std = np.asarray(sidecar["std"], dtype=np.float32)
+    mean = np.asarray(sidecar.mean, dtype=np.float32)
+    std = np.asarray(sidecar.std, dtype=np.float32)
     return np.ascontiguousarray(((pixels - mean) / std).transpose(2, 0, 1), dtype=np.float32)
 
 
 def predict_logits(artifact_path: str | Path, image_paths: Sequence[str | Path]) -> np.ndarray:
     import onnxruntime as ort
 
-    sidecar = load_sidecar(artifact_path)
+    sidecar = Sidecar.read_for(artifact_path)
     batch = []
     for path in image_paths:
         with Image.open(path) as img:
             batch.append(preprocess(img, sidecar))
     session = ort.InferenceSession(str(artifact_path), providers=["CPUExecutionProvider"])
-    if sidecar.get("dynamic_batch", True):
-        return session.run([sidecar["output_name"]], {sidecar["input_name"]: np.stack(batch)})[0]
-    return np.concatenate([session.run(None, {sidecar["input_name"]: x[None]})[0] for x in batch])
+    if sidecar.dynamic_batch:
+        return session.run([sidecar.output_name], {sidecar.input_name: np.stack(batch)})[0]
+    return np.concatenate([session.run(None, {sidecar.input_name: x[None]})[0] for x in batch])
 
 
 def predict(artifact_path: str | Path, image_paths: Sequence[str | Path]) -> list[tuple[str, float]]:
     """(class name, softmax probability) of the top class, one per image."""
-    classes = load_sidecar(artifact_path)["classes"]
+    classes = Sidecar.read_for(artifact_path).classes
     logits = predict_logits(artifact_path, image_paths).astype(np.float64)
     probs = np.exp(logits - logits.max(1, keepdims=True))
     probs /= probs.sum(1, keepdims=True)

@@ -15,19 +15,14 @@ from dait_edge.utils.io import read_toml
 from dait_edge.utils.shipped import shipped_dir
 
 RECIPES_DIR = shipped_dir("export")
-# Named format -> recipe file stem; `onnx-int8` stands for both int8 variants.
-FORMAT_FILES = {
-    "onnx": "onnx-fp32",
-    "onnx-fp32": "onnx-fp32",
-    "onnx-fp16": "onnx-fp16",
-    "onnx-int8-u8s8": "onnx-int8-u8s8",
-    "onnx-int8-s8s8": "onnx-int8-s8s8",
-    "trt-fp16": "trt-fp16",
-    "trt-int8": "trt-int8",
-}
-ALIASES = {"onnx-int8": ("onnx-int8-u8s8", "onnx-int8-s8s8")}
-KNOWN_FORMATS = (*FORMAT_FILES, *ALIASES)
+# Short names for recipe files: `onnx` is the fp32 graph, `onnx-int8` both int8 variants.
+ALIASES = {"onnx": ("onnx-fp32",), "onnx-int8": ("onnx-int8-u8s8", "onnx-int8-s8s8")}
 _PRECISIONS = ("fp32", "fp16", "int8")
+
+
+def format_names() -> list[str]:
+    """Every named format: the recipe files in export/ (a new TOML there is a new format), then the aliases."""
+    return sorted(p.stem for p in RECIPES_DIR.glob("*.toml")) + list(ALIASES)
 
 
 @dataclass
@@ -45,6 +40,7 @@ class Recipe:
     parity: dict[str, Any] = field(default_factory=dict)
     trt: dict[str, Any] = field(default_factory=dict)
     path: str | None = None
+    description: str = ""
 
     @property
     def threshold(self) -> float:
@@ -96,17 +92,20 @@ def parse_recipe(data: dict[str, Any], path: str | None = None) -> Recipe:
 
 def load_recipe(name_or_path: str) -> Recipe:
     """A named format (`onnx-fp16`) from export/, or a path to a TOML recipe."""
-    if name_or_path in FORMAT_FILES:
-        path = RECIPES_DIR / f"{FORMAT_FILES[name_or_path]}.toml"
-    elif name_or_path.endswith(".toml"):
+    name = ALIASES[name_or_path][0] if len(ALIASES.get(name_or_path, ())) == 1 else name_or_path
+    if name_or_path.endswith(".toml"):
         path = Path(name_or_path)
+    elif (RECIPES_DIR / f"{name}.toml").is_file():
+        path = RECIPES_DIR / f"{name}.toml"
     else:
         raise UserError(
-            f"unknown export format {name_or_path!r}; use {', '.join(KNOWN_FORMATS)} or a path to a .toml recipe."
+            f"unknown export format {name_or_path!r}; use {', '.join(format_names())} or a path to a .toml recipe.",
+            setting="formats",
         )
     if not path.is_file():
         raise UserError(
-            f"export recipe {path} does not exist; pass one of {', '.join(KNOWN_FORMATS)} or a .toml file."
+            f"export recipe {path} does not exist; pass one of {', '.join(format_names())} or a .toml file.",
+            setting="formats",
         )
     data = read_toml(path, "export recipe", "fix the recipe or pass another.")
     return parse_recipe(data, str(path))
@@ -129,7 +128,6 @@ def expand_formats(
     out: list[str] = []
     for name in names:
         for n in ALIASES.get(name, (name,)):
-            n = "onnx-fp32" if n == "onnx" else n
             if n not in out:
                 out.append(n)
     return out

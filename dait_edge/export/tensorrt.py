@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from dait_edge.errors import UserError
+from dait_edge.records import TensorRTBuild
 
 
 @dataclass
@@ -96,7 +97,7 @@ def build_engine(
     batch_range: tuple[int, int, int],
     workspace_mb: int = 2048,
     timing_cache: str | Path | None = None,
-) -> dict[str, Any]:
+) -> TensorRTBuild:
     """Parse the ONNX file, build and serialise the engine to `engine_path`; returns build facts."""
     import tensorrt as trt
 
@@ -129,9 +130,9 @@ def build_engine(
         from dait_edge.utils.io import write_bytes_atomic
 
         write_bytes_atomic(cache_path, bytes(config.get_timing_cache().serialize()))
-    return {
-        "tensorrt": trt.__version__,
-        "profile": {"min": list(shape_min), "opt": list(shape_opt), "max": list(shape_max)},
-        "strongly_typed": True,
-        "timing_cache": str(cache_path) if cache_path else None,
-    }
+    return TensorRTBuild(
+        tensorrt=trt.__version__,
+        profile={"min": list(shape_min), "opt": list(shape_opt), "max": list(shape_max)},
+        strongly_typed=True,
+        timing_cache=str(cache_path) if cache_path else None,
+    )

@@ -13,10 +13,10 @@ class TeacherInput(nn.Module):
 
     def __init__(self, context: MethodContext, teacher: nn.Module):
         super().__init__()
-        config = getattr(teacher, "data_config", None) or {}
+        config = getattr(teacher, "data_config", None)  # a records.DataConfig (models of this package)
         source_mean, source_std = tuple(context.input_mean), tuple(context.input_std)
-        target_mean = tuple(config.get("mean", source_mean))
-        target_std = tuple(config.get("std", source_std))
+        target_mean = tuple(config.mean) if config is not None else source_mean
+        target_std = tuple(config.std) if config is not None else source_std
         self.identity = source_mean == target_mean and source_std == target_std
         # x_teacher = (x * s_std + s_mean - t_mean) / t_std = x * scale + shift
         scale = torch.tensor(source_std) / torch.tensor(target_std)

@@ -15,6 +15,7 @@ _LAZY = {
     "ClassifierWithFeatures": "dait_edge.models.builders",
     "build_model": "dait_edge.models.factory",
     "check_model_name": "dait_edge.models.factory",
+    "resolve_model_name": "dait_edge.models.factory",
     "count_macs": "dait_edge.models.complexity",
     "count_params": "dait_edge.models.complexity",
     "load_state_dict_file": "dait_edge.models.weights",
@@ -32,6 +33,7 @@ __all__ = [
     "load_state_dict_file",
     "register_student",
     "register_teacher",
+    "resolve_model_name",
 ]
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
@@ -22,13 +21,11 @@ from dait_edge.models.weights import (
     hub_reachable,
     is_download_error,
     load_weights_into,
-    offline_message,
-    weights_flag,
+    offline_error,
+    weights_setting,
 )
+from dait_edge.records import DataConfig
 
-# torchvision's ImageNet recipe: resize 256, centre crop 224, bilinear.
-_IMAGENET_MEAN = (0.485, 0.456, 0.406)
-_IMAGENET_STD = (0.229, 0.224, 0.225)
 _DATA_CONFIG_KEYS = ("input_size", "mean", "std", "interpolation", "crop_pct")
 
 
@@ -50,7 +47,7 @@ class ClassifierWithFeatures(nn.Module):
         num_classes: int,
         feature_channels: int,
         num_features: int,
-        data_config: dict[str, Any],
+        data_config: DataConfig,
         weights_from: str,
     ):
         super().__init__()
@@ -151,7 +148,9 @@ def build_timm(
         feature_channels=model.num_features,
         # timm's head_hidden_size is the pooled width when pre_logits adds layers (vgg's ConvMlp)
         num_features=getattr(model, "head_hidden_size", None) or model.num_features,
-        data_config={k: data_config[k] for k in _DATA_CONFIG_KEYS},
+        data_config=DataConfig.from_dict(
+            {k: data_config[k] for k in _DATA_CONFIG_KEYS}, f"timm's data config of {name}"
+        ),
         weights_from=weights_from,
     )
 
@@ -162,8 +161,9 @@ def _timm_pretrained(name: str, num_classes: int, role: str) -> nn.Module:
     cfg = timm.models.get_pretrained_cfg(name)
     if cfg is None or not cfg.has_weights:
         raise UserError(
-            f"timm has no ImageNet weights for {name}: pass a local file with {weights_flag(role)} FILE, "
-            "or train from scratch with --no-pretrained."
+            f"timm has no ImageNet weights for {name}: pass a local weights file, or train from scratch"
+            " without pretrained weights.",
+            setting=(weights_setting(role), "pretrained"),
         )
     online = hub_reachable(hf_endpoint() if cfg.hf_hub_id else (cfg.url or ""))
     try:
@@ -171,7 +171,7 @@ def _timm_pretrained(name: str, num_classes: int, role: str) -> nn.Module:
             return timm.create_model(name, pretrained=True, num_classes=num_classes)
     except Exception as err:
         if is_download_error(err):
-            raise UserError(offline_message(name, role)) from err
+            raise offline_error(name, role) from err
         raise
 
 
@@ -218,13 +218,9 @@ def build_torchvision_shufflenet(
         num_classes=num_classes,
         feature_channels=model.conv5[0].out_channels,
         num_features=model.fc.in_features,
-        data_config={
-            "input_size": (3, 224, 224),
-            "mean": _IMAGENET_MEAN,
-            "std": _IMAGENET_STD,
-            "interpolation": "bilinear",
-            "crop_pct": 0.875,
-        },
+        data_config=DataConfig(
+            [3, 224, 224]
+        ),  # torchvision's ImageNet recipe: resize 256, crop 224, bilinear
         weights_from=weights_from,
     )
 
@@ -235,11 +231,11 @@ def _torchvision_pretrained(name: str, factory, role: str) -> nn.Module:
     tv_weights = torchvision.models.get_model_weights(name).DEFAULT
     cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(tv_weights.url).name
     if not cached.is_file() and not hub_reachable(tv_weights.url):
-        raise UserError(offline_message(name, role))
+        raise offline_error(name, role)
     try:
         with hub_access(True):
             return factory(weights=tv_weights)
     except Exception as err:
         if is_download_error(err):
-            raise UserError(offline_message(name, role)) from err
+            raise offline_error(name, role) from err
         raise

@@ -46,6 +46,17 @@ def build_model(
     raise UserError(_unknown_message(name, role, registries[0]))
 
 
+def resolve_model_name(name: str, role: str = "student") -> str:
+    """The name a model is filed under: a registered entry's canonical name (aliases resolved), else the
+    timm name itself. Unknown names are a UserError with close matches."""
+    registries = (STUDENTS, TEACHERS) if role == "student" else (TEACHERS, STUDENTS)
+    for registry in registries:
+        if name in registry:
+            return registry.resolve(name)
+    check_model_name(name, role)
+    return name
+
+
 def check_model_name(name: str, role: str = "student") -> None:
     """Fail early (before hours of stage 1) on a name no factory knows."""
     registries = (STUDENTS, TEACHERS) if role == "student" else (TEACHERS, STUDENTS)

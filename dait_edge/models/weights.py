@@ -29,9 +29,9 @@ _PROBE_TIMEOUT_S = 3.0
 _DOWNLOAD_SOCKET_TIMEOUT_S = 20.0
 
 
-def weights_flag(role: str) -> str:
-    """The CLI option that passes a local weights file for `role` ("student" or "teacher")."""
-    return f"--{role}-weights"
+def weights_setting(role: str) -> str:
+    """The setting that passes a local weights file for `role` ("student" or "teacher")."""
+    return f"{role}_weights"
 
 
 # --- local files ----------------------------------------------------------------------------
@@ -44,9 +44,9 @@ def load_state_dict_file(path: str | os.PathLike, *, role: str = "student") -> d
     DDP ('module.'), torch.compile ('_orig_mod.') or a saved ClassifierWithFeatures ('model.').
     """
     path = Path(path)
-    flag = weights_flag(role)
+    setting = weights_setting(role)
     if not path.is_file():
-        raise UserError(f"weights file {path} does not exist: check the path given to {flag}.")
+        raise UserError(f"weights file {path} does not exist: check its path.", setting=setting)
     try:
         if path.suffix == ".safetensors":
             import safetensors.torch
@@ -58,13 +58,15 @@ def load_state_dict_file(path: str | os.PathLike, *, role: str = "student") -> d
     except Exception as err:  # any reader failure means the same thing to the user
         reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
         raise UserError(
-            f"cannot read weights file {path} ({reason}): pass {flag} a .safetensors file or a "
-            ".pt/.pth/.bin file holding a state_dict."
+            f"cannot read weights file {path} ({reason}): pass a .safetensors file or a .pt/.pth/.bin file"
+            " holding a state_dict.",
+            setting=setting,
         ) from err
     state_dict = _unwrap(obj)
     if not state_dict:
         raise UserError(
-            f"weights file {path} holds no state_dict (no tensors found): pass {flag} a model checkpoint."
+            f"weights file {path} holds no state_dict (no tensors found): pass a model checkpoint.",
+            setting=setting,
         )
     return state_dict
 
@@ -111,8 +113,9 @@ def check_fits(
         if keys:
             parts.append(f"{len(keys)} {label} (e.g. {', '.join(keys[:2])})")
     raise UserError(
-        f"weights file {path} does not fit {name}: {'; '.join(parts)}. Pass {weights_flag(role)} a "
-        f"checkpoint of {name}, or name the model the file was saved from."
+        f"weights file {path} does not fit {name}: {'; '.join(parts)}. Pass a checkpoint of {name}, or name"
+        " the model the file was saved from.",
+        setting=weights_setting(role),
     )
 
 
@@ -139,10 +142,11 @@ def load_weights_into(
 # --- hubs -----------------------------------------------------------------------------------
 
 
-def offline_message(name: str, role: str) -> str:
-    return (
-        f"cannot fetch ImageNet weights for {name} (offline?): pass a local file with "
-        f"{weights_flag(role)} FILE, or train from scratch with --no-pretrained."
+def offline_error(name: str, role: str) -> UserError:
+    return UserError(
+        f"cannot fetch ImageNet weights for {name} (offline?): pass a local weights file, or train from"
+        " scratch without pretrained weights.",
+        setting=(weights_setting(role), "pretrained"),
     )
 
 

@@ -6,6 +6,8 @@ import os
 import platform
 from pathlib import Path
 
+from dait_edge.records import Hardware
+
 
 def cpu_model() -> str:
     """'Intel(R) Xeon(R) Platinum 8480+', 'Raspberry Pi 5 Model B', 'NVIDIA Jetson Orin Nano ...'."""
@@ -24,13 +26,15 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def hardware(versions: dict[str, str] | None = None) -> dict:
-    """The host, plus the runtime versions (and GPU) the chosen runner reports."""
-    return {
-        "machine": platform.machine(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu": cpu_model(),
-        "cpu_count": os.cpu_count(),
-        "platform": platform.platform(),
-        **(versions or {}),
-    }
+def hardware(versions: dict[str, str] | None = None) -> Hardware:
+    """The host, plus the runtime versions (and "gpu") the chosen runner's `require` reports."""
+    versions = dict(versions or {})
+    return Hardware(
+        machine=platform.machine(),
+        processor=platform.processor() or platform.machine(),
+        cpu=cpu_model(),
+        cpu_count=os.cpu_count(),
+        platform=platform.platform(),
+        gpu=versions.pop("gpu", None),
+        versions=versions,
+    )

@@ -10,7 +10,6 @@ from dait_edge.utils.io import read_toml
 from dait_edge.utils.shipped import shipped_dir
 
 PROFILES_DIR = shipped_dir("profiles")  # the top-level profiles/ (or a wheel's copy of it)
-RUNTIMES = ("onnxruntime", "tensorrt", "torch")
 
 
 @dataclass(frozen=True)
@@ -48,7 +47,7 @@ KINDS = {
     "name": (lambda v: isinstance(v, str) and v != "", "a non-empty string"),
     "description": (lambda v: isinstance(v, str), "a string"),
     "device": (lambda v: isinstance(v, str), "a string"),
-    "runtime": (lambda v: v in RUNTIMES, f"one of {', '.join(RUNTIMES)}"),
+    "runtime": (lambda v: v in _runtimes(), "one of {runtimes}"),
     "providers": (_is_strings, 'a list of strings, e.g. ["CPUExecutionProvider"]'),
     "formats": (_is_strings, 'a list of strings, e.g. ["onnx-int8-u8s8", "onnx-fp32"]'),
     "threads": (lambda v: _is_int(v, 0), "an integer, 0 for the runtime's default"),
@@ -61,6 +60,12 @@ KINDS = {
     "duration_s": (lambda v: _is_number(v, 0), "a number of seconds of at least 0"),
     "latency_budget_ms": (lambda v: _is_number(v, 0) and v > 0, "a positive number of milliseconds"),
 }
+
+
+def _runtimes() -> list[str]:
+    from dait_edge.profiling.runner import runners  # the runner modules import this one
+
+    return sorted(runners())
 
 
 def available_profiles() -> list[str]:
@@ -83,7 +88,8 @@ def load_profile(name_or_path: str) -> Profile:
         raise UserError(f"profile {path} lacks {', '.join(missing)}; see profiles/x86-ort-cpu-fp32.toml.")
     for key, value in values.items():
         if not KINDS[key][0](value):
-            raise UserError(f"profile {path}: {key} must be {KINDS[key][1]}, not {value!r}.")
+            what = KINDS[key][1].format(runtimes=", ".join(_runtimes()))
+            raise UserError(f"profile {path}: {key} must be {what}, not {value!r}.")
     for key in ("providers", "formats", "batch_sizes"):
         if key in values:
             values[key] = tuple(values[key])

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dait_edge.records import Latency
+
 
 @dataclass
 class Timed:
@@ -27,7 +29,7 @@ def measure(
     iterations: int,
     duration_s: float = 0.0,
     sync: Callable[[], None] | None = None,
-) -> dict[str, float]:
+) -> Latency:
     """Latency statistics in ms of `run_once`; `sync` waits for a device (GPU) before each clock read."""
     for _ in range(warmup):
         run_once()
@@ -44,14 +46,14 @@ def measure(
     return summarise(samples)
 
 
-def summarise(samples_ms: list[float]) -> dict[str, float]:
+def summarise(samples_ms: list[float]) -> Latency:
     values = np.asarray(samples_ms, dtype=np.float64)
     p50, p90, p99 = np.percentile(values, [50, 90, 99])
-    return {
-        "mean": float(values.mean()),
-        "p50": float(p50),
-        "p90": float(p90),
-        "p99": float(p99),
-        "min": float(values.min()),
-        "samples": int(values.size),
-    }
+    return Latency(
+        mean=float(values.mean()),
+        p50=float(p50),
+        p90=float(p90),
+        p99=float(p99),
+        min=float(values.min()),
+        samples=int(values.size),
+    )

@@ -3,6 +3,8 @@ the others lost."""
 
 from __future__ import annotations
 
+from dait_edge.records import BestChoice, Candidate, ProfileRow
+
 # Fewer bits should run faster; when one does not, the report says so in those words.
 PRECISION_BITS = {"int4": 4, "int8": 8, "fp8": 8, "fp16": 16, "bf16": 16, "fp32": 32}
 PARITY_FAILED = "failed parity against PyTorch at export"
@@ -23,46 +25,32 @@ NO_REFERENCE = (
 DROP_SLACK = 1e-9  # a drop of exactly the budget is within it, whatever the float rounding
 
 
-def candidate_label(row: dict) -> str:
-    """The format, plus the backend where one file is measured several ways (a checkpoint eager / compiled,
-    an ONNX file run plainly and replayed from a CUDA graph)."""
-    backend = str(row.get("backend") or "")
-    several_ways = backend.startswith("torch") or backend == "onnxruntime-cudagraph"
-    return f"{row.get('format')} ({backend})" if several_ways else str(row.get("format"))
-
-
-def group_key(row: dict) -> tuple:
+def group_key(row: ProfileRow) -> tuple:
     """What one choice is made among: the formats of one trained model (its weights' hash, else its run
     folder) on one profile and machine. Two runs of one student, or two machines under one profile name,
-    are separate choices, each judged against its own fp32. A `choose_best` entry holds the same keys, so
-    `group_key(entry)` is the key of the rows it was chosen from."""
-    return (
-        row.get("student"),
-        row.get("profile"),
-        row.get("model") or row.get("run_dir"),
-        row.get("hardware"),
-    )
+    are separate choices, each judged against its own fp32. `BestChoice.group` is the same key."""
+    return (row.student, row.profile, row.model or row.run_dir, row.hardware)
 
 
-def candidate_key(row: dict) -> tuple:
+def candidate_key(row: ProfileRow) -> tuple:
     """What is chosen between: an artifact as run by one backend, within its `group_key` (one path can be
     measured on two boards)."""
-    return (*group_key(row), row.get("artifact"), row.get("backend"))
+    return (*group_key(row), row.artifact, row.backend)
 
 
-def rows_at_batch(rows: list[dict], batch: int) -> list[dict]:
+def rows_at_batch(rows: list[ProfileRow], batch: int) -> list[ProfileRow]:
     """One row per candidate: the one at `batch`, else the one at the smallest batch measured."""
-    by_artifact: dict[tuple, list[dict]] = {}
+    by_artifact: dict[tuple, list[ProfileRow]] = {}
     for row in rows:
         by_artifact.setdefault(candidate_key(row), []).append(row)
     picked = []
     for measured in by_artifact.values():
-        exact = [row for row in measured if row.get("batch") == batch]
-        picked.append(exact[0] if exact else min(measured, key=lambda row: row.get("batch") or 0))
+        exact = [row for row in measured if row.batch == batch]
+        picked.append(exact[0] if exact else min(measured, key=lambda row: row.batch))
     return picked
 
 
-def choose_best(rows: list[dict], max_top1_drop: float = 1.0, batch: int = 1) -> list[dict]:
+def choose_best(rows: list[ProfileRow], max_top1_drop: float = 1.0, batch: int = 1) -> list[BestChoice]:
     """The fastest artifact per trained model, profile and machine (`group_key`) that keeps its accuracy;
     entries ordered by student, profile, run and machine.
 
@@ -73,7 +61,7 @@ def choose_best(rows: list[dict], max_top1_drop: float = 1.0, batch: int = 1) ->
     artifact does. The lowest p50 among the rest wins; every candidate carries
     the reason it was chosen or lost.
     """
-    groups: dict[tuple, list[dict]] = {}
+    groups: dict[tuple, list[ProfileRow]] = {}
     for row in rows:
         groups.setdefault(group_key(row), []).append(row)
     ordered = sorted(groups.items(), key=lambda item: tuple(str(part or "") for part in item[0]))
@@ -82,107 +70,104 @@ def choose_best(rows: list[dict], max_top1_drop: float = 1.0, batch: int = 1) ->
     return entries
 
 
-def _name_places(entries: list[dict]) -> None:
+def _name_places(entries: list[BestChoice]) -> None:
     """`where` of each entry: 'resnet18 on x86-ort-cpu-int8', plus the run and machine where one student and
     profile hold several choices."""
-    by_place: dict[tuple, list[dict]] = {}
+    by_place: dict[tuple, list[BestChoice]] = {}
     for entry in entries:
-        by_place.setdefault((entry["student"], entry["profile"]), []).append(entry)
+        by_place.setdefault((entry.student, entry.profile), []).append(entry)
     for (student, profile), same in by_place.items():
         for entry in same:
             where = f"{student or 'unknown student'} on {profile or 'unnamed profile'}"
             details = []
-            if len({e["model"] or e["run_dir"] for e in same}) > 1:
-                run = entry["run_dir"]
+            if len({e.model or e.run_dir for e in same}) > 1:
+                run = entry.run_dir
                 details.append(
-                    f"run {run.rstrip('/').rsplit('/', 1)[-1]}" if run else f"model {str(entry['model'])[:8]}"
+                    f"run {run.rstrip('/').rsplit('/', 1)[-1]}" if run else f"model {str(entry.model)[:8]}"
                 )
-            if len({e["hardware"] for e in same}) > 1:
-                details.append(str(entry["hardware"] or "machine not recorded"))
-            entry["where"] = f"{where} ({', '.join(details)})" if details else where
+            if len({e.hardware for e in same}) > 1:
+                details.append(str(entry.hardware or "machine not recorded"))
+            entry.where = f"{where} ({', '.join(details)})" if details else where
 
 
-def reference_top1(rows: list[dict]) -> tuple[float | None, str | None]:
+def reference_top1(rows: list[ProfileRow]) -> tuple[float | None, str | None]:
     """The top-1 the budget is measured against: the best measured fp32 artifact, else PyTorch's, else none."""
-    fp32 = [row for row in rows if _is_fp32(row) and row.get("top1") is not None]
+    fp32 = [row for row in rows if _is_fp32(row) and row.top1 is not None]
     if fp32:
-        best = max(fp32, key=lambda row: row["top1"])
-        return float(best["top1"]), f"{best.get('format') or 'fp32'} artifact"
-    torch_top1 = [row["torch_top1"] for row in rows if row.get("torch_top1") is not None]
+        best = max(fp32, key=lambda row: row.top1)
+        return float(best.top1), f"{best.format or 'fp32'} artifact"
+    torch_top1 = [row.torch_top1 for row in rows if row.torch_top1 is not None]
     if torch_top1:
         return float(max(torch_top1)), "PyTorch checkpoint"
     return None, None
 
 
-def describe_best(entries: list[dict]) -> list[str]:
+def describe_best(entries: list[BestChoice]) -> list[str]:
     """Lines for a terminal: the chosen artifact per student and profile, then why each other one lost."""
     lines = []
     for entry in entries:
-        where = entry["where"]
-        if entry["chosen"] is None:
-            lines.append(f"{where}: no artifact qualifies")
+        winner = entry.winner
+        if winner is None:
+            lines.append(f"{entry.where}: no artifact qualifies")
         else:
-            chosen = next(c for c in entry["candidates"] if c["status"] == "chosen")
-            lines.append(f"{where}: {chosen['label']}  {entry['chosen']}")
-        lines.append(f"  {entry['note']}")
-        lines += [f"  - {c['label']}: {c['reason']}" for c in entry["candidates"] if c["status"] != "chosen"]
+            lines.append(f"{entry.where}: {winner.label}  {entry.chosen}")
+        lines.append(f"  {entry.note}")
+        lines += [f"  - {c.label}: {c.reason}" for c in entry.candidates if c.status != "chosen"]
     return lines
 
 
-def _best_of_group(rows: list[dict], max_top1_drop: float, batch: int) -> dict:
+def _best_of_group(rows: list[ProfileRow], max_top1_drop: float, batch: int) -> BestChoice:
     first = rows[0]
     reference, reference_label = reference_top1(rows)
     short_reference = "fp32" if reference_label and reference_label.endswith("artifact") else "PyTorch"
     candidates = [
-        _candidate(row, reference, short_reference, max_top1_drop, batch)
-        for row in rows_at_batch(rows, batch)
+        _candidate(row, reference, short_reference, max_top1_drop) for row in rows_at_batch(rows, batch)
     ]
-    accurate = [c for c in candidates if not c["_accuracy"] and c["latency_p50"] is not None]
-    in_budget = [c for c in accurate if not c["_over_budget"]]
+    accurate = [c for c in candidates if not c.accuracy_failures and c.latency_p50 is not None]
+    in_budget = [c for c in accurate if not c.over_budget]
     nothing_meets_budget = bool(accurate) and not in_budget
     pool = in_budget or accurate
     winner = min(pool, key=_speed_order) if pool else None
 
     for c in candidates:
         if c is winner:
-            c["status"], c["reason"] = "chosen", _why_chosen(c, pool, candidates, nothing_meets_budget)
+            c.status, c.reason = "chosen", _why_chosen(c, pool, candidates, nothing_meets_budget)
         else:
-            c["status"], c["reason"] = "lost", _why_lost(c, winner, nothing_meets_budget)
-        if c["batch"] != batch:
-            c["reason"] += f" (measured at batch {c['batch']}; no batch-{batch} run)"
+            c.status, c.reason = "lost", _why_lost(c, winner, nothing_meets_budget)
+        if c.batch != batch:
+            c.reason += f" (measured at batch {c.batch}; no batch-{batch} run)"
 
     note = _note(winner, candidates, reference, reference_label, max_top1_drop, batch, nothing_meets_budget)
-    candidates.sort(key=lambda c: (c["status"] != "chosen", *_speed_order(c)))
-    return {
-        "student": first.get("student"),
-        "profile": first.get("profile"),
-        "model": first.get("model"),
-        "run_dir": first.get("run_dir"),
-        "hardware": first.get("hardware"),
-        "where": "",  # set by choose_best, which sees the other entries
-        "batch": batch,
-        "chosen": winner["artifact"] if winner else None,
-        "chosen_format": winner["format"] if winner else None,
-        "chosen_backend": winner["backend"] if winner else None,
-        "reference_top1": reference,
-        "reference": reference_label,
-        "max_top1_drop": max_top1_drop,
-        "note": note,
-        "candidates": [{k: v for k, v in c.items() if not k.startswith("_")} for c in candidates],
-    }
+    candidates.sort(key=lambda c: (c.status != "chosen", *_speed_order(c)))
+    return BestChoice(
+        student=first.student,
+        profile=first.profile,
+        model=first.model,
+        run_dir=first.run_dir,
+        hardware=first.hardware,
+        where="",  # set by choose_best, which sees the other entries
+        batch=batch,
+        chosen=winner.artifact if winner else None,
+        chosen_format=winner.format if winner else None,
+        chosen_backend=winner.backend if winner else None,
+        reference_top1=reference,
+        reference=reference_label,
+        max_top1_drop=max_top1_drop,
+        note=note,
+        candidates=candidates,
+    )
 
 
-def _candidate(row: dict, reference, short_reference: str, max_top1_drop: float, batch: int) -> dict:
-    latency = row.get("latency_ms") or {}
-    top1 = row.get("top1")
+def _candidate(row: ProfileRow, reference, short_reference: str, max_top1_drop: float) -> Candidate:
+    top1 = row.top1
     drop = reference - top1 if reference is not None and top1 is not None else None
     accuracy = []
     # Export parity (top-1 agreement with PyTorch) stands in for accuracy only where top-1 was not measured:
     # a near-tied model flips a few predictions either way, and the user's budget is in top-1 points.
-    if drop is None and row.get("parity_passed") is False:
+    if drop is None and row.parity_passed is False:
         accuracy.append(PARITY_FAILED)
-    elif drop is None and row.get("parity_passed") is None and row.get("format") != "checkpoint":
-        # the checkpoint is what parity compares against: it needs none
+    elif drop is None and row.parity_passed is None and not row.reference:
+        # the PyTorch model is what parity compares against: it needs none
         accuracy.append(UNVERIFIED if top1 is None else NOTHING_TO_COMPARE)
     if drop is not None and drop > max_top1_drop + DROP_SLACK:
         accuracy.append(
@@ -190,96 +175,88 @@ def _candidate(row: dict, reference, short_reference: str, max_top1_drop: float,
             f" (budget {_num(max_top1_drop)})"
         )
     over_budget = None
-    if row.get("within_budget") is False:
-        budget = row.get("latency_budget_ms")
+    if row.within_budget is False:
+        budget = row.latency_budget_ms
         budget_text = f"{budget:g} ms budget" if budget is not None else "latency budget"
-        over_budget = f"p99 {_ms(latency.get('p99'))} ms over the profile's {budget_text}"
-    return {
-        "artifact": row.get("artifact"),
-        "format": row.get("format"),
-        "backend": row.get("backend"),
-        "label": candidate_label(row),
-        "precision": row.get("precision"),
-        "batch": row.get("batch", batch),
-        "run_dir": row.get("run_dir"),
-        "latency_p50": latency.get("p50"),
-        "top1": top1,
-        "top1_drop": drop,
-        "status": None,
-        "reason": "",
-        "_accuracy": accuracy,
-        "_over_budget": over_budget,
-        "_parity": row.get("parity_passed"),
-    }
+        over_budget = f"p99 {_ms(row.latency_ms.p99)} ms over the profile's {budget_text}"
+    return Candidate(
+        artifact=row.artifact,
+        format=row.format,
+        backend=row.backend,
+        label=row.label,
+        precision=row.precision,
+        batch=row.batch,
+        run_dir=row.run_dir,
+        latency_p50=row.latency_ms.p50,
+        top1=top1,
+        top1_drop=drop,
+        accuracy_failures=accuracy,
+        over_budget=over_budget,
+        parity_passed=row.parity_passed,
+        bits=PRECISION_BITS.get(row.precision, 32),
+    )
 
 
-def _speed_order(c: dict) -> tuple:
+def _speed_order(c: Candidate) -> tuple:
     # Ties go to the artifact with more precision, then by name, so the choice never depends on input order.
-    p50 = c["latency_p50"]
-    return (p50 is None, p50 or 0.0, -_bits(c), str(c["format"]), str(c["artifact"]), str(c["backend"]))
+    p50 = c.latency_p50
+    return (p50 is None, p50 or 0.0, -c.bits, c.format, c.artifact, c.backend)
 
 
-def _why_chosen(c: dict, pool: list[dict], candidates: list[dict], nothing_meets_budget: bool) -> str:
+def _why_chosen(
+    c: Candidate, pool: list[Candidate], candidates: list[Candidate], nothing_meets_budget: bool
+) -> str:
     if len(candidates) == 1:
-        reason = f"the only artifact profiled (p50 {_ms(c['latency_p50'])} ms)"
+        reason = f"the only artifact profiled (p50 {_ms(c.latency_p50)} ms)"
     elif len(pool) == 1:
-        reason = f"the only artifact that passes the gates (p50 {_ms(c['latency_p50'])} ms)"
+        reason = f"the only artifact that passes the gates (p50 {_ms(c.latency_p50)} ms)"
     else:
-        reason = (
-            f"fastest of {len(pool)} artifacts within the accuracy budget (p50 {_ms(c['latency_p50'])} ms)"
-        )
+        reason = f"fastest of {len(pool)} artifacts within the accuracy budget (p50 {_ms(c.latency_p50)} ms)"
     if nothing_meets_budget:
-        reason += f"; {c['_over_budget']} (no accurate artifact meets it)"
-    if c["_parity"] is False and c["top1_drop"] is not None:
+        reason += f"; {c.over_budget} (no accurate artifact meets it)"
+    if c.parity_passed is False and c.top1_drop is not None:
         reason += f"; {PARITY_WAIVED}"
-    if c["top1"] is None:
+    if c.top1 is None:
         reason += (
             "; top-1 not measured, accuracy judged by export parity"
-            if c["_parity"]
+            if c.parity_passed
             else "; top-1 not measured; the PyTorch checkpoint itself, which export parity compares against"
         )
     return reason
 
 
-def _why_lost(c: dict, winner: dict | None, nothing_meets_budget: bool) -> str:
-    if c["_accuracy"]:
-        return "; ".join(c["_accuracy"])
-    if c["latency_p50"] is None:
+def _why_lost(c: Candidate, winner: Candidate | None, nothing_meets_budget: bool) -> str:
+    if c.accuracy_failures:
+        return "; ".join(c.accuracy_failures)
+    if c.latency_p50 is None:
         return "no latency measured"
-    if c["_over_budget"] and not nothing_meets_budget:
-        return c["_over_budget"]
-    mine, theirs = c["latency_p50"], winner["latency_p50"]
+    if c.over_budget and not nothing_meets_budget:
+        return c.over_budget
+    mine, theirs = c.latency_p50, winner.latency_p50
     if mine == theirs:
-        return (
-            f"ties with {winner['label']} at p50 {_ms(mine)} ms; the tie goes to more precision, then by name"
-        )
-    if _bits(c) < _bits(winner):
-        return (
-            f"{c['precision']} slower than {winner['precision']} on this hardware"
-            f" (p50 {_ms(mine)} vs {_ms(theirs)} ms)"
-        )
+        return f"ties with {winner.label} at p50 {_ms(mine)} ms; the tie goes to more precision, then by name"
+    if c.bits < winner.bits:
+        return f"{c.precision} slower than {winner.precision} on this hardware (p50 {_ms(mine)} vs {_ms(theirs)} ms)"
     ratio = f" ({mine / theirs:.1f}x)" if theirs > 0 else ""
-    return f"slower: p50 {_ms(mine)} ms vs {_ms(theirs)} ms for {winner['label']}{ratio}"
+    return f"slower: p50 {_ms(mine)} ms vs {_ms(theirs)} ms for {winner.label}{ratio}"
 
 
 def _note(winner, candidates, reference, reference_label, max_top1_drop, batch, nothing_meets_budget) -> str:
     if winner is None:
-        lost = "; ".join(f"{c['label']}: {c['reason']}" for c in candidates)
+        lost = "; ".join(f"{c.label}: {c.reason}" for c in candidates)
         note = f"no artifact qualifies ({lost})"
-        return f"{note}; {NO_TOP1}" if all(c["top1"] is None for c in candidates) else note
-    parts = [f"{winner['label']} is the fastest accurate artifact (p50 {_ms(winner['latency_p50'])} ms"]
-    parts[0] += (
-        f" at batch {winner['batch']}, not {batch})" if winner["batch"] != batch else f" at batch {batch})"
-    )
-    if winner["top1"] is None:
+        return f"{note}; {NO_TOP1}" if all(c.top1 is None for c in candidates) else note
+    parts = [f"{winner.label} is the fastest accurate artifact (p50 {_ms(winner.latency_p50)} ms"]
+    parts[0] += f" at batch {winner.batch}, not {batch})" if winner.batch != batch else f" at batch {batch})"
+    if winner.top1 is None:
         parts.append(NO_TOP1)
     elif reference is None:
         parts.append(NO_REFERENCE)
-    elif winner["precision"] == "fp32" and winner["top1"] == reference:
-        parts.append(f"top-1 {winner['top1']:.1f}%, the fp32 reference")
+    elif winner.precision == "fp32" and winner.top1 == reference:
+        parts.append(f"top-1 {winner.top1:.1f}%, the fp32 reference")
     else:
         parts.append(
-            f"top-1 {winner['top1']:.1f}% against {reference:.1f}% for the {reference_label}"
+            f"top-1 {winner.top1:.1f}% against {reference:.1f}% for the {reference_label}"
             f" (budget {_num(max_top1_drop)} point{'' if max_top1_drop == 1 else 's'})"
         )
     if nothing_meets_budget:
@@ -287,12 +264,8 @@ def _note(winner, candidates, reference, reference_label, max_top1_drop, batch, 
     return "; ".join(parts)
 
 
-def _is_fp32(row: dict) -> bool:
-    return row.get("format") == "onnx-fp32" or row.get("precision") == "fp32"
-
-
-def _bits(c: dict) -> int:
-    return PRECISION_BITS.get(str(c.get("precision")), 32)
+def _is_fp32(row: ProfileRow) -> bool:
+    return row.format == "onnx-fp32" or row.precision == "fp32"
 
 
 def _ms(value) -> str:

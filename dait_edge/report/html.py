@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 from html import escape
 
+from dait_edge.records import BestChoice, Report
 from dait_edge.report.tables import HEADERS, display_cells, measured_lines, profiles_in
 
 STYLE = """
@@ -21,25 +22,24 @@ code { background: #f5f5f5; padding: 0 0.2em; }
 """
 
 
-def render_html(report: dict, records: list[dict], figure: dict) -> str:
+def render_html(report: Report, records: list[dict], figure: dict) -> str:
     """The whole page; every value from the rows is escaped."""
-    settings = report["settings"]
+    settings = report.settings
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         "<title>dait-edge report</title>",
         f"<style>{STYLE}</style></head><body>",
         "<h1>dait-edge report</h1>",
-        f"<p>{len(report['rows'])} rows from {len(settings['files'])} profile result(s); artifacts compared at"
-        f" batch {escape(str(settings['batch']))}, accuracy budget {escape(str(settings['max_top1_drop']))}"
+        f"<p>{len(report.rows)} rows from {len(settings.files)} profile result(s); artifacts compared at"
+        f" batch {settings.batch}, accuracy budget {settings.max_top1_drop:g}"
         " top-1 points against the reference (&quot;drop vs ref&quot;: the fp32 artifact's measured top-1,"
         " else the run's PyTorch top-1).</p>",
     ]
     for profile in profiles_in(report, records):
         parts.append(f"<h2>Profile {escape(str(profile))}</h2>")
         parts += [
-            f'<p class="note">{escape(line)}</p>'
-            for line in measured_lines(report["measured"].get(profile, []))
+            f'<p class="note">{escape(line)}</p>' for line in measured_lines(report.measured.get(profile, []))
         ]
         parts.append(_table([record for record in records if record["profile"] == profile]))
     encoded = base64.b64encode(figure["png"]).decode("ascii")
@@ -50,7 +50,7 @@ def render_html(report: dict, records: list[dict], figure: dict) -> str:
     if figure.get("caption"):
         parts.append(f'<p class="note">{escape(figure["caption"])}</p>')
     parts.append("<h2>Best artifact per student</h2>")
-    parts += [_best_entry(entry) for entry in report["best"]]
+    parts += [_best_entry(entry) for entry in report.best]
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
 
@@ -66,17 +66,14 @@ def _table(records: list[dict]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
-def _best_entry(entry: dict) -> str:
-    where = escape(entry["where"])
-    if entry["chosen"]:
-        chosen = f"<code>{escape(entry['chosen'])}</code> ({escape(next(c['label'] for c in entry['candidates'] if c['status'] == 'chosen'))})"
-    else:
-        chosen = "nothing qualifies"
-    losers = "".join(
-        f"<li>{escape(str(c['label']))}: {escape(c['reason'])}</li>"
-        for c in entry["candidates"]
-        if c["status"] != "chosen"
+def _best_entry(entry: BestChoice) -> str:
+    winner = entry.winner
+    chosen = (
+        f"<code>{escape(entry.chosen)}</code> ({escape(winner.label)})" if winner else "nothing qualifies"
     )
-    return f"<h3>{where}: {chosen}</h3><p>{escape(entry['note'])}.</p>" + (
+    losers = "".join(
+        f"<li>{escape(c.label)}: {escape(c.reason)}</li>" for c in entry.candidates if c.status != "chosen"
+    )
+    return f"<h3>{escape(entry.where)}: {chosen}</h3><p>{escape(entry.note)}.</p>" + (
         f"<ul>{losers}</ul>" if losers else ""
     )

@@ -5,7 +5,8 @@ from __future__ import annotations
 import io
 import math
 
-from dait_edge.report.best import candidate_key, candidate_label, group_key, rows_at_batch
+from dait_edge.records import BestChoice, ProfileRow
+from dait_edge.report.best import candidate_key, rows_at_batch
 
 MARKERS = {"fp32": "o", "fp16": "s", "bf16": "s", "int8": "^"}
 OTHER_MARKER = "D"
@@ -20,7 +21,7 @@ def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]
     return front
 
 
-def plot_pareto(rows: list[dict], best: list[dict], batch: int) -> dict:
+def plot_pareto(rows: list[ProfileRow], best: list[BestChoice], batch: int) -> dict:
     """{"png": bytes, "title", "caption"}: one subplot per profile; rows without top-1 are left out."""
     # The Agg canvas directly: no pyplot, so no global backend switch and no display needed.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -28,11 +29,10 @@ def plot_pareto(rows: list[dict], best: list[dict], batch: int) -> dict:
 
     by_profile: dict = {}
     for row in rows_at_batch(rows, batch):
-        if (row.get("latency_ms") or {}).get("p50") is not None:
-            by_profile.setdefault(row.get("profile"), []).append(row)
-    students = sorted({str(row.get("student")) for group in by_profile.values() for row in group})
+        by_profile.setdefault(row.profile, []).append(row)
+    students = sorted({str(row.student) for group in by_profile.values() for row in group})
     colours = {student: f"C{i % 10}" for i, student in enumerate(students)}
-    chosen = {(*group_key(e), e["chosen"], e["chosen_backend"]) for e in best if e["chosen"]}
+    chosen = {(*e.group, e.chosen, e.chosen_backend) for e in best if e.chosen}
 
     profiles = list(by_profile) or [None]
     ncols = min(len(profiles), 2)
@@ -43,7 +43,7 @@ def plot_pareto(rows: list[dict], best: list[dict], batch: int) -> dict:
     for index, profile in enumerate(profiles):
         ax = figure.add_subplot(nrows, ncols, index + 1)
         group = by_profile.get(profile, [])
-        measured = [row for row in group if row.get("top1") is not None]
+        measured = [row for row in group if row.top1 is not None]
         if not group:
             ax.set_title("nothing to plot: no row has a latency")
             ax.set_axis_off()
@@ -69,16 +69,16 @@ def plot_pareto(rows: list[dict], best: list[dict], batch: int) -> dict:
     return {"png": png.getvalue(), "title": title, "caption": " ".join(captions)}
 
 
-def _scatter(ax, profile, rows: list[dict], colours: dict, chosen: set, batch: int) -> None:
+def _scatter(ax, profile, rows: list[ProfileRow], colours: dict, chosen: set, batch: int) -> None:
     from matplotlib.lines import Line2D
 
     points = []
     for row in rows:
-        latency, top1 = row["latency_ms"]["p50"], row["top1"]
+        latency, top1 = row.latency_ms.p50, row.top1
         points.append((latency, top1))
-        marker = MARKERS.get(str(row.get("precision")), OTHER_MARKER)
-        ax.scatter(latency, top1, s=60, marker=marker, color=colours[str(row.get("student"))], zorder=3)
-        label = candidate_label(row).removeprefix("onnx-")
+        marker = MARKERS.get(row.precision, OTHER_MARKER)
+        ax.scatter(latency, top1, s=60, marker=marker, color=colours[str(row.student)], zorder=3)
+        label = row.label.removeprefix("onnx-")
         ax.annotate(
             label, (latency, top1), xytext=(5, 4), textcoords="offset points", fontsize=7, color="0.3"
         )
@@ -94,9 +94,9 @@ def _scatter(ax, profile, rows: list[dict], colours: dict, chosen: set, batch: i
     ax.set_xlabel("p50 latency (ms), lower is better")
     ax.set_ylabel("top-1 (%), higher is better")
     ax.grid(True, alpha=0.3)
-    present = sorted({str(row.get("student")) for row in rows})
+    present = sorted({str(row.student) for row in rows})
     handles = [Line2D([], [], marker="o", linestyle="", color=colours[s], label=s) for s in present]
-    precisions = sorted({str(row.get("precision")) for row in rows})
+    precisions = sorted({row.precision for row in rows})
     handles += [
         Line2D([], [], marker=MARKERS.get(p, OTHER_MARKER), linestyle="", color="0.5", label=p)
         for p in precisions
@@ -117,16 +117,15 @@ def _scatter(ax, profile, rows: list[dict], colours: dict, chosen: set, batch: i
     ax.legend(handles=handles, fontsize=7, loc="best")
 
 
-def _bars(ax, profile, rows: list[dict], colours: dict, chosen: set, batch: int) -> None:
-    rows = sorted(rows, key=lambda row: (str(row.get("student")), row["latency_ms"]["p50"]))
+def _bars(ax, profile, rows: list[ProfileRow], colours: dict, chosen: set, batch: int) -> None:
+    rows = sorted(rows, key=lambda row: (str(row.student), row.latency_ms.p50))
     labels = [
-        f"{row.get('student')} {row.get('format')}" + (" (best)" if candidate_key(row) in chosen else "")
-        for row in rows
+        f"{row.student} {row.label}" + (" (best)" if candidate_key(row) in chosen else "") for row in rows
     ]
     ax.barh(
         range(len(rows)),
-        [row["latency_ms"]["p50"] for row in rows],
-        color=[colours[str(row.get("student"))] for row in rows],
+        [row.latency_ms.p50 for row in rows],
+        color=[colours[str(row.student)] for row in rows],
     )
     ax.set_yticks(range(len(rows)), labels, fontsize=8)
     ax.invert_yaxis()

@@ -5,7 +5,8 @@ from __future__ import annotations
 import csv
 import io
 
-from dait_edge.report.best import candidate_key, candidate_label, group_key
+from dait_edge.records import BestChoice, Measured, ProfileRow, Report
+from dait_edge.report.best import candidate_key, group_key
 from dait_edge.report.collect import machine_name
 
 # (key, Markdown/HTML header, CSV header); the display text of each key comes from `display_cells`.
@@ -31,40 +32,35 @@ CSV_EXTRA = ("profile", "artifact", "run_dir", "hardware")
 MISSING = "–"
 
 
-def table_records(rows: list[dict], best: list[dict]) -> list[dict]:
-    """Raw values per row: latency percentiles, top-1 drop against the group's reference, best or not."""
-    references = {group_key(e): e["reference_top1"] for e in best}
-    chosen = {
-        (*group_key(e), c["artifact"], c["backend"], c["batch"])
-        for e in best
-        for c in e["candidates"]
-        if c["status"] == "chosen"
-    }
+def table_records(rows: list[ProfileRow], best: list[BestChoice]) -> list[dict]:
+    """Display records, keyed by COLUMNS and CSV_EXTRA: latency percentiles, top-1 drop against the
+    group's reference, best or not."""
+    references = {e.group: e.reference_top1 for e in best}
+    chosen = {(*e.group, e.chosen, e.chosen_backend, e.winner.batch) for e in best if e.winner is not None}
     records = []
     for row in rows:
-        latency = row.get("latency_ms") or {}
+        latency = row.latency_ms
         reference = references.get(group_key(row))
-        top1 = row.get("top1")
         records.append(
             {
-                "profile": row.get("profile"),
-                "student": row.get("student"),
-                "format": candidate_label(row),
-                "precision": row.get("precision"),
-                "batch": row.get("batch"),
-                "top1": top1,
-                "top1_drop": None if reference is None or top1 is None else reference - top1,
-                "p50": latency.get("p50"),
-                "p90": latency.get("p90"),
-                "p99": latency.get("p99"),
-                "throughput": row.get("throughput_ips"),
-                "size_mb": row.get("size_mb"),
-                "params_m": None if row.get("params") is None else row["params"] / 1e6,
-                "macs_g": None if row.get("macs") is None else row["macs"] / 1e9,
-                "best": (*candidate_key(row), row.get("batch")) in chosen,
-                "artifact": row.get("artifact"),
-                "run_dir": row.get("run_dir"),
-                "hardware": row.get("hardware"),
+                "profile": row.profile,
+                "student": row.student,
+                "format": row.label,
+                "precision": row.precision,
+                "batch": row.batch,
+                "top1": row.top1,
+                "top1_drop": None if reference is None or row.top1 is None else reference - row.top1,
+                "p50": latency.p50,
+                "p90": latency.p90,
+                "p99": latency.p99,
+                "throughput": row.throughput_ips,
+                "size_mb": row.size_mb,
+                "params_m": None if row.params is None else row.params / 1e6,
+                "macs_g": None if row.macs is None else row.macs / 1e9,
+                "best": (*candidate_key(row), row.batch) in chosen,
+                "artifact": row.artifact,
+                "run_dir": row.run_dir,
+                "hardware": row.hardware,
             }
         )
     return records
@@ -114,29 +110,24 @@ def csv_text(records: list[dict]) -> str:
     return out.getvalue()
 
 
-def measured_lines(measured_blocks: list[dict]) -> list[str]:
+def measured_lines(measured_blocks: list[Measured]) -> list[str]:
     """How and where a profile was measured, one sentence per distinct machine/settings (with when)."""
     lines: dict[str, list[str]] = {}  # sentence -> the times it was measured
     for measured in measured_blocks:
-        hardware = measured.get("hardware") or {}
-        machine = machine_name(hardware)
-        cpus = f" ({hardware['cpu_count']} CPUs)" if hardware.get("cpu_count") else ""
-        runtimes = ", ".join(
-            f"{name} {hardware[name]}"
-            for name in ("onnxruntime", "tensorrt", "cuda", "torch")
-            if hardware.get(name)
-        )
-        timing = f"{measured.get('warmup', '?')} warm-up + {measured.get('iterations', '?')} timed iterations"
-        if measured.get("duration_s"):
-            timing += f" (at least {measured['duration_s']} s)"
+        hardware = measured.hardware
+        cpus = f" ({hardware.cpu_count} CPUs)" if hardware.cpu_count else ""
+        runtimes = ", ".join(f"{name} {version}" for name, version in hardware.versions.items())
+        timing = f"{measured.warmup} warm-up + {measured.iterations} timed iterations"
+        if measured.duration_s:
+            timing += f" (at least {measured.duration_s:g} s)"
         line = (
-            f"Measured on {machine}{cpus}, {hardware.get('platform') or 'unknown platform'};"
-            f" runtime {runtimes or 'versions not recorded'}; threads: {measured.get('threads', '?')};"
+            f"Measured on {machine_name(hardware)}{cpus}, {hardware.platform or 'unknown platform'};"
+            f" runtime {runtimes or 'versions not recorded'}; threads: {measured.threads};"
             f" {timing}"
         )
-        if measured.get("timing"):
-            line += f"; {measured['timing']}"
-        lines.setdefault(line, []).append(measured.get("created") or "")
+        if measured.timing:
+            line += f"; {measured.timing}"
+        lines.setdefault(line, []).append(measured.created)
     out = []
     for line, times in lines.items():
         times = sorted(t for t in times if t)
@@ -145,42 +136,40 @@ def measured_lines(measured_blocks: list[dict]) -> list[str]:
     return out
 
 
-def markdown_report(report: dict, records: list[dict], figure: dict, figure_name: str) -> str:
+def markdown_report(report: Report, records: list[dict], figure: dict, figure_name: str) -> str:
     """report.md: per profile how it was measured and the table, then the figure and the best artifacts."""
-    settings = report["settings"]
+    settings = report.settings
     lines = [
         "# dait-edge report",
         "",
-        f"{len(report['rows'])} rows from {len(settings['files'])} profile result(s); artifacts compared at"
-        f" batch {settings['batch']}, accuracy budget {settings['max_top1_drop']} top-1 points against the"
+        f"{len(report.rows)} rows from {len(settings.files)} profile result(s); artifacts compared at"
+        f" batch {settings.batch}, accuracy budget {settings.max_top1_drop:g} top-1 points against the"
         " reference (\"drop vs ref\": the fp32 artifact's measured top-1, else the run's PyTorch top-1).",
         "",
     ]
     for profile in profiles_in(report, records):
         lines += [f"## Profile {_md_text(str(profile))}", ""]
-        lines += [f"- {_md_text(line)}" for line in measured_lines(report["measured"].get(profile, []))]
+        lines += [f"- {_md_text(line)}" for line in measured_lines(report.measured.get(profile, []))]
         lines += ["", markdown_table([r for r in records if r["profile"] == profile]), ""]
     lines += ["## Top-1 vs latency", "", f"![{_md_text(figure['title'])}]({figure_name})", ""]
     if figure.get("caption"):
         lines += [_md_text(figure["caption"]), ""]
     lines += ["## Best artifact per student", ""]
-    for entry in report["best"]:
-        where = entry["where"]
-        chosen = f"`{entry['chosen']}` ({_chosen_label(entry)})" if entry["chosen"] else "nothing qualifies"
-        lines += [f"### {_md_text(where)}: {chosen}", "", _md_text(entry["note"]) + ".", ""]
+    for entry in report.best:
+        winner = entry.winner
+        chosen = f"`{entry.chosen}` ({winner.label})" if winner else "nothing qualifies"
+        lines += [f"### {_md_text(entry.where)}: {chosen}", "", _md_text(entry.note) + ".", ""]
         losers = [
-            f"- {_md_text(str(c['label']))}: {_md_text(c['reason'])}"
-            for c in entry["candidates"]
-            if c["status"] != "chosen"
+            f"- {_md_text(c.label)}: {_md_text(c.reason)}" for c in entry.candidates if c.status != "chosen"
         ]
         lines += losers + [""] if losers else []
     return "\n".join(lines).rstrip() + "\n"
 
 
-def profiles_in(report: dict, records: list[dict]) -> list:
+def profiles_in(report: Report, records: list[dict]) -> list:
     """Profile names in table order: those with rows, then any measured block without rows."""
     names = list(dict.fromkeys(record["profile"] for record in records))
-    return names + [name for name in report["measured"] if name not in names]
+    return names + [name for name in report.measured if name not in names]
 
 
 def _md_line(cells: list[str]) -> str:
@@ -200,7 +189,3 @@ def _csv_value(value):
     if isinstance(value, float):
         return f"{value:.6g}"
     return value
-
-
-def _chosen_label(entry: dict) -> str:
-    return next(c["label"] for c in entry["candidates"] if c["status"] == "chosen")

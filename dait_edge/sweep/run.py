@@ -11,33 +11,44 @@ Running the same command again skips every finished step and resumes an interrup
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from pathlib import Path
 
 from dait_edge.config import DistillConfig
 from dait_edge.errors import UserError
-from dait_edge.utils.io import write_json_atomic
+from dait_edge.records import ExportSummary, RunSummary, StudentProgress, SweepState
+from dait_edge.report.api import BuiltReport
 
-SWEEP_FILE = "sweep.json"
-STUDENTS_ALL = ("resnet18", "efficientnet_b0", "mobilenetv2_100", "shufflenet_v2_x1_0")
 # Settings that may differ between invocations of one sweep without invalidating its runs.
 FREE_SETTINGS = ("student", "out", "progress", "workers", "device", "teacher_cache", "cache_dir")
 
 
-def resolve_students(spec: str | list[str]) -> list[str]:
-    """'all' -> the four students; otherwise comma-separated registered names or aliases."""
+def all_students() -> list[str]:
+    """What `--students all` means: every registered student, in registration order."""
     from dait_edge.models import STUDENTS
+
+    return list(STUDENTS)
+
+
+def resolve_students(spec: str | list[str]) -> list[str]:
+    """'all' -> every registered student; otherwise comma-separated names or aliases (any name `distill`
+    takes, timm names included), resolved to the names runs are filed under."""
+    from dait_edge.models import check_model_name, resolve_model_name
 
     names = spec.split(",") if isinstance(spec, str) else list(spec)
     names = [n.strip() for n in names if n.strip()]
     if names == ["all"]:
-        return list(STUDENTS_ALL)
+        return all_students()
     if not names:
-        raise UserError("--students is empty; pass all or a comma-separated list, e.g. resnet18,mobilenetv2.")
-    resolved = [STUDENTS.resolve(n) for n in names]  # unknown names: one line with close matches
+        raise UserError(
+            "the list of students is empty; pass all or comma-separated names, e.g. resnet18,mobilenetv2.",
+            setting="students",
+        )
+    for name in names:
+        check_model_name(name, "student")  # unknown names: one line with close matches
+    resolved = [resolve_model_name(n, "student") for n in names]
     if len(set(resolved)) != len(resolved):
-        raise UserError(f"--students names a student twice ({', '.join(names)}); list each once.")
+        raise UserError(f"a student is named twice ({', '.join(names)}); list each once.", setting="students")
     return resolved
 
 
@@ -46,36 +57,34 @@ def _recipe(config: DistillConfig) -> dict:
     return {k: v for k, v in values.items() if k not in FREE_SETTINGS}
 
 
-def _check_or_start(out_dir: Path, state: dict) -> dict:
+def _check_or_start(out_dir: Path, state: SweepState) -> SweepState:
     """A sweep folder keeps its recipe: resuming with other settings would mix incomparable runs."""
-    path = out_dir / SWEEP_FILE
-    if not path.is_file():
+    if not SweepState.path_in(out_dir).is_file():
         return state
-    previous = json.loads(path.read_text())
+    previous = SweepState.read(out_dir)
     changed = sorted(
-        k
-        for k in set(previous.get("recipe", {})) | set(state["recipe"])
-        if previous.get("recipe", {}).get(k) != state["recipe"].get(k)
+        k for k in set(previous.recipe) | set(state.recipe) if previous.recipe.get(k) != state.recipe.get(k)
     )
     if changed:
         raise UserError(
             f"{out_dir} holds a sweep with other settings ({', '.join(changed[:5])} differ);"
-            " rerun with the same settings to resume it, or pass a new --out."
+            " rerun with the same settings to resume it, or pass a new sweep folder.",
+            setting="out",
         )
-    for key in ("profiles", "formats"):  # new profiles or formats extend a finished sweep
-        state[key] = list(dict.fromkeys([*previous.get(key, []), *state[key]]))
-    state["students"] = {**previous.get("students", {}), **state["students"]}
+    # new profiles or formats extend a finished sweep
+    state.profiles = list(dict.fromkeys([*previous.profiles, *state.profiles]))
+    state.formats = list(dict.fromkeys([*previous.formats, *state.formats]))
+    state.students = {**previous.students, **state.students}
     return state
 
 
 def _export_done(run_dir: Path, formats: list[str]) -> bool:
-    summary = run_dir / "export" / "summary.json"
-    if not summary.is_file():
+    exported = ExportSummary.read_if_present(run_dir / "export")
+    if exported is None:
         return False
-    exported = json.loads(summary.read_text())
-    have = {a.get("format") for a in exported.get("artifacts", [])}
+    have = exported.formats()
     # formats this machine cannot build (TensorRT without a GPU) were skipped with a message naming them
-    have |= {f for f in formats if any(f in str(message) for message in exported.get("skipped", []))}
+    have |= {f for f in formats if any(f in message for message in exported.skipped)}
     return set(formats) <= have
 
 
@@ -92,7 +101,7 @@ def run_sweep(
     calib_samples: int = 256,
     parity_samples: int = 512,
     log=print,
-) -> dict:
+) -> tuple[SweepState, BuiltReport]:
     """The whole comparison for `students` on `base`'s dataset; returns the sweep state and report."""
     from dait_edge.distill import run_distill
     from dait_edge.export import export_run
@@ -107,49 +116,39 @@ def run_sweep(
     base.validate()
     state = _check_or_start(
         out_dir,
-        {
-            "recipe": _recipe(base),
-            "students": {},
-            "profiles": [p.name for p in loaded],
-            "formats": format_list,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        },
+        SweepState(
+            recipe=_recipe(base),
+            students={},
+            profiles=[p.name for p in loaded],
+            formats=format_list,
+            created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        ),
     )
     runs_root = out_dir / "runs"
     started = time.perf_counter()
 
     def save() -> None:
-        write_json_atomic(out_dir / SWEEP_FILE, state)
+        state.write(out_dir)
 
     for index, student in enumerate(students, 1):
         tag = f"[{index}/{len(students)} {student}]"
         run_dir = runs_root / f"{student}-{base.method}"
-        entry = state["students"].setdefault(student, {"run_dir": str(run_dir)})
+        entry = state.students.setdefault(student, StudentProgress(run_dir=str(run_dir)))
         config = dataclasses.replace(
             base, student=student, out=str(run_dir), teacher_cache=str(runs_root / "teachers")
         )
 
-        summary_file = run_dir / "summary.json"
-        finished = (
-            summary_file.is_file() and json.loads(summary_file.read_text()).get("student_top1") is not None
-        )
-        if finished:
+        summary = RunSummary.read_if_present(run_dir)
+        if summary is not None and summary.student_top1 is not None:
             log(f"{tag} distill: done earlier, reusing {run_dir}")
-            summary = json.loads(summary_file.read_text())
         else:
             resume = (run_dir / "manifest.json").is_file()
             log(
                 f"{tag} distill ({'resuming' if resume else 'stage 1 + 2' if index == 1 else 'stage 2'}) -> {run_dir}"
             )
             summary = run_distill(config, resume=resume)
-        entry.update(
-            {
-                "student_top1": summary.get("student_top1"),
-                "teacher_top1": summary.get("teacher_top1"),
-                "teacher_reused": summary.get("teacher_reused"),
-                "distilled": True,
-            }
-        )
+        entry.student_top1, entry.teacher_top1 = summary.student_top1, summary.teacher_top1
+        entry.teacher_reused, entry.distilled = summary.teacher_reused, True
         save()
 
         if _export_done(run_dir, format_list):
@@ -164,13 +163,12 @@ def run_sweep(
                 measure_speed=False,
                 log=lambda *_: None,
             )
-            for artifact in exported["artifacts"]:
-                parity = artifact.get("parity") or {}
+            for artifact in exported.artifacts:
+                agreement = artifact.parity.agreement if artifact.parity else float("nan")
                 log(
-                    f"{tag}   {Path(artifact['path']).name}: agrees with PyTorch on"
-                    f" {parity.get('agreement', float('nan')):.1f}% of test images"
+                    f"{tag}   {Path(artifact.path).name}: agrees with PyTorch on {agreement:.1f}% of test images"
                 )
-        entry["exported"] = True
+        entry.exported = True
         save()
 
         for profile in loaded:
@@ -179,9 +177,8 @@ def run_sweep(
                 log(f"{tag} profile {profile.name}: done earlier")
                 continue
             log(f"{tag} profile {profile.name}")
-            target = run_dir if profile.runtime == "torch" else run_dir / "export"
             profile_artifacts(
-                [target],
+                [run_dir],  # each runtime's runner finds what it measures in the run
                 profile,
                 batch_sizes=batch_sizes,
                 dataset=base.dataset,
@@ -189,12 +186,12 @@ def run_sweep(
                 limit=profile_limit,
                 log=lambda msg, tag=tag: log(f"{tag}   {msg}"),
             )
-        entry["profiled"] = sorted({*entry.get("profiled", []), *(p.name for p in loaded)})
+        entry.profiled = sorted({*entry.profiled, *(p.name for p in loaded)})
         save()
 
     log(f"report -> {out_dir / 'report'}")
     report = build_report([runs_root], out_dir / "report", max_top1_drop=max_top1_drop, log=log)
-    state["report"] = str(out_dir / "report")
-    state["seconds"] = round(time.perf_counter() - started, 1)
+    state.report = str(out_dir / "report")
+    state.seconds = round(time.perf_counter() - started, 1)
     save()
-    return {"state": state, "report": report}
+    return state, report

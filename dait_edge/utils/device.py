@@ -12,7 +12,9 @@ def resolve_device(name: str = "auto"):
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError("--device cuda was asked for but no CUDA GPU is visible; use --device cpu or auto.")
+        raise UserError(
+            f"device {name} was asked for but no CUDA GPU is visible; use cpu or auto.", setting="device"
+        )
     if name not in ("cpu",) and not name.startswith("cuda"):
-        raise UserError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N.")
+        raise UserError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N.", setting="device")
     return torch.device(name)

@@ -77,7 +77,7 @@ def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
     write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
-def read_toml(path: Path, what: str, fix: str) -> dict[str, Any]:
+def read_toml(path: Path, what: str, fix: str, setting: str | None = None) -> dict[str, Any]:
     """Parse a TOML file; a missing or malformed one is a one-line UserError naming `what` and `fix`."""
     import tomllib
 
@@ -86,9 +86,11 @@ def read_toml(path: Path, what: str, fix: str) -> dict[str, Any]:
     try:
         return tomllib.loads(Path(path).read_text())
     except FileNotFoundError:
-        raise UserError(f"{what} {path} does not exist; {fix}") from None
+        raise UserError(f"{what} {path} does not exist; {fix}", setting=setting) from None
     except (OSError, tomllib.TOMLDecodeError) as err:
-        raise UserError(f"cannot parse {what} {path}: {' '.join(str(err).split())}; {fix}") from None
+        raise UserError(
+            f"cannot parse {what} {path}: {' '.join(str(err).split())}; {fix}", setting=setting
+        ) from None
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

@@ -52,13 +52,14 @@ def _register_config_file(path: Path) -> tuple[str, dict]:
         config = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as err:
         raise UserError(
-            f"cannot read OpenCLIP model config {path}: {err}; pass a valid JSON file to --vlm."
+            f"cannot read OpenCLIP model config {path}: {err}; pass a valid JSON file.", setting="vlm"
         ) from None
     missing = [key for key in ("embed_dim", "vision_cfg", "text_cfg") if key not in config]
     if missing:
         raise UserError(
             f"OpenCLIP model config {path} lacks {', '.join(missing)}; it needs embed_dim, vision_cfg and"
-            " text_cfg like the files in open_clip/model_configs/."
+            " text_cfg like the files in open_clip/model_configs/.",
+            setting="vlm",
         )
     open_clip.add_model_config(path)
     return path.stem, config
@@ -77,7 +78,8 @@ def resolve_vlm_source(vlm: str = DEFAULT_VLM, pretrained: str | None = DEFAULT_
         path = Path(vlm).expanduser()
         if not path.is_file():
             raise UserError(
-                f"OpenCLIP model config {path} does not exist; pass an OpenCLIP model name or a JSON file."
+                f"OpenCLIP model config {path} does not exist; pass an OpenCLIP model name or a JSON file.",
+                setting="vlm",
             )
         model_name, model_config = _register_config_file(path)
     else:
@@ -89,7 +91,8 @@ def resolve_vlm_source(vlm: str = DEFAULT_VLM, pretrained: str | None = DEFAULT_
             close = difflib.get_close_matches(model_name, open_clip.list_models(), n=3)
             hint = f" Did you mean {', '.join(close)}?" if close else ""
             raise UserError(
-                f"unknown OpenCLIP model {vlm!r}.{hint} Run `dait-edge list vlms`, or pass a model-config JSON."
+                f"unknown OpenCLIP model {vlm!r}.{hint} Run `dait-edge list vlms`, or pass a model-config JSON.",
+                setting="vlm",
             )
 
     if pretrained.lower() == "none":
@@ -103,12 +106,13 @@ def resolve_vlm_source(vlm: str = DEFAULT_VLM, pretrained: str | None = DEFAULT_
     looks_like_path = os.sep in pretrained or pretrained.endswith((".pt", ".pth", ".bin", ".safetensors"))
     if looks_like_path:
         raise UserError(
-            f"VLM checkpoint {pretrained} does not exist; pass an existing file to --vlm-pretrained."
+            f"VLM checkpoint {pretrained} does not exist; pass an existing file.", setting="vlm_pretrained"
         )
     known = ", ".join(tags) if tags else "none (this architecture has no published weights)"
     raise UserError(
         f"{pretrained!r} is not a pretrained tag of {model_name} (known tags: {known}); pass a tag, a checkpoint"
-        " file, hf-hub:ORG/REPO, local-dir:PATH, or none."
+        " file, hf-hub:ORG/REPO, local-dir:PATH, or none.",
+        setting="vlm_pretrained",
     )
 
 
@@ -149,7 +153,7 @@ def create_vlm(source: VLMSource, device: str = "cpu"):
 
     if source.random_weights:
         warnings.warn(
-            f"VLM {source.model_name} has RANDOM weights (--vlm-pretrained none): its predictions are noise."
+            f"VLM {source.model_name} has RANDOM weights (pretrained: none): its predictions are noise."
             " Use this only to measure speed or to test the pipeline.",
             stacklevel=2,
         )
@@ -163,13 +167,15 @@ def create_vlm(source: VLMSource, device: str = "cpu"):
         if "download" in text.lower() or source.weights_id.get("kind") == "hf-hub":
             raise UserError(
                 f"cannot fetch the weights of {source.model_name} ({source.pretrained or 'hub'}) - offline? Pass a"
-                " local checkpoint with --vlm-pretrained FILE (or local-dir:PATH), or fetch it beforehand on a"
-                " networked machine with tools/prefetch_weights.py."
+                " local checkpoint file (or local-dir:PATH), or fetch it beforehand on a networked machine with"
+                " tools/prefetch_weights.py.",
+                setting="vlm_pretrained",
             ) from None
         if "state_dict" in text:
             raise UserError(
-                f"VLM checkpoint {source.pretrained} does not fit the {source.model_name} architecture; pass the"
-                " --vlm name or config JSON it was trained with."
+                f"VLM checkpoint {source.pretrained} does not fit the {source.model_name} architecture; name the"
+                " OpenCLIP model or config JSON it was trained with.",
+                setting="vlm",
             ) from None
         raise UserError(f"cannot build VLM {source.model_name}: {text.splitlines()[0]}") from None
     except Exception as err:  # noqa: BLE001 - torch.load / safetensors raise many types on a corrupt file

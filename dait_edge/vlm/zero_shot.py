@@ -47,10 +47,12 @@ def evaluate_zero_shot(
     from tqdm import tqdm
 
     from dait_edge.data.images import ImageListDataset
+    from dait_edge.data.splits import evenly_spread
 
     templates = tuple(templates or dataset.prompt_templates)
     classes_text = text_classifier(vlm, dataset.classes, templates, cache_dir=cache_dir)
-    samples = dataset.split(split)[:limit] if limit else dataset.split(split)
+    # every class is reached even when the split is sorted by class (the first N would score a few)
+    samples = evenly_spread(dataset.split(split), limit) if limit else dataset.split(split)
     loader = DataLoader(
         ImageListDataset(samples, transform=vlm_eval_transform(vlm), crop_bottom=dataset.crop_bottom),
         batch_size=batch_size,

@@ -12,14 +12,14 @@ per batch size, because a captured graph has fixed shapes and addresses), and
 from __future__ import annotations
 
 import functools
-from pathlib import Path
 
 import numpy as np
 
 from dait_edge.errors import UserError
-from dait_edge.profiling.artifacts import read_sidecar
 from dait_edge.profiling.profiles import Profile
+from dait_edge.profiling.runner import Runner, random_input, register_runner
 from dait_edge.profiling.timing import Timed
+from dait_edge.records import Sidecar
 
 DEVICE_OF = {"CUDAExecutionProvider": "cuda", "TensorrtExecutionProvider": "cuda"}
 GRAPH_OPTIONS = {
@@ -27,23 +27,6 @@ GRAPH_OPTIONS = {
     "TensorrtExecutionProvider": {"trt_cuda_graph_enable": "1"},
 }
 NUMPY_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64}
-
-
-def require(profile: Profile) -> dict[str, str]:
-    """Versions for the hardware line; a one-line error when ONNX Runtime is missing."""
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        raise UserError(
-            f"profile {profile.name} needs ONNX Runtime: pip install onnxruntime (onnxruntime-gpu on a CUDA machine)."
-        ) from None
-    provider_options_of(profile)  # malformed keys are reported before any artifact is read
-    cuda_graphs_of(profile)
-    versions = {"onnxruntime": ort.__version__}
-    gpu_providers = [p for p in profile.providers if p in DEVICE_OF and p in ort.get_available_providers()]
-    if gpu_providers and (gpu := _gpu_name()):
-        versions["gpu"] = gpu  # names the machine: two hosts with one CPU model may hold different GPUs
-    return versions
 
 
 def cuda_graphs_of(profile: Profile) -> bool:
@@ -68,11 +51,6 @@ def _gpu_name() -> str | None:
         return None
     name = found.stdout.strip().splitlines()[0] if found.returncode == 0 and found.stdout.strip() else ""
     return name or None
-
-
-def random_input(input_size, batch: int, seed: int = 0) -> np.ndarray:
-    """Seeded standard-normal images: what normalised inputs look like to the network."""
-    return np.random.default_rng(seed).standard_normal((batch, *input_size), dtype=np.float32)
 
 
 def provider_options_of(profile: Profile) -> dict[str, dict[str, str]]:
@@ -126,13 +104,37 @@ class BoundRequest:
         return self.output.numpy()
 
 
-class OrtRunner:
-    def __init__(self, artifact: Path, profile: Profile):
+@register_runner("onnxruntime", "ONNX Runtime: .onnx artifacts on the CPU, CUDA or TensorRT providers")
+class OrtRunner(Runner):
+    """One session per artifact, with the profile's providers and threads."""
+
+    suffixes = (".onnx",)
+
+    @classmethod
+    def require(cls, profile: Profile) -> dict[str, str]:
+        """Versions for the hardware line; a one-line error when ONNX Runtime is missing."""
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise UserError(
+                f"profile {profile.name} needs ONNX Runtime: pip install onnxruntime (onnxruntime-gpu on a CUDA"
+                " machine)."
+            ) from None
+        provider_options_of(profile)  # malformed keys are reported before any artifact is read
+        cuda_graphs_of(profile)
+        versions = {"onnxruntime": ort.__version__}
+        gpu_providers = [
+            p for p in profile.providers if p in DEVICE_OF and p in ort.get_available_providers()
+        ]
+        if gpu_providers and (gpu := _gpu_name()):
+            versions["gpu"] = gpu  # names the machine: two hosts with one CPU model may hold different GPUs
+        return versions
+
+    def activate_impl(self) -> None:
         import onnxruntime as ort
 
-        self.artifact = artifact
-        self.sidecar = read_sidecar(artifact)
-        self.versions = {"onnxruntime": ort.__version__}
+        profile = self.profile
+        self.sidecar = Sidecar.read_for(self.artifact)
         providers = profile.providers
         available = ort.get_available_providers()
         self.chosen = [p for p in providers if p in available] or ["CPUExecutionProvider"]
@@ -140,9 +142,9 @@ class OrtRunner:
         if profile.threads:
             self.options.intra_op_num_threads = profile.threads
         self.provider_options = provider_options_of(profile)
+        self.graphs: dict[int, tuple[object, BoundRequest]] = {}  # batch -> (session, captured request)
         self.session = self._session()
         self.providers = self.session.get_providers()
-        self.note = ""
         if providers and self.providers[0] != providers[0]:
             # Say it in the row: a TensorRT profile measured on the CPU provider is a different figure. An
             # installed provider can also fail to start (no GPU, missing CUDA libraries): ORT falls back.
@@ -150,9 +152,8 @@ class OrtRunner:
             self.note = f"{providers[0]} {why}; measured with {self.providers[0]}"
         self.device = DEVICE_OF.get(self.providers[0], "cpu")
         self.modes = ("default", "cudagraph") if cuda_graphs_of(profile) else ("default",)
-        self.input_name = self.sidecar.get("input_name") or self.session.get_inputs()[0].name
-        self.input_size = tuple(self.sidecar["input_size"])
-        self.graphs: dict[int, tuple[object, BoundRequest]] = {}  # batch -> (session, captured request)
+        self.input_name = self.sidecar.input_name or self.session.get_inputs()[0].name
+        self.input_size = tuple(self.sidecar.input_size)
 
     def _session(self, cuda_graph: bool = False, providers: list[str] | None = None):
         import onnxruntime as ort
@@ -175,7 +176,7 @@ class OrtRunner:
             return self._timed_graph(batch)
         if self.device == "cpu":
             # Host arrays in and out: on the CPU provider that is the whole request.
-            return Timed(functools.partial(self, self.random_input(batch)), "onnxruntime")
+            return Timed(functools.partial(self.infer, self.random_input(batch)), "onnxruntime")
         request = BoundRequest(self.session, self.random_input(batch), self.device)
         return Timed(request, "onnxruntime", sync=request.sync)
 
@@ -200,10 +201,10 @@ class OrtRunner:
         request = self.graphs[batch][1]
         return Timed(request, backend, sync=request.sync, note="each request replays a captured CUDA graph")
 
-    def __call__(self, images: np.ndarray) -> np.ndarray:
+    def infer(self, images: np.ndarray) -> np.ndarray:
         dtype = NUMPY_TYPES.get(self.session.get_inputs()[0].type, np.float32)
         return self.session.run(None, {self.input_name: images.astype(dtype, copy=False)})[0]
 
-    def close(self) -> None:
+    def deactivate_impl(self) -> None:
         self.session = None
-        self.graphs.clear()
+        getattr(self, "graphs", {}).clear()

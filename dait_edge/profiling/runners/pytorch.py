@@ -18,9 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from dait_edge.errors import UserError
-from dait_edge.profiling.ort_runner import random_input
 from dait_edge.profiling.profiles import Profile
+from dait_edge.profiling.runner import Runner, random_input, register_runner, run_summary_of
 from dait_edge.profiling.timing import Timed
+from dait_edge.records import RunSummary
 
 MODES = ("eager", "compiled")
 PRECISIONS = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
@@ -67,7 +68,7 @@ def settings_of(profile: Profile) -> TorchSettings:
     )
 
 
-def require(profile: Profile) -> dict[str, str]:
+def _require(profile: Profile) -> dict[str, str]:
     """Versions (and the GPU) for the hardware line; a one-line error when torch or the GPU is missing."""
     try:
         import torch
@@ -88,19 +89,56 @@ def require(profile: Profile) -> dict[str, str]:
     return versions
 
 
-class TorchRunner:
-    """One run's student; `modes` are the rows it gives per batch size (eager, eager-cudagraph, compiled)."""
+@register_runner("torch", "PyTorch: the distilled student's checkpoint itself, eager or torch.compile'd")
+class TorchRunner(Runner):
+    """One run's student; `modes` are the rows it gives per batch size (eager, eager-cudagraph, compiled).
+    It measures runs: a run directory or the student .safetensors inside one."""
 
-    def __init__(self, artifact: Path, profile: Profile):
+    suffixes = (".safetensors",)
+    measures = "distill runs (summary.json with a student)"
+    made_by = "`dait-edge distill`"
+    reference = True
+
+    @classmethod
+    def require(cls, profile: Profile) -> dict[str, str]:
+        return _require(profile)
+
+    @classmethod
+    def find(cls, folder: Path, profile: Profile) -> list[Path]:
+        """A run; else the runs below (a runs/ folder); else the run above (RUN/export, RUN/stage2)."""
+        if RunSummary.read_if_present(folder) is not None:
+            return [folder]
+        below = []
+        for path in sorted(folder.rglob(RunSummary.FILE)):
+            summary = RunSummary.read_if_present(path)
+            if summary is not None and summary.has_student:
+                below.append(path.parent)
+        if below:
+            return below
+        owner, _ = run_summary_of(folder / RunSummary.FILE)  # the parents of a path inside `folder`
+        return [owner] if owner else []
+
+    @classmethod
+    def accept(cls, path: Path, profile: Profile) -> Path:
+        if path.suffix != ".safetensors":
+            raise UserError(
+                f"{path} is not a student checkpoint; profile {profile.name} measures PyTorch: pass a run"
+                " directory (holding summary.json) or its student .safetensors file."
+            )
+        return path
+
+    def activate_impl(self) -> None:
         import torch
 
         from dait_edge.export.api import load_student, resolve_run
 
         self.torch = torch
-        self.profile = profile
-        self.settings = s = settings_of(profile)
-        self.versions = require(profile)
-        info = resolve_run(artifact)
+        self._compiled = None
+        self._graphs: list = []  # keep captured graphs (and their memory pools) alive until deactivated
+        self._threads_before = torch.get_num_threads()
+        self.settings = s = settings_of(self.profile)
+        _require(self.profile)
+        info = resolve_run(self.artifact)
         self.artifact = info.checkpoint  # size_mb is the checkpoint's; rows are saved in its run
         self.device = torch.device(s.device)
         self.dtype = getattr(torch, PRECISIONS[s.precision])
@@ -108,19 +146,8 @@ class TorchRunner:
         model = load_student(info).to(self.device, self.dtype)
         self.model = model.to(memory_format=self.memory_format).eval()
         # What preprocess() needs (as in a sidecar), so top-1 comes from the same pixels as the ONNX rows'.
-        run = info.as_dict()
-        self.sidecar = {
-            **info.data_config,
-            "format": "checkpoint",
-            "precision": s.precision,
-            "parity": None,
-            **{
-                key: run[key]
-                for key in ("student", "classes", "dataset", "method", "config_hash", "student_top1")
-            },
-            "source_checkpoint": {"sha256": run["checkpoint_sha256"]},
-        }
-        self.input_size = tuple(info.data_config["input_size"])
+        self.sidecar = info.sidecar(format="checkpoint", runtime="torch", precision=s.precision)
+        self.input_size = tuple(info.data_config.input_size)
         self.providers = [str(self.device)]
         self.note = (
             "cuda_graphs applies on CUDA only; ignored on the CPU" if s.cuda_graphs and not s.on_cuda else ""
@@ -132,11 +159,8 @@ class TorchRunner:
                 (mode, "eager-cudagraph") if mode == "eager" and s.cuda_graphs and s.on_cuda else (mode,)
             )
         )
-        self._compiled = None
-        self._graphs: list = []  # keep captured graphs (and their memory pools) alive until close()
-        self._threads_before = torch.get_num_threads()
-        if profile.threads:
-            torch.set_num_threads(profile.threads)  # process-wide: close() restores it
+        if self.profile.threads:
+            torch.set_num_threads(self.profile.threads)  # process-wide: deactivate() restores it
 
     # ------------------------------------------------------------------ inputs and calls
 
@@ -147,7 +171,7 @@ class TorchRunner:
     def _sync(self):
         return self.torch.cuda.synchronize if self.settings.on_cuda else None
 
-    def __call__(self, images: np.ndarray) -> np.ndarray:
+    def infer(self, images: np.ndarray) -> np.ndarray:
         """Logits of the eager model (top-1 on the test split); every mode computes the same function."""
         with self.torch.inference_mode():
             return self.model(self._tensor(images)).float().cpu().numpy()
@@ -210,7 +234,7 @@ class TorchRunner:
         except Exception as err:  # noqa: BLE001 - dynamo / inductor raise many types; the user needs one line
             reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
             raise UserError(
-                f"torch.compile failed for {self.sidecar['student']} ({type(err).__name__}: {reason}); remove"
+                f"torch.compile failed for {self.sidecar.student} ({type(err).__name__}: {reason}); remove"
                 f' "compiled" from modes in {self.profile.source or "the profile"} or check the C++ compiler.'
             ) from None
         compile_s = time.perf_counter() - started
@@ -227,7 +251,9 @@ class TorchRunner:
             return None
         return self.torch.cuda.max_memory_allocated(self.device) / 1e6
 
-    def close(self) -> None:
+    def deactivate_impl(self) -> None:
+        if not hasattr(self, "torch"):  # failed before torch loaded
+            return
         self._graphs.clear()
         if self._compiled is not None:
             # The next student starts from an empty dynamo cache (its cache-size limit is per code object).
@@ -235,5 +261,5 @@ class TorchRunner:
             self._compiled = None
         self.model = None
         self.torch.set_num_threads(self._threads_before)
-        if self.settings.on_cuda:
+        if getattr(self, "settings", None) and self.settings.on_cuda:
             self.torch.cuda.empty_cache()

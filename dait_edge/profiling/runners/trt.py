@@ -11,15 +11,13 @@ tensors, set_input_shape, set_tensor_address, execute_async_v3).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from dait_edge.errors import UserError
-from dait_edge.profiling.artifacts import read_sidecar
-from dait_edge.profiling.ort_runner import random_input
 from dait_edge.profiling.profiles import Profile
+from dait_edge.profiling.runner import Runner, random_input, register_runner
 from dait_edge.profiling.timing import Timed
+from dait_edge.records import Sidecar
 
 INSTALL = (
     "pip install tensorrt cuda-python (on a Jetson, TensorRT comes with JetPack; add pip install cuda-python)"
@@ -61,8 +59,7 @@ def gpu_name(cudart) -> str | None:
     return (name.decode(errors="replace") if isinstance(name, bytes) else str(name)).strip("\x00 ")
 
 
-def require(profile: Profile) -> dict[str, str]:
-    """Versions and the GPU for the hardware line; a one-line error naming what to install."""
+def _require(profile: Profile) -> dict[str, str]:
     try:
         import tensorrt as trt
     except ImportError:
@@ -89,38 +86,37 @@ def require(profile: Profile) -> dict[str, str]:
     return {"tensorrt": trt.__version__, "gpu": gpu}
 
 
-class TrtRunner:
-    def __init__(self, artifact: Path, profile: Profile):
+@register_runner("tensorrt", "TensorRT: serialised .engine / .plan files on the GPU they were built for")
+class TrtRunner(Runner):
+    suffixes = (".engine", ".plan")
+
+    @classmethod
+    def require(cls, profile: Profile) -> dict[str, str]:
+        """Versions and the GPU for the hardware line; a one-line error naming what to install."""
+        return _require(profile)
+
+    def activate_impl(self) -> None:
         import tensorrt as trt
 
-        self.versions = require(profile)
+        _require(self.profile)
         self.trt, self.cudart = trt, import_cudart()
-        self.artifact = artifact
-        self.sidecar = read_sidecar(artifact)
-        self.providers = list(profile.providers or ("cuda",))
-        self.note = ""
-        self.modes = ("cudagraph",) if profile.extra.get("cuda_graphs", False) else ("enqueue",)
-        self.input_size = tuple(self.sidecar["input_size"])
         self._graphs: list = []
         self._buffers: dict[str, object] = {}
         self._buffer_bytes = 0
         self.stream = self.context = self.engine = None
-        try:
-            self._load(artifact)
-        except BaseException:
-            self.close()  # no device memory left behind by a half-built runner
-            raise
-
-    def _load(self, artifact: Path) -> None:
-        trt = self.trt
+        self.sidecar = Sidecar.read_for(self.artifact)
+        self.providers = list(self.profile.providers or ("cuda",))
+        self.modes = ("cudagraph",) if self.profile.extra.get("cuda_graphs", False) else ("enqueue",)
+        self.input_size = tuple(self.sidecar.input_size)
+        artifact = self.artifact
         self._logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(self._logger)
         self.engine = self._runtime.deserialize_cuda_engine(artifact.read_bytes())
         if self.engine is None:
-            built = (self.sidecar.get("tensorrt") or {}).get("tensorrt") or "?"
+            built = self.sidecar.tensorrt.tensorrt if self.sidecar.tensorrt else "?"
             raise UserError(
                 f"TensorRT {trt.__version__} cannot load {artifact.name} (built with TensorRT {built} on"
-                f" {self.sidecar.get('gpu') or 'an unknown GPU'}): an engine runs only with the TensorRT version"
+                f" {self.sidecar.gpu or 'an unknown GPU'}): an engine runs only with the TensorRT version"
                 " and GPU it was built with; rebuild it on this machine with `dait-edge export RUN --trt`."
             )
         self.context = self.engine.create_execution_context()
@@ -142,7 +138,7 @@ class TrtRunner:
                 " classifiers with one image input: re-export it with `dait-edge export RUN --trt`."
             )
         self.input_name = inputs[0]
-        wanted = self.sidecar.get("output_name")
+        wanted = self.sidecar.output_name
         self.output_name = wanted if wanted in self.outputs else self.outputs[0]
         self.dtypes = {}
         for name in names:
@@ -209,7 +205,7 @@ class TrtRunner:
         self._copy(int(self._buffers[self.input_name]), host.ctypes.data, host.nbytes, kind)
         return host
 
-    def __call__(self, images: np.ndarray) -> np.ndarray:
+    def infer(self, images: np.ndarray) -> np.ndarray:
         """Logits for any number of images, run in chunks the engine's optimisation profile accepts."""
         low, high = self.batch_range
         outputs = []
@@ -291,8 +287,10 @@ class TrtRunner:
         scratch = getattr(engine, "device_memory_size_v2", None) or getattr(engine, "device_memory_size", 0)
         return (int(scratch) + self._buffer_bytes) / 1e6
 
-    def close(self) -> None:
-        cudart = self.cudart
+    def deactivate_impl(self) -> None:
+        cudart = getattr(self, "cudart", None)
+        if cudart is None:  # failed before the runtime loaded: nothing to free
+            return
         for graph_exec in self._graphs:
             cudart.cudaGraphExecDestroy(graph_exec)
         self._graphs.clear()

@@ -1,0 +1,31 @@
+"""The demo's size, in its own module so the CLI reads its defaults without importing torch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class DemoScale:
+    """How big the demo is. The default is what `make demo` runs; the tests run it at a few images and
+    one epoch, which proves the chain, not the method."""
+
+    images_per_class: int = 40  # training images per class, and as many test images
+    epochs: int = (
+        16  # stage-2 epochs; the small students (MobileNet-V2, ShuffleNet-V2) need them from scratch
+    )
+
+    @property
+    def stage1_epochs(self) -> int:
+        return max(1, self.epochs // 2)
+
+    def check(self) -> None:
+        from dait_edge.errors import UserError
+
+        if self.images_per_class < 2:
+            raise UserError(
+                f"the demo needs at least 2 images per class, not {self.images_per_class}.",
+                setting="images_per_class",
+            )
+        if self.epochs < 1:
+            raise UserError(f"the demo needs at least 1 epoch, not {self.epochs}.", setting="epochs")

@@ -1,0 +1,81 @@
+"""A run directory around an untrained student: what export and profile read, without distilling.
+
+For benchmarks (timings need real architectures, not trained weights) and tests. The files are the
+ones `run_distill` writes, through the same records, so every reader treats it as a run; its method
+says "untrained" so no report mistakes it for a distilled model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+from dait_edge.config import DistillConfig
+from dait_edge.records import Checkpoints, RunManifest, RunSummary
+
+UNTRAINED = "untrained"
+
+
+def write_untrained_run(
+    run: str | Path,
+    student: str,
+    *,
+    dataset: str,
+    data_root: str | Path,
+    classes: list[str],
+    train_images: int = 0,
+    img_size: int = 224,
+    seed: int = 0,
+    method: str = UNTRAINED,
+    **summary_fields,
+) -> Path:
+    """Seeded random student weights (as last and best), a run summary and a manifest in `run`."""
+    import torch
+
+    from dait_edge.distill.run_dir import git_commit, hardware, package_versions
+    from dait_edge.engine.checkpoint import save_weights
+    from dait_edge.models import build_model
+    from dait_edge.utils.io import sha256_file
+
+    run = Path(run)
+    torch.manual_seed(seed)
+    model = build_model(student, len(classes), pretrained=False)
+    last, best = run / "stage2" / "student_last.safetensors", run / "stage2" / "student_best.safetensors"
+    save_weights(last, model)
+    save_weights(best, model)
+    summary = RunSummary(
+        run_dir=str(run),
+        dataset=dataset,
+        method=method,
+        student=model.name,
+        teacher="none",
+        num_classes=len(classes),
+        classes=list(classes),
+        train_images=train_images,
+        student_sha256=sha256_file(last),
+        checkpoints=Checkpoints(
+            student="stage2/student_last.safetensors", student_best="stage2/student_best.safetensors"
+        ),
+        completed=True,
+        img_size=img_size,
+        data_config=dataclasses.replace(model.data_config, input_size=[3, img_size, img_size]),
+    )
+    dataclasses.replace(summary, **summary_fields).write(run)
+    config = DistillConfig(
+        dataset=dataset,
+        data_root=str(data_root),
+        student=student,
+        method=method,
+        img_size=img_size,
+        seed=seed,
+    )
+    RunManifest(
+        config=config,
+        seed=seed,
+        versions=package_versions(),
+        git_commit=git_commit(),
+        hardware=hardware(torch.device("cpu"), 1),
+        created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    ).write(run)
+    return run
