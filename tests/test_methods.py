@@ -168,3 +168,24 @@ def test_methods_need_their_teachers():
     student = build_model("mobilenetv2", NUM_CLASSES, pretrained=False)
     with pytest.raises(ValueError, match="teacher"):
         METHODS.get("dait_f")(student, MethodContext(NUM_CLASSES, MEAN, STD))
+
+
+@pytest.mark.parametrize("method_name", ["dait_stage1", "dait_f", "dait_l"])
+def test_at_alpha_one_the_teachers_are_not_run(method_name, vlm_and_text):
+    """alpha = 1 weighs the distillation terms by zero: the loss is the CE alone, so the frozen teacher (or
+    VLM) is not run at all, which halves the late epochs of a short schedule."""
+    method = _stage1(vlm_and_text) if method_name == "dait_stage1" else _stage2(method_name)
+    frozen = method.vlm if method_name == "dait_stage1" else method.teacher
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the frozen teacher ran at alpha = 1")
+
+    method.eval()
+    images, labels = _batch(6)
+    frozen.forward = frozen.forward_features = frozen.encode_images = refuse
+    out = method(images, labels, alpha=1.0)
+    assert set(out) == {"loss", "logits", "loss_ce"}
+    with torch.no_grad():
+        ce = F.cross_entropy(method.student(images), labels)
+    torch.testing.assert_close(out["loss"], ce)
+    torch.testing.assert_close(out["loss_ce"], ce)

@@ -68,6 +68,12 @@ class Distiller(nn.Module):
             module.eval()
         return self
 
+    @staticmethod
+    def distils(alpha: float) -> bool:
+        """False once alpha reaches 1: the distillation terms then weigh nothing, so methods skip the
+        teachers' forward passes (the loss and every gradient are the same; only the time differs)."""
+        return alpha < 1.0
+
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         """Student and adapters; frozen teachers are not saved in training checkpoints."""
         frozen_ids = {id(p) for module in self._frozen for p in module.parameters()}

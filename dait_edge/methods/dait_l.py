@@ -24,9 +24,12 @@ class DAITLogit(Distiller):
         self.teacher_input = TeacherInput(context, self.teacher)
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor, alpha: float) -> dict[str, torch.Tensor]:
+        logits = self.student(images)
+        if not self.distils(alpha):
+            loss_ce = F.cross_entropy(logits.float(), labels)
+            return {"loss": loss_ce, "logits": logits, "loss_ce": loss_ce}
         with torch.no_grad():
             teacher_logits = self.teacher(self.teacher_input(images))
-        logits = self.student(images)
         loss_kd = kd_loss(logits, teacher_logits, tau=self.context_tau)
         loss_ce = F.cross_entropy(logits.float(), labels)
         loss = alpha * loss_ce + (1.0 - alpha) * loss_kd
