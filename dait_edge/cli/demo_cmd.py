@@ -41,12 +41,17 @@ def command(out_dir, fresh, images_per_class, epochs, as_json):
     Writes a small dataset of 'birds' that differ in crest colour and wing bars, trains a small
     OpenCLIP model on it as a stand-in for a real VLM, saves it and loads it back through the
     same local-checkpoint path real weights take, then inspects the data and measures the VLM's
-    zero-shot accuracy. Then, as `dait-edge sweep` does: distils the four students (the stage-1
-    teacher trained once, shared), exports each to ONNX fp32 / fp16 / int8, profiles them on
-    x86-ort-cpu-fp32 and x86-ort-cpu-int8 with top-1 on the test split, and writes the report
-    (report.md, pareto.png, report.html, ...) into OUT/report/. About 5 minutes on 2 CPU cores;
-    a second run reuses what is finished. Nothing is downloaded. Figures come from synthetic data
-    and random initialisation: they show the chain works, not how well a real model does.
+    zero-shot accuracy. Then, as `dait-edge sweep --students all` does: distils every registered
+    student (the stage-1 teacher trained once, shared), exports each to ONNX fp32 / fp16 / int8 u8s8,
+    profiles them on x86-ort-cpu-fp32 and x86-ort-cpu-int8 at batch 1 with top-1 on the test split,
+    and writes the report (report.md, pareto.png, report.html, ...) into OUT/report/. About 4 minutes
+    on 2 CPU cores; a second run reuses what is finished. Nothing is downloaded. Figures come from
+    synthetic data and random initialisation: they show the chain works, not how well a real model
+    does.
+
+    \b
+    A quick look at the whole chain (about 40 s):
+      dait-edge demo --out /tmp/demo-small --images-per-class 4 --epochs 1
     """
     from dait_edge.demo.run import run_demo
 

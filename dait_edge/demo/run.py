@@ -16,7 +16,10 @@ from dait_edge.records import RunSummary
 DEMO_TEACHER = "regnety_016"
 DEMO_IMG_SIZE = 64
 DEMO_PROFILES = ("x86-ort-cpu-fp32", "x86-ort-cpu-int8")
-DEMO_FORMATS = "onnx,onnx-fp16,onnx-int8"
+# What an x86 CPU runs, plus fp16 to show the GPU format; the s8s8 Q/DQ form is TensorRT's (`--formats`
+# of sweep and export make it), 2-6x slower on these CPUs, and left out to keep `make demo` short.
+DEMO_FORMATS = "onnx,onnx-fp16,onnx-int8-u8s8"
+DEMO_BATCH_SIZES = [1]  # the single-request latency the best-artifact rule judges
 
 
 def demo_config(
@@ -107,7 +110,7 @@ def run_demo(
     students = all_students()
     echo(
         f"[5/6] dait-edge sweep --students all: distill (stage 1: VLM -> {DEMO_TEACHER} once, stage 2: ->"
-        f" each student), export {DEMO_FORMATS}, profile on {' and '.join(DEMO_PROFILES)}"
+        f" each student), export {DEMO_FORMATS}, profile on {' and '.join(DEMO_PROFILES)} at batch 1"
     )
     state, report = run_sweep(
         demo_config(out_dir, data_root, checkpoint, scale, progress=progress),
@@ -115,6 +118,7 @@ def run_demo(
         out_dir,
         profiles=list(DEMO_PROFILES),
         formats=DEMO_FORMATS,
+        batch_sizes=DEMO_BATCH_SIZES,
         log=lambda msg: echo(f"      {msg}"),
     )
     results["sweep"] = state.to_dict()
