@@ -32,7 +32,7 @@ def render_html(report: Report, records: list[dict], figure: dict) -> str:
         f"<style>{STYLE}</style></head><body>",
         "<h1>dait-edge report</h1>",
         f"<p>{len(report.rows)} rows from {len(settings.files)} profile result(s); artifacts compared at"
-        f" batch {settings.batch}, accuracy budget {settings.max_top1_drop:g}"
+        f" batch {settings.batch}, accuracy budget {settings.max_top1_drop}"
         " top-1 points against the reference (&quot;drop vs ref&quot;: the fp32 artifact's measured top-1,"
         " else the run's PyTorch top-1).</p>",
     ]

@@ -143,7 +143,7 @@ def markdown_report(report: Report, records: list[dict], figure: dict, figure_na
         "# dait-edge report",
         "",
         f"{len(report.rows)} rows from {len(settings.files)} profile result(s); artifacts compared at"
-        f" batch {settings.batch}, accuracy budget {settings.max_top1_drop:g} top-1 points against the"
+        f" batch {settings.batch}, accuracy budget {settings.max_top1_drop} top-1 points against the"
         " reference (\"drop vs ref\": the fp32 artifact's measured top-1, else the run's PyTorch top-1).",
         "",
     ]
