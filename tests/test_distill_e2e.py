@@ -478,8 +478,16 @@ def test_ddp_two_processes_on_cpu(tmp_path, layouts, tiny_vlm):
     cub = layouts.cub(tmp_path / "cub", classes=classes, train_per_class=2, test_per_class=1)
     env = Env(tmp_path, cub.root, tiny_vlm.config, tiny_vlm.weights)
     out = tmp_path / "ddp"
+    # alpha = epoch: the second epoch of each stage trains on labels alone, with the teacher skipped and
+    # the training-only modules (MLPs, adapter) idle: DDP must still see a gradient for every parameter
     args = env.args(
-        out, student="test_efficientnet", teacher="test_resnet", epochs=None, stage1_epochs=2, stage2_epochs=1
+        out,
+        student="test_efficientnet",
+        teacher="test_resnet",
+        epochs=None,
+        stage1_epochs=2,
+        stage2_epochs=2,
+        alpha_rate=1.0,
     )
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
     command += ["-m", "dait_edge", *args]
@@ -502,7 +510,17 @@ def test_ddp_two_processes_on_cpu(tmp_path, layouts, tiny_vlm):
     assert RunManifest.read(out).hardware.world_size == 2
 
     records = metrics(out)
-    assert [(r["stage"], r["epoch"]) for r in records] == [(1, 0), (1, 1), (2, 0)]
+    assert [(r["stage"], r["epoch"], r["alpha"]) for r in records] == [
+        (1, 0, 0.0),
+        (1, 1, 1.0),
+        (2, 0, 0.0),
+        (2, 1, 1.0),
+    ]
+    assert "loss_sra" in records[2] and set(records[3]) - {"loss", "loss_ce"} == set(records[2]) - {
+        "loss",
+        "loss_ce",
+        "loss_sra",
+    }
     assert records[-1]["top1"] == summary.student_top1
     assert records[1]["top1"] == summary.teacher_top1
 

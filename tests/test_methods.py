@@ -189,3 +189,9 @@ def test_at_alpha_one_the_teachers_are_not_run(method_name, vlm_and_text):
         ce = F.cross_entropy(method.student(images), labels)
     torch.testing.assert_close(out["loss"], ce)
     torch.testing.assert_close(out["loss_ce"], ce)
+    # the training-only modules get a zero gradient, as at weight 0, not none: AdamW and DDP see them alike
+    out["loss"].backward()
+    idle = [(n, p) for n, p in method.named_parameters() if p.requires_grad and not n.startswith("student.")]
+    assert bool(idle) == (method_name != "dait_l")  # an adapter (DAIT-F), two MLPs (stage 1), none (DAIT-L)
+    assert all(p.grad is not None and not p.grad.any() for _, p in idle), [n for n, _ in idle]
+    assert any(p.grad is not None and p.grad.any() for p in method.student.parameters())

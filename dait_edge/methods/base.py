@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from dait_edge.registry import Registry
@@ -71,8 +72,19 @@ class Distiller(nn.Module):
     @staticmethod
     def distils(alpha: float) -> bool:
         """False once alpha reaches 1: the distillation terms then weigh nothing, so methods skip the
-        teachers' forward passes (the loss and every gradient are the same; only the time differs)."""
+        teachers' forward passes and return `labels_only` (the loss and every gradient are the same)."""
         return alpha < 1.0
+
+    def labels_only(self, logits: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The outputs at alpha = 1: cross-entropy alone. The training-only modules (adapters, MLPs) enter
+        the loss with weight 0, so they get zero gradients as when their terms were computed at weight 0:
+        AdamW steps them alike, and DDP sees a gradient for every parameter it reduces."""
+        loss_ce = F.cross_entropy(logits.float(), labels)
+        idle = [
+            p for name, p in self.named_parameters() if p.requires_grad and not name.startswith("student.")
+        ]
+        anchor = torch.stack([p.sum() for p in idle]).sum() if idle else loss_ce.new_zeros(())
+        return {"loss": loss_ce + 0.0 * anchor, "logits": logits, "loss_ce": loss_ce}
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         """Student and adapters; frozen teachers are not saved in training checkpoints."""

@@ -26,9 +26,7 @@ class DAITFeature(Distiller):
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor, alpha: float) -> dict[str, torch.Tensor]:
         if not self.distils(alpha):
-            logits = self.student(images)
-            loss_ce = F.cross_entropy(logits.float(), labels)
-            return {"loss": loss_ce, "logits": logits, "loss_ce": loss_ce}
+            return self.labels_only(self.student(images), labels)
         with torch.no_grad():
             teacher_map = self.teacher.forward_features(self.teacher_input(images))
         out = self.student.forward_all(images)

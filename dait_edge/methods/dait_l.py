@@ -26,8 +26,7 @@ class DAITLogit(Distiller):
     def forward(self, images: torch.Tensor, labels: torch.Tensor, alpha: float) -> dict[str, torch.Tensor]:
         logits = self.student(images)
         if not self.distils(alpha):
-            loss_ce = F.cross_entropy(logits.float(), labels)
-            return {"loss": loss_ce, "logits": logits, "loss_ce": loss_ce}
+            return self.labels_only(logits, labels)
         with torch.no_grad():
             teacher_logits = self.teacher(self.teacher_input(images))
         loss_kd = kd_loss(logits, teacher_logits, tau=self.context_tau)

@@ -36,9 +36,7 @@ class VLMAlignment(Distiller):
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor, alpha: float) -> dict[str, torch.Tensor]:
         if not self.distils(alpha):
-            logits = self.student(images)
-            loss_ce = F.cross_entropy(logits.float(), labels)
-            return {"loss": loss_ce, "logits": logits, "loss_ce": loss_ce}
+            return self.labels_only(self.student(images), labels)
         with torch.no_grad():
             vlm_img = self.vlm.encode_images(images, self.input_mean, self.input_std)  # same view, own size
         out = self.student.forward_all(images)
