@@ -105,6 +105,12 @@ def load_toml(path: str | Path) -> dict[str, Any]:
         raise UserError(
             f"config file {path} has unknown option(s) {', '.join(unknown)}; see `dait-edge distill --help`."
         )
+    if isinstance(values.get("stages"), int) and not isinstance(values["stages"], bool):
+        values["stages"] = str(values["stages"])  # `stages = 2` means "2"
+    # Each value has its setting's type (the run's manifest is read back with the same checks).
+    from dait_edge.records._base import check_fields
+
+    check_fields(DistillConfig, values, f"config file {path}", "fix the value in the config file")
     return values
 
 

@@ -70,3 +70,14 @@ def test_views_are_pure_functions_of_seed_index_epoch(layouts, tmp_path):
 def views_at(views, epoch):
     views.set_epoch(epoch)
     return views[1][0]
+
+
+def test_config_file_values_have_their_settings_types(tmp_path):
+    """What the manifest will hold is read back with the same checks, so a wrongly typed value stops here,
+    naming the file and the setting, not after training, when export reads the manifest."""
+    path = tmp_path / "run.toml"
+    path.write_text('[distill]\nlr = "fast"\n')
+    with pytest.raises(UserError, match=r"config file .*run.toml: field 'lr' must be a number, not \"fast\""):
+        load_toml(path)
+    path.write_text("[distill]\nstages = 2\nepochs = 3\n")  # an int is the stage's name
+    assert load_toml(path)["stages"] == "2"

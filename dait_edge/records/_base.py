@@ -145,6 +145,12 @@ class Record:
 # ---------------------------------------------------------------------- checking
 
 
+def check_fields(cls: type, data: dict, source: str, fix: str):
+    """`cls(**data)` for any dataclass, each value checked against its field's type first; a RecordError
+    names `source` and the field (for data that is not a record's file, e.g. a config file's values)."""
+    return _parse_dataclass(cls, data, _Where(source, fix), "")
+
+
 @dataclasses.dataclass(frozen=True)
 class _Where:
     source: str
