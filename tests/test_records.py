@@ -21,7 +21,12 @@ LEGACY = {
     R.TeacherInfo: ["teacher-info.json"],
     R.Sidecar: ["sidecar-onnx-fp32.json", "sidecar-onnx-int8-u8s8.json"],
     R.ExportSummary: ["export-summary.json"],
-    R.ProfileResult: ["profile-result-ort.json", "profile-result-torch.json", "profile-json-output.json"],
+    R.ProfileResult: [
+        "profile-result-ort.json",
+        "profile-result-torch.json",
+        "profile-json-output.json",
+        "profile-result-earliest.json",
+    ],
     R.Report: ["report.json"],
     R.SweepState: ["sweep.json"],
 }
@@ -83,6 +88,10 @@ def test_legacy_values_survive_the_upgrade():
         "loss_sra": pytest.approx(0.16613169),
     }
     assert legacy(R.SweepState).students["mobilenetv2_100"].profiled == ["x86-ort-cpu-int8"]
+    earliest = R.ProfileResult.read(V0 / "profile-result-earliest.json")
+    assert earliest.measured.runtime == "onnxruntime" and earliest.measured.latency_budget_ms is None
+    assert earliest.measured.hardware.cpu == "x86_64"  # the processor, before the CPU model was recorded
+    assert {(r.profile, r.model, r.top1_data) for r in earliest.rows} == {("x86-ort-cpu-int8", None, None)}
 
 
 def test_files_of_one_name_are_told_apart():

@@ -116,9 +116,24 @@ class ProfileResult(Record):
     def upgrade(cls, data: dict[str, Any], version: int) -> dict[str, Any]:
         # Version 0 kept runtime versions beside the host facts and had no row labels.
         data["measured"] = legacy_measured(data.get("measured"))
+        profile = data["measured"].get("profile") if isinstance(data["measured"], dict) else None
         if isinstance(data.get("rows"), list):
-            data["rows"] = [legacy_row(row) for row in data["rows"]]
+            data["rows"] = [legacy_row(row, profile) for row in data["rows"]]
         return data
+
+
+# Fields that version 0 gained over its life: files from before a field existed read it as this.
+_LEGACY_MEASURED = {"runtime": "onnxruntime", "latency_budget_ms": None}
+_LEGACY_ROW = {
+    "model": None,
+    "dataset": None,
+    "method": None,
+    "device_mem_mb": None,
+    "top1_data": None,
+    "torch_top1": None,
+    "within_budget": None,
+    "note": "",
+}
 
 
 def legacy_measured(measured: Any) -> Any:
@@ -126,16 +141,20 @@ def legacy_measured(measured: Any) -> Any:
     if not isinstance(measured, dict) or not isinstance(measured.get("hardware"), dict):
         return measured
     hardware = measured["hardware"]
-    return dict(measured) | {
-        "hardware": {k: v for k, v in hardware.items() if k in _HOST_KEYS}
-        | {"versions": {k: str(v) for k, v in hardware.items() if k not in _HOST_KEYS}}
-    }
+    host = {k: v for k, v in hardware.items() if k in _HOST_KEYS}
+    host.setdefault("cpu", hardware.get("processor") or hardware.get("machine") or "")
+    return (
+        _LEGACY_MEASURED
+        | dict(measured)
+        | {"hardware": host | {"versions": {k: str(v) for k, v in hardware.items() if k not in _HOST_KEYS}}}
+    )
 
 
-def legacy_row(row: Any) -> Any:
+def legacy_row(row: Any, profile: str | None = None) -> Any:
     """A version-0 row in the current shape: its label and whether it is the PyTorch reference."""
     if not isinstance(row, dict):
         return row
     backend, fmt = str(row.get("backend") or ""), row.get("format")
     several_ways = backend.startswith("torch") or backend == "onnxruntime-cudagraph"  # version 0's rule
-    return {"label": f"{fmt} ({backend})" if several_ways else fmt, "reference": fmt == "checkpoint"} | row
+    label = f"{fmt} ({backend})" if several_ways else fmt
+    return _LEGACY_ROW | {"profile": profile, "label": label, "reference": fmt == "checkpoint"} | row

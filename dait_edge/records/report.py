@@ -96,5 +96,5 @@ class Report(Record):
                 for name, blocks in data["measured"].items()
             }
         if isinstance(data.get("rows"), list):
-            data["rows"] = [legacy_row(row) for row in data["rows"]]
+            data["rows"] = [legacy_row(row) for row in data["rows"]]  # report rows name their profile
         return data
