@@ -95,6 +95,10 @@ class TrtRunner(Runner):
         """Versions and the GPU for the hardware line; a one-line error naming what to install."""
         return _require(profile)
 
+    def label(self, backend: str) -> str:
+        # One way per profile (graph launch, or plain enqueue where capture fails): the format names it.
+        return self.sidecar.format
+
     def activate_impl(self) -> None:
         import tensorrt as trt
 
