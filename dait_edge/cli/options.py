@@ -15,14 +15,18 @@ from dait_edge.vlm.loader import DEFAULT_VLM, DEFAULT_VLM_PRETRAINED
 
 
 class RegistryHelpOption(click.Option):
-    """A click option whose help text is computed when help is shown (`help_from()`)."""
+    """A click option whose help text is computed when help is shown (`help_from()`). Where the registry
+    needs the full install (methods import torch), a light install shows how to get it instead."""
 
     def __init__(self, *args, help_from: Callable[[], str], **kwargs):
         super().__init__(*args, **kwargs)
         self.help_from = help_from
 
     def get_help_record(self, ctx: click.Context):
-        self.help = self.help_from()
+        try:
+            self.help = self.help_from()
+        except ModuleNotFoundError as err:
+            self.help = f"(the choices need {err.name}: pip install 'dait-edge[full]')"
         return super().get_help_record(ctx)
 
 
