@@ -99,6 +99,11 @@ class Runner:
         return found
 
     @classmethod
+    def in_run(cls, run_dir: Path) -> Path:
+        """Where a distill run keeps what this runner measures: the artifacts `dait-edge export` wrote."""
+        return Path(run_dir) / "export"
+
+    @classmethod
     def accept(cls, path: Path, profile: Profile) -> Path:
         """A file named on the command line, or a one-line error saying what this runner measures."""
         if path.suffix not in cls.suffixes:

@@ -108,6 +108,7 @@ def run_sweep(
     from dait_edge.export.recipes import expand_formats
     from dait_edge.profiling.api import profile_artifacts
     from dait_edge.profiling.profiles import load_profile
+    from dait_edge.profiling.runner import runner_for
     from dait_edge.report import build_report
 
     out_dir = Path(out_dir)
@@ -178,7 +179,7 @@ def run_sweep(
                 continue
             log(f"{tag} profile {profile.name}")
             profile_artifacts(
-                [run_dir],  # each runtime's runner finds what it measures in the run
+                [runner_for(profile.runtime).in_run(run_dir)],  # where the run keeps what it measures
                 profile,
                 batch_sizes=batch_sizes,
                 dataset=base.dataset,

@@ -104,6 +104,10 @@ class TorchRunner(Runner):
         return _require(profile)
 
     @classmethod
+    def in_run(cls, run_dir: Path) -> Path:
+        return Path(run_dir)  # the run itself: its student checkpoint
+
+    @classmethod
     def find(cls, folder: Path, profile: Profile) -> list[Path]:
         """A run; else the runs below (a runs/ folder); else the run above (RUN/export, RUN/stage2)."""
         if RunSummary.read_if_present(folder) is not None:
