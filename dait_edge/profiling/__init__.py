@@ -1,6 +1,7 @@
 """Measure exported artifacts on the target: latency percentiles, throughput, memory, size.
 
-One runner per runtime, imported only when a profile picks it: onnxruntime (ort_runner), TensorRT
-engines (trt_runner: tensorrt + cuda-python) and the PyTorch student (torch_runner). Profiling ONNX
-artifacts on a device therefore needs only numpy, onnxruntime, click and pillow.
+One runner per runtime (`runner.py` is the contract, `runners/` holds one module each): onnxruntime
+(runners/ort.py), TensorRT engines (runners/trt.py: tensorrt + cuda-python) and the PyTorch student
+(runners/pytorch.py). A runner imports its runtime only when it is used, so profiling ONNX artifacts
+on a device needs only numpy, onnxruntime, click and pillow.
 """
