@@ -37,13 +37,15 @@ class DistillConfig:
     alpha_rate: float | None = None  # None: 1 / (8 * epochs of the stage)
     alpha_bias: float = 0.0
     temperature: float = 2.0
+    sia_weight: float = 0.5  # w_SIA of stage 1; 0.5 matches VL2Lite's released code (method.md)
     labelled_fraction: float = 1.0
     seed: int = 0
     device: str = "auto"
     pretrained: bool = True
     student_weights: str | None = None
     teacher_weights: str | None = None
-    workers: int = 2
+    workers: int | None = None  # None: the usable cores, at most MAX_DEFAULT_WORKERS
+    sync_bn: bool = False  # DDP: BatchNorm statistics over all GPUs' samples
     out: str | None = None
     teacher_cache: str | None = None  # default: <parent of the run dir>/teachers
     cache_dir: str | None = None  # class-text embeddings
@@ -60,6 +62,8 @@ class DistillConfig:
         return stages
 
     def validate(self) -> None:
+        """Check every value, and resolve names once: aliases become the canonical model and method names
+        that the run folder, the summary and the sweep all use."""
         for name in ("dataset", "data_root"):
             if not getattr(self, name):
                 raise UserError(
@@ -77,13 +81,35 @@ class DistillConfig:
         for name in ("lr", "temperature"):
             if getattr(self, name) <= 0:
                 raise UserError(f"{name} must be positive (got {getattr(self, name)}).", setting=name)
+        if self.sia_weight < 0:
+            raise UserError(f"sia_weight must be 0 or more (got {self.sia_weight}).", setting="sia_weight")
         self.stage_list()
+        if self.workers is None:
+            self.workers = default_workers()
+        self.resolve_names()
+
+    def resolve_names(self) -> None:
+        from dait_edge.methods import METHODS
+        from dait_edge.models import resolve_model_name
+
+        self.student = resolve_model_name(self.student, "student")
+        self.teacher = resolve_model_name(self.teacher, "teacher")
+        self.method = METHODS.resolve(self.method)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
 FIELDS = {f.name for f in dataclasses.fields(DistillConfig)}
+MAX_DEFAULT_WORKERS = 8
+
+
+def default_workers() -> int:
+    """Data-loading processes by default: the cores this process may use, at most 8."""
+    import os
+
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(0, min(MAX_DEFAULT_WORKERS, usable))
 
 
 def load_toml(path: str | Path) -> dict[str, Any]:

@@ -1,13 +1,10 @@
-"""Config files and flags, and augmented views as pure functions of (seed, index, epoch)."""
+"""Config files and flags: values, overrides, validation."""
 
 from __future__ import annotations
 
 import pytest
-import torch
 
 from dait_edge.config import DistillConfig, build_config, load_toml
-from dait_edge.data.images import ImageListDataset
-from dait_edge.data.transforms import SeededViews, train_transform, view_seed
 from dait_edge.errors import UserError
 
 
@@ -45,31 +42,6 @@ def test_validation(values, message):
         build_config({"dataset": "cub", "data_root": "/x", **values}, {})
     assert "--" not in str(err.value)  # the library says what is wrong; the CLI names the flag
     assert err.value.settings == (next(iter(values)),)
-
-
-def test_views_are_pure_functions_of_seed_index_epoch(layouts, tmp_path):
-    fixture = layouts.cub(tmp_path, classes=2, train_per_class=2, test_per_class=1, size=(40, 40))
-    from dait_edge.data import load_dataset
-
-    samples = load_dataset("cub", fixture.root).split("train")
-    views = SeededViews(ImageListDataset(samples), train_transform(24, (0.5,) * 3, (0.5,) * 3), seed=3)
-    views.set_epoch(1)
-    first = views[1][0]
-    torch.manual_seed(999)  # the global RNG does not matter ...
-    views.set_epoch(1)
-    again = views[1][0]
-    torch.testing.assert_close(first, again)
-    state = torch.get_rng_state()
-    views[0]
-    assert torch.equal(state, torch.get_rng_state())  # ... and is not disturbed
-    assert view_seed(3, 1, 1) != view_seed(3, 1, 0) != view_seed(4, 1, 0)
-    # different epochs give different crops/flips of the same image (40 px -> 27 px -> 24 px crop)
-    assert not all(torch.equal(views_at(views, e), first) for e in range(2, 6))
-
-
-def views_at(views, epoch):
-    views.set_epoch(epoch)
-    return views[1][0]
 
 
 def test_config_file_values_have_their_settings_types(tmp_path):

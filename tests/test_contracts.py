@@ -15,6 +15,7 @@ from click.testing import CliRunner
 
 from dait_edge.cli import cli
 from dait_edge.data import DATASETS, load_dataset
+from dait_edge.engine.batch import Batch, Step
 from dait_edge.errors import UserError
 from dait_edge.export.api import export_run
 from dait_edge.export.recipes import RECIPES_DIR, load_recipe
@@ -26,6 +27,7 @@ from dait_edge.profiling.runner import RUNNERS, Runner, register_runner, runners
 from dait_edge.profiling.timing import Timed, measure
 from dait_edge.records import ExportSummary, Sidecar
 from dait_edge.sweep import all_students, resolve_students
+from dait_edge.vlm.provider import LiveVLM
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 RECIPES = sorted(p.stem for p in RECIPES_DIR.glob("*.toml"))
@@ -63,8 +65,7 @@ def build_method(name: str, tiny_vlm_and_text):
         teacher=build_model("test_resnet", 4, pretrained=False, role="teacher")
         if "teacher" in cls.needs
         else None,
-        vlm=vlm if "vlm" in cls.needs else None,
-        text_embeddings=text if "vlm" in cls.needs else None,
+        vlm=LiveVLM(vlm, text, MEAN, STD) if "vlm" in cls.needs else None,
     )
     return cls(build_model("test_efficientnet", 4, pretrained=False), context)
 
@@ -78,8 +79,8 @@ def test_every_method_trains_with_finite_terms_and_frozen_teachers(name, tiny_vl
     images, labels = torch.randn(8, 3, 32, 32, generator=generator), torch.arange(8) % 4
     method.train()
     losses = []
-    for _ in range(6):  # a few steps on one batch: the objective must go down
-        out = method(images, labels, alpha=0.5)
+    for step in range(6):  # a few steps on one batch: the objective must go down
+        out = method(Batch.of(images, labels), Step(epoch=0, step=step, alpha=0.5))
         terms = {k: v for k, v in out.items() if k.startswith("loss")}
         assert "loss" in terms and len(terms) > 1, terms  # the total and the terms it is made of
         assert all(torch.isfinite(v).all() for v in terms.values()), terms

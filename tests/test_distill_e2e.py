@@ -7,6 +7,7 @@ weights, so the numbers mean nothing; what is checked is what the runs write and
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -404,7 +405,9 @@ def uninterrupted(env):
 
 def _comparable(summary: dict) -> dict:
     return {
-        k: v for k, v in summary.to_dict().items() if k not in ("run_dir", "stage1_seconds", "stage2_seconds")
+        k: v
+        for k, v in summary.to_dict().items()
+        if k not in ("run_dir", "stage1_seconds", "stage2_seconds", "teacher_seconds", "cache_seconds")
     }
 
 
@@ -434,6 +437,36 @@ def test_kill_and_resume_matches_an_uninterrupted_run(env, uninterrupted, stop):
     assert _comparable_metrics(out) == _comparable_metrics(whole_dir)
     assert _comparable(resumed) == _comparable(whole)
     assert RunSummary.read(out) == resumed
+
+
+def test_the_student_starts_alike_whether_the_teacher_was_trained_cached_or_given(env, uninterrupted):
+    """Each stage reseeds from (seed, stage, rank): stage 2 is the same run whatever produced its teacher."""
+    whole, whole_dir, config = uninterrupted  # trained its teacher in the same process
+    cached = run_distill(dataclasses.replace(config, out=str(env.base / "resume" / "cached_teacher")))
+    assert cached.teacher_reused is True and cached.stage1_seconds == 0.0
+    assert cached.teacher_seconds == whole.teacher_seconds > 0  # where it was trained, how long it took
+    given = run_distill(
+        dataclasses.replace(
+            config,
+            out=str(env.base / "resume" / "given_teacher"),
+            teacher_checkpoint=str(whole_dir / "stage1/teacher.safetensors"),
+        )
+    )
+    assert whole.student_sha256 == cached.student_sha256 == given.student_sha256
+
+
+def test_a_teacher_checkpoint_for_other_classes_is_refused(assert_user_error, env, tmp_path):
+    classes = load_dataset("cub", env.data_root).num_classes + 1
+    wrong = tmp_path / "teacher.safetensors"
+    save_weights(wrong, build_model("test_resnet", classes, pretrained=False, role="teacher"))
+    args = env.args(
+        tmp_path / "run", student="test_efficientnet", teacher="test_resnet", teacher_checkpoint=wrong
+    )
+    result = CliRunner().invoke(cli, args)
+    assert_user_error(
+        result, f"classifies {classes} classes but cub has {classes - 1}", "--teacher-checkpoint"
+    )
+    assert not (tmp_path / "run" / "stage2" / "student_last.safetensors").exists()
 
 
 def test_resume_of_a_finished_run_changes_nothing(uninterrupted):

@@ -8,10 +8,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from dait_edge.engine.batch import Batch, Step
 from dait_edge.losses import ira_loss, kd_loss, sia_loss, sra_loss
 from dait_edge.methods import METHODS, MethodContext
 from dait_edge.models import build_model
 from dait_edge.vlm import load_vlm, text_classifier
+from dait_edge.vlm.provider import LiveVLM
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 NUM_CLASSES = 4
@@ -34,18 +36,25 @@ def _batch(seed=0, size=32):
     return torch.randn(4, 3, size, size, generator=generator), torch.tensor([0, 1, 2, 3])
 
 
-def _stage1(vlm_and_text, teacher_name="resnet18"):
+def _stage1(vlm_and_text, teacher_name="resnet18", **options):
     vlm, text = vlm_and_text
     teacher = build_model(teacher_name, NUM_CLASSES, pretrained=False, role="teacher")
-    context = MethodContext(NUM_CLASSES, MEAN, STD, tau=2.0, vlm=vlm, text_embeddings=text)
+    context = MethodContext(
+        NUM_CLASSES, MEAN, STD, tau=2.0, vlm=LiveVLM(vlm, text, MEAN, STD), options=options
+    )
     return METHODS.get("dait_stage1")(teacher, context)
+
+
+def run(method, images, labels, alpha):
+    """One forward pass on a fully labelled batch at step 0 of epoch 0."""
+    return method(Batch.of(images, labels), Step(epoch=0, step=0, alpha=alpha))
 
 
 def test_stage1_gradients_reach_teacher_and_both_mlps_not_the_vlm(vlm_and_text):
     method = _stage1(vlm_and_text)
     method.train()
     images, labels = _batch()
-    out = method(images, labels, alpha=0.3)
+    out = run(method, images, labels, 0.3)
     out["loss"].backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in method.mlp_img.parameters())
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in method.mlp_txt.parameters())
@@ -60,20 +69,20 @@ def test_stage1_loss_is_the_documented_combination(vlm_and_text):
     method.eval()  # deterministic BN for recomputing the terms
     images, labels = _batch(1)
     alpha = 0.25
-    out = method(images, labels, alpha)
+    out = run(method, images, labels, alpha)
     with torch.no_grad():
-        vlm_img = method.vlm.encode_images(images, MEAN, STD)
+        vlm_img = method.vlm.vlm.encode_images(images, MEAN, STD)
         parts = method.student.forward_all(images)
         f_model = F.normalize(parts["pooled"], dim=-1)
         f_img = F.normalize(method.mlp_img(vlm_img), dim=-1)
-        f_txt = F.normalize(method.mlp_txt(method.text_embeddings), dim=-1)
-        sia = sia_loss(vlm_img, method.text_embeddings, f_model, f_txt, tau=2.0)
+        f_txt = F.normalize(method.mlp_txt(method.vlm.text_embeddings), dim=-1)
+        sia = sia_loss(vlm_img, method.vlm.text_embeddings, f_model, f_txt, tau=2.0)
         ira = ira_loss(f_model, f_img)
         ce = F.cross_entropy(parts["logits"], labels)
     torch.testing.assert_close(out["loss_sia"], sia)
     torch.testing.assert_close(out["loss_ira"], ira)
     torch.testing.assert_close(out["loss_ce"], ce)
-    torch.testing.assert_close(out["loss"], alpha * ce + (1 - alpha) / 2 * (sia + ira))
+    torch.testing.assert_close(out["loss"], alpha * ce + (1 - alpha) / 2 * (0.5 * sia + ira))  # w_SIA = 0.5
 
 
 def _stage2(method_name, student_name="mobilenetv2", teacher_name="resnet18"):
@@ -91,7 +100,7 @@ def test_stage2_teacher_is_frozen_and_student_learns(method_name):
     method.train()
     assert not method.teacher.training
     images, labels = _batch(2)
-    out = method(images, labels, alpha=0.5)
+    out = run(method, images, labels, 0.5)
     out["loss"].backward()
     assert all(p.grad is None for p in method.teacher.parameters())
     assert all(not p.requires_grad for p in method.teacher.parameters())
@@ -112,7 +121,7 @@ def test_dait_f_adapter_is_training_only_and_resizes():
     assert not any("adapter" in key for key in method.student.state_dict())
     method.eval()
     images, labels = _batch(3, size=64)
-    out = method(images, labels, alpha=0.2)
+    out = run(method, images, labels, 0.2)
     with torch.no_grad():
         teacher_map = method.teacher.forward_features(images)
         student_map = method.adapter(method.student.forward_features(images))
@@ -132,7 +141,7 @@ def test_dait_f_resizes_when_maps_differ():
     teacher_map = torch.randn(4, method.teacher.feature_channels, 5, 5)
     method.teacher.forward_features = lambda x: teacher_map
     with torch.no_grad():
-        out = method(images, labels, alpha=0.0)
+        out = run(method, images, labels, 0.0)
         adapted = method.adapter(method.student.forward_features(images))
         resized = F.interpolate(adapted, size=(5, 5), mode="bilinear", align_corners=False)
     assert adapted.shape[-2:] == (2, 2)
@@ -143,7 +152,7 @@ def test_dait_l_loss_is_kd_on_teacher_logits():
     method = _stage2("dait_l")
     method.eval()
     images, labels = _batch(5)
-    out = method(images, labels, alpha=0.4)
+    out = run(method, images, labels, 0.4)
     with torch.no_grad():
         kd = kd_loss(method.student(images), method.teacher(images), tau=2.0)
         ce = F.cross_entropy(method.student(images), labels)
@@ -182,8 +191,8 @@ def test_at_alpha_one_the_teachers_are_not_run(method_name, vlm_and_text):
 
     method.eval()
     images, labels = _batch(6)
-    frozen.forward = frozen.forward_features = frozen.encode_images = refuse
-    out = method(images, labels, alpha=1.0)
+    frozen.forward = frozen.forward_features = frozen.image_embeddings = refuse
+    out = run(method, images, labels, 1.0)
     assert set(out) == {"loss", "logits", "loss_ce"}
     with torch.no_grad():
         ce = F.cross_entropy(method.student(images), labels)
@@ -195,3 +204,31 @@ def test_at_alpha_one_the_teachers_are_not_run(method_name, vlm_and_text):
     assert bool(idle) == (method_name != "dait_l")  # an adapter (DAIT-F), two MLPs (stage 1), none (DAIT-L)
     assert all(p.grad is not None and not p.grad.any() for _, p in idle), [n for n, _ in idle]
     assert any(p.grad is not None and p.grad.any() for p in method.student.parameters())
+
+
+def test_sia_weight_scales_only_the_sia_term(vlm_and_text):
+    """w_SIA (default 0.5, VL2Lite's released code) weighs SIA alone; the terms themselves do not change."""
+    images, labels = _batch(7)
+    outs = {}
+    for weight in (0.5, 2.0):
+        torch.manual_seed(0)
+        method = _stage1(vlm_and_text, sia_weight=weight)
+        method.eval()
+        outs[weight] = run(method, images, labels, 0.2)
+    low, high = outs[0.5], outs[2.0]
+    for term in ("loss_sia", "loss_ira", "loss_ce"):
+        torch.testing.assert_close(low[term], high[term])
+    torch.testing.assert_close(high["loss"] - low["loss"], 0.8 / 2 * (2.0 - 0.5) * low["loss_sia"])
+
+
+def test_similarity_logits_stay_fp32_under_bf16_autocast():
+    """At logit scale 1/0.07 bf16 would shift the SIA and KD logits by ~0.05; they are computed in fp32."""
+    generator = torch.Generator().manual_seed(8)
+    img, txt = (F.normalize(torch.randn(n, 16, generator=generator), dim=-1) for n in (6, 5))
+    vlm_img, vlm_txt = (F.normalize(torch.randn(n, 16, generator=generator), dim=-1) for n in (6, 5))
+    student, teacher = torch.randn(6, 5, generator=generator), torch.randn(6, 5, generator=generator)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        sia, kd = sia_loss(vlm_img, vlm_txt, img, txt), kd_loss(student, teacher)
+    assert sia.dtype == kd.dtype == torch.float32
+    torch.testing.assert_close(sia, sia_loss(vlm_img, vlm_txt, img, txt), rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(kd, kd_loss(student, teacher), rtol=1e-6, atol=1e-6)

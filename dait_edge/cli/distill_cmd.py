@@ -86,6 +86,14 @@ TRAINING_OPTIONS = [
         "--temperature", default=D.temperature, show_default=True, type=float, help="tau of the KL terms."
     ),
     click.option(
+        "--sia-weight",
+        default=D.sia_weight,
+        show_default=True,
+        type=click.FloatRange(min=0.0),
+        help="Weight of SIA in stage 1: L1 = alpha CE + (1 - alpha) / 2 (w SIA + IRA). 0.5 matches VL2Lite's"
+        " released code, with which the paper's numbers were obtained.",
+    ),
+    click.option(
         "--labelled-fraction",
         default=D.labelled_fraction,
         show_default=True,
@@ -107,6 +115,11 @@ TRAINING_OPTIONS = [
     ),
     cache_dir_option,
     workers_option(D.workers),
+    click.option(
+        "--sync-bn",
+        is_flag=True,
+        help="Under torchrun on GPUs: BatchNorm statistics over every GPU's samples (small per-GPU batches).",
+    ),
 ]
 
 

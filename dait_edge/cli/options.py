@@ -245,13 +245,14 @@ def templates_option(func):
     )(func)
 
 
-def workers_option(default: int):
+def workers_option(default: int | None):
+    """--workers; a default of None means the usable cores, at most 8 (config.default_workers)."""
     return click.option(
         "--workers",
         default=default,
-        show_default=True,
+        show_default="the usable cores, at most 8" if default is None else True,
         type=click.IntRange(min=0),
-        help="Data-loading processes (per training process under torchrun).",
+        help="Data-loading processes (per training process under torchrun); 0 loads in the main process.",
     )
 
 

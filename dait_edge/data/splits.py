@@ -20,6 +20,16 @@ def split_labelled(
     generator, so adding or removing one class does not change the others' picks. Both outputs
     keep the input order.
     """
+    chosen = set(labelled_indices(samples, fraction, seed))
+    labelled = [s for i, s in enumerate(samples) if i in chosen]
+    unlabelled = [s for i, s in enumerate(samples) if i not in chosen]
+    return labelled, unlabelled
+
+
+def labelled_indices(samples: Sequence[Sample], fraction: float, seed: int) -> list[int]:
+    """The positions in `samples` that `split_labelled` keeps labelled, ascending: labelled and unlabelled
+    images keep their places in one index space (the training split's), which view seeds and the VLM
+    embedding cache are keyed by."""
     if not isinstance(fraction, (int, float)) or math.isnan(fraction) or not 0.0 < fraction <= 1.0:
         raise UserError(
             f"labelled fraction {fraction!r} is outside (0, 1]; pass e.g. 0.1 for 10% of each class labelled, "
@@ -35,10 +45,7 @@ def split_labelled(
         k = min(len(indices), max(1, math.floor(fraction * len(indices) + 0.5)))
         rng = random.Random(f"{seed}:{label}")  # str seeds hash stably across runs and platforms
         chosen.update(rng.sample(indices, k))
-
-    labelled = [s for i, s in enumerate(samples) if i in chosen]
-    unlabelled = [s for i, s in enumerate(samples) if i not in chosen]
-    return labelled, unlabelled
+    return sorted(chosen)
 
 
 def evenly_spread(samples: Sequence[Sample], limit: int) -> list[Sample]:

@@ -16,8 +16,9 @@ from dait_edge.config import DistillConfig
 from dait_edge.data import load_dataset
 from dait_edge.data.base import DatasetSpec
 from dait_edge.data.images import ImageListDataset
-from dait_edge.data.splits import split_labelled
-from dait_edge.data.transforms import SeededViews, eval_transform_for, train_transform_for
+from dait_edge.data.splits import labelled_indices
+from dait_edge.data.transforms import eval_transform_for
+from dait_edge.data.views import TrainViews, ViewSpec
 from dait_edge.distill.run_dir import default_run_dir, write_manifest
 from dait_edge.distill.teacher_cache import (
     TEACHER_FILE,
@@ -26,12 +27,21 @@ from dait_edge.distill.teacher_cache import (
     stage1_key,
     store_teacher,
 )
-from dait_edge.engine.distributed import DistInfo, barrier, broadcast_object, init_distributed, local_device
+from dait_edge.engine.checkpoint import seed_everything, stage_seed
+from dait_edge.engine.distributed import (
+    DistInfo,
+    barrier,
+    broadcast_object,
+    init_distributed,
+    local_device,
+    on_main,
+    shutdown,
+)
 from dait_edge.engine.evaluate import evaluate
 from dait_edge.engine.trainer import StageFiles, StagePlan, fit
 from dait_edge.errors import UserError
 from dait_edge.methods import METHODS, MethodContext
-from dait_edge.models import build_model, check_model_name, count_macs, count_params
+from dait_edge.models import build_model, count_macs, count_params
 from dait_edge.records import RunManifest, RunSummary, TeacherInfo
 from dait_edge.utils.device import resolve_device
 from dait_edge.utils.io import sha256_file
@@ -47,8 +57,6 @@ class _Run:
         self.resume = resume
         self.method_cls = METHODS.get(config.method)
         self.stages = config.stage_list()
-        check_model_name(config.student, "student")
-        check_model_name(config.teacher, "teacher")
         if config.teacher_checkpoint and not Path(config.teacher_checkpoint).is_file():
             # checked before the run directory exists, so the same --out works once the path is fixed
             raise UserError(
@@ -60,11 +68,12 @@ class _Run:
         self.dist: DistInfo = init_distributed(device)
         self.device = local_device(device, self.dist)
         self.spec: DatasetSpec = load_dataset(config.dataset, config.data_root)
-        train = self.spec.split("train")
-        if config.labelled_fraction < 1.0:
-            # DAIT trains on the labelled part (the paper's data-shortage setting).
-            train, _ = split_labelled(train, config.labelled_fraction, config.seed)
-        self.train_samples = train
+        # One index space for the whole training split: view seeds and cached embeddings are keyed by it.
+        self.all_train = self.spec.split("train")
+        # DAIT trains on the labelled part (the paper's data-shortage setting).
+        self.train_indices = labelled_indices(self.all_train, config.labelled_fraction, config.seed)
+        self.train_samples = [self.all_train[i] for i in self.train_indices]
+        self.view_spec = ViewSpec(size=config.img_size)  # the same views for every model that sees them
         self.templates = list(config.templates or self.spec.prompt_templates)
         run_dir = Path(config.out) if config.out else default_run_dir(config)
         self.run_dir = Path(broadcast_object(str(run_dir), self.dist))
@@ -73,22 +82,36 @@ class _Run:
         )
         self.metrics = self.run_dir / "metrics.jsonl"
 
+    def vlm_taught_epochs(self) -> int:
+        """The epochs of the longest VLM-taught stage this run may train (`--vlm-views auto`)."""
+        c = self.config
+        return max(c.stage1_epochs, c.stage2_epochs if "vlm" in self.method_cls.needs else 0)
+
+    def views_for(self, stage: int, vlm_taught: bool) -> int:
+        """Views per image in `stage`: a VLM-taught stage cycles through the VLM's views (as many as its
+        longest stage has epochs, so none repeats); any other stage gets a new view every epoch."""
+        if vlm_taught:
+            return self.vlm_taught_epochs()
+        return self.config.stage1_epochs if stage == 1 else self.config.stage2_epochs
+
     def prepare_dir(self) -> None:
-        manifest = RunManifest.path_in(self.run_dir)
-        if self.dist.is_main:
-            if manifest.is_file() and not self.resume:
-                raise UserError(
-                    f"{self.run_dir} already holds a run; resume it, or pass a new run directory.",
-                    setting="resume",
-                )
-            if self.resume and not manifest.is_file():
-                raise UserError(
-                    f"{self.run_dir} holds no run to resume; start a new run there instead.", setting="resume"
-                )
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            if not manifest.is_file():
-                write_manifest(self.run_dir, self.config, self.device, self.dist.world_size)
+        on_main(self.dist, self._prepare_dir)
         barrier(self.dist)
+
+    def _prepare_dir(self) -> None:
+        manifest = RunManifest.path_in(self.run_dir)
+        if manifest.is_file() and not self.resume:
+            raise UserError(
+                f"{self.run_dir} already holds a run; resume it, or pass a new run directory.",
+                setting="resume",
+            )
+        if self.resume and not manifest.is_file():
+            raise UserError(
+                f"{self.run_dir} holds no run to resume; start a new run there instead.", setting="resume"
+            )
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if not manifest.is_file():
+            write_manifest(self.run_dir, self.config, self.device, self.dist.world_size)
 
     def plan(self, stage: int) -> StagePlan:
         c = self.config
@@ -104,15 +127,25 @@ class _Run:
             alpha_bias=c.alpha_bias,
             seed=c.seed,
             workers=c.workers,
+            sync_bn=c.sync_bn,
         )
 
-    def datasets(self, model) -> tuple[SeededViews, ImageListDataset]:
-        """Training views and the test set, in `model`'s normalisation at --img-size."""
+    def datasets(self, model, views: int, extra=None) -> tuple[TrainViews, ImageListDataset]:
+        """Training views and the test set, in `model`'s normalisation at --img-size.
+
+        The views are cut by the run's model-independent view spec; only the normalisation is the model's.
+        `extra(index, view)` adds cached teacher outputs to each item."""
         size = self.config.img_size
-        train = SeededViews(
-            ImageListDataset(self.train_samples, crop_bottom=self.spec.crop_bottom),
-            train_transform_for(model.data_config, size),
+        dc = model.data_config
+        train = TrainViews(
+            ImageListDataset(self.all_train, crop_bottom=self.spec.crop_bottom),
+            self.view_spec,
             seed=self.config.seed,
+            views=views,
+            mean=dc.mean,
+            std=dc.std,
+            indices=self.train_indices,
+            extra=extra,
         )
         test = ImageListDataset(
             self.spec.split("test"), eval_transform_for(model.data_config, size), self.spec.crop_bottom
@@ -139,14 +172,31 @@ class _Run:
         )
         return result if result.last is not None and result.last.epoch == plan.epochs - 1 else None
 
-    def load_vlm_and_text(self):
+    def stage1_options(self) -> dict:
+        """The stage-1 method's options (part of the teacher-cache key)."""
+        return {"sia_weight": self.config.sia_weight}
+
+    def vlm_provider(self, model):
+        """The VLM as a provider of embeddings for batches normalised like `model`'s: the live VLM in the
+        training dtype of this device, its class-text embeddings, its text tower freed."""
         from dait_edge.vlm import load_vlm, text_classifier
+        from dait_edge.vlm.provider import LiveVLM
 
         with warnings.catch_warnings():
             warnings.simplefilter("always")
             vlm = load_vlm(self.config.vlm, self.config.vlm_pretrained, device=self.device)
         text = text_classifier(vlm, self.spec.classes, self.templates, cache_dir=self.config.cache_dir)
-        return vlm, text
+        vlm.free_text_tower()
+        vlm.model.to(dtype=vlm_dtype_for(self.device))  # the pixels are normalised in fp32 first
+        return LiveVLM(vlm, text, model.data_config.mean, model.data_config.std)
+
+
+def vlm_dtype_for(device: torch.device) -> torch.dtype:
+    """The frozen VLM's weights: bf16 where the GPU has it natively, else fp16 on CUDA, fp32 on the CPU."""
+    if device.type != "cuda":
+        return torch.float32
+    major, _ = torch.cuda.get_device_capability(device)
+    return torch.bfloat16 if major >= 8 else torch.float16
 
 
 def run_distill(
@@ -158,10 +208,15 @@ def run_distill(
     """
     config.validate()
     run = _Run(config, resume)
-    run.prepare_dir()
-    stop_after_epoch = stop_after_epoch or {}
-    torch.manual_seed(config.seed + run.dist.rank)
+    try:
+        return _run_stages(run, stop_after_epoch or {})
+    finally:
+        shutdown(run.dist)
 
+
+def _run_stages(run: _Run, stop_after_epoch: dict) -> RunSummary:
+    config = run.config
+    run.prepare_dir()
     summary = RunSummary(
         run_dir=str(run.run_dir),
         dataset=config.dataset,
@@ -172,6 +227,8 @@ def run_distill(
         classes=run.spec.classes,
         train_images=len(run.train_samples),
         labelled_fraction=config.labelled_fraction,
+        vlm_views=0,
+        cache_seconds=0.0,
     )
 
     teacher_path = None
@@ -202,16 +259,27 @@ def _stage1(run: _Run, summary: RunSummary, stop_after: int | None) -> tuple[Pat
         return path, None  # its top-1 is measured in stage 2, on this run's test split
 
     vlm_source = resolve_vlm_source(config.vlm, config.vlm_pretrained)
-    key = stage1_key(config, run.train_samples, run.spec.classes, vlm_source.weights_id, run.templates)
+    stage1_cls = METHODS.get(STAGE1_METHOD)
+    key = stage1_key(
+        config,
+        run.all_train,
+        run.spec.classes,
+        vlm_source,
+        run.templates,
+        method_cls=stage1_cls,
+        method_options=run.stage1_options(),
+        views=run.views_for(1, vlm_taught=True),
+    )
     summary.stage1_key = key
     summary.checkpoints.teacher = f"stage1/{TEACHER_FILE}"
     summary.checkpoints.state_stage1 = "stage1/state.pt"
 
+    trained_here = False
     if TeacherInfo.path_in(stage_dir).is_file():  # finished earlier in this run (resume)
         info = TeacherInfo.read(stage_dir)
+        trained_here = info.reused_from is None
     elif (cached := cached_teacher(run.teacher_cache, key)) is not None:
-        info = restore_teacher(cached, stage_dir) if run.dist.is_main else None
-        info = broadcast_object(info, run.dist)
+        info = on_main(run.dist, lambda: restore_teacher(cached, stage_dir))
     elif 1 not in run.stages:
         raise UserError(
             "stage 2 needs a trained intermediate teacher and none matches these settings; run stage 1 too"
@@ -222,15 +290,17 @@ def _stage1(run: _Run, summary: RunSummary, stop_after: int | None) -> tuple[Pat
         info = _train_teacher(run, stage_dir, key, stop_after)
         if info is None:
             return None, None
-        if run.dist.is_main:
-            store_teacher(run.teacher_cache, key, stage_dir)
-    summary.stage1_seconds = info.seconds
-    summary.teacher_reused = info.reused_from is not None
+        trained_here = True
+        on_main(run.dist, lambda: store_teacher(run.teacher_cache, key, stage_dir))
+    summary.stage1_seconds = info.seconds if trained_here else 0.0
+    summary.teacher_seconds = info.seconds
+    summary.teacher_reused = not trained_here
     return stage_dir / TEACHER_FILE, info
 
 
 def _train_teacher(run: _Run, stage_dir: Path, key: str, stop_after: int | None) -> TeacherInfo | None:
     config = run.config
+    seed_everything(stage_seed(config.seed, 1, run.dist.rank))
     teacher = build_model(
         config.teacher,
         run.spec.num_classes,
@@ -238,17 +308,16 @@ def _train_teacher(run: _Run, stage_dir: Path, key: str, stop_after: int | None)
         weights=config.teacher_weights,
         role="teacher",
     )
-    vlm, text = run.load_vlm_and_text()
     context = MethodContext(
         num_classes=run.spec.num_classes,
         input_mean=teacher.data_config.mean,
         input_std=teacher.data_config.std,
         tau=config.temperature,
-        vlm=vlm,
-        text_embeddings=text,
+        vlm=run.vlm_provider(teacher),
+        options=run.stage1_options(),
     )
     method = METHODS.get(STAGE1_METHOD)(teacher, context)
-    train, test = run.datasets(teacher)
+    train, test = run.datasets(teacher, run.views_for(1, vlm_taught=True))
     plan = run.plan(1)
     files = StageFiles(
         stage_dir / "state.pt", stage_dir / TEACHER_FILE, stage_dir / "teacher_best.safetensors"
@@ -274,15 +343,36 @@ def _train_teacher(run: _Run, stage_dir: Path, key: str, stop_after: int | None)
         vlm_pretrained=config.vlm_pretrained,
         templates=run.templates,
     )
-    if run.dist.is_main:
-        info.write(stage_dir)
-    barrier(run.dist)
+    on_main(run.dist, lambda: info.write(stage_dir))
     return info
+
+
+def _load_teacher(run: _Run, path: Path):
+    """The frozen intermediate teacher from `path`; its classifier must have this dataset's classes."""
+    from dait_edge.models.weights import load_state_dict_file
+
+    teacher = build_model(
+        run.config.teacher, run.spec.num_classes, pretrained=False, weights=path, role="teacher"
+    )
+    own = teacher.model.state_dict()
+    for name, tensor in load_state_dict_file(path, role="teacher").items():
+        # the loader keeps a classifier only when its class count fits: any other shape is the head
+        if name in own and tuple(own[name].shape) != tuple(tensor.shape):
+            raise UserError(
+                f"teacher checkpoint {path} classifies {tensor.shape[0]} classes but {run.config.dataset} has"
+                f" {run.spec.num_classes}; pass a teacher trained on this dataset, or drop --teacher-checkpoint"
+                " to train one.",
+                setting="teacher_checkpoint",
+            )
+    return teacher
 
 
 def _stage2(run: _Run, summary: RunSummary, teacher_path: Path | None, stop_after: int | None) -> bool:
     config, stage_dir = run.config, run.run_dir / "stage2"
     num_classes = run.spec.num_classes
+    # Reseeded from (seed, stage, rank) alone: the student's initial weights and adapter are the same whether
+    # the teacher was trained in this process, read from the cache or given.
+    seed_everything(stage_seed(config.seed, 2, run.dist.rank))
     student = build_model(
         config.student,
         num_classes,
@@ -297,19 +387,20 @@ def _stage2(run: _Run, summary: RunSummary, teacher_path: Path | None, stop_afte
         tau=config.temperature,
         options=dict(config.extra),
     )
-    train, test = run.datasets(student)
+    vlm_taught = "vlm" in run.method_cls.needs
+    train, test = run.datasets(student, run.views_for(2, vlm_taught))
     if teacher_path is not None:
-        context.teacher = build_model(
-            config.teacher, num_classes, pretrained=False, weights=teacher_path, role="teacher"
-        )
-        if summary.teacher_top1 is None:  # a given checkpoint: measure it on the same test split
-            teacher_test = run.datasets(context.teacher)[1]
+        context.teacher = _load_teacher(run, teacher_path)
+    if vlm_taught:
+        context.vlm = run.vlm_provider(student)
+    method = run.method_cls(student, context)
+    if teacher_path is not None and summary.teacher_top1 is None:
+        # a given checkpoint: measure it on the same test split (in a forked RNG: training draws stay the same)
+        teacher_test = run.datasets(context.teacher, 1)[1]
+        with torch.random.fork_rng(devices=[]):
             summary.teacher_top1 = evaluate(
                 context.teacher.to(run.device), teacher_test, device=run.device, dist_info=run.dist
             )["top1"]
-    if "vlm" in run.method_cls.needs:
-        context.vlm, context.text_embeddings = run.load_vlm_and_text()
-    method = run.method_cls(student, context)
 
     files = StageFiles(
         stage_dir / "state.pt", stage_dir / "student_last.safetensors", stage_dir / "student_best.safetensors"

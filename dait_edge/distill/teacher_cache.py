@@ -1,13 +1,15 @@
 """Stage-1 teachers are expensive: one trained teacher serves every student of the same settings.
 
-The key hashes everything the teacher depends on: the training images and labels, the VLM
-(architecture and weights identity), the prompt templates, the teacher architecture and its
-initial weights, and the stage-1 recipe.
+The key is derived, not listed by hand: every config setting enters it except those that only concern
+stage 2 or where outputs go (`STAGE2_ONLY`), so a new setting is part of the key by default. It also
+covers the training images and labels, the VLM (its config's content, the weights used), the prompt
+templates, the teacher's initial weights, the stage-1 method's options and the code of its loss.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import shutil
 from pathlib import Path
 
@@ -17,44 +19,74 @@ from dait_edge.records import TeacherInfo
 from dait_edge.utils.io import atomic_path, sha256_file, sha256_json
 
 TEACHER_FILE = "teacher.safetensors"
+KEY_VERSION = 2  # bump when the key's recipe changes
+
+# Settings that cannot change the stage-1 teacher: the student side, where files go, how fast data loads.
+STAGE2_ONLY = frozenset(
+    {
+        "student",
+        "student_weights",
+        "method",
+        "stage2_epochs",
+        "stages",
+        "extra",
+        "out",
+        "device",
+        "workers",
+        "progress",
+        "teacher_checkpoint",
+        "teacher_cache",
+        "cache_dir",
+    }
+)
+
+
+def loss_code_version(method_cls) -> str:
+    """A digest of the source files of the stage-1 method and the loss functions: editing them (a fix to a
+    loss) makes earlier teachers stale."""
+    import inspect
+
+    from dait_edge import losses
+
+    files = [Path(inspect.getfile(method_cls))] + sorted(Path(losses.__file__).parent.glob("*.py"))
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def stage1_key(
     config: DistillConfig,
     train_samples: list[Sample],
     classes: list[str],
-    vlm_weights_id: dict,
+    vlm_source,
     templates: list[str],
+    *,
+    method_cls,
+    method_options: dict,
+    views: int,
 ) -> str:
+    """The teacher-cache key of a stage-1 run (`vlm_source` a `vlm.VLMSource`)."""
+    settings = {k: v for k, v in config.to_dict().items() if k not in STAGE2_ONLY}
     teacher_weights = config.teacher_weights
     return sha256_json(
         {
+            "key_version": KEY_VERSION,
+            "settings": settings,
             "samples": sha256_json([(str(path), label) for path, label in train_samples]),
             "classes": classes,
-            "vlm": config.vlm,
-            "vlm_weights": vlm_weights_id,
             "templates": templates,
-            "teacher": config.teacher,
+            "vlm": {
+                "name": vlm_source.model_name,
+                "config": vlm_source.model_config,  # a --vlm JSON file's content, not its path
+                "weights": vlm_source.weights_id,
+            },
             "teacher_init": sha256_file(teacher_weights)
             if teacher_weights
             else ("imagenet" if config.pretrained else "random"),
-            "recipe": {
-                name: getattr(config, name)
-                for name in (
-                    "stage1_epochs",
-                    "img_size",
-                    "batch_size",
-                    "lr",
-                    "weight_decay",
-                    "lr_step",
-                    "lr_gamma",
-                    "alpha_rate",
-                    "alpha_bias",
-                    "temperature",
-                    "labelled_fraction",
-                    "seed",
-                )
-            },
+            "method_options": method_options,
+            "loss_code": loss_code_version(method_cls),
+            "views": views,
         }
     )
 

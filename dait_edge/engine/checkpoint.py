@@ -16,19 +16,39 @@ from torch import nn
 from dait_edge.utils.io import atomic_path
 
 
-def rng_state() -> dict[str, Any]:
+def rng_state(device: torch.device | None = None) -> dict[str, Any]:
+    """This process's generators. On CUDA only the training device's generator: a checkpoint that held
+    every visible GPU's could not be resumed where fewer GPUs are visible."""
     state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if device is not None and device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
     return state
 
 
-def set_rng_state(state: dict[str, Any]) -> None:
+def set_rng_state(state: dict[str, Any], device: torch.device | None = None) -> None:
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    cuda = state.get("cuda")
+    if isinstance(cuda, torch.Tensor) and device is not None and device.type == "cuda":
+        torch.cuda.set_rng_state(cuda, device)
+    # a list under "cuda" (every GPU's state, older checkpoints) is not applied: devices may differ now
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (every device) from one integer."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def stage_seed(seed: int, stage: int, rank: int) -> int:
+    """The seed a stage starts from: its models' initial weights depend on (seed, stage, rank) alone, not on
+    what ran before it in the process (a teacher trained here, read from the cache or given)."""
+    import hashlib
+
+    digest = hashlib.blake2b(f"stage/{seed}/{stage}/{rank}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") & ((1 << 63) - 1)
 
 
 @dataclass
@@ -38,8 +58,8 @@ class TrainingState:
     method: dict[str, torch.Tensor]  # the trainable state (student, adapters), not the frozen teachers
     optimiser: dict[str, Any]
     scheduler: dict[str, Any]
-    scaler: dict[str, Any]
-    rng: dict[str, Any]
+    scaler: dict[str, Any]  # empty when no fp16 GradScaler ran (CPU, bf16)
+    rng: list[dict[str, Any]]  # one entry per rank (older checkpoints: one dict, rank 0's)
     epoch: int  # the last epoch whose outputs are all on disk
     best_top1: float
     best_epoch: int

@@ -79,6 +79,35 @@ def broadcast_object(obj, info: DistInfo):
     return holder[0]
 
 
+def all_gather_object(obj, info: DistInfo) -> list:
+    """Every rank's `obj`, in rank order, on every rank."""
+    if not info.enabled:
+        return [obj]
+    gathered = [None] * info.world_size
+    dist.all_gather_object(gathered, obj)
+    return gathered
+
+
+def on_main(info: DistInfo, fn):
+    """Run `fn` on rank 0 only; every rank returns its result, or raises the error it raised.
+
+    Without this a rank-0 failure before a barrier (a run folder that exists, an unwritable cache) left the
+    other ranks waiting there until torchrun killed them, with no message of their own."""
+    result, error = None, None
+    if info.is_main:
+        try:
+            result = fn()
+        except Exception as err:  # noqa: BLE001 - re-raised on every rank below
+            if not info.enabled:
+                raise
+            error = err
+    result, error = broadcast_object((result, error), info)
+    if error is not None:
+        raise error
+    return result
+
+
 def shutdown(info: DistInfo) -> None:
+    """Leave the process group (torchrun warns about, and may hang on, groups left open at exit)."""
     if info.enabled and dist.is_initialized():
         dist.destroy_process_group()

@@ -1,23 +1,26 @@
 """One training loop for every method and both stages.
 
-AdamW with step decay, the alpha schedule, evaluation each epoch, `best` / `last` weights,
-metrics as JSON lines, a progress bar with the loss terms, mixed precision on CUDA (bf16 where
-supported), channels_last on CUDA, DDP when launched by torchrun, and resumable checkpoints that
-hold the optimiser, scheduler, RNG and epoch.
+AdamW with step decay, the alpha schedule, evaluation each epoch, `best` / `last` weights, metrics as
+JSON lines, a progress bar with the loss terms, mixed precision on CUDA (bf16 where the GPU has it
+natively, else fp16 with a GradScaler), channels_last on CUDA, DDP when launched by torchrun, and
+resumable checkpoints that hold the optimiser, scheduler, every rank's RNG and the epoch.
+
+Read `fit` top to bottom: `_StageTraining` sets up (optimiser, resume, DDP, loaders), `train_epoch` runs
+the steps, `end_epoch` evaluates and writes the epoch's files.
 """
 
 from __future__ import annotations
 
 import time
-from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Sampler
 from torch.utils.data.distributed import DistributedSampler
 
+from dait_edge.engine.batch import Batch, Step
 from dait_edge.engine.checkpoint import (
     TrainingState,
     load_training_state,
@@ -26,8 +29,14 @@ from dait_edge.engine.checkpoint import (
     save_weights,
     set_rng_state,
 )
-from dait_edge.engine.distributed import DistInfo, all_reduce_sum, barrier, broadcast_buffers
-from dait_edge.engine.evaluate import evaluate
+from dait_edge.engine.distributed import (
+    DistInfo,
+    all_gather_object,
+    all_reduce_sum,
+    barrier,
+    broadcast_buffers,
+)
+from dait_edge.engine.evaluate import eval_loader, evaluate
 from dait_edge.errors import UserError
 from dait_edge.losses.schedule import alpha_at, default_alpha_rate
 from dait_edge.methods.base import Distiller
@@ -50,6 +59,8 @@ class StagePlan:
     seed: int
     workers: int = 0
     eval_batch_size: int = 64
+    log_every: int = 25  # steps between reads of the loss sums (each read waits for the device)
+    sync_bn: bool = False  # DDP: BatchNorm statistics over the global batch (small per-GPU batches)
 
     @property
     def rate(self) -> float:
@@ -75,10 +86,43 @@ class StageFiles:
     best_weights: Path
 
 
+class TrainingDiverged(UserError):
+    """A loss term (or the VLM embedding it is built from) became NaN or infinite."""
+
+
 def autocast_dtype_for(device: torch.device) -> torch.dtype | None:
+    """bf16 only where the GPU has it natively (compute capability 8.0+): `is_bf16_supported()` also says
+    yes for emulated bf16 (T4, V100), whose kernels are slow; those GPUs get fp16 and a GradScaler."""
     if device.type != "cuda":
         return None  # CPU training stays in fp32: bf16 autocast there is slower on most CPUs
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    major, _ = torch.cuda.get_device_capability(device)
+    return torch.bfloat16 if major >= 8 else torch.float16
+
+
+def configure_cuda(device: torch.device) -> None:
+    """Fast kernels for fixed-size training batches: cuDNN autotuning, TF32 matmuls and convolutions."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+
+class EpochSampler(Sampler):
+    """Yields (item, epoch) pairs: the epoch travels with each index, so dataset copies in persistent
+    workers draw the current epoch's views without being told `set_epoch`."""
+
+    def __init__(self, sampler: DistributedSampler):
+        self.sampler = sampler
+
+    def set_epoch(self, epoch: int) -> None:
+        self.sampler.set_epoch(epoch)
+
+    def __iter__(self):
+        epoch = self.sampler.epoch
+        return ((j, epoch) for j in self.sampler)
+
+    def __len__(self) -> int:
+        return len(self.sampler)
 
 
 def _rewrite_metrics(metrics_path: Path, stage: int, start_epoch: int) -> None:
@@ -87,6 +131,253 @@ def _rewrite_metrics(metrics_path: Path, stage: int, start_epoch: int) -> None:
         return
     kept = [m for m in read_metrics(metrics_path) if not (m.stage == stage and m.epoch >= start_epoch)]
     write_metrics(metrics_path, kept)
+
+
+def _ddp(method: Distiller, device: torch.device, sync_bn: bool) -> DistributedDataParallel:
+    """DDP over the trainable modules only: the frozen VLM and teacher are neither broadcast at start nor
+    hooked for gradients (a 1.2 B-parameter VLM would otherwise be sent to every rank)."""
+    if sync_bn:
+        if device.type != "cuda":
+            raise UserError("--sync-bn needs CUDA devices (NCCL); drop it on the CPU.", setting="sync_bn")
+        method.student = torch.nn.SyncBatchNorm.convert_sync_batchnorm(method.student)
+    frozen = {id(t) for module in method._frozen for t in (*module.parameters(), *module.buffers())}
+    ignored = [name for name, t in (*method.named_parameters(), *method.named_buffers()) if id(t) in frozen]
+    DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(method, ignored)
+    device_ids = [device.index] if device.type == "cuda" else None
+    return DistributedDataParallel(method, device_ids=device_ids)
+
+
+class _StageTraining:
+    """The state of one stage's training: models, optimiser, loaders and the best score so far."""
+
+    def __init__(
+        self,
+        method,
+        train_views,
+        test_set,
+        plan,
+        files,
+        *,
+        device,
+        metrics_path,
+        dist_info,
+        progress,
+        metadata,
+    ):
+        self.method, self.plan, self.files = method, plan, files
+        self.device, self.metrics_path, self.dist, self.progress = device, metrics_path, dist_info, progress
+        self.weights_metadata = metadata  # written into every weights file of the stage
+        configure_cuda(device)
+        self.channels_last = device.type == "cuda"
+        method.to(device)
+        if self.channels_last:
+            method.to(memory_format=torch.channels_last)
+        self.amp_dtype = autocast_dtype_for(device)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        self.model = _ddp(method, device, plan.sync_bn) if dist_info.enabled else method
+        trainable = [p for p in method.parameters() if p.requires_grad]
+        self.optimiser = torch.optim.AdamW(trainable, lr=plan.lr, weight_decay=plan.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.StepLR(
+            self.optimiser, step_size=plan.lr_step, gamma=plan.lr_gamma
+        )
+        self.start_epoch, self.best_top1, self.best_epoch, self.elapsed = 0, -1.0, -1, 0.0
+        self.loader = self._train_loader(train_views)
+        self.test_loader = eval_loader(
+            test_set,
+            batch_size=plan.eval_batch_size,
+            workers=plan.workers,
+            dist_info=dist_info,
+            device=device,
+        )
+
+    # ----------------------------------------------------------------------------- set-up
+
+    def resume(self) -> None:
+        """Continue from the state file: weights, optimiser, scheduler, scaler, this rank's RNG, epoch."""
+        state = load_training_state(self.files.state)
+        method = self.method
+        missing, unexpected = method.load_state_dict(state.method, strict=False)
+        expected_missing = set(method.state_dict()) - set(method.trainable_state_dict())
+        if unexpected or set(missing) - expected_missing:
+            raise UserError(
+                f"{self.files.state} does not match this run's models (method or student changed?); start a new"
+                " run in another run directory, or start this one over without resuming.",
+                setting=("out", "resume"),
+            )
+        self.optimiser.load_state_dict(state.optimiser)
+        self.scheduler.load_state_dict(state.scheduler)
+        if state.scaler and self.scaler.is_enabled():
+            # bf16 and CPU training save an empty scaler state; an fp16 scaler starts afresh from it
+            self.scaler.load_state_dict(state.scaler)
+        rngs = state.rng if isinstance(state.rng, list) else [state.rng]
+        if len(rngs) == self.dist.world_size:
+            set_rng_state(rngs[self.dist.rank], self.device)
+        else:  # another number of processes: the old ranks' generators do not map onto the new ones
+            set_rng_state(rngs[0], self.device)
+            torch.manual_seed(torch.initial_seed() + self.dist.rank)
+        self.start_epoch = state.epoch + 1
+        self.best_top1, self.best_epoch, self.elapsed = state.best_top1, state.best_epoch, state.elapsed
+
+    def _train_loader(self, train_views) -> DataLoader:
+        plan, dist_info = self.plan, self.dist
+        if plan.batch_size % dist_info.world_size:
+            raise UserError(
+                f"batch size {plan.batch_size} must be divisible by the number of processes"
+                f" ({dist_info.world_size}).",
+                setting="batch_size",
+            )
+        per_rank_batch = plan.batch_size // dist_info.world_size
+        sampler = DistributedSampler(
+            train_views, num_replicas=dist_info.world_size, rank=dist_info.rank, shuffle=True, seed=plan.seed
+        )
+        # Drop a ragged last batch only when there is more than one: BatchNorm cannot train on one image.
+        loader = DataLoader(
+            train_views,
+            batch_size=per_rank_batch,
+            sampler=EpochSampler(sampler),
+            num_workers=plan.workers,
+            collate_fn=Batch.collate,
+            drop_last=len(sampler) > per_rank_batch,
+            pin_memory=self.device.type == "cuda",
+            persistent_workers=plan.workers > 0,
+        )
+        if len(loader) == 0:
+            raise UserError(
+                "the training split is empty; check the data root and the labelled fraction.",
+                setting="data_root",
+            )
+        return loader
+
+    # ----------------------------------------------------------------------------- one epoch
+
+    def train_epoch(self, epoch: int, alpha: float) -> dict[str, float]:
+        """One pass over the training views; returns the mean of each loss term over all ranks.
+
+        Loss terms are summed on the device and read every `log_every` steps (each read waits for the
+        device); a NaN or infinite term stops the run naming its epoch, step and term."""
+        from tqdm import tqdm
+
+        plan = self.plan
+        self.loader.sampler.set_epoch(epoch)
+        self.method.train()
+        sums: dict[str, torch.Tensor] = {}
+        seen = torch.zeros((), dtype=torch.float64, device=self.device)
+        first_bad = torch.full((), -1, dtype=torch.int64, device=self.device)
+        bad_terms: torch.Tensor | None = None
+        bar = tqdm(
+            self.loader,
+            desc=f"stage {plan.stage} epoch {epoch + 1}/{plan.epochs}",
+            disable=not (self.progress and self.dist.is_main),
+            unit="batch",
+            leave=False,
+        )
+        for index, batch in enumerate(bar):
+            batch = batch.to(self.device, self.channels_last)
+            with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+                out = self.model(batch, Step(epoch=epoch, step=index, alpha=alpha))
+            self.optimiser.zero_grad(set_to_none=True)
+            self.scaler.scale(out["loss"]).backward()
+            self.scaler.step(self.optimiser)
+            self.scaler.update()
+
+            keys = sorted(k for k in out if k.startswith("loss"))
+            terms = torch.stack([out[k].detach().float() for k in keys])
+            size = len(batch)
+            for key, value in zip(keys, terms, strict=True):
+                sums[key] = sums.get(key, 0.0) + value.double() * size
+            seen += size
+            finite = torch.isfinite(terms)
+            newly_bad = (first_bad < 0) & ~finite.all()
+            first_bad = torch.where(newly_bad, torch.full_like(first_bad, index), first_bad)
+            bad_terms = ~finite if bad_terms is None else torch.where(newly_bad, ~finite, bad_terms)
+            if (index + 1) % plan.log_every == 0 or index + 1 == len(self.loader):
+                self._check_finite(epoch, first_bad, bad_terms, keys)
+                if bar.disable is False:
+                    total = seen.item()
+                    bar.set_postfix(
+                        {
+                            k.removeprefix("loss_") or "loss": f"{v.item() / total:.3f}"
+                            for k, v in sums.items()
+                        }
+                        | {"alpha": f"{alpha:.3f}"}
+                    )
+        bar.close()
+        keys = sorted(sums)
+        totals = all_reduce_sum([sums[k].item() for k in keys] + [seen.item()], self.dist, self.device)
+        return {k: totals[i] / max(totals[-1], 1.0) for i, k in enumerate(keys)}
+
+    def _check_finite(self, epoch: int, first_bad: torch.Tensor, bad_terms, keys: list[str]) -> None:
+        step = int(first_bad.item())
+        if step < 0:
+            return
+        names = [k for k, bad in zip(keys, bad_terms.tolist(), strict=True) if bad] or ["loss"]
+        raise TrainingDiverged(
+            f"stage {self.plan.stage} epoch {epoch + 1} step {step + 1}: {', '.join(names)} became NaN or"
+            " infinite; lower --lr, check the VLM weights and the images, or resume from the last epoch"
+            " (its files are intact).",
+            setting="lr",
+        )
+
+    # ----------------------------------------------------------------------------- end of an epoch
+
+    def end_epoch(self, epoch: int, alpha: float, lr: float, losses: dict[str, float], started: float):
+        """Evaluate, then write last / best weights, the metrics line and (last) the resume state."""
+        method, plan, files = self.method, self.plan, self.files
+        broadcast_buffers(method.student, self.dist)  # every rank scores the model rank 0 saves
+        scores = evaluate(
+            method.student,
+            self.test_loader,
+            device=self.device,
+            dist_info=self.dist,
+            autocast_dtype=self.amp_dtype,
+            channels_last=self.channels_last,
+        )
+        self.elapsed += time.perf_counter() - started
+        improved = scores["top1"] > self.best_top1
+        if improved:
+            self.best_top1, self.best_epoch = scores["top1"], epoch
+        metrics = EpochMetrics(
+            stage=plan.stage,
+            epoch=epoch,
+            alpha=alpha,
+            lr=lr,
+            losses=losses,
+            top1=scores["top1"],
+            top5=scores["top5"],
+            seconds=round(self.elapsed, 3),
+        )
+        rngs = all_gather_object(rng_state(self.device), self.dist)  # every rank's, restored per rank
+        if self.dist.is_main:
+            metadata = {**self.weights_metadata, "epoch": str(epoch), "top1": f"{scores['top1']:.4f}"}
+            save_weights(files.last_weights, method.student, metadata)
+            if improved:
+                save_weights(files.best_weights, method.student, metadata)
+            append_metrics(self.metrics_path, metrics)
+            # written last: its epoch is the last one whose outputs are all on disk
+            save_training_state(
+                files.state,
+                TrainingState(
+                    method={k: v.detach().cpu() for k, v in method.trainable_state_dict().items()},
+                    optimiser=self.optimiser.state_dict(),
+                    scheduler=self.scheduler.state_dict(),
+                    scaler=self.scaler.state_dict(),
+                    rng=rngs,
+                    epoch=epoch,
+                    best_top1=self.best_top1,
+                    best_epoch=self.best_epoch,
+                    elapsed=self.elapsed,
+                ),
+            )
+            if self.progress:
+                from tqdm import tqdm
+
+                terms = "  ".join(f"{k} {v:.4f}" for k, v in losses.items())
+                tqdm.write(
+                    f"stage {plan.stage} epoch {epoch + 1}/{plan.epochs}  alpha {alpha:.3f}  {terms}"
+                    f"  top1 {scores['top1']:.2f}  top5 {scores['top5']:.2f}"
+                )
+        barrier(self.dist)
+        return metrics
 
 
 def fit(
@@ -106,169 +397,38 @@ def fit(
 ) -> FitResult:
     """Train `method` for `plan.epochs`; returns the last epoch's metrics, the best top-1 and the time.
 
-    `stop_after_epoch` ends the call after that (0-based) epoch as if the process were killed
-    there; the tests use it to check that `resume` continues exactly.
+    `train_views` yields dict items (`data.views.TrainViews`) and is indexed with (item, epoch) pairs.
+    `stop_after_epoch` ends the call after that (0-based) epoch as if the process were killed there; the
+    tests use it to check that `resume` continues exactly.
     """
-    from tqdm import tqdm
-
-    method.to(device)
-    channels_last = device.type == "cuda"
-    if channels_last:
-        method.to(memory_format=torch.channels_last)
-    amp_dtype = autocast_dtype_for(device)
-    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
-
-    trainable = [p for p in method.parameters() if p.requires_grad]
-    optimiser = torch.optim.AdamW(trainable, lr=plan.lr, weight_decay=plan.weight_decay)
-    scheduler = torch.optim.lr_scheduler.StepLR(optimiser, step_size=plan.lr_step, gamma=plan.lr_gamma)
-
-    start_epoch, best_top1, best_epoch, elapsed = 0, -1.0, -1, 0.0
-    if resume and files.state.is_file():
-        state = load_training_state(files.state)
-        missing, unexpected = method.load_state_dict(state.method, strict=False)
-        expected_missing = set(method.state_dict()) - set(method.trainable_state_dict())
-        if unexpected or set(missing) - expected_missing:
-            raise UserError(
-                f"{files.state} does not match this run's models (method or student changed?); start a new run"
-                " in another run directory, or start this one over without resuming.",
-                setting=("out", "resume"),
-            )
-        optimiser.load_state_dict(state.optimiser)
-        scheduler.load_state_dict(state.scheduler)
-        scaler.load_state_dict(state.scaler)
-        set_rng_state(state.rng)
-        start_epoch, best_top1, best_epoch = state.epoch + 1, state.best_top1, state.best_epoch
-        elapsed = state.elapsed
-    if dist_info.is_main:
-        _rewrite_metrics(metrics_path, plan.stage, start_epoch)
-
-    model = method
-    if dist_info.enabled:
-        device_ids = [device.index] if device.type == "cuda" else None
-        model = DistributedDataParallel(method, device_ids=device_ids)
-
-    if plan.batch_size % dist_info.world_size:
-        raise UserError(
-            f"batch size {plan.batch_size} must be divisible by the number of processes ({dist_info.world_size}).",
-            setting="batch_size",
-        )
-    per_rank_batch = plan.batch_size // dist_info.world_size
-    sampler = DistributedSampler(
-        train_views, num_replicas=dist_info.world_size, rank=dist_info.rank, shuffle=True, seed=plan.seed
-    )
-    # Drop a ragged last batch only when there is more than one batch: BatchNorm cannot train on one image.
-    loader = DataLoader(
+    training = _StageTraining(
+        method,
         train_views,
-        batch_size=per_rank_batch,
-        sampler=sampler,
-        num_workers=plan.workers,
-        drop_last=len(sampler) > per_rank_batch,
-        pin_memory=device.type == "cuda",
-        persistent_workers=False,
+        test_set,
+        plan,
+        files,
+        device=device,
+        metrics_path=metrics_path,
+        dist_info=dist_info,
+        progress=progress,
+        metadata=dict(weights_metadata or {}),
     )
-    if len(loader) == 0:
-        raise UserError(
-            "the training split is empty; check the data root and the labelled fraction.", setting="data_root"
-        )
+    if resume and files.state.is_file():
+        training.resume()
+    if dist_info.is_main:
+        _rewrite_metrics(metrics_path, plan.stage, training.start_epoch)
 
-    last_metrics: EpochMetrics | None = None
-    for epoch in range(start_epoch, plan.epochs):
+    last: EpochMetrics | None = None
+    for epoch in range(training.start_epoch, plan.epochs):
         started = time.perf_counter()
-        sampler.set_epoch(epoch)
-        train_views.set_epoch(epoch)
         alpha = alpha_at(epoch, plan.rate, plan.alpha_bias)
-        method.train()
-        sums: dict[str, float] = defaultdict(float)
-        seen = 0
-        bar = tqdm(
-            loader,
-            desc=f"stage {plan.stage} epoch {epoch + 1}/{plan.epochs}",
-            disable=not (progress and dist_info.is_main),
-            unit="batch",
-            leave=False,
-        )
-        for images, labels, _ in bar:
-            images = images.to(device, non_blocking=True)
-            labels = labels.to(device, non_blocking=True)
-            if channels_last:
-                images = images.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                out = model(images, labels, alpha)
-            optimiser.zero_grad(set_to_none=True)
-            scaler.scale(out["loss"]).backward()
-            scaler.step(optimiser)
-            scaler.update()
-            batch = labels.numel()
-            seen += batch
-            for key, value in out.items():
-                if key.startswith("loss"):
-                    sums[key] += value.detach().float().item() * batch
-            bar.set_postfix(
-                {k.removeprefix("loss_") or "loss": f"{v / seen:.3f}" for k, v in sums.items()}
-                | {"alpha": f"{alpha:.3f}"}
-            )
-        bar.close()
-        scheduler.step()
-
-        keys = sorted(sums)
-        totals = all_reduce_sum([sums[k] for k in keys] + [float(seen)], dist_info, device)
-        train_losses = {k: totals[i] / max(totals[-1], 1.0) for i, k in enumerate(keys)}
-        broadcast_buffers(method.student, dist_info)  # every rank scores the model rank 0 saves
-        scores = evaluate(
-            method.student,
-            test_set,
-            device=device,
-            batch_size=plan.eval_batch_size,
-            workers=plan.workers,
-            dist_info=dist_info,
-            autocast_dtype=amp_dtype,
-            channels_last=channels_last,
-        )
-        elapsed += time.perf_counter() - started
-        improved = scores["top1"] > best_top1
-        if improved:
-            best_top1, best_epoch = scores["top1"], epoch
-        last_metrics = EpochMetrics(
-            stage=plan.stage,
-            epoch=epoch,
-            alpha=alpha,
-            lr=optimiser.param_groups[0]["lr"],
-            losses=train_losses,
-            top1=scores["top1"],
-            top5=scores["top5"],
-            seconds=round(elapsed, 3),
-        )
-        if dist_info.is_main:
-            metadata = {**(weights_metadata or {}), "epoch": str(epoch), "top1": f"{scores['top1']:.4f}"}
-            save_weights(files.last_weights, method.student, metadata)
-            if improved:
-                save_weights(files.best_weights, method.student, metadata)
-            append_metrics(metrics_path, last_metrics)
-            # written last: its epoch is the last one whose outputs are all on disk
-            save_training_state(
-                files.state,
-                TrainingState(
-                    method={k: v.detach().cpu() for k, v in method.trainable_state_dict().items()},
-                    optimiser=optimiser.state_dict(),
-                    scheduler=scheduler.state_dict(),
-                    scaler=scaler.state_dict(),
-                    rng=rng_state(),
-                    epoch=epoch,
-                    best_top1=best_top1,
-                    best_epoch=best_epoch,
-                    elapsed=elapsed,
-                ),
-            )
-            if progress:
-                terms = "  ".join(f"{k} {v:.4f}" for k, v in train_losses.items())
-                tqdm.write(
-                    f"stage {plan.stage} epoch {epoch + 1}/{plan.epochs}  alpha {alpha:.3f}  {terms}"
-                    f"  top1 {scores['top1']:.2f}  top5 {scores['top5']:.2f}"
-                )
-        barrier(dist_info)
+        lr = training.optimiser.param_groups[0]["lr"]  # this epoch's rate, before the scheduler steps
+        losses = training.train_epoch(epoch, alpha)
+        training.scheduler.step()
+        last = training.end_epoch(epoch, alpha, lr, losses, started)
         if stop_after_epoch is not None and epoch >= stop_after_epoch:
             break
 
-    if last_metrics is None and files.state.is_file():  # resumed a stage that had already finished
-        last_metrics = next((m for m in reversed(read_metrics(metrics_path)) if m.stage == plan.stage), None)
-    return FitResult(last_metrics, best_top1, best_epoch, round(elapsed, 3))
+    if last is None and files.state.is_file():  # resumed a stage that had already finished
+        last = next((m for m in reversed(read_metrics(metrics_path)) if m.stage == plan.stage), None)
+    return FitResult(last, training.best_top1, training.best_epoch, round(training.elapsed, 3))

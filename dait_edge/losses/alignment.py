@@ -22,8 +22,13 @@ def sia_loss(
 
     All inputs are L2-normalised: vlm_img (B, E), vlm_txt (C, E), img (B, D), txt (C, D).
     L = tau^2 * KL(softmax(s v T^T / tau) || softmax(s f F^T / tau)), batch mean.
+    The similarity logits are computed in fp32 even under autocast: at scale 1/0.07, bf16's 8-bit mantissa
+    would move them by up to ~0.05, the size of the differences the KL compares.
     """
-    return kd_loss(scale * img @ txt.t(), scale * vlm_img @ vlm_txt.t(), tau=tau)
+    with torch.autocast(img.device.type, enabled=False):
+        student = scale * img.float() @ txt.float().t()
+        target = scale * vlm_img.float() @ vlm_txt.float().t()
+        return kd_loss(student, target, tau=tau)
 
 
 def ira_loss(img: torch.Tensor, vlm_img: torch.Tensor) -> torch.Tensor:

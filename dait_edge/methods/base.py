@@ -1,10 +1,12 @@
 """The contract every distillation method keeps (mdistiller's Distiller, timm's TrainingTask).
 
-A method is an nn.Module built from a student and a `MethodContext` (the teachers, text
-embeddings and options it may need). `forward(images, labels, alpha)` returns
-`{"loss": ..., "logits": ..., "loss_<term>": ...}`. Adapters and projection heads live inside the
-method, so the optimiser and DDP see them; frozen teachers stay in eval mode whatever `train()`
-says and never receive gradients. Only `student` is exported.
+A method is an nn.Module built from a student and a `MethodContext` (the teachers, the VLM provider and
+options it may need). `forward(batch, step)` takes an `engine.batch.Batch` (pixels, labels, global indices,
+views, labelled mask, cached teacher outputs) and a `Step` (epoch, step, alpha), and returns
+`{"loss": ..., "logits": ..., "loss_<term>": ...}`. VLM outputs come from `context.vlm`, a
+`vlm.provider.VLMProvider` (the live VLM or its embedding cache; the method cannot tell). Adapters and
+projection heads live inside the method, so the optimiser and DDP see them; frozen teachers stay in eval
+mode whatever `train()` says and never receive gradients. Only `student` is exported.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dait_edge.engine.batch import Batch, Step
 from dait_edge.registry import Registry
 
 METHODS: Registry[type[Distiller]] = Registry("method")
@@ -35,8 +38,7 @@ class MethodContext:
     input_std: Sequence[float]
     tau: float = 2.0
     teacher: nn.Module | None = None  # the frozen intermediate teacher (stage 2)
-    vlm: nn.Module | None = None  # the frozen VLMTeacher (stage 1 and VLM baselines)
-    text_embeddings: torch.Tensor | None = None  # T (C x E), L2-normalised
+    vlm: nn.Module | None = None  # a VLMProvider: image and class-text embeddings (stage 1, VLM baselines)
     options: dict[str, Any] = field(default_factory=dict)
 
 
@@ -92,5 +94,5 @@ class Distiller(nn.Module):
         frozen_ids |= {id(b) for module in self._frozen for b in module.buffers()}
         return {k: v for k, v in self.state_dict(keep_vars=True).items() if id(v) not in frozen_ids}
 
-    def forward(self, images: torch.Tensor, labels: torch.Tensor, alpha: float) -> dict[str, torch.Tensor]:
+    def forward(self, batch: Batch, step: Step) -> dict[str, torch.Tensor]:
         raise NotImplementedError

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dait_edge.engine.batch import Batch, Step
 from dait_edge.losses import sra_loss
 from dait_edge.methods.base import Distiller, MethodContext, register_method
 from dait_edge.methods.teacher_input import TeacherInput
@@ -24,7 +25,8 @@ class DAITFeature(Distiller):
         self.teacher_input = TeacherInput(context, self.teacher)
         self.adapter = nn.Conv2d(student.feature_channels, self.teacher.feature_channels, kernel_size=1)
 
-    def forward(self, images: torch.Tensor, labels: torch.Tensor, alpha: float) -> dict[str, torch.Tensor]:
+    def forward(self, batch: Batch, step: Step) -> dict[str, torch.Tensor]:
+        images, labels, alpha = batch.images, batch.labels, step.alpha
         if not self.distils(alpha):
             return self.labels_only(self.student(images), labels)
         with torch.no_grad():

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dait_edge.engine.batch import Batch, Step
 from dait_edge.losses import kd_loss
 from dait_edge.methods.base import Distiller, MethodContext, register_method
 from dait_edge.methods.teacher_input import TeacherInput
@@ -23,7 +24,8 @@ class DAITLogit(Distiller):
         self.teacher = self.freeze(context.teacher)
         self.teacher_input = TeacherInput(context, self.teacher)
 
-    def forward(self, images: torch.Tensor, labels: torch.Tensor, alpha: float) -> dict[str, torch.Tensor]:
+    def forward(self, batch: Batch, step: Step) -> dict[str, torch.Tensor]:
+        images, labels, alpha = batch.images, batch.labels, step.alpha
         logits = self.student(images)
         if not self.distils(alpha):
             return self.labels_only(logits, labels)

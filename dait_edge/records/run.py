@@ -62,7 +62,9 @@ class RunSummary(Record):
     classes: list[str]
     train_images: int
     labelled_fraction: float = 1.0
-    stage1_seconds: float | None = None
+    stage1_seconds: float | None = (
+        None  # this run's stage-1 training (0 when the teacher was reused or given)
+    )
     stage2_seconds: float | None = None
     teacher_top1: float | None = None
     student_top1: float | None = None
@@ -78,6 +80,9 @@ class RunSummary(Record):
     student_best_epoch: int | None = None
     img_size: int | None = None
     data_config: DataConfig | None = None
+    teacher_seconds: float | None = None  # the teacher's training time, in whichever run trained it
+    vlm_views: int | None = None  # views per image the VLM embedding cache holds; 0: the live VLM
+    cache_seconds: float | None = None  # building the VLM embedding cache in this run (0: reused)
 
     @property
     def has_student(self) -> bool:

@@ -67,6 +67,27 @@ class VLMTeacher(nn.Module):
             pixels = pixels.clamp(0.0, 1.0)  # bicubic overshoots; real pixels live in [0, 1]
         return (pixels - self.mean.to(pixels.dtype)) / self.std.to(pixels.dtype)
 
+    @property
+    def dtype(self) -> torch.dtype:
+        """The dtype of the image tower's weights (bf16 / fp16 when training on a GPU)."""
+        return next(self.model.visual.parameters()).dtype
+
+    def free_text_tower(self) -> None:
+        """Drop the text tower once the class-text embeddings exist: it is not needed again in training, and
+        ConvNeXt-XXLarge's is 354 M parameters of GPU memory."""
+        text_parts = (
+            "transformer",
+            "token_embedding",
+            "positional_embedding",
+            "ln_final",
+            "text_projection",
+            "text",
+        )
+        for name in text_parts:
+            if hasattr(self.model, name):
+                setattr(self.model, name, None)
+        self.text_freed = True
+
     @torch.no_grad()
     def encode_images(
         self,
@@ -76,12 +97,15 @@ class VLMTeacher(nn.Module):
     ) -> torch.Tensor:
         """L2-normalised image embeddings (B, E). Without input_mean/std the batch is already in VLM form."""
         if input_mean is not None:
-            images = self.to_vlm_input(images, input_mean, input_std)
-        return F.normalize(self.model.encode_image(images).float(), dim=-1, eps=1e-10)
+            images = self.to_vlm_input(images.float(), input_mean, input_std)
+        embeddings = self.model.encode_image(images.to(self.dtype)).float()
+        return F.normalize(embeddings, dim=-1, eps=1e-10)
 
     @torch.no_grad()
     def encode_texts(self, texts: list[str], batch_size: int = 256) -> torch.Tensor:
         """L2-normalised text embeddings (N, E)."""
+        if getattr(self, "text_freed", False):
+            raise RuntimeError("the text tower was freed after the class-text embeddings were computed")
         device = self.mean.device
         chunks = []
         for start in range(0, len(texts), batch_size):

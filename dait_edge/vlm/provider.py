@@ -1,0 +1,65 @@
+"""Where a method's VLM outputs come from: the live frozen VLM, or the cache of its image embeddings.
+
+A method asks its provider for "the VLM image embedding of these samples' views" and for the class-text
+embeddings; it does not know which provider answered. Both are nn.Modules so that `Distiller.freeze`
+and `.to(device)` treat them like any frozen teacher.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+CACHED_IMAGE_KEY = "vlm_image"  # the Batch.extra entry a cache reader fills
+
+
+class VLMProvider(nn.Module):
+    """The class-text embeddings T (C x E, L2-normalised) and the image embeddings of a batch's views."""
+
+    def __init__(self, text_embeddings: torch.Tensor):
+        super().__init__()
+        self.register_buffer("text_embeddings", text_embeddings.detach().float().clone())
+
+    @property
+    def embed_dim(self) -> int:
+        return int(self.text_embeddings.shape[1])
+
+    def image_embeddings(self, batch) -> torch.Tensor:
+        """(B, E) fp32, L2-normalised: the VLM's embedding of each sample's view in `batch` (a Batch)."""
+        raise NotImplementedError
+
+
+class LiveVLM(VLMProvider):
+    """Runs the frozen VLM's image tower on the batch's pixels (resized and normalised its own way)."""
+
+    def __init__(
+        self,
+        vlm: nn.Module,
+        text_embeddings: torch.Tensor,
+        input_mean: Sequence[float],
+        input_std: Sequence[float],
+    ):
+        super().__init__(text_embeddings)
+        self.vlm = vlm  # a VLMTeacher
+        self.input_mean, self.input_std = tuple(input_mean), tuple(input_std)
+
+    def image_embeddings(self, batch) -> torch.Tensor:
+        with torch.inference_mode():
+            embeddings = self.vlm.encode_images(batch.images, self.input_mean, self.input_std)
+        return embeddings.clone()  # a normal tensor again: the losses may save it for backward
+
+
+class CachedVLM(VLMProvider):
+    """Reads the embeddings the data loader took from the cache (`Batch.extra["vlm_image"]`, fp16)."""
+
+    def image_embeddings(self, batch) -> torch.Tensor:
+        cached = batch.extra.get(CACHED_IMAGE_KEY)
+        if cached is None:
+            raise RuntimeError(
+                "this batch carries no cached VLM embeddings: the training views were built without the cache"
+                " reader"
+            )
+        return F.normalize(cached.float(), dim=-1, eps=1e-10)  # re-normalised after fp16 storage
