@@ -25,6 +25,9 @@ class DistillConfig:
     vlm: str = DEFAULT_VLM
     vlm_pretrained: str = DEFAULT_VLM_PRETRAINED
     templates: list[str] | None = None  # None: the dataset's own prompt templates
+    vlm_views: str = (
+        "auto"  # K views per image in the VLM embedding cache: "auto" (= epochs), N, or 0 (live VLM)
+    )
     stages: str = "1,2"
     stage1_epochs: int = 100
     stage2_epochs: int = 100
@@ -81,12 +84,25 @@ class DistillConfig:
         for name in ("lr", "temperature"):
             if getattr(self, name) <= 0:
                 raise UserError(f"{name} must be positive (got {getattr(self, name)}).", setting=name)
+        self.vlm_view_setting()
         if self.sia_weight < 0:
             raise UserError(f"sia_weight must be 0 or more (got {self.sia_weight}).", setting="sia_weight")
         self.stage_list()
         if self.workers is None:
             self.workers = default_workers()
         self.resolve_names()
+
+    def vlm_view_setting(self) -> int | None:
+        """--vlm-views as a number; None for "auto" (the epochs of the longest VLM-taught stage)."""
+        text = str(self.vlm_views).strip().lower()
+        if text == "auto":
+            return None
+        if not text.isdigit():
+            raise UserError(
+                f"vlm_views must be auto, 0 (the live VLM) or a number of views per image (got {self.vlm_views!r}).",
+                setting="vlm_views",
+            )
+        return int(text)
 
     def resolve_names(self) -> None:
         from dait_edge.methods import METHODS
@@ -131,8 +147,9 @@ def load_toml(path: str | Path) -> dict[str, Any]:
         raise UserError(
             f"config file {path} has unknown option(s) {', '.join(unknown)}; see `dait-edge distill --help`."
         )
-    if isinstance(values.get("stages"), int) and not isinstance(values["stages"], bool):
-        values["stages"] = str(values["stages"])  # `stages = 2` means "2"
+    for name in ("stages", "vlm_views"):  # `stages = 2` means "2", `vlm_views = 50` means "50"
+        if isinstance(values.get(name), int) and not isinstance(values[name], bool):
+            values[name] = str(values[name])
     # Each value has its setting's type (the run's manifest is read back with the same checks).
     from dait_edge.records._base import check_fields
 

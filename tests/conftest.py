@@ -23,6 +23,21 @@ from PIL import Image
 SIZE = (32, 24)  # width, height
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory):
+    """Caches (class-text and VLM image embeddings) in a temp folder, never in the user's ~/.cache: a
+    run that does not name --cache-dir must not read or leave anything there."""
+    import os
+
+    before = os.environ.get("DAIT_EDGE_CACHE")
+    os.environ["DAIT_EDGE_CACHE"] = str(tmp_path_factory.mktemp("dait_edge_cache"))
+    yield
+    if before is None:
+        os.environ.pop("DAIT_EDGE_CACHE", None)
+    else:
+        os.environ["DAIT_EDGE_CACHE"] = before
+
+
 @dataclass
 class Fixture:
     root: Path  # what to pass as --data-root

@@ -19,6 +19,7 @@ def cli() -> None:
 
     \b
     The flow:  data inspect -> zero-shot -> distill -> export -> profile -> report
+    Pay the VLM once:  distill --vlm-views auto (the default), then `cache list`
     All four students at once:  sweep
     Start with `dait-edge demo` (offline, synthetic data), or `dait-edge list students`.
     """
@@ -27,6 +28,7 @@ def cli() -> None:
 def _register_commands() -> None:
     # Imported here so `dait-edge --help` stays fast: heavy imports live inside each command.
     from dait_edge.cli import (
+        cache_cmd,
         data_cmd,
         demo_cmd,
         distill_cmd,
@@ -47,6 +49,7 @@ def _register_commands() -> None:
         profile_cmd,
         report_cmd,
         sweep_cmd,
+        cache_cmd,
         demo_cmd,
     ):
         cli.add_command(module.command)

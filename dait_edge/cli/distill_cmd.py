@@ -47,6 +47,15 @@ TRAINING_OPTIONS = [
     vlm_options,
     templates_option,
     click.option(
+        "--vlm-views",
+        default=D.vlm_views,
+        show_default=True,
+        help="Pay the VLM once: before the first VLM-taught stage, embed K augmented views of every training"
+        " image and train from that cache (fp16, resumable, shared by every later student and method). auto:"
+        " K = the epochs of the longest VLM-taught stage, so no view repeats and training sees what the live"
+        " VLM would; a smaller K repeats views (less build time); 0: run the live VLM at every step.",
+    ),
+    click.option(
         "--epochs",
         type=click.IntRange(min=1),
         help="Epochs of both stages (sets --stage1-epochs and --stage2-epochs).",

@@ -232,7 +232,8 @@ def cache_dir_option(func):
     return click.option(
         "--cache-dir",
         type=click.Path(file_okay=False),
-        help="Where class-text embeddings are cached (default $DAIT_EDGE_CACHE or ~/.cache/dait_edge).",
+        help="Where class-text embeddings and VLM image embeddings are cached (default $DAIT_EDGE_CACHE or"
+        " ~/.cache/dait_edge).",
     )(func)
 
 

@@ -30,6 +30,7 @@ from dait_edge.distill.teacher_cache import (
 from dait_edge.engine.checkpoint import seed_everything, stage_seed
 from dait_edge.engine.distributed import (
     DistInfo,
+    all_gather_object,
     barrier,
     broadcast_object,
     init_distributed,
@@ -87,11 +88,25 @@ class _Run:
         c = self.config
         return max(c.stage1_epochs, c.stage2_epochs if "vlm" in self.method_cls.needs else 0)
 
+    def vlm_taught(self) -> bool:
+        """Does a VLM teach any stage of this run (stage 1 of DAIT, or a VLM-taught method)?"""
+        return (
+            "vlm" in self.method_cls.needs
+            or (not self.config.teacher_checkpoint and 1 in self.stages)
+            or (not self.config.teacher_checkpoint and "teacher" in self.method_cls.needs)
+        )
+
+    def cached_views(self) -> int:
+        """K, the views per image the VLM embedding cache holds; 0 when the live VLM teaches."""
+        setting = self.config.vlm_view_setting()
+        return self.vlm_taught_epochs() if setting is None else setting
+
     def views_for(self, stage: int, vlm_taught: bool) -> int:
-        """Views per image in `stage`: a VLM-taught stage cycles through the VLM's views (as many as its
-        longest stage has epochs, so none repeats); any other stage gets a new view every epoch."""
+        """Views per image in `stage`: a VLM-taught stage cycles through the K cached views (K = its epochs
+        by default, so none repeats; the live VLM sees the same views); any other stage gets a new view
+        every epoch."""
         if vlm_taught:
-            return self.vlm_taught_epochs()
+            return self.cached_views() or self.vlm_taught_epochs()
         return self.config.stage1_epochs if stage == 1 else self.config.stage2_epochs
 
     def prepare_dir(self) -> None:
@@ -176,19 +191,142 @@ class _Run:
         """The stage-1 method's options (part of the teacher-cache key)."""
         return {"sia_weight": self.config.sia_weight}
 
-    def vlm_provider(self, model):
-        """The VLM as a provider of embeddings for batches normalised like `model`'s: the live VLM in the
-        training dtype of this device, its class-text embeddings, its text tower freed."""
-        from dait_edge.vlm import load_vlm, text_classifier
-        from dait_edge.vlm.provider import LiveVLM
+    def vlm_teaching(self, model, summary: RunSummary):
+        """What teaches a VLM-taught stage: (provider, extra) where `extra` feeds each training item its
+        cached embedding. With --vlm-views K > 0 the cache is opened, or built first (its time goes to
+        summary.cache_seconds); when it is complete the VLM's image tower is never loaded."""
+        views = self.cached_views()
+        # In a forked RNG: loading the VLM (open_clip draws its initial weights) or building the cache
+        # (DataLoader seeds) must not move the training RNG, or the adapters would start differently in a
+        # live run, a run that builds the cache and one that finds it complete.
+        with torch.random.fork_rng(devices=[]):
+            if views == 0:
+                return self.live_vlm(model), None
+            from dait_edge.vlm.provider import CachedVLM
+
+            cache, vlm = self.open_or_build_cache(views, summary)
+            text = self.text_embeddings(vlm)
+            del vlm  # the 1.2 B-parameter VLM stays off the device during training
+            return CachedVLM(text), cache.reader()
+
+    def open_or_build_cache(self, views: int, summary: RunSummary):
+        """The complete VLM embedding cache of this run's data, view spec, seed, K and VLM; returns it
+        and the VLM when this process loaded it (to build, or to verify), else None."""
+        import sys
+        import time as _time
+
+        from dait_edge.records import VLMCacheInfo
+        from dait_edge.vlm import resolve_vlm_source
+        from dait_edge.vlm.cache import (
+            EmbeddingCache,
+            cache_key,
+            cache_root,
+            describe_size,
+            pixel_library_versions,
+        )
+
+        config = self.config
+        source = resolve_vlm_source(config.vlm, config.vlm_pretrained)
+        compute_dtype = str(vlm_dtype_for(self.device)).removeprefix("torch.")
+        key = cache_key(self.all_train, self.view_spec, config.seed, views, source, compute_dtype)
+        root = cache_root(config.cache_dir)
+        cache = EmbeddingCache.open(root, key)
+        if cache is not None and cache.complete:
+            if not cache.info.complete:  # every chunk done, the process stopped before writing so
+                on_main(self.dist, lambda: cache.finish(0.0))
+            return cache, None
+
+        vlm = self.load_vlm()
+        if cache is None:
+            dim = int(
+                vlm.model.encode_image(
+                    torch.zeros(1, 3, *vlm.image_size, device=self.device, dtype=vlm.dtype)
+                ).shape[-1]
+            )
+            info = VLMCacheInfo(
+                key=key,
+                images=len(self.all_train),
+                views=views,
+                dim=dim,
+                chunk=cache_chunk(),
+                seed=config.seed,
+                view_spec=self.view_spec.to_dict(),
+                vlm=config.vlm,
+                vlm_pretrained=config.vlm_pretrained,
+                vlm_weights=source.weights_id,
+                compute_dtype=compute_dtype,
+                dataset=config.dataset,
+                data_root=str(Path(config.data_root).resolve()),
+                created=_time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                versions=pixel_library_versions(),
+            )
+            cache = on_main(self.dist, lambda: EmbeddingCache.create(root, info))
+        if self.dist.is_main:
+            print(f"VLM embedding cache: {describe_size(cache.info)} in {cache.folder}", file=sys.stderr)
+        images = ImageListDataset(self.all_train, crop_bottom=self.spec.crop_bottom)
+        seconds = cache.build(
+            vlm,
+            images,
+            device=self.device,
+            rank=self.dist.rank,
+            world_size=self.dist.world_size,
+            workers=config.workers,
+            progress=config.progress and self.dist.is_main,
+            stop_after_chunks=self.stop_cache_after,
+        )
+        seconds = max(all_gather_object(seconds, self.dist))
+        if self.stop_cache_after is not None:
+            raise CacheBuildStopped
+        on_main(self.dist, lambda: cache.finish(seconds))
+        cache.info = VLMCacheInfo.read(cache.folder)
+        cache.verify(vlm, images, device=self.device)  # a few views re-encoded live must match
+        summary.cache_seconds = round(summary.cache_seconds + seconds, 3)
+        return cache, vlm
+
+    stop_cache_after: int | None = None  # tests: end the cache build after N chunks, as if killed
+
+    def load_vlm(self):
+        """The frozen VLM on this device, its image tower in the training dtype."""
+        from dait_edge.vlm import load_vlm
 
         with warnings.catch_warnings():
             warnings.simplefilter("always")
             vlm = load_vlm(self.config.vlm, self.config.vlm_pretrained, device=self.device)
-        text = text_classifier(vlm, self.spec.classes, self.templates, cache_dir=self.config.cache_dir)
+        vlm.model.visual.to(dtype=vlm_dtype_for(self.device))  # the pixels are normalised in fp32 first
+        return vlm
+
+    def text_embeddings(self, vlm=None):
+        """The class-text embeddings: from their cache when there (no VLM needed), else from `vlm` or a VLM
+        loaded for them alone."""
+        from dait_edge.vlm import resolve_vlm_source, text_classifier
+        from dait_edge.vlm.text_embeddings import cached_text_classifier
+
+        config = self.config
+        source = resolve_vlm_source(config.vlm, config.vlm_pretrained)
+        text = cached_text_classifier(source, self.spec.classes, self.templates, config.cache_dir)
+        if text is not None:
+            return text.to(self.device)
+        vlm = vlm if vlm is not None else self.load_vlm()
+        return text_classifier(vlm, self.spec.classes, self.templates, cache_dir=config.cache_dir)
+
+    def live_vlm(self, model):
+        """The live VLM as the provider, for batches normalised like `model`'s, its text tower freed."""
+        from dait_edge.vlm.provider import LiveVLM
+
+        vlm = self.load_vlm()
+        text = self.text_embeddings(vlm)
         vlm.free_text_tower()
-        vlm.model.to(dtype=vlm_dtype_for(self.device))  # the pixels are normalised in fp32 first
         return LiveVLM(vlm, text, model.data_config.mean, model.data_config.std)
+
+
+class CacheBuildStopped(Exception):
+    """The cache build ended early on purpose (`_Run.stop_cache_after`, tests)."""
+
+
+def cache_chunk() -> int:
+    from dait_edge.vlm.cache import CHUNK
+
+    return CHUNK
 
 
 def vlm_dtype_for(device: torch.device) -> torch.dtype:
@@ -204,10 +342,12 @@ def run_distill(
 ) -> RunSummary:
     """Train the stages `config.stages` asks for; returns the summary (also written to summary.json).
 
-    `stop_after_epoch` ({stage: epoch}) ends a stage early as if the process were killed (tests).
+    `stop_after_epoch` ({stage: epoch}, or {"cache": chunks}) ends a stage, or the VLM embedding cache's
+    build, early as if the process were killed (tests).
     """
     config.validate()
     run = _Run(config, resume)
+    run.stop_cache_after = (stop_after_epoch or {}).get("cache")
     try:
         return _run_stages(run, stop_after_epoch or {})
     finally:
@@ -227,19 +367,22 @@ def _run_stages(run: _Run, stop_after_epoch: dict) -> RunSummary:
         classes=run.spec.classes,
         train_images=len(run.train_samples),
         labelled_fraction=config.labelled_fraction,
-        vlm_views=0,
+        vlm_views=run.cached_views() if run.vlm_taught() else 0,
         cache_seconds=0.0,
     )
 
     teacher_path = None
-    if "teacher" in run.method_cls.needs or 1 in run.stages:
-        teacher_path, teacher_info = _stage1(run, summary, stop_after_epoch.get(1))
-        if teacher_path is None:  # interrupted
-            return summary
-        summary.teacher_top1 = teacher_info.top1 if teacher_info else None
-    if 2 in run.stages:
-        if not _stage2(run, summary, teacher_path, stop_after_epoch.get(2)):
-            return summary
+    try:
+        if "teacher" in run.method_cls.needs or 1 in run.stages:
+            teacher_path, teacher_info = _stage1(run, summary, stop_after_epoch.get(1))
+            if teacher_path is None:  # interrupted
+                return summary
+            summary.teacher_top1 = teacher_info.top1 if teacher_info else None
+        if 2 in run.stages:
+            if not _stage2(run, summary, teacher_path, stop_after_epoch.get(2)):
+                return summary
+    except CacheBuildStopped:
+        return summary
     summary.completed = True
     if run.dist.is_main:
         summary.write(run.run_dir)
@@ -287,18 +430,21 @@ def _stage1(run: _Run, summary: RunSummary, stop_after: int | None) -> tuple[Pat
             setting="teacher_checkpoint",
         )
     else:
-        info = _train_teacher(run, stage_dir, key, stop_after)
+        info = _train_teacher(run, summary, stage_dir, key, stop_after)
         if info is None:
             return None, None
         trained_here = True
         on_main(run.dist, lambda: store_teacher(run.teacher_cache, key, stage_dir))
     summary.stage1_seconds = info.seconds if trained_here else 0.0
+    summary.cache_seconds = info.cache_seconds if trained_here else 0.0
     summary.teacher_seconds = info.seconds
     summary.teacher_reused = not trained_here
     return stage_dir / TEACHER_FILE, info
 
 
-def _train_teacher(run: _Run, stage_dir: Path, key: str, stop_after: int | None) -> TeacherInfo | None:
+def _train_teacher(
+    run: _Run, summary: RunSummary, stage_dir: Path, key: str, stop_after: int | None
+) -> TeacherInfo | None:
     config = run.config
     seed_everything(stage_seed(config.seed, 1, run.dist.rank))
     teacher = build_model(
@@ -313,11 +459,11 @@ def _train_teacher(run: _Run, stage_dir: Path, key: str, stop_after: int | None)
         input_mean=teacher.data_config.mean,
         input_std=teacher.data_config.std,
         tau=config.temperature,
-        vlm=run.vlm_provider(teacher),
         options=run.stage1_options(),
     )
+    context.vlm, extra = run.vlm_teaching(teacher, summary)
     method = METHODS.get(STAGE1_METHOD)(teacher, context)
-    train, test = run.datasets(teacher, run.views_for(1, vlm_taught=True))
+    train, test = run.datasets(teacher, run.views_for(1, vlm_taught=True), extra)
     plan = run.plan(1)
     files = StageFiles(
         stage_dir / "state.pt", stage_dir / TEACHER_FILE, stage_dir / "teacher_best.safetensors"
@@ -342,6 +488,8 @@ def _train_teacher(run: _Run, stage_dir: Path, key: str, stop_after: int | None)
         vlm=config.vlm,
         vlm_pretrained=config.vlm_pretrained,
         templates=run.templates,
+        vlm_views=run.cached_views(),
+        cache_seconds=summary.cache_seconds,
     )
     on_main(run.dist, lambda: info.write(stage_dir))
     return info
@@ -388,11 +536,12 @@ def _stage2(run: _Run, summary: RunSummary, teacher_path: Path | None, stop_afte
         options=dict(config.extra),
     )
     vlm_taught = "vlm" in run.method_cls.needs
-    train, test = run.datasets(student, run.views_for(2, vlm_taught))
+    extra = None
     if teacher_path is not None:
         context.teacher = _load_teacher(run, teacher_path)
     if vlm_taught:
-        context.vlm = run.vlm_provider(student)
+        context.vlm, extra = run.vlm_teaching(student, summary)
+    train, test = run.datasets(student, run.views_for(2, vlm_taught), extra)
     method = run.method_cls(student, context)
     if teacher_path is not None and summary.teacher_top1 is None:
         # a given checkpoint: measure it on the same test split (in a forked RNG: training draws stay the same)

@@ -13,11 +13,13 @@ reads these files by key. The files and their producers:
     ProfileResult  RUN/profile/PROFILE.json     profile        -> profile (merge), report
     Report         REPORT/report.json           report         -> (users, tests)
     SweepState     SWEEP/sweep.json             sweep          -> sweep (resume)
+    VLMCacheInfo   CACHE/vlm_embeddings/KEY/cache.json  distill -> distill, cache list/verify/clear
 
 Importing this package needs no torch (a device with the light install reads sidecars and rows).
 """
 
 from dait_edge.records._base import Record, RecordError
+from dait_edge.records.cache import VLMCacheInfo
 from dait_edge.records.export import (
     ArtifactEntry,
     ExportSummary,
@@ -42,7 +44,8 @@ from dait_edge.records.run import (
 )
 from dait_edge.records.sweep import StudentProgress, SweepState
 
-# Every record that is a file of its own (the round-trip and legacy tests loop over these).
+# Every record that is a file of its own and had an unversioned shape before (the round-trip and legacy
+# tests loop over these); VLMCacheInfo was born versioned and is tested with the cache.
 FILE_RECORDS = (
     RunSummary,
     RunManifest,
@@ -82,6 +85,7 @@ __all__ = [
     "TeacherInfo",
     "TensorRTBuild",
     "TrainingHardware",
+    "VLMCacheInfo",
     "append_metrics",
     "read_metrics",
     "write_metrics",

@@ -150,6 +150,8 @@ class TeacherInfo(Record):
     vlm_pretrained: str
     templates: list[str]
     reused_from: str | None = None
+    vlm_views: int = 0  # views per image of the VLM embedding cache it was taught from; 0: the live VLM
+    cache_seconds: float = 0.0  # building that cache in the run that trained it (0: the cache was there)
 
 
 @dataclass

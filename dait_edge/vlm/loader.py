@@ -9,6 +9,7 @@ or `none` for random weights.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -147,6 +148,20 @@ class _QuietOpenClipLogs:
         self._logger.setLevel(self._level)
 
 
+@contextlib.contextmanager
+def _seeded_if(random_weights: bool):
+    """Random weights drawn from a fixed seed: the same "random" VLM in every process, so its cached image
+    embeddings stay valid for the next run (speed benchmarks use them)."""
+    if not random_weights:
+        yield
+        return
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        yield
+
+
 def create_vlm(source: VLMSource, device: str = "cpu"):
     """Build the open_clip model and tokenizer for `source`. Returns (model, tokenizer, preprocess_cfg)."""
     import open_clip
@@ -158,7 +173,7 @@ def create_vlm(source: VLMSource, device: str = "cpu"):
             stacklevel=2,
         )
     try:
-        with _QuietOpenClipLogs():
+        with _QuietOpenClipLogs(), _seeded_if(source.random_weights):
             model, _, _ = open_clip.create_model_and_transforms(
                 source.model_name, pretrained=source.pretrained, device=device
             )

@@ -21,14 +21,16 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("DAIT_EDGE_CACHE", Path.home() / ".cache" / "dait_edge"))
 
 
-def text_cache_key(vlm: VLMTeacher, classnames: Sequence[str], templates: Sequence[str]) -> str:
+def text_cache_key(source, classnames: Sequence[str], templates: Sequence[str]) -> str:
+    """The key of T for a `VLMSource`: known before the VLM is loaded, so a run whose image embeddings are
+    all cached need not load the VLM at all."""
     import open_clip
 
     return sha256_json(
         {
-            "model": vlm.source.model_name,
-            "model_config": vlm.source.model_config,
-            "weights": vlm.source.weights_id,
+            "model": source.model_name,
+            "model_config": source.model_config,
+            "weights": source.weights_id,
             "classnames": list(classnames),
             "templates": list(templates),
             "open_clip": open_clip.__version__,
@@ -48,6 +50,23 @@ def build_text_classifier(
     return torch.stack(rows)
 
 
+def _cache_path(source, classnames, templates, cache_dir) -> Path:
+    key = text_cache_key(source, classnames, templates)
+    return Path(cache_dir or default_cache_dir()) / "text_embeddings" / f"{key}.safetensors"
+
+
+def cached_text_classifier(
+    source, classnames: Sequence[str], templates: Sequence[str], cache_dir: str | os.PathLike | None = None
+) -> torch.Tensor | None:
+    """T from the cache without loading the VLM (on the CPU); None when it is not cached."""
+    from safetensors.torch import load_file
+
+    if source.random_weights:
+        return None
+    path = _cache_path(source, classnames, templates, cache_dir)
+    return load_file(str(path))["text_embeddings"] if path.is_file() else None
+
+
 def text_classifier(
     vlm: VLMTeacher,
     classnames: Sequence[str],
@@ -64,8 +83,7 @@ def text_classifier(
     cacheable = use_cache and not vlm.source.random_weights
     path = None
     if cacheable:
-        key = text_cache_key(vlm, classnames, templates)
-        path = Path(cache_dir or default_cache_dir()) / "text_embeddings" / f"{key}.safetensors"
+        path = _cache_path(vlm.source, classnames, templates, cache_dir)
         if path.is_file():
             return load_file(str(path))["text_embeddings"].to(vlm.mean.device)
     embeddings = build_text_classifier(vlm, classnames, templates)
