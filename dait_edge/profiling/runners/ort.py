@@ -78,17 +78,18 @@ def with_options(
 class BoundRequest:
     """One request whose input and output live on `device` (IO binding): calling it is one timed run."""
 
-    def __init__(self, session, images: np.ndarray, device: str):
+    def __init__(self, session, images: np.ndarray, device: str, device_id: int = 0):
         import onnxruntime as ort
 
         self.session = session
         source, target = session.get_inputs()[0], session.get_outputs()[0]
         images = images.astype(NUMPY_TYPES.get(source.type, np.float32))
-        self.input = ort.OrtValue.ortvalue_from_numpy(images, device, 0)
+        # on the GPU the session runs on (the provider's device_id), not always GPU 0
+        self.input = ort.OrtValue.ortvalue_from_numpy(images, device, device_id)
         # A preallocated output: a replayed CUDA graph writes to the address it was captured with.
         shape = (images.shape[0], *target.shape[1:])
         self.output = ort.OrtValue.ortvalue_from_shape_and_type(
-            shape, NUMPY_TYPES.get(target.type, np.float32), device, 0
+            shape, NUMPY_TYPES.get(target.type, np.float32), device, device_id
         )
         self.binding = session.io_binding()
         self.binding.bind_ortvalue_input(source.name, self.input)
@@ -171,13 +172,19 @@ class OrtRunner(Runner):
     def random_input(self, batch: int, seed: int = 0) -> np.ndarray:
         return random_input(self.input_size, batch, seed)
 
+    @property
+    def device_id(self) -> int:
+        """The GPU of the first provider (its `device_id` option in the profile; 0 by default)."""
+        options = self.provider_options.get(self.providers[0], {}) if self.providers else {}
+        return int(options.get("device_id", 0))
+
     def timed(self, batch: int, mode: str = "default") -> Timed:
         if mode == "cudagraph":
             return self._timed_graph(batch)
         if self.device == "cpu":
             # Host arrays in and out: on the CPU provider that is the whole request.
             return Timed(functools.partial(self.infer, self.random_input(batch)), "onnxruntime")
-        request = BoundRequest(self.session, self.random_input(batch), self.device)
+        request = BoundRequest(self.session, self.random_input(batch), self.device, self.device_id)
         return Timed(request, "onnxruntime", sync=request.sync)
 
     def _timed_graph(self, batch: int) -> Timed:
@@ -192,7 +199,7 @@ class OrtRunner(Runner):
                 session = self._session(cuda_graph=True, providers=self.providers)
                 if session.get_providers()[0] != self.providers[0]:
                     raise RuntimeError(f"{self.providers[0]} did not start with CUDA graphs enabled")
-                request = BoundRequest(session, self.random_input(batch), self.device)
+                request = BoundRequest(session, self.random_input(batch), self.device, self.device_id)
                 request()  # the first run captures the graph
             except Exception as err:  # noqa: BLE001 - ORT raises its own types, at creation or first run
                 message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__

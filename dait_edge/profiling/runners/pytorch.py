@@ -11,6 +11,7 @@ and compile with mode="reduce-overhead", which uses CUDA graphs), precision = "f
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -145,6 +146,9 @@ class TorchRunner(Runner):
         info = resolve_run(self.artifact)
         self.artifact = info.checkpoint  # size_mb is the checkpoint's; rows are saved in its run
         self.device = torch.device(s.device)
+        if s.on_cuda and self.device.index is not None:
+            # torch.compile's CUDA graphs and the caching allocator follow the current device
+            torch.cuda.set_device(self.device)
         self.dtype = getattr(torch, PRECISIONS[s.precision])
         self.memory_format = torch.channels_last if s.channels_last else torch.contiguous_format
         model = load_student(info).to(self.device, self.dtype)
@@ -173,7 +177,10 @@ class TorchRunner(Runner):
         return x.contiguous(memory_format=self.memory_format)
 
     def _sync(self):
-        return self.torch.cuda.synchronize if self.settings.on_cuda else None
+        """Waits for this runner's GPU (cuda:N), not the current device."""
+        if not self.settings.on_cuda:
+            return None
+        return functools.partial(self.torch.cuda.synchronize, self.device)
 
     def infer(self, images: np.ndarray) -> np.ndarray:
         """Logits of the eager model (top-1 on the test split); every mode computes the same function."""
@@ -203,24 +210,23 @@ class TorchRunner(Runner):
     def _cuda_graph(self, x) -> Timed:
         torch = self.torch
         try:
-            with torch.inference_mode():
-                side = torch.cuda.Stream()
-                side.wait_stream(torch.cuda.current_stream())
+            # on the runner's GPU: streams, capture and sync would otherwise go to the current device (GPU 0)
+            with torch.cuda.device(self.device), torch.inference_mode():
+                side = torch.cuda.Stream(self.device)
+                side.wait_stream(torch.cuda.current_stream(self.device))
                 with torch.cuda.stream(side):  # warm-up off the default stream, as capture requires
                     for _ in range(GRAPH_WARMUP):
                         self.model(x)
-                torch.cuda.current_stream().wait_stream(side)
+                torch.cuda.current_stream(self.device).wait_stream(side)
                 graph = torch.cuda.CUDAGraph()
                 with torch.cuda.graph(graph):
                     self.model(x)  # x stays the graph's static input; replay reads it in place
-            torch.cuda.synchronize()
+            torch.cuda.synchronize(self.device)
         except RuntimeError as err:
             reason = (str(err).splitlines() or ["?"])[0][:160]
             return Timed(None, "torch-eager-cudagraph", skip=f"CUDA graph capture failed ({reason})")
         self._graphs.append((graph, x))
-        return Timed(
-            graph.replay, "torch-eager-cudagraph", torch.cuda.synchronize, "one CUDA graph replay per request"
-        )
+        return Timed(graph.replay, "torch-eager-cudagraph", self._sync(), "one CUDA graph replay per request")
 
     def _compiled_call(self, x, batch: int) -> Timed:
         torch = self.torch
@@ -234,7 +240,7 @@ class TorchRunner(Runner):
         try:
             run_once()  # compiles for this shape
             if s.on_cuda:
-                torch.cuda.synchronize()
+                torch.cuda.synchronize(self.device)
         except Exception as err:  # noqa: BLE001 - dynamo / inductor raise many types; the user needs one line
             reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
             raise UserError(
