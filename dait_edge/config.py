@@ -121,11 +121,13 @@ MAX_DEFAULT_WORKERS = 8
 
 
 def default_workers() -> int:
-    """Data-loading processes by default: the cores this process may use, at most 8."""
+    """Data-loading processes by default: the cores this process may use, shared among the training
+    processes torchrun started on this machine, at most 8."""
     import os
 
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(0, min(MAX_DEFAULT_WORKERS, usable))
+    per_process = usable // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    return max(0, min(MAX_DEFAULT_WORKERS, per_process))
 
 
 def load_toml(path: str | Path) -> dict[str, Any]:

@@ -574,6 +574,15 @@ def test_ddp_two_processes_on_cpu(tmp_path, layouts, tiny_vlm):
             figures.append(record[key])
     assert any(0.0 < f < 100.0 for f in figures), figures  # else the check above proves nothing
 
+    # a failure on rank 0 before a barrier (the run folder is taken) stops every rank with rank 0's message
+    again = subprocess.run(
+        command, cwd=tmp_path, env=environ, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert again.returncode != 0
+    assert again.stderr.count("already holds a run") >= 2, again.stderr[-3000:]  # both ranks say it
+    # no traceback from our code (torchrun prints its own ChildFailedError report)
+    assert "dait_edge/" not in again.stderr.replace("-m dait_edge", ""), again.stderr[-3000:]
+
 
 # --------------------------------------------------------------------------- 6. bad input
 

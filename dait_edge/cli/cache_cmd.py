@@ -111,6 +111,8 @@ def verify_command(keys, cache_dir, device) -> None:
 def _verify(cache, device: str) -> float:
     import warnings
 
+    import torch
+
     from dait_edge.data import load_dataset
     from dait_edge.data.images import ImageListDataset
     from dait_edge.data.views import ViewSpec
@@ -120,9 +122,11 @@ def _verify(cache, device: str) -> float:
 
     info = cache.info
     cache.check()
-    samples = load_dataset(info.dataset, info.data_root).split("train")
+    spec = load_dataset(info.dataset, info.data_root)
+    samples = spec.split("train")
     source = resolve_vlm_source(info.vlm, info.vlm_pretrained)
-    key = cache_key(samples, ViewSpec(**info.view_spec), info.seed, info.views, source, info.compute_dtype)
+    view_spec = ViewSpec(**info.view_spec)
+    key = cache_key(samples, view_spec, info.seed, info.views, source, info.compute_dtype, spec.crop_bottom)
     if key != info.key:
         raise UserError(
             "stale: the training files, the VLM weights or the pixel libraries changed since it was built;"
@@ -132,7 +136,8 @@ def _verify(cache, device: str) -> float:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         vlm = load_vlm(info.vlm, info.vlm_pretrained, device=torch_device)
-    return cache.verify(vlm, ImageListDataset(samples), device=torch_device)
+    vlm.model.visual.to(dtype=getattr(torch, info.compute_dtype))  # the dtype the build ran in
+    return cache.verify(vlm, ImageListDataset(samples, crop_bottom=spec.crop_bottom), device=torch_device)
 
 
 @command.command(name="clear")

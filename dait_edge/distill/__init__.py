@@ -68,6 +68,8 @@ class _Run:
         device = resolve_device(config.device)
         self.dist: DistInfo = init_distributed(device)
         self.device = local_device(device, self.dist)
+        if self.device.type == "cuda" and self.device.index is not None:
+            torch.cuda.set_device(self.device)  # pinned-memory threads and new streams follow the current GPU
         self.spec: DatasetSpec = load_dataset(config.dataset, config.data_root)
         # One index space for the whole training split: view seeds and cached embeddings are keyed by it.
         self.all_train = self.spec.split("train")
@@ -89,12 +91,10 @@ class _Run:
         return max(c.stage1_epochs, c.stage2_epochs if "vlm" in self.method_cls.needs else 0)
 
     def vlm_taught(self) -> bool:
-        """Does a VLM teach any stage of this run (stage 1 of DAIT, or a VLM-taught method)?"""
-        return (
-            "vlm" in self.method_cls.needs
-            or (not self.config.teacher_checkpoint and 1 in self.stages)
-            or (not self.config.teacher_checkpoint and "teacher" in self.method_cls.needs)
-        )
+        """Does a VLM teach a stage of this run: a VLM-taught method, or DAIT's stage 1 (which a run needs
+        unless a teacher checkpoint is given)?"""
+        needs_stage1 = 1 in self.stages or "teacher" in self.method_cls.needs
+        return "vlm" in self.method_cls.needs or (needs_stage1 and not self.config.teacher_checkpoint)
 
     def cached_views(self) -> int:
         """K, the views per image the VLM embedding cache holds; 0 when the live VLM teaches."""
@@ -207,6 +207,8 @@ class _Run:
             cache, vlm = self.open_or_build_cache(views, summary)
             text = self.text_embeddings(vlm)
             del vlm  # the 1.2 B-parameter VLM stays off the device during training
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
             return CachedVLM(text), cache.reader()
 
     def open_or_build_cache(self, views: int, summary: RunSummary):
@@ -228,12 +230,22 @@ class _Run:
         config = self.config
         source = resolve_vlm_source(config.vlm, config.vlm_pretrained)
         compute_dtype = str(vlm_dtype_for(self.device)).removeprefix("torch.")
-        key = cache_key(self.all_train, self.view_spec, config.seed, views, source, compute_dtype)
+        key = cache_key(
+            self.all_train, self.view_spec, config.seed, views, source, compute_dtype, self.spec.crop_bottom
+        )
         root = cache_root(config.cache_dir)
-        cache = EmbeddingCache.open(root, key)
-        if cache is not None and cache.complete:
-            if not cache.info.complete:  # every chunk done, the process stopped before writing so
-                on_main(self.dist, lambda: cache.finish(0.0))
+
+        def probe():
+            """Rank 0 decides, every rank follows: (the cache or None, complete?)."""
+            found = EmbeddingCache.open(root, key)
+            if found is not None and found.complete:
+                if not found.info.complete:  # every chunk done, the process stopped before writing so
+                    found.finish(0.0)
+                return found, True
+            return found, False
+
+        cache, complete = on_main(self.dist, probe)
+        if complete:
             return cache, None
 
         vlm = self.load_vlm()
@@ -260,26 +272,39 @@ class _Run:
                 created=_time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 versions=pixel_library_versions(),
             )
-            cache = on_main(self.dist, lambda: EmbeddingCache.create(root, info))
+            # another job may have created it meanwhile: its arrays are then kept (the rows are deterministic)
+            cache = on_main(
+                self.dist, lambda: EmbeddingCache.open(root, key) or EmbeddingCache.create(root, info)
+            )
         if self.dist.is_main:
             print(f"VLM embedding cache: {describe_size(cache.info)} in {cache.folder}", file=sys.stderr)
         images = ImageListDataset(self.all_train, crop_bottom=self.spec.crop_bottom)
-        seconds = cache.build(
-            vlm,
-            images,
-            device=self.device,
-            rank=self.dist.rank,
-            world_size=self.dist.world_size,
-            workers=config.workers,
-            progress=config.progress and self.dist.is_main,
-            stop_after_chunks=self.stop_cache_after,
-        )
-        seconds = max(all_gather_object(seconds, self.dist))
+        failure = None
+        try:
+            seconds = cache.build(
+                vlm,
+                images,
+                device=self.device,
+                rank=self.dist.rank,
+                world_size=self.dist.world_size,
+                workers=config.workers,
+                progress=config.progress and self.dist.is_main,
+                stop_after_chunks=self.stop_cache_after,
+            )
+        except UserError as err:  # every rank learns of it (one rank stopping alone would hang the others)
+            seconds, failure = 0.0, err
+        shares = all_gather_object((seconds, str(failure) if failure else None), self.dist)
+        if failure is not None:
+            raise failure
+        if any(message for _, message in shares):
+            raise UserError(next(message for _, message in shares if message), setting="vlm_views")
+        seconds = max(share for share, _ in shares)
         if self.stop_cache_after is not None:
             raise CacheBuildStopped
         on_main(self.dist, lambda: cache.finish(seconds))
         cache.info = VLMCacheInfo.read(cache.folder)
-        cache.verify(vlm, images, device=self.device)  # a few views re-encoded live must match
+        # a few views re-encoded live must match the cache
+        on_main(self.dist, lambda: cache.verify(vlm, images, device=self.device))
         summary.cache_seconds = round(summary.cache_seconds + seconds, 3)
         return cache, vlm
 
@@ -417,12 +442,22 @@ def _stage1(run: _Run, summary: RunSummary, stop_after: int | None) -> tuple[Pat
     summary.checkpoints.teacher = f"stage1/{TEACHER_FILE}"
     summary.checkpoints.state_stage1 = "stage1/state.pt"
 
+    def where():
+        """Rank 0 decides where the teacher comes from, every rank follows (files appear meanwhile)."""
+        if TeacherInfo.path_in(stage_dir).is_file():
+            return "run", None  # finished earlier in this run (resume)
+        found = cached_teacher(run.teacher_cache, key)
+        if found is not None:
+            return "cache", restore_teacher(found, stage_dir)
+        return "train", None
+
+    source, restored = on_main(run.dist, where)
     trained_here = False
-    if TeacherInfo.path_in(stage_dir).is_file():  # finished earlier in this run (resume)
+    if source == "run":
         info = TeacherInfo.read(stage_dir)
         trained_here = info.reused_from is None
-    elif (cached := cached_teacher(run.teacher_cache, key)) is not None:
-        info = on_main(run.dist, lambda: restore_teacher(cached, stage_dir))
+    elif source == "cache":
+        info = restored
     elif 1 not in run.stages:
         raise UserError(
             "stage 2 needs a trained intermediate teacher and none matches these settings; run stage 1 too"

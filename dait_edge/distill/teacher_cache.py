@@ -21,7 +21,8 @@ from dait_edge.utils.io import atomic_path, sha256_file, sha256_json
 TEACHER_FILE = "teacher.safetensors"
 KEY_VERSION = 2  # bump when the key's recipe changes
 
-# Settings that cannot change the stage-1 teacher: the student side, where files go, how fast data loads.
+# Settings that cannot change the stage-1 teacher (the student side, where files go, how fast data loads),
+# or that enter the key in another form.
 STAGE2_ONLY = frozenset(
     {
         "student",
@@ -37,6 +38,7 @@ STAGE2_ONLY = frozenset(
         "teacher_checkpoint",
         "teacher_cache",
         "cache_dir",
+        "vlm_views",  # enters as the views the stage saw (`views`): auto and K = epochs give the same
     }
 )
 

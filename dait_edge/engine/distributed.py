@@ -8,16 +8,19 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from dait_edge.errors import UserError
+
 
 @dataclass(frozen=True)
 class DistInfo:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    group: bool = False  # a process group exists (torchrun started this process, even as its only one)
 
     @property
     def enabled(self) -> bool:
-        return self.world_size > 1
+        return self.group or self.world_size > 1
 
     @property
     def is_main(self) -> bool:
@@ -25,9 +28,11 @@ class DistInfo:
 
 
 def init_distributed(device: torch.device) -> DistInfo:
-    """Join the process group when launched by torchrun (WORLD_SIZE > 1); a no-op otherwise."""
+    """Join the process group when launched by torchrun (its RANK / LOCAL_RANK / MASTER_ADDR, even for one
+    process, so that a 1-process torchrun run takes the same DDP path as many); a no-op otherwise."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    if world_size <= 1:
+    launched = all(name in os.environ for name in ("RANK", "LOCAL_RANK", "MASTER_ADDR"))
+    if not launched and world_size <= 1:
         return DistInfo()
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     if not dist.is_initialized():
@@ -35,7 +40,7 @@ def init_distributed(device: torch.device) -> DistInfo:
         if device.type == "cuda":
             torch.cuda.set_device(local_rank)
         dist.init_process_group(backend=backend)
-    return DistInfo(rank=rank, world_size=world_size, local_rank=local_rank)
+    return DistInfo(rank=rank, world_size=world_size, local_rank=local_rank, group=True)
 
 
 def local_device(device: torch.device, info: DistInfo) -> torch.device:
@@ -93,17 +98,25 @@ def on_main(info: DistInfo, fn):
 
     Without this a rank-0 failure before a barrier (a run folder that exists, an unwritable cache) left the
     other ranks waiting there until torchrun killed them, with no message of their own."""
-    result, error = None, None
+    if not info.enabled:
+        return fn()
+    result, error, message = None, None, None
     if info.is_main:
         try:
             result = fn()
         except Exception as err:  # noqa: BLE001 - re-raised on every rank below
-            if not info.enabled:
-                raise
             error = err
-    result, error = broadcast_object((result, error), info)
+            # what the other ranks raise: a UserError keeps its one line, anything else becomes one
+            message = (
+                err
+                if isinstance(err, UserError)
+                else UserError(f"rank 0 failed: {type(err).__name__}: {err}")
+            )
+    result, message = broadcast_object((result, message), info)
     if error is not None:
-        raise error
+        raise error  # rank 0: its own exception, traceback included
+    if message is not None:
+        raise message
     return result
 
 

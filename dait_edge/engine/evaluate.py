@@ -23,6 +23,7 @@ def eval_loader(
         shuffle=False,
         pin_memory=on_cuda,
         persistent_workers=workers > 0,
+        generator=torch.Generator().manual_seed(0),  # never draws from the global RNG
     )
 
 

@@ -237,6 +237,9 @@ class _StageTraining:
             sampler=EpochSampler(sampler),
             num_workers=plan.workers,
             collate_fn=Batch.collate,
+            # its own generator: the workers' base seed is not drawn from the global RNG, so a resumed run's
+            # RNG stays where an uninterrupted run's is
+            generator=torch.Generator().manual_seed(plan.seed),
             drop_last=len(sampler) > per_rank_batch,
             pin_memory=self.device.type == "cuda",
             persistent_workers=plan.workers > 0,
@@ -307,6 +310,17 @@ class _StageTraining:
         return {k: totals[i] / max(totals[-1], 1.0) for i, k in enumerate(keys)}
 
     def _check_finite(self, epoch: int, first_bad: torch.Tensor, bad_terms, keys: list[str]) -> None:
+        if (
+            self.dist.enabled
+        ):  # every rank stops together (one rank raising alone would leave the others waiting)
+            import torch.distributed as dist
+
+            flags = torch.cat([first_bad.view(1).double(), bad_terms.double()])
+            flags[0] = torch.where(flags[0] < 0, torch.full_like(flags[0], float("inf")), flags[0])
+            dist.all_reduce(flags[:1], op=dist.ReduceOp.MIN)
+            dist.all_reduce(flags[1:], op=dist.ReduceOp.MAX)
+            first_bad = torch.where(torch.isinf(flags[0]), torch.full_like(flags[0], -1.0), flags[0])
+            bad_terms = flags[1:] > 0
         step = int(first_bad.item())
         if step < 0:
             return

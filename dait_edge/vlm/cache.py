@@ -77,11 +77,14 @@ def files_identity(samples: Sequence) -> str:
     return sha256_json(rows)
 
 
-def cache_key(samples, spec: ViewSpec, seed: int, views: int, vlm_source, compute_dtype: str) -> str:
+def cache_key(
+    samples, spec: ViewSpec, seed: int, views: int, vlm_source, compute_dtype: str, crop_bottom: int = 0
+) -> str:
     return sha256_json(
         {
             "format": FORMAT_VERSION,
             "files": files_identity(samples),
+            "crop_bottom": crop_bottom,  # rows cut off each image before its views (Aircraft's banner)
             "view_spec": spec.to_dict(),
             "seed": seed,
             "views": views,
@@ -235,8 +238,12 @@ class EmbeddingCache:
             )
         cache = cls(folder, info)
         for path, size in ((cache.embeddings_path, info.nbytes), (cache.done_path, info.chunks)):
-            with open(path, "wb") as handle:
-                _allocate(handle.fileno(), size)
+            # never truncated: a build of the same key under way elsewhere keeps its rows (they are the same)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                _allocate(fd, size)
+            finally:
+                os.close(fd)
         info.write(folder)  # last: a folder without cache.json is not a cache yet
         return cache
 

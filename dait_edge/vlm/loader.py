@@ -158,7 +158,7 @@ def _seeded_if(random_weights: bool):
     import torch
 
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
+        torch.default_generator.manual_seed(0)  # the CPU generator only: CUDA's is not forked, so not touched
         yield
 
 

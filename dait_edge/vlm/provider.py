@@ -47,7 +47,8 @@ class LiveVLM(VLMProvider):
         self.input_mean, self.input_std = tuple(input_mean), tuple(input_std)
 
     def image_embeddings(self, batch) -> torch.Tensor:
-        with torch.inference_mode():
+        # outside the training autocast: the VLM runs in its own dtype, as when the cache is built
+        with torch.inference_mode(), torch.autocast(batch.images.device.type, enabled=False):
             embeddings = self.vlm.encode_images(batch.images, self.input_mean, self.input_std)
         return embeddings.clone()  # a normal tensor again: the losses may save it for backward
 

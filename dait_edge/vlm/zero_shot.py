@@ -57,16 +57,20 @@ def evaluate_zero_shot(
         ImageListDataset(samples, transform=vlm_eval_transform(vlm), crop_bottom=dataset.crop_bottom),
         batch_size=batch_size,
         num_workers=workers,
+        pin_memory=vlm.mean.device.type == "cuda",
     )
     k = min(5, dataset.num_classes)
-    correct1 = correct5 = seen = 0
+    device = vlm.mean.device
+    counts = torch.zeros(3, dtype=torch.float64, device=device)  # top-1, top-5, images: read once at the end
     for images, labels, _ in tqdm(loader, desc=f"zero-shot {split}", disable=not progress, unit="batch"):
-        images, labels = images.to(vlm.mean.device), labels.to(vlm.mean.device)
+        images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
         logits = zero_shot_logits(vlm.encode_images(images), classes_text)
         topk = logits.topk(k, dim=1).indices
-        correct1 += (topk[:, 0] == labels).sum().item()
-        correct5 += (topk == labels[:, None]).any(dim=1).sum().item()
-        seen += labels.numel()
+        counts[0] += (topk[:, 0] == labels).sum()
+        counts[1] += (topk == labels[:, None]).any(dim=1).sum()
+        counts[2] += labels.numel()
+    correct1, correct5, seen = counts.tolist()
+    seen = int(seen)
     return {
         "dataset": dataset.name,
         "split": split,
