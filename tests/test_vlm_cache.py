@@ -73,7 +73,7 @@ def test_a_cached_embedding_is_the_live_vlm_on_the_regenerated_view(tmp_path, vl
     stored = cache.reader()
     for index, view in [(0, 0), (4, 2), (8, 1)]:
         pixels = view_pixels(images[index][0], ViewSpec(SIZE), view_seed(5, index, view))[None]
-        live = vlm.encode_images(vlm.to_vlm_input(pixels, (0.0,) * 3, (1.0,) * 3))[0]
+        live = vlm.encode_images(pixels, (0.0,) * 3, (1.0,) * 3)[0]
         cached = stored(index, view)["vlm_image"]
         assert cached.dtype == torch.float16
         torch.testing.assert_close(cached.float(), live, atol=2e-3, rtol=0)  # fp16 storage

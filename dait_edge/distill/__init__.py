@@ -7,6 +7,7 @@ data + VLM --stage 1--> intermediate teacher (saved, cached for later students)
 from __future__ import annotations
 
 import dataclasses
+import functools
 import warnings
 from pathlib import Path
 
@@ -39,7 +40,7 @@ from dait_edge.engine.distributed import (
     shutdown,
 )
 from dait_edge.engine.evaluate import evaluate
-from dait_edge.engine.trainer import StageFiles, StagePlan, fit
+from dait_edge.engine.trainer import StageFiles, StagePlan, autocast_dtype_for, fit
 from dait_edge.errors import UserError
 from dait_edge.methods import METHODS, MethodContext
 from dait_edge.models import build_model, count_macs, count_params
@@ -187,6 +188,13 @@ class _Run:
         )
         return result if result.last is not None and result.last.epoch == plan.epochs - 1 else None
 
+    @functools.cached_property
+    def vlm_source(self):
+        """--vlm / --vlm-pretrained resolved once (a config JSON is read and registered with open_clip)."""
+        from dait_edge.vlm import resolve_vlm_source
+
+        return resolve_vlm_source(self.config.vlm, self.config.vlm_pretrained)
+
     def stage1_options(self) -> dict:
         """The stage-1 method's options (part of the teacher-cache key)."""
         return {"sia_weight": self.config.sia_weight}
@@ -218,7 +226,7 @@ class _Run:
         import time as _time
 
         from dait_edge.records import VLMCacheInfo
-        from dait_edge.vlm import resolve_vlm_source
+        from dait_edge.vlm import cache as vlm_cache
         from dait_edge.vlm.cache import (
             EmbeddingCache,
             cache_key,
@@ -227,8 +235,7 @@ class _Run:
             pixel_library_versions,
         )
 
-        config = self.config
-        source = resolve_vlm_source(config.vlm, config.vlm_pretrained)
+        config, source = self.config, self.vlm_source
         compute_dtype = str(vlm_dtype_for(self.device)).removeprefix("torch.")
         key = cache_key(
             self.all_train, self.view_spec, config.seed, views, source, compute_dtype, self.spec.crop_bottom
@@ -250,17 +257,12 @@ class _Run:
 
         vlm = self.load_vlm()
         if cache is None:
-            dim = int(
-                vlm.model.encode_image(
-                    torch.zeros(1, 3, *vlm.image_size, device=self.device, dtype=vlm.dtype)
-                ).shape[-1]
-            )
             info = VLMCacheInfo(
                 key=key,
                 images=len(self.all_train),
                 views=views,
-                dim=dim,
-                chunk=cache_chunk(),
+                dim=vlm.embed_dim,
+                chunk=vlm_cache.CHUNK,
                 seed=config.seed,
                 view_spec=self.view_spec.to_dict(),
                 vlm=config.vlm,
@@ -323,12 +325,11 @@ class _Run:
     def text_embeddings(self, vlm=None):
         """The class-text embeddings: from their cache when there (no VLM needed), else from `vlm` or a VLM
         loaded for them alone."""
-        from dait_edge.vlm import resolve_vlm_source, text_classifier
+        from dait_edge.vlm import text_classifier
         from dait_edge.vlm.text_embeddings import cached_text_classifier
 
         config = self.config
-        source = resolve_vlm_source(config.vlm, config.vlm_pretrained)
-        text = cached_text_classifier(source, self.spec.classes, self.templates, config.cache_dir)
+        text = cached_text_classifier(self.vlm_source, self.spec.classes, self.templates, config.cache_dir)
         if text is not None:
             return text.to(self.device)
         vlm = vlm if vlm is not None else self.load_vlm()
@@ -348,18 +349,10 @@ class CacheBuildStopped(Exception):
     """The cache build ended early on purpose (`_Run.stop_cache_after`, tests)."""
 
 
-def cache_chunk() -> int:
-    from dait_edge.vlm.cache import CHUNK
-
-    return CHUNK
-
-
 def vlm_dtype_for(device: torch.device) -> torch.dtype:
-    """The frozen VLM's weights: bf16 where the GPU has it natively, else fp16 on CUDA, fp32 on the CPU."""
-    if device.type != "cuda":
-        return torch.float32
-    major, _ = torch.cuda.get_device_capability(device)
-    return torch.bfloat16 if major >= 8 else torch.float16
+    """The frozen VLM's weights: the training autocast dtype (bf16 where the GPU has it natively, else fp16),
+    fp32 on the CPU."""
+    return autocast_dtype_for(device) or torch.float32
 
 
 def run_distill(
@@ -417,8 +410,6 @@ def _run_stages(run: _Run, stop_after_epoch: dict) -> RunSummary:
 
 def _stage1(run: _Run, summary: RunSummary, stop_after: int | None) -> tuple[Path | None, TeacherInfo | None]:
     """The intermediate teacher: given, finished earlier in this run, cached, or trained now."""
-    from dait_edge.vlm import resolve_vlm_source
-
     config, stage_dir = run.config, run.run_dir / "stage1"
     if config.teacher_checkpoint:
         path = Path(config.teacher_checkpoint)  # _Run checked that it exists
@@ -426,7 +417,7 @@ def _stage1(run: _Run, summary: RunSummary, stop_after: int | None) -> tuple[Pat
         summary.stage1_seconds = 0.0
         return path, None  # its top-1 is measured in stage 2, on this run's test split
 
-    vlm_source = resolve_vlm_source(config.vlm, config.vlm_pretrained)
+    vlm_source = run.vlm_source
     stage1_cls = METHODS.get(STAGE1_METHOD)
     key = stage1_key(
         config,

@@ -41,6 +41,7 @@ DONE_FILE = "done.u8"
 CHUNK = 32  # rows per build batch and per done byte
 FORMAT_VERSION = 1
 VERIFY_COSINE = 0.999  # a re-encoded view must match its cached row at least this closely
+UNNORMALISED = ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))  # (mean, std) of raw view pixels in [0, 1]
 SYNC_EVERY_S = 2.0  # how often the build makes written rows durable and marks their chunks done
 
 
@@ -286,14 +287,12 @@ class EmbeddingCache:
             disable=not progress,
             leave=False,
         )
-        zero, one = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
         with open(self.embeddings_path, "r+b") as emb, open(self.done_path, "r+b") as marks:
             pending: list[int] = []
             last_sync = time.perf_counter()
             for n, (c, pixels) in enumerate(loader):
-                vlm_input = vlm.to_vlm_input(pixels.to(device).float(), zero, one)
                 with torch.inference_mode():
-                    embeddings = vlm.encode_images(vlm_input)
+                    embeddings = vlm.encode_images(pixels.to(device), *UNNORMALISED)
                 if not torch.isfinite(embeddings).all():
                     first = chunks.rows(c)[int((~torch.isfinite(embeddings)).any(dim=1).nonzero()[0])]
                     raise CacheError(
@@ -343,8 +342,9 @@ class EmbeddingCache:
             [view_pixels(images[i][0], spec, view_seed(info.seed, i, k)) for i, k in pairs]
         ).to(device)
         with torch.inference_mode():
-            live = vlm.encode_images(vlm.to_vlm_input(pixels, (0.0,) * 3, (1.0,) * 3)).float().cpu()
-        cached = torch.from_numpy(np.stack([np.array(self.reader().array[i, k]) for i, k in pairs])).float()
+            live = vlm.encode_images(pixels, *UNNORMALISED).float().cpu()
+        rows = self.reader().array
+        cached = torch.from_numpy(np.stack([np.array(rows[i, k]) for i, k in pairs])).float()
         cosines = torch.nn.functional.cosine_similarity(live, cached, dim=1)
         worst = int(cosines.argmin())
         if cosines[worst] < VERIFY_COSINE:
