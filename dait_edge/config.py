@@ -42,6 +42,9 @@ class DistillConfig:
     temperature: float = 2.0
     sia_weight: float = 0.5  # w_SIA of stage 1; 0.5 matches VL2Lite's released code (method.md)
     labelled_fraction: float = 1.0
+    train_unlabelled: bool = True  # the images outside the labelled fraction feed the distillation terms
+    val_fraction: float | None = None  # labelled images held out for validation; None: the method's default
+    kd_teacher: str = "vlm"  # KD / RKD teacher: the VLM's zero-shot logits, or a task checkpoint / run
     seed: int = 0
     device: str = "auto"
     pretrained: bool = True
@@ -77,6 +80,11 @@ class DistillConfig:
             raise UserError(
                 f"the labelled fraction must be in (0, 1] (got {self.labelled_fraction}).",
                 setting="labelled_fraction",
+            )
+        if self.val_fraction is not None and not 0.0 <= self.val_fraction < 1.0:
+            raise UserError(
+                f"the validation fraction must be in [0, 1) (got {self.val_fraction}).",
+                setting="val_fraction",
             )
         for name in ("stage1_epochs", "stage2_epochs", "img_size", "batch_size", "lr_step"):
             if getattr(self, name) < 1:

@@ -54,20 +54,27 @@ def tiny_vlm_and_text(tiny_vlm):
 
 
 def build_method(name: str, tiny_vlm_and_text):
-    """Any registered method, built on tiny timm models with what its `needs` asks for."""
+    """Any registered method, built on tiny timm models with what its `requirements` ask for (a task teacher
+    and the intermediate teacher are both a tiny ResNet here), around the student it trains."""
     cls = METHODS.get(name)
     torch.manual_seed(0)
     vlm, text = tiny_vlm_and_text
+    needs = cls.requirements({})
+    provider = None
+    if "vlm" in needs:
+        provider = LiveVLM(vlm, text, MEAN, STD)
+        if cls.text_gaussian:
+            provider.set_text_gaussian(text, torch.full_like(text, 1e-3))
     context = MethodContext(
         4,
         MEAN,
         STD,
         teacher=build_model("test_resnet", 4, pretrained=False, role="teacher")
-        if "teacher" in cls.needs
+        if needs & {"teacher", "task_teacher"}
         else None,
-        vlm=LiveVLM(vlm, text, MEAN, STD) if "vlm" in cls.needs else None,
+        vlm=provider,
     )
-    return cls(build_model("test_efficientnet", 4, pretrained=False), context)
+    return cls(cls.wrap_student(build_model("test_efficientnet", 4, pretrained=False)), context)
 
 
 @pytest.mark.parametrize("name", list(METHODS))
@@ -94,6 +101,56 @@ def test_every_method_trains_with_finite_terms_and_frozen_teachers(name, tiny_vl
         if key in frozen:
             assert torch.equal(value, frozen[key]), key
     assert all(not module.training for module in method._frozen)
+
+
+STUDENT_METHODS = [name for name in METHODS if METHODS.get(name).stage == 2]
+
+
+@pytest.fixture(scope="module")
+def method_runs(tmp_path_factory):
+    return tmp_path_factory.mktemp("method_runs")
+
+
+@pytest.mark.parametrize("name", STUDENT_METHODS)
+def test_every_method_trains_an_epoch_with_half_the_labels(name, method_runs, tiny_cub, tiny_vlm):
+    """`dait-edge distill --method NAME --labelled-fraction 0.5` on a fixture tree: labelled images get every
+    term, unlabelled ones only the distillation terms (a method without any skips them)."""
+    from dait_edge.config import DistillConfig
+    from dait_edge.distill import run_distill
+    from dait_edge.records import read_metrics
+
+    cls = METHODS.get(name)
+    config = DistillConfig(
+        dataset="cub",
+        data_root=str(tiny_cub.root),
+        vlm=str(tiny_vlm.config),
+        vlm_pretrained=str(tiny_vlm.weights),
+        student="test_efficientnet",
+        teacher="test_resnet",
+        method=name,
+        stage1_epochs=1,
+        stage2_epochs=1,
+        img_size=32,
+        batch_size=4,
+        labelled_fraction=0.5,
+        workers=0,
+        device="cpu",
+        pretrained=False,
+        progress=False,
+        out=str(method_runs / name),
+        teacher_cache=str(method_runs / "teachers"),
+        cache_dir=str(method_runs / "cache"),
+    )
+    summary = run_distill(config)
+    assert summary.completed and summary.student_top1 is not None
+    assert summary.labelled_images == 6  # half of each class's 4 images
+    unlabelled = 6 if cls.learns_from_unlabelled else 0
+    assert summary.unlabelled_images == unlabelled and summary.train_images == 6 + unlabelled
+    two_stage = "teacher" in cls.requirements({})
+    assert (method_runs / name / "stage1").exists() == two_stage
+    lines = [m for m in read_metrics(method_runs / name) if m.stage == 2]
+    assert len(lines) == 1 and "loss" in lines[0].losses
+    assert all(np.isfinite(v) for v in lines[0].losses.values()), lines[0].losses
 
 
 # ----------------------------------------------------------------------------------- datasets

@@ -107,7 +107,31 @@ TRAINING_OPTIONS = [
         default=D.labelled_fraction,
         show_default=True,
         type=float,
-        help="Train on this class-balanced fraction of the training split.",
+        help="Keep the labels of this class-balanced, seeded fraction of the training split (e.g. 0.3; DHO's"
+        " 0.01, 0.1). The other images are unlabelled: they get only the distillation terms (methods without"
+        " such terms, e.g. none, skip them).",
+    ),
+    click.option(
+        "--unlabelled/--no-unlabelled",
+        "train_unlabelled",
+        default=D.train_unlabelled,
+        show_default=True,
+        help="--no-unlabelled: train on the labelled fraction alone (the paper's data-shortage rows).",
+    ),
+    click.option(
+        "--val-fraction",
+        type=click.FloatRange(0.0, 1.0, max_open=True),
+        help="Hold out this class-balanced share of the labelled images for validation (never trained on);"
+        " methods with inference settings fit them there (DHO's (a, b)). Default: the method's own (DHO 0.1,"
+        " others 0).",
+    ),
+    click.option(
+        "--kd-teacher",
+        default=D.kd_teacher,
+        show_default=True,
+        help="Teacher of kd and rkd: vlm (the VLM's zero-shot logits / image embeddings: the paper's 'T: CLIP'),"
+        " or a model fine-tuned on the task: a run directory or its student_last.safetensors (the paper's"
+        " 'T: R-152': `dait-edge distill --method none --student resnet152`).",
     ),
     click.option("--seed", default=D.seed, show_default=True, type=int),
     device_option,
@@ -183,7 +207,7 @@ def config_from_cli(
 @json_option
 @click.pass_context
 def command(ctx: click.Context, config_file, epochs, no_pretrained, templates, resume, as_json, **options):
-    """Distil the VLM into a small student through an intermediate teacher (DAIT).
+    """Distil the VLM into a small student through an intermediate teacher (DAIT), or train a baseline.
 
     Stage 1 trains the intermediate teacher (default RegNetY-1.6GF) from the frozen VLM with
     SIA + IRA + CE; it is saved in the run and in a teacher cache, and later students with the
@@ -233,5 +257,13 @@ def _describe(summary: RunSummary) -> str:
             f" (best epoch {summary.student_top1_best:.2f}%), {summary.params / 1e6:.2f} M params,"
             f" {summary.macs / 1e9:.3f} GMACs"
         )
+        if summary.unlabelled_images:
+            lines.append(
+                f"labels: {summary.labelled_images} labelled, {summary.unlabelled_images} unlabelled images"
+                f" ({summary.labelled_fraction:g} labelled fraction)"
+            )
+        if summary.calibration:
+            settings = ", ".join(f"{k} {v:g}" for k, v in summary.calibration.items())
+            lines.append(f"calibrated on {summary.val_images} held-out images: {settings}")
         lines.append(f"next: dait-edge export {summary.run_dir} --fp16")
     return "\n".join(lines)

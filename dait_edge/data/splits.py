@@ -57,3 +57,22 @@ def evenly_spread(samples: Sequence[Sample], limit: int) -> list[Sample]:
         return list(samples[:limit])
     step = (len(samples) - 1) / (limit - 1)
     return [samples[round(i * step)] for i in range(limit)]
+
+
+def held_out_indices(
+    samples: Sequence[Sample], indices: Sequence[int], fraction: float, seed: int
+) -> list[int]:
+    """A validation split of `indices` (positions in `samples`): round(fraction * n_c) of each class, seeded,
+    class-balanced, ascending. Every class keeps at least one image for training, so a class with a single
+    labelled image gives none (DHO's few-label settings)."""
+    if fraction <= 0:
+        return []
+    by_class: dict[int, list[int]] = defaultdict(list)
+    for i in indices:
+        by_class[samples[i][1]].append(i)
+    chosen: list[int] = []
+    for label, members in sorted(by_class.items()):
+        k = min(len(members) - 1, math.floor(fraction * len(members) + 0.5))
+        if k > 0:
+            chosen.extend(random.Random(f"{seed}:val:{label}").sample(sorted(members), k))
+    return sorted(chosen)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import sys
 import warnings
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from dait_edge.config import DistillConfig
 from dait_edge.data import load_dataset
 from dait_edge.data.base import DatasetSpec
 from dait_edge.data.images import ImageListDataset
-from dait_edge.data.splits import labelled_indices
+from dait_edge.data.splits import held_out_indices, labelled_indices
 from dait_edge.data.transforms import eval_transform_for
 from dait_edge.data.views import TrainViews, ViewSpec
 from dait_edge.distill.run_dir import default_run_dir, write_manifest
@@ -42,7 +43,7 @@ from dait_edge.engine.distributed import (
 from dait_edge.engine.evaluate import evaluate
 from dait_edge.engine.trainer import StageFiles, StagePlan, autocast_dtype_for, fit
 from dait_edge.errors import UserError
-from dait_edge.methods import METHODS, MethodContext
+from dait_edge.methods import METHODS, Distiller, MethodContext
 from dait_edge.models import build_model, count_macs, count_params
 from dait_edge.records import RunManifest, RunSummary, TeacherInfo
 from dait_edge.utils.device import resolve_device
@@ -71,14 +72,35 @@ class _Run:
         self.device = local_device(device, self.dist)
         if self.device.type == "cuda" and self.device.index is not None:
             torch.cuda.set_device(self.device)  # pinned-memory threads and new streams follow the current GPU
+        self.options = method_options(config)
+        self.requirements = self.method_cls.requirements(self.options)
+        if self.stages == [1] and "teacher" not in self.requirements:
+            raise UserError(
+                f"{config.method} trains no intermediate teacher (it has one stage: the student); run stage 2.",
+                setting="stages",
+            )
+        self.task_teacher, self.task_teacher_name = (
+            _task_teacher_source(config) if "task_teacher" in self.requirements else (None, None)
+        )
         self.spec: DatasetSpec = load_dataset(config.dataset, config.data_root)
         # One index space for the whole training split: view seeds and cached embeddings are keyed by it.
         self.all_train = self.spec.split("train")
-        # DAIT trains on the labelled part (the paper's data-shortage setting).
-        self.train_indices = labelled_indices(self.all_train, config.labelled_fraction, config.seed)
-        self.train_samples = [self.all_train[i] for i in self.train_indices]
+        # Labelled (class-balanced, seeded), minus a validation split held out of it; the rest unlabelled.
+        labelled = labelled_indices(self.all_train, config.labelled_fraction, config.seed)
+        val_fraction = config.val_fraction
+        if val_fraction is None:
+            val_fraction = self.method_cls.default_val_fraction
+        self.val_indices = held_out_indices(self.all_train, labelled, val_fraction, config.seed)
+        held_out = set(self.val_indices)
+        self.labelled = [i for i in labelled if i not in held_out]
+        outside = set(labelled)
+        self.unlabelled = (
+            [i for i in range(len(self.all_train)) if i not in outside] if config.train_unlabelled else []
+        )
         self.view_spec = ViewSpec(size=config.img_size)  # the same views for every model that sees them
         self.templates = list(config.templates or self.spec.prompt_templates)
+        # KD's task teacher is loaded now: a wrong file or class count fails before any folder is written
+        self.task_teacher_model = _load_task_teacher(self) if self.task_teacher is not None else None
         run_dir = Path(config.out) if config.out else default_run_dir(config)
         self.run_dir = Path(broadcast_object(str(run_dir), self.dist))
         self.teacher_cache = (
@@ -86,16 +108,45 @@ class _Run:
         )
         self.metrics = self.run_dir / "metrics.jsonl"
 
+    @property
+    def two_stage(self) -> bool:
+        """Does the method learn from DAIT's intermediate teacher (stage 1 first)? Baselines train the
+        student directly, in one stage."""
+        return "teacher" in self.requirements
+
     def vlm_taught_epochs(self) -> int:
         """The epochs of the longest VLM-taught stage this run may train (`--vlm-views auto`)."""
         c = self.config
-        return max(c.stage1_epochs, c.stage2_epochs if "vlm" in self.method_cls.needs else 0)
+        stage1 = c.stage1_epochs if self.two_stage and not c.teacher_checkpoint else 0
+        return max(stage1, c.stage2_epochs if "vlm" in self.requirements else 0)
 
     def vlm_taught(self) -> bool:
         """Does a VLM teach a stage of this run: a VLM-taught method, or DAIT's stage 1 (which a run needs
         unless a teacher checkpoint is given)?"""
-        needs_stage1 = 1 in self.stages or "teacher" in self.method_cls.needs
-        return "vlm" in self.method_cls.needs or (needs_stage1 and not self.config.teacher_checkpoint)
+        return "vlm" in self.requirements or (self.two_stage and not self.config.teacher_checkpoint)
+
+    def kd_teacher_label(self) -> str | None:
+        """For methods with a choice of teacher (KD, RKD): "vlm" or the task checkpoint's model."""
+        if not self.method_cls.teacher_choice:
+            return None
+        return self.task_teacher_name or "vlm"
+
+    def taught_by(self) -> str:
+        """What taught the student, in words (the comparison's teacher column)."""
+        if self.two_stage:
+            return f"{self.config.teacher} (stage 1)"
+        if self.task_teacher is not None:
+            return f"{self.kd_teacher_label()} (task checkpoint)"
+        if "vlm" in self.requirements:
+            return f"VLM {Path(self.config.vlm).stem}"
+        return "labels only"
+
+    def training_indices(self, method_cls) -> tuple[list[int], list[int] | None]:
+        """(the images a stage trains on, the labelled ones among them or None when all are): unlabelled
+        images join only when the method has terms that learn from them."""
+        if self.unlabelled and method_cls.learns_from_unlabelled:
+            return sorted(self.labelled + self.unlabelled), self.labelled
+        return self.labelled, None
 
     def cached_views(self) -> int:
         """K, the views per image the VLM embedding cache holds; 0 when the live VLM teaches."""
@@ -146,12 +197,13 @@ class _Run:
             sync_bn=c.sync_bn,
         )
 
-    def datasets(self, model, views: int, extra=None) -> tuple[TrainViews, ImageListDataset]:
-        """Training views and the test set, in `model`'s normalisation at --img-size.
+    def datasets(self, model, views: int, extra=None, method_cls=None) -> tuple[TrainViews, ImageListDataset]:
+        """Training views (of what `method_cls` trains on) and the test set, in `model`'s normalisation at
+        --img-size.
 
         The views are cut by the run's model-independent view spec; only the normalisation is the model's.
         `extra(index, view)` adds cached teacher outputs to each item."""
-        size = self.config.img_size
+        indices, labelled = self.training_indices(method_cls or self.method_cls)
         dc = model.data_config
         train = TrainViews(
             ImageListDataset(self.all_train, crop_bottom=self.spec.crop_bottom),
@@ -160,13 +212,16 @@ class _Run:
             views=views,
             mean=dc.mean,
             std=dc.std,
-            indices=self.train_indices,
+            indices=indices,
             extra=extra,
+            labelled=labelled,
         )
-        test = ImageListDataset(
-            self.spec.split("test"), eval_transform_for(model.data_config, size), self.spec.crop_bottom
-        )
-        return train, test
+        return train, self.eval_set(model, self.spec.split("test"))
+
+    def eval_set(self, model, samples) -> ImageListDataset:
+        """`samples` as `model` is evaluated: resized and centre-cropped at --img-size."""
+        transform = eval_transform_for(model.data_config, self.config.img_size)
+        return ImageListDataset(samples, transform, self.spec.crop_bottom)
 
     def fit(
         self, method, train, test, plan: StagePlan, files: StageFiles, metadata: dict, stop_after: int | None
@@ -199,25 +254,43 @@ class _Run:
         """The stage-1 method's options (part of the teacher-cache key)."""
         return {"sia_weight": self.config.sia_weight}
 
-    def vlm_teaching(self, model, summary: RunSummary):
+    def vlm_teaching(self, model, summary: RunSummary, method_cls=None):
         """What teaches a VLM-taught stage: (provider, extra) where `extra` feeds each training item its
         cached embedding. With --vlm-views K > 0 the cache is opened, or built first (its time goes to
         summary.cache_seconds); when it is complete the VLM's image tower is never loaded."""
         views = self.cached_views()
+        gaussian = getattr(method_cls or self.method_cls, "text_gaussian", False)
         # In a forked RNG: loading the VLM (open_clip draws its initial weights) or building the cache
         # (DataLoader seeds) must not move the training RNG, or the adapters would start differently in a
         # live run, a run that builds the cache and one that finds it complete.
         with torch.random.fork_rng(devices=[]):
             if views == 0:
-                return self.live_vlm(model), None
+                return self.live_vlm(model, gaussian), None
             from dait_edge.vlm.provider import CachedVLM
 
             cache, vlm = self.open_or_build_cache(views, summary)
-            text = self.text_embeddings(vlm)
+            provider = CachedVLM(self.text_embeddings(vlm))
+            if gaussian:
+                provider.set_text_gaussian(*self.class_gaussian(vlm))
             del vlm  # the 1.2 B-parameter VLM stays off the device during training
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()
-            return CachedVLM(text), cache.reader()
+            return provider, cache.reader()
+
+    def class_gaussian(self, vlm=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """BorLan's per-class Gaussian over an ensemble of templates (and the dataset's own): from the
+        text-embedding cache, else from `vlm` or a VLM loaded for it."""
+        from dait_edge.vlm.prompts import ENSEMBLE_TEMPLATES
+        from dait_edge.vlm.text_embeddings import text_gaussian
+
+        templates = list(dict.fromkeys([*ENSEMBLE_TEMPLATES, *self.templates]))
+        classes, cache_dir = self.spec.classes, self.config.cache_dir
+        try:
+            mean, var = text_gaussian(self.vlm_source, classes, templates, cache_dir=cache_dir)
+        except LookupError:
+            vlm = vlm if vlm is not None else self.load_vlm()
+            mean, var = text_gaussian(self.vlm_source, classes, templates, vlm=vlm, cache_dir=cache_dir)
+        return mean.to(self.device), var.to(self.device)
 
     def open_or_build_cache(self, views: int, summary: RunSummary):
         """The complete VLM embedding cache of this run's data, view spec, seed, K and VLM; returns it
@@ -335,18 +408,60 @@ class _Run:
         vlm = vlm if vlm is not None else self.load_vlm()
         return text_classifier(vlm, self.spec.classes, self.templates, cache_dir=config.cache_dir)
 
-    def live_vlm(self, model):
+    def live_vlm(self, model, gaussian: bool = False):
         """The live VLM as the provider, for batches normalised like `model`'s, its text tower freed."""
         from dait_edge.vlm.provider import LiveVLM
 
         vlm = self.load_vlm()
-        text = self.text_embeddings(vlm)
+        provider = LiveVLM(vlm, self.text_embeddings(vlm), model.data_config.mean, model.data_config.std)
+        if gaussian:
+            provider.set_text_gaussian(*self.class_gaussian(vlm))
         vlm.free_text_tower()
-        return LiveVLM(vlm, text, model.data_config.mean, model.data_config.std)
+        return provider
 
 
 class CacheBuildStopped(Exception):
     """The cache build ended early on purpose (`_Run.stop_cache_after`, tests)."""
+
+
+def method_options(config: DistillConfig) -> dict:
+    """The options a stage-2 method is built with (its MethodContext.options)."""
+    return {"sia_weight": config.sia_weight, "kd_teacher": config.kd_teacher, **config.extra}
+
+
+def _task_teacher_source(config: DistillConfig) -> tuple[Path, str]:
+    """--kd-teacher RUN or FILE: the weights of a model fine-tuned on the task and the model's name (from
+    the run's summary, else from the file's metadata); checked before any work."""
+    from dait_edge.models.weights import weights_metadata
+
+    path = Path(config.kd_teacher)
+    if path.is_dir():
+        if not RunSummary.path_in(path).is_file():
+            raise UserError(
+                f"KD teacher {path} is a folder without a summary.json; pass a finished run or its"
+                " student_last.safetensors.",
+                setting="kd_teacher",
+            )
+        summary = RunSummary.read(path)
+        found = summary.checkpoint("student", path) if summary.has_student else None
+        if found is None or not found.is_file():
+            raise UserError(
+                f"run {path} holds no trained student to teach with; finish it first.", setting="kd_teacher"
+            )
+        return found, summary.student
+    if not path.is_file():
+        raise UserError(
+            f"KD teacher {path} does not exist; pass vlm, a run directory or a student checkpoint"
+            " (e.g. from `dait-edge distill --method none --student resnet152`).",
+            setting="kd_teacher",
+        )
+    name = weights_metadata(path).get("model")
+    if not name:
+        raise UserError(
+            f"KD teacher {path} does not say which model it holds; pass the run directory it came from.",
+            setting="kd_teacher",
+        )
+    return path, name
 
 
 def vlm_dtype_for(device: torch.device) -> torch.dtype:
@@ -383,15 +498,29 @@ def _run_stages(run: _Run, stop_after_epoch: dict) -> RunSummary:
         teacher=config.teacher,
         num_classes=run.spec.num_classes,
         classes=run.spec.classes,
-        train_images=len(run.train_samples),
+        train_images=len(run.training_indices(run.method_cls)[0]),
         labelled_fraction=config.labelled_fraction,
         vlm_views=run.cached_views() if run.vlm_taught() else 0,
         cache_seconds=0.0,
+        labelled_images=len(run.labelled),
+        unlabelled_images=len(run.unlabelled) if run.method_cls.learns_from_unlabelled else 0,
+        val_images=len(run.val_indices),
+        kd_teacher=run.kd_teacher_label(),
+        taught_by=run.taught_by(),
+        student_head=run.method_cls.student_head,
+        seed=config.seed,
     )
 
     teacher_path = None
+    if not run.two_stage:
+        if 1 in run.stages and run.dist.is_main:
+            print(
+                f"{config.method} is a single-stage method: no stage 1 (intermediate teacher); the student"
+                f" trains for {config.stage2_epochs} epochs (--stage2-epochs).",
+                file=sys.stderr,
+            )
     try:
-        if "teacher" in run.method_cls.needs or 1 in run.stages:
+        if run.two_stage:
             teacher_path, teacher_info = _stage1(run, summary, stop_after_epoch.get(1))
             if teacher_path is None:  # interrupted
                 return summary
@@ -487,9 +616,10 @@ def _train_teacher(
         tau=config.temperature,
         options=run.stage1_options(),
     )
-    context.vlm, extra = run.vlm_teaching(teacher, summary)
-    method = METHODS.get(STAGE1_METHOD)(teacher, context)
-    train, test = run.datasets(teacher, run.views_for(1, vlm_taught=True), extra)
+    stage1_cls = METHODS.get(STAGE1_METHOD)
+    context.vlm, extra = run.vlm_teaching(teacher, summary, stage1_cls)
+    method = stage1_cls(teacher, context)
+    train, test = run.datasets(teacher, run.views_for(1, vlm_taught=True), extra, stage1_cls)
     plan = run.plan(1)
     files = StageFiles(
         stage_dir / "state.pt", stage_dir / TEACHER_FILE, stage_dir / "teacher_best.safetensors"
@@ -521,24 +651,28 @@ def _train_teacher(
     return info
 
 
-def _load_teacher(run: _Run, path: Path):
-    """The frozen intermediate teacher from `path`; its classifier must have this dataset's classes."""
+def _load_teacher(run: _Run, path: Path, name: str | None = None, setting: str = "teacher_checkpoint"):
+    """A frozen teacher from `path` (the intermediate teacher, or KD's task teacher: then `name` is the
+    model the file says it holds); its classifier must have this dataset's classes."""
     from dait_edge.models.weights import load_state_dict_file
 
-    teacher = build_model(
-        run.config.teacher, run.spec.num_classes, pretrained=False, weights=path, role="teacher"
-    )
+    name = name or run.config.teacher
+    teacher = build_model(name, run.spec.num_classes, pretrained=False, weights=path, role="teacher")
     own = teacher.model.state_dict()
-    for name, tensor in load_state_dict_file(path, role="teacher").items():
+    for key, tensor in load_state_dict_file(path, role="teacher").items():
         # the loader keeps a classifier only when its class count fits: any other shape is the head
-        if name in own and tuple(own[name].shape) != tuple(tensor.shape):
+        if key in own and tuple(own[key].shape) != tuple(tensor.shape):
             raise UserError(
                 f"teacher checkpoint {path} classifies {tensor.shape[0]} classes but {run.config.dataset} has"
-                f" {run.spec.num_classes}; pass a teacher trained on this dataset, or drop --teacher-checkpoint"
-                " to train one.",
-                setting="teacher_checkpoint",
+                f" {run.spec.num_classes}; pass a teacher trained on this dataset.",
+                setting=setting,
             )
     return teacher
+
+
+def _load_task_teacher(run: _Run):
+    """KD's / RKD's teacher fine-tuned on the task (`--kd-teacher`)."""
+    return _load_teacher(run, run.task_teacher, run.task_teacher_name, setting="kd_teacher")
 
 
 def _stage2(run: _Run, summary: RunSummary, teacher_path: Path | None, stop_after: int | None) -> bool:
@@ -547,31 +681,35 @@ def _stage2(run: _Run, summary: RunSummary, teacher_path: Path | None, stop_afte
     # Reseeded from (seed, stage, rank) alone: the student's initial weights and adapter are the same whether
     # the teacher was trained in this process, read from the cache or given.
     seed_everything(stage_seed(config.seed, 2, run.dist.rank))
-    student = build_model(
-        config.student,
-        num_classes,
-        pretrained=config.pretrained,
-        weights=config.student_weights,
-        role="student",
+    student = run.method_cls.wrap_student(
+        build_model(
+            config.student,
+            num_classes,
+            pretrained=config.pretrained,
+            weights=config.student_weights,
+            role="student",
+        )
     )
     context = MethodContext(
         num_classes=num_classes,
         input_mean=student.data_config.mean,
         input_std=student.data_config.std,
         tau=config.temperature,
-        options=dict(config.extra),
+        options=run.options,
     )
-    vlm_taught = "vlm" in run.method_cls.needs
+    vlm_taught = "vlm" in run.requirements
     extra = None
     if teacher_path is not None:
         context.teacher = _load_teacher(run, teacher_path)
+    if run.task_teacher_model is not None:
+        context.teacher = run.task_teacher_model
     if vlm_taught:
         context.vlm, extra = run.vlm_teaching(student, summary)
     train, test = run.datasets(student, run.views_for(2, vlm_taught), extra)
     method = run.method_cls(student, context)
-    if teacher_path is not None and summary.teacher_top1 is None:
+    if context.teacher is not None and summary.teacher_top1 is None:
         # a given checkpoint: measure it on the same test split (in a forked RNG: training draws stay the same)
-        teacher_test = run.datasets(context.teacher, 1)[1]
+        teacher_test = run.eval_set(context.teacher, run.spec.split("test"))
         with torch.random.fork_rng(devices=[]):
             summary.teacher_top1 = evaluate(
                 context.teacher.to(run.device), teacher_test, device=run.device, dist_info=run.dist
@@ -585,6 +723,8 @@ def _stage2(run: _Run, summary: RunSummary, teacher_path: Path | None, stop_afte
     result = run.fit(method, train, test, plan, files, metadata, stop_after)
     if result is None:
         return False
+    if run.method_cls.calibrate is not Distiller.calibrate:
+        summary.calibration = _calibrate(run, method, files, metadata, result)
     student_cpu = student.to("cpu").eval()
     summary.student = student.name
     summary.student_top1, summary.student_top5 = result.last.top1, result.last.top5
@@ -601,3 +741,50 @@ def _stage2(run: _Run, summary: RunSummary, teacher_path: Path | None, stop_afte
     summary.checkpoints.student_best = "stage2/student_best.safetensors"
     summary.checkpoints.state_stage2 = "stage2/state.pt"
     return True
+
+
+def _calibrate(run: _Run, method, files: StageFiles, metadata: dict, result) -> dict[str, float]:
+    """After training: the method fits its inference settings (DHO's (a, b)) on the validation split, for
+    the last and the best weights each; both files are rewritten with them and scored again on the test
+    split, which updates `result` (rank 0 works, every rank gets the outcome). Returns the last's settings."""
+    from safetensors.torch import load_file
+
+    from dait_edge.engine.checkpoint import save_weights
+    from dait_edge.engine.distributed import DistInfo
+    from dait_edge.models.weights import weights_metadata
+
+    def on_rank0() -> tuple[dict, dict, float | None]:
+        validation = torch.utils.data.DataLoader(
+            run.eval_set(method.student, [run.all_train[i] for i in run.val_indices]), batch_size=64
+        )
+        test = run.eval_set(method.student, run.spec.split("test"))
+        student, chosen, last, best = method.student, {}, {}, None
+        for path, is_last in ((files.best_weights, False), (files.last_weights, True)):
+            if not path.is_file():
+                continue
+            student.load_state_dict(load_file(str(path), device=str(run.device)))
+            settings = method.calibrate(validation, run.device)
+            if not settings:
+                continue
+            save_weights(path, student, {**metadata, **weights_metadata(path)})
+            scores = evaluate(student, test, device=run.device, dist_info=DistInfo())
+            if is_last:
+                chosen, last = settings, scores
+            else:
+                best = scores["top1"]
+        return chosen, last, best
+
+    with torch.random.fork_rng(devices=[]):
+        chosen, last, best = on_main(run.dist, on_rank0)
+    if not chosen:
+        if run.dist.is_main:
+            print(
+                f"{run.config.method}: no validation images to calibrate on (raise --val-fraction or"
+                " --labelled-fraction); its default inference settings are kept.",
+                file=sys.stderr,
+            )
+        return {}
+    result.last = dataclasses.replace(result.last, top1=last["top1"], top5=last["top5"])
+    if best is not None:
+        result.best_top1 = best
+    return chosen

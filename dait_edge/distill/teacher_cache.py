@@ -28,6 +28,7 @@ STAGE2_ONLY = frozenset(
         "student",
         "student_weights",
         "method",
+        "kd_teacher",
         "stage2_epochs",
         "stages",
         "extra",

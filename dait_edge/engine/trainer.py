@@ -125,6 +125,23 @@ class EpochSampler(Sampler):
         return len(self.sampler)
 
 
+def _paired_sampler(method, train_views, per_rank: int, seed: int, dist_info: DistInfo):
+    """DHO's one-labelled-one-unlabelled batches, when the method asks for them and there are both."""
+    from dait_edge.engine.paired import PairedBatchSampler
+
+    labelled_set = getattr(train_views, "labelled", None)
+    if not getattr(method, "paired_batches", False) or labelled_set is None:
+        return None
+    positions = range(len(train_views.indices))
+    labelled = [j for j in positions if train_views.indices[j] in labelled_set]
+    unlabelled = [j for j in positions if train_views.indices[j] not in labelled_set]
+    if not labelled or not unlabelled:
+        return None
+    return PairedBatchSampler(
+        labelled, unlabelled, per_rank, seed=seed, rank=dist_info.rank, world_size=dist_info.world_size
+    )
+
+
 def _rewrite_metrics(metrics_path: Path, stage: int, start_epoch: int) -> None:
     """On resume, drop this stage's lines from epochs that will run again."""
     if not metrics_path.is_file():
@@ -227,6 +244,17 @@ class _StageTraining:
                 setting="batch_size",
             )
         per_rank_batch = plan.batch_size // dist_info.world_size
+        paired = _paired_sampler(self.method, train_views, per_rank_batch, plan.seed, dist_info)
+        if paired is not None:
+            return DataLoader(
+                train_views,
+                batch_sampler=paired,
+                num_workers=plan.workers,
+                collate_fn=Batch.collate,
+                generator=torch.Generator().manual_seed(plan.seed),
+                pin_memory=self.device.type == "cuda",
+                persistent_workers=plan.workers > 0,
+            )
         sampler = DistributedSampler(
             train_views, num_replicas=dist_info.world_size, rank=dist_info.rank, shuffle=True, seed=plan.seed
         )
@@ -261,7 +289,8 @@ class _StageTraining:
         from tqdm import tqdm
 
         plan = self.plan
-        self.loader.sampler.set_epoch(epoch)
+        paired = hasattr(self.loader.batch_sampler, "set_epoch")  # DHO's batches: the batch sampler draws
+        (self.loader.batch_sampler if paired else self.loader.sampler).set_epoch(epoch)
         self.method.train()
         sums: dict[str, torch.Tensor] = {}
         seen = torch.zeros((), dtype=torch.float64, device=self.device)

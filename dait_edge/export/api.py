@@ -173,8 +173,13 @@ def resolve_run(
 
 
 def load_student(info: RunInfo):
+    """The run's trained student as it predicts: DHO's with both heads and their combination."""
     from dait_edge.models import build_model
 
+    if info.summary.student_head == "dual":
+        from dait_edge.models.dual_head import DualHeadClassifier
+
+        return DualHeadClassifier.from_file(info.student, info.summary.num_classes, info.checkpoint).eval()
     model = build_model(info.student, info.summary.num_classes, pretrained=False, weights=info.checkpoint)
     return model.eval()
 

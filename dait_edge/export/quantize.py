@@ -100,11 +100,23 @@ def quantize_int8(
             activation_type=activation_type,
             weight_type=weight_type,
             calibrate_method=method,
+            nodes_to_exclude=float_only_nodes(prepared),
             extra_options=extra,
             # the calibrator's augmented model goes in the temp dir, not beside the artifact
             calibration_cache_path=None,
         )
     return Path(dst)
+
+
+def float_only_nodes(path: str | Path) -> list[str]:
+    """Nodes int8 must leave in float: DHO's head combination (log-softmaxes, logaddexp), whose log-domain
+    values an 8-bit grid would flatten."""
+    import onnx
+
+    from dait_edge.models.dual_head import COMBINE_SCOPE
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    return [node.name for node in graph.node if node.name.startswith(COMBINE_SCOPE)]
 
 
 def graph_stats(path: str | Path) -> dict[str, Any]:

@@ -7,6 +7,11 @@ views, labelled mask, cached teacher outputs) and a `Step` (epoch, step, alpha),
 `vlm.provider.VLMProvider` (the live VLM or its embedding cache; the method cannot tell). Adapters and
 projection heads live inside the method, so the optimiser and DDP see them; frozen teachers stay in eval
 mode whatever `train()` says and never receive gradients. Only `student` is exported.
+
+A method also says, as class attributes, what the run must prepare for it: which teachers
+(`requirements(options)`), whether unlabelled images serve it (`learns_from_unlabelled`), whether it wants
+one labelled and one unlabelled batch per step (`paired_batches`), and which student it trains
+(`wrap_student`: DHO's has two heads). `calibrate` fits inference-time settings after training.
 """
 
 from __future__ import annotations
@@ -16,13 +21,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from dait_edge.engine.batch import Batch, Step
+from dait_edge.losses.supervised import labelled_ce
 from dait_edge.registry import Registry
 
 METHODS: Registry[type[Distiller]] = Registry("method")
+CONTEXT_FIELD = {"teacher": "teacher", "task_teacher": "teacher", "vlm": "vlm"}  # requirement -> context
 
 
 def register_method(name: str, description: str = "", aliases: tuple[str, ...] = ()):
@@ -37,7 +43,7 @@ class MethodContext:
     input_mean: Sequence[float]  # normalisation of the batches the student sees
     input_std: Sequence[float]
     tau: float = 2.0
-    teacher: nn.Module | None = None  # the frozen intermediate teacher (stage 2)
+    teacher: nn.Module | None = None  # the frozen intermediate teacher (stage 2) or a task teacher (KD, RKD)
     vlm: nn.Module | None = None  # a VLMProvider: image and class-text embeddings (stage 1, VLM baselines)
     options: dict[str, Any] = field(default_factory=dict)
 
@@ -45,17 +51,49 @@ class MethodContext:
 class Distiller(nn.Module):
     """Base class: holds the student and the frozen teachers; subclasses add their terms."""
 
-    needs: frozenset[str] = frozenset()  # subset of {"teacher", "vlm"}
+    # What the run prepares: "teacher" (DAIT's intermediate teacher: stage 1 runs first), "task_teacher" (a
+    # checkpoint fine-tuned on the task, --kd-teacher FILE) and/or "vlm" (the VLM provider).
+    needs: frozenset[str] = frozenset()
     stage: int = 2  # 1: trains the intermediate teacher from the VLM; 2: trains the student
+    learns_from_unlabelled: bool = True  # has distillation terms: unlabelled images are trained on
+    paired_batches: bool = False  # one labelled and one unlabelled batch per step (DHO)
+    text_gaussian: bool = False  # needs the per-class Gaussian of the template embeddings (BorLan)
+    teacher_choice: bool = False  # the teacher is the VLM or a task checkpoint (--kd-teacher)
+    student_head: str = "linear"  # "dual": the student `wrap_student` builds has DHO's two heads
+    default_val_fraction: float = 0.0  # labelled images held out for `calibrate` when --val-fraction is auto
 
     def __init__(self, student: nn.Module, context: MethodContext):
         super().__init__()
         self.student = student
         self.context_tau = context.tau
-        missing = [name for name in self.needs if getattr(context, name) is None]
+        missing = [
+            name
+            for name in self.requirements(context.options)
+            if getattr(context, CONTEXT_FIELD[name]) is None
+        ]
         if missing:
             raise ValueError(f"{type(self).__name__} needs {', '.join(missing)} in its context")
         self._frozen: list[nn.Module] = []
+
+    @classmethod
+    def requirements(cls, options: dict[str, Any]) -> frozenset[str]:
+        """What this method needs with these options (KD's teacher is the VLM or a task checkpoint)."""
+        return cls.needs
+
+    @classmethod
+    def wrap_student(cls, student: nn.Module) -> nn.Module:
+        """The model this method trains and exports, built around the plain student (DHO adds a head)."""
+        return student
+
+    def calibrate(self, validation, device: torch.device) -> dict[str, float]:
+        """After training: fit inference-time settings on `validation` (batches of (images, labels, ...)) and
+        return them for the run summary. Most methods have none."""
+        return {}
+
+    @staticmethod
+    def ce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy over the labelled samples (label -1: unlabelled, no CE)."""
+        return labelled_ce(logits, labels)
 
     def freeze(self, module: nn.Module) -> nn.Module:
         """Mark `module` as a frozen teacher: no gradients, always eval mode."""
@@ -81,7 +119,7 @@ class Distiller(nn.Module):
         """The outputs at alpha = 1: cross-entropy alone. The training-only modules (adapters, MLPs) enter
         the loss with weight 0, so they get zero gradients as when their terms were computed at weight 0:
         AdamW steps them alike, and DDP sees a gradient for every parameter it reduces."""
-        loss_ce = F.cross_entropy(logits.float(), labels)
+        loss_ce = labelled_ce(logits, labels)
         idle = [
             p for name, p in self.named_parameters() if p.requires_grad and not name.startswith("student.")
         ]

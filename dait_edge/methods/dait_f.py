@@ -38,6 +38,6 @@ class DAITFeature(Distiller):
                 student_map, size=teacher_map.shape[-2:], mode="bilinear", align_corners=False
             )
         loss_sra = sra_loss(student_map, teacher_map)
-        loss_ce = F.cross_entropy(out["logits"].float(), labels)
+        loss_ce = self.ce(out["logits"], labels)
         loss = alpha * loss_ce + (1.0 - alpha) * loss_sra
         return {"loss": loss, "logits": out["logits"], "loss_ce": loss_ce, "loss_sra": loss_sra}

@@ -6,7 +6,6 @@ L2 = alpha * CE + (1 - alpha) * tau^2 KL(softmax(z_M / tau) || softmax(z_S / tau
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from dait_edge.engine.batch import Batch, Step
@@ -32,6 +31,6 @@ class DAITLogit(Distiller):
         with torch.no_grad():
             teacher_logits = self.teacher(self.teacher_input(images))
         loss_kd = kd_loss(logits, teacher_logits, tau=self.context_tau)
-        loss_ce = F.cross_entropy(logits.float(), labels)
+        loss_ce = self.ce(logits, labels)
         loss = alpha * loss_ce + (1.0 - alpha) * loss_kd
         return {"loss": loss, "logits": logits, "loss_ce": loss_ce, "loss_kd": loss_kd}

@@ -49,7 +49,7 @@ class VLMAlignment(Distiller):
         f_txt = F.normalize(self.mlp_txt(vlm_txt).float(), dim=-1, eps=1e-10)
         loss_sia = sia_loss(vlm_img, vlm_txt, f_model, f_txt, tau=self.context_tau)
         loss_ira = ira_loss(f_model, f_img)
-        loss_ce = F.cross_entropy(out["logits"].float(), batch.labels)
+        loss_ce = self.ce(out["logits"], batch.labels)
         alpha = step.alpha
         loss = alpha * loss_ce + (1.0 - alpha) / 2.0 * (self.sia_weight * loss_sia + loss_ira)
         return {

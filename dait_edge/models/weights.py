@@ -209,3 +209,20 @@ def is_download_error(err: BaseException) -> bool:
         return True
     package = (type(err).__module__ or "").split(".")[0].rstrip("0123456789")  # httpx2 is httpx
     return package in _NETWORK_MODULES
+
+
+def weights_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """The metadata a .safetensors file carries (dait-edge writes role, model, method, epoch); {} for other
+    formats or a file without any."""
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        return {}
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return dict(handle.metadata() or {})
+    except Exception as err:  # a damaged header: the same one-line error as reading the weights
+        raise UserError(
+            f"cannot read weights file {path} ({err}); pass an intact .safetensors file."
+        ) from err

@@ -83,6 +83,14 @@ class RunSummary(Record):
     teacher_seconds: float | None = None  # the teacher's training time, in whichever run trained it
     vlm_views: int | None = None  # views per image the VLM embedding cache holds; 0: the live VLM
     cache_seconds: float | None = None  # building the VLM embedding cache in this run (0: reused)
+    labelled_images: int | None = None  # training images with their labels (validation excluded)
+    unlabelled_images: int | None = None  # training images seen without labels (distillation terms only)
+    val_images: int | None = None  # labelled images held out for the method's calibration
+    calibration: dict[str, float] = field(default_factory=dict)  # inference settings fitted after training
+    kd_teacher: str | None = None  # KD / RKD: "vlm", or the model name of the task checkpoint used
+    taught_by: str | None = None  # what taught the student, in words ("VLM convnext_xxlarge", ...)
+    student_head: str = "linear"  # "dual": DHO's two heads and their combination
+    seed: int | None = None
 
     @property
     def has_student(self) -> bool:

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 CACHED_IMAGE_KEY = "vlm_image"  # the Batch.extra entry a cache reader fills
+ZERO_SHOT_SCALE = 100.0  # CLIP's learned logit scale at the end of training: z_vlm = 100 v T^T
 
 
 class VLMProvider(nn.Module):
@@ -23,9 +24,23 @@ class VLMProvider(nn.Module):
         super().__init__()
         self.register_buffer("text_embeddings", text_embeddings.detach().float().clone())
 
+        # the per-class Gaussian over templates (BorLan), when set
+        self.register_buffer("text_mean", None)
+        self.register_buffer("text_var", None)
+
     @property
     def embed_dim(self) -> int:
         return int(self.text_embeddings.shape[1])
+
+    def set_text_gaussian(self, mean: torch.Tensor, var: torch.Tensor) -> None:
+        """The per-class mean and diagonal variance of the template embeddings (C x E each)."""
+        self.text_mean = mean.detach().float().clone()
+        self.text_var = var.detach().float().clone()
+
+    def zero_shot_logits(self, batch) -> torch.Tensor:
+        """(B, C) fp32: the VLM's zero-shot logits 100 v T^T, the teacher of KD, RISE and DHO."""
+        image = self.image_embeddings(batch).float()
+        return ZERO_SHOT_SCALE * image @ self.text_embeddings.float().t()
 
     def image_embeddings(self, batch) -> torch.Tensor:
         """(B, E) fp32, L2-normalised: the VLM's embedding of each sample's view in `batch` (a Batch)."""

@@ -95,3 +95,38 @@ def text_classifier(
                 metadata={"model": vlm.source.model_name, "num_classes": str(len(classnames))},
             )
     return embeddings
+
+
+def text_gaussian(
+    source,
+    classnames: Sequence[str],
+    templates: Sequence[str],
+    vlm: VLMTeacher | None = None,
+    cache_dir: str | os.PathLike | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """BorLan's per-class Gaussian over prompt templates: (mean, var), each (C x E), of the normalised
+    template embeddings norm(E_T(template_k(class_c))) over k (the diagonal of the sample covariance, as BorLan's np.cov).
+
+    Cached beside T under its own key; `vlm` is loaded by the caller only when the cache lacks it (None
+    then raises LookupError)."""
+    from safetensors.torch import load_file, save_file
+
+    key = sha256_json(
+        {"text": text_cache_key(source, classnames, templates), "formula": "gaussian(norm(E_T))"}
+    )
+    path = Path(cache_dir or default_cache_dir()) / "text_embeddings" / f"{key}.safetensors"
+    if not source.random_weights and path.is_file():
+        stored = load_file(str(path))
+        return stored["mean"], stored["var"]
+    if vlm is None:
+        raise LookupError("the class-text Gaussian is not cached")
+    means, variances = [], []
+    for name in classnames:
+        per_template = vlm.encode_texts(render_prompts(name, templates)).float()  # (K, E), normalised
+        means.append(per_template.mean(dim=0))
+        variances.append(per_template.var(dim=0, unbiased=per_template.shape[0] > 1))  # as np.cov
+    mean, var = torch.stack(means), torch.stack(variances)
+    if not source.random_weights:
+        with atomic_path(path) as tmp:
+            save_file({"mean": mean.cpu().contiguous(), "var": var.cpu().contiguous()}, str(tmp))
+    return mean, var
