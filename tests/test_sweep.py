@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from dait_edge.cli import cli
-from dait_edge.records import ExportSummary, ProfileResult, Report, RunSummary, SweepState
+from dait_edge.records import Comparison, ExportSummary, ProfileResult, Report, RunSummary, SweepState
 
 # a registered student by its alias, and a tiny timm model: sweep takes any name distill takes
 STUDENTS = {"mobilenetv2": "mobilenetv2_100", "test_efficientnet": "test_efficientnet"}
@@ -138,3 +138,30 @@ def test_sweep_bad_input(assert_user_error, sweep_env, tmp_path):
         runner.invoke(cli, [*sweep_args(sweep_env, tmp_path / "s2"), "--profile", "x86"]), "unknown profile"
     )
     assert not (tmp_path / "s1").exists() and not (tmp_path / "s2").exists()
+
+
+def test_sweep_runs_methods_by_students_and_ends_with_the_comparison(sweep_env):
+    out = sweep_env[0] / "methods"
+    args = [
+        *sweep_args(sweep_env, out),
+        "--students",
+        "test_efficientnet",
+        "--methods",
+        "none,kd",
+        "--formats",
+        "onnx",
+    ]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, (result.output, result.exception)
+    state = SweepState.read(out)
+    assert state.methods == ["none", "kd"] and list(state.students) == [
+        "test_efficientnet-none",
+        "test_efficientnet-kd",
+    ]
+    kd = RunSummary.read(out / "runs" / "test_efficientnet-kd")
+    assert kd.method == "kd" and kd.kd_teacher == "vlm" and kd.vlm_views == 1
+    comparison = Comparison.read(out / "compare")
+    assert [row.label for row in comparison.tables[0].rows] == ["none", "kd (T: VLM)"]
+    assert "| kd (T: VLM) |" in result.output  # the table is printed at the end
+    report = (out / "report" / "report.md").read_text()
+    assert "compare/compare.md" in report  # the report links the comparison of the runs it profiled

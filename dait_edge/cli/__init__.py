@@ -19,6 +19,7 @@ def cli() -> None:
 
     \b
     The flow:  data inspect -> zero-shot -> distill -> export -> profile -> report
+    Compare methods (KD, RKD, VL2Lite, RISE, BorLan, DHO, DAIT):  distill --method NAME, then compare
     Pay the VLM once:  distill --vlm-views auto (the default), then `cache list`
     All four students at once:  sweep
     Start with `dait-edge demo` (offline, synthetic data), or `dait-edge list students`.
@@ -29,6 +30,7 @@ def _register_commands() -> None:
     # Imported here so `dait-edge --help` stays fast: heavy imports live inside each command.
     from dait_edge.cli import (
         cache_cmd,
+        compare_cmd,
         data_cmd,
         demo_cmd,
         distill_cmd,
@@ -48,6 +50,7 @@ def _register_commands() -> None:
         export_cmd,
         profile_cmd,
         report_cmd,
+        compare_cmd,
         sweep_cmd,
         cache_cmd,
         demo_cmd,

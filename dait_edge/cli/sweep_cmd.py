@@ -32,9 +32,14 @@ DEFAULT_FORMATS = "onnx,onnx-fp16,onnx-int8"
 @calib_samples_option
 @parity_samples_option
 @click.option(
+    "--methods",
+    help="Several methods, comma-separated (e.g. dait_f,none,kd,dho; all: every registered one): the sweep"
+    " runs methods x students and ends with `dait-edge compare`'s table. Default: --method alone.",
+)
+@click.option(
     "--out",
     type=click.Path(file_okay=False),
-    help="Sweep folder (runs/, report/, sweep.json). Default runs/sweep-<dataset>-<method>.",
+    help="Sweep folder (runs/, report/, compare/, sweep.json). Default runs/sweep-<dataset>-<method>.",
 )
 @json_option
 @click.pass_context
@@ -51,13 +56,15 @@ def command(
     max_top1_drop,
     calib_samples,
     parity_samples,
+    methods,
     out,
     as_json,
     **options,
 ):
-    """Distil every student, export, profile and report: the whole comparison in one command.
+    """Distil every student (with every --methods), export, profile and report in one command.
 
-    The stage-1 teacher is trained once (by the first student) and shared by the others. Each
+    The stage-1 teacher is trained once (by the first student) and shared by the others, and one
+    VLM embedding cache serves every VLM-taught run. Each
     student is then exported (each artifact checked against PyTorch), profiled on every
     --profile with top-1 on the test split, and one report compares them all: which student, in
     which precision, on this hardware, for how much accuracy. Run the same command again to
@@ -72,9 +79,14 @@ def command(
       dait-edge sweep --dataset cub --data-root ... --formats onnx,onnx-fp16,trt-fp16 \\
           --profile cuda-ort-trt --profile cuda-torch
     \b
+    The paper's Table 1 (methods x students), then its table:
+      dait-edge sweep --methods none,kd,rkd,vl2lite,rise,borlan,dho,dait_f --students resnet18,mobilenetv2 \
+          --dataset cub --data-root ~/data/CUB_200_2011 --profile x86-ort-cpu-fp32
+    \b
     Offline, tiny: --no-pretrained --epochs 2 --img-size 64
     """
     from dait_edge.sweep import resolve_students, run_sweep
+    from dait_edge.sweep.run import resolve_methods
 
     config = config_from_cli(
         ctx,
@@ -87,7 +99,9 @@ def command(
     )
     config.validate()
     names = resolve_students(students)
-    out_dir = out or f"runs/sweep-{config.dataset}-{config.method}"
+    method_list = resolve_methods(methods, config.method)
+    label = config.method if len(method_list) == 1 else "methods"
+    out_dir = out or f"runs/sweep-{config.dataset}-{label}"
     log = (lambda msg: click.echo(msg, err=True)) if as_json else click.echo
     state, report = run_sweep(
         config,
@@ -99,9 +113,15 @@ def command(
         max_top1_drop=max_top1_drop,
         calib_samples=calib_samples,
         parity_samples=parity_samples,
+        methods=method_list,
         log=log,
     )
     if as_json:
         click.echo(json.dumps({"state": state.to_dict(), "report": report.to_dict()}, indent=2))
         return
     click.echo(f"sweep finished in {state.seconds} s; report: {state.report}/report.md")
+    if state.compare:
+        from dait_edge.records import Comparison
+        from dait_edge.report.compare import markdown
+
+        click.echo(markdown(Comparison.read(state.compare), figure_name=None).rstrip())

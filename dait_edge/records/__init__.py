@@ -14,12 +14,14 @@ reads these files by key. The files and their producers:
     Report         REPORT/report.json           report         -> (users, tests)
     SweepState     SWEEP/sweep.json             sweep          -> sweep (resume)
     VLMCacheInfo   CACHE/vlm_embeddings/KEY/cache.json  distill -> distill, cache list/verify/clear
+    Comparison     COMPARE/compare.json         compare, report, sweep -> (users, tests)
 
 Importing this package needs no torch (a device with the light install reads sidecars and rows).
 """
 
 from dait_edge.records._base import Record, RecordError
 from dait_edge.records.cache import VLMCacheInfo
+from dait_edge.records.compare import Comparison, ComparisonCell, ComparisonRow, ComparisonTable
 from dait_edge.records.export import (
     ArtifactEntry,
     ExportSummary,
@@ -45,7 +47,7 @@ from dait_edge.records.run import (
 from dait_edge.records.sweep import StudentProgress, SweepState
 
 # Every record that is a file of its own and had an unversioned shape before (the round-trip and legacy
-# tests loop over these); VLMCacheInfo was born versioned and is tested with the cache.
+# tests loop over these); VLMCacheInfo and Comparison were born versioned and are tested where they are made.
 FILE_RECORDS = (
     RunSummary,
     RunManifest,
@@ -63,6 +65,10 @@ __all__ = [
     "BestChoice",
     "Candidate",
     "Checkpoints",
+    "Comparison",
+    "ComparisonCell",
+    "ComparisonRow",
+    "ComparisonTable",
     "DataConfig",
     "EpochMetrics",
     "ExportSummary",

@@ -11,6 +11,7 @@ from dait_edge.records._base import Record
 @dataclass
 class StudentProgress(Record):
     run_dir: str
+    method: str | None = None
     student_top1: float | None = None
     teacher_top1: float | None = None
     teacher_reused: bool | None = None
@@ -34,3 +35,5 @@ class SweepState(Record):
     created: str
     report: str | None = None
     seconds: float | None = None
+    methods: list[str] = field(default_factory=list)  # empty: the recipe's method alone (older sweeps)
+    compare: str | None = None  # the method comparison's folder

@@ -9,11 +9,13 @@ from pathlib import Path
 from dait_edge.records import BestChoice, Record, Report, ReportSettings
 from dait_edge.report.best import choose_best
 from dait_edge.report.collect import collect
+from dait_edge.report.compare import FILES as COMPARE_FILES
 from dait_edge.report.html import render_html
 from dait_edge.report.pareto import plot_pareto
 from dait_edge.report.tables import csv_text, markdown_report, table_records
 from dait_edge.utils.io import write_bytes_atomic, write_text_atomic
 
+COMPARE_DIR = "compare"
 FILES = {
     "html": "report.html",
     "markdown": "report.md",
@@ -31,6 +33,7 @@ class BuiltReport(Record):
     files: dict[str, str]
     best: list[BestChoice]
     rows: int
+    compare: str | None = None  # compare/compare.md when the profiled runs used several methods
 
 
 def build_report(
@@ -62,15 +65,39 @@ def build_report(
 
     out = Path(out_dir)
     paths = {kind: out / name for kind, name in FILES.items()}
+    compared = _compare_methods(collected.rows, out / COMPARE_DIR, log)
+    link = f"{COMPARE_DIR}/{COMPARE_FILES['markdown']}" if compared else None
     # Each file appears whole or not at all; the HTML, which embeds everything, goes last.
     write_bytes_atomic(paths["figure"], figure["png"])
     write_text_atomic(paths["csv"], csv_text(records))
     report.write(paths["json"])
-    write_text_atomic(paths["markdown"], markdown_report(report, records, figure, FILES["figure"]))
-    write_text_atomic(paths["html"], render_html(report, records, figure))
+    text = markdown_report(report, records, figure, FILES["figure"])
+    if link:
+        text += f"\n## Method comparison\n\nThe profiled runs used several methods: [{link}]({link}).\n"
+    write_text_atomic(paths["markdown"], text)
+    write_text_atomic(paths["html"], render_html(report, records, figure, compare_link=link))
     return BuiltReport(
         out_dir=str(out),
         files={kind: str(path) for kind, path in paths.items()},
         best=best,
         rows=len(collected.rows),
+        compare=str(out / link) if link else None,
     )
+
+
+def _compare_methods(rows, out_dir: Path, log) -> bool:
+    """When the profiled runs trained students with more than one method, write the method comparison of
+    those runs (`dait-edge compare`) beside the report."""
+    from dait_edge.records import RunSummary
+    from dait_edge.report.compare import build_comparison, write_comparison
+
+    runs = []
+    for run_dir in sorted({row.run_dir for row in rows if row.run_dir}):
+        summary = RunSummary.read_if_present(run_dir)
+        if summary is not None and summary.completed and summary.student_top1 is not None:
+            runs.append((Path(run_dir), summary))
+    if len({summary.method for _, summary in runs}) < 2:
+        return False
+    write_comparison(build_comparison(runs, [str(d) for d, _ in runs]), out_dir)
+    log(f"method comparison of {len(runs)} runs -> {out_dir}")
+    return True

@@ -22,7 +22,7 @@ code { background: #f5f5f5; padding: 0 0.2em; }
 """
 
 
-def render_html(report: Report, records: list[dict], figure: dict) -> str:
+def render_html(report: Report, records: list[dict], figure: dict, compare_link: str | None = None) -> str:
     """The whole page; every value from the rows is escaped."""
     settings = report.settings
     parts = [
@@ -51,6 +51,11 @@ def render_html(report: Report, records: list[dict], figure: dict) -> str:
         parts.append(f'<p class="note">{escape(figure["caption"])}</p>')
     parts.append("<h2>Best artifact per student</h2>")
     parts += [_best_entry(entry) for entry in report.best]
+    if compare_link:
+        link = escape(compare_link, quote=True)
+        parts.append(
+            f'<h2>Method comparison</h2><p>The profiled runs used several methods: <a href="{link}">{link}</a>.</p>'
+        )
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
 

@@ -1,10 +1,12 @@
-"""`run_sweep`: distill every student (one shared stage-1 teacher), export, profile, report; resumable.
+"""`run_sweep`: distill every student with every method (one shared stage-1 teacher, one VLM embedding
+cache), export, profile, report and compare; resumable.
 
 Layout under the sweep folder:
-    sweep.json                      settings and each student's progress (rewritten after every step)
-    runs/teachers/<key>/            the stage-1 teacher, trained by the first student, reused by the rest
+    sweep.json                      settings and each run's progress (rewritten after every step)
+    runs/teachers/<key>/            the stage-1 teacher, trained by the first DAIT run, reused by the rest
     runs/<student>-<method>/        a normal distill run (summary.json, export/, profile/<profile>.json)
     report/                         report.md, report.csv, report.json, pareto.png, report.html
+    compare/                        compare.md, compare.csv, compare.png, compare.json (methods x students)
 Running the same command again skips every finished step and resumes an interrupted distill run.
 """
 
@@ -20,7 +22,7 @@ from dait_edge.records import ExportSummary, RunSummary, StudentProgress, SweepS
 from dait_edge.report.api import BuiltReport
 
 # Settings that may differ between invocations of one sweep without invalidating its runs.
-FREE_SETTINGS = ("student", "out", "progress", "workers", "device", "teacher_cache", "cache_dir")
+FREE_SETTINGS = ("student", "method", "out", "progress", "workers", "device", "teacher_cache", "cache_dir")
 
 
 def all_students() -> list[str]:
@@ -62,20 +64,59 @@ def _check_or_start(out_dir: Path, state: SweepState) -> SweepState:
     if not SweepState.path_in(out_dir).is_file():
         return state
     previous = SweepState.read(out_dir)
-    changed = sorted(
-        k for k in set(previous.recipe) | set(state.recipe) if previous.recipe.get(k) != state.recipe.get(k)
-    )
+    before = {
+        k: v for k, v in previous.recipe.items() if k not in FREE_SETTINGS
+    }  # older sweeps kept "method"
+    changed = sorted(k for k in set(before) | set(state.recipe) if before.get(k) != state.recipe.get(k))
     if changed:
         raise UserError(
             f"{out_dir} holds a sweep with other settings ({', '.join(changed[:5])} differ);"
             " rerun with the same settings to resume it, or pass a new sweep folder.",
             setting="out",
         )
-    # new profiles or formats extend a finished sweep
+    # new profiles, formats or methods extend a finished sweep
+    state.methods = list(
+        dict.fromkeys([*(previous.methods or [previous.recipe.get("method")]), *state.methods])
+    )
     state.profiles = list(dict.fromkeys([*previous.profiles, *state.profiles]))
     state.formats = list(dict.fromkeys([*previous.formats, *state.formats]))
     state.students = {**previous.students, **state.students}
     return state
+
+
+def resolve_methods(spec: str | list[str] | None, default: str) -> list[str]:
+    """Comma-separated method names or aliases (None: `default` alone), resolved; 'all' is every registered
+    method that trains a student (DAIT's stage 1 alone does not)."""
+    from dait_edge.methods import METHODS
+
+    names = spec.split(",") if isinstance(spec, str) else list(spec or [default])
+    names = [n.strip() for n in names if n.strip()]
+    if names == ["all"]:
+        return [name for name in METHODS if METHODS.get(name).stage == 2]
+    if not names:
+        raise UserError("the list of methods is empty; pass e.g. dait_f,none,kd,dho.", setting="methods")
+    resolved = [METHODS.resolve(n) for n in names]
+    if len(set(resolved)) != len(resolved):
+        raise UserError(f"a method is named twice ({', '.join(names)}); list each once.", setting="methods")
+    return resolved
+
+
+def _shared_views(base: DistillConfig, methods: list[str]) -> DistillConfig:
+    """--vlm-views auto across methods: the longest VLM-taught stage of any of them, so every run reads one
+    VLM embedding cache (each run's own `auto` could differ: stage-1 vs stage-2 epochs)."""
+    from dait_edge.methods import METHODS
+
+    if base.vlm_view_setting() is not None or len(methods) < 2:
+        return base
+    options = {"kd_teacher": base.kd_teacher}
+    epochs = []
+    for name in methods:
+        needs = METHODS.get(name).requirements(options)
+        if "vlm" in needs:
+            epochs.append(base.stage2_epochs)
+        if "teacher" in needs and not base.teacher_checkpoint:
+            epochs.append(base.stage1_epochs)
+    return dataclasses.replace(base, vlm_views=str(max(epochs))) if epochs else base
 
 
 def _export_done(run_dir: Path, formats: list[str]) -> bool:
@@ -100,9 +141,12 @@ def run_sweep(
     profile_limit: int | None = None,
     calib_samples: int = 256,
     parity_samples: int = 512,
+    methods: list[str] | None = None,
+    compare_note: str = "",
     log=print,
 ) -> tuple[SweepState, BuiltReport]:
-    """The whole comparison for `students` on `base`'s dataset; returns the sweep state and report."""
+    """The whole comparison for `students` x `methods` (default: `base.method`) on `base`'s dataset;
+    returns the sweep state and report."""
     from dait_edge.distill import run_distill
     from dait_edge.export import export_run
     from dait_edge.export.recipes import expand_formats
@@ -114,6 +158,7 @@ def run_sweep(
     out_dir = Path(out_dir)
     loaded = [load_profile(p) for p in profiles]  # bad profile names fail before any training
     format_list = expand_formats(formats)
+    methods = list(methods or [base.method])
     base.validate()
     state = _check_or_start(
         out_dir,
@@ -123,20 +168,24 @@ def run_sweep(
             profiles=[p.name for p in loaded],
             formats=format_list,
             created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            methods=methods,
         ),
     )
+    base = _shared_views(base, state.methods)  # after the recipe check: the recipe keeps `auto`
     runs_root = out_dir / "runs"
     started = time.perf_counter()
 
     def save() -> None:
         state.write(out_dir)
 
-    for index, student in enumerate(students, 1):
-        tag = f"[{index}/{len(students)} {student}]"
-        run_dir = runs_root / f"{student}-{base.method}"
-        entry = state.students.setdefault(student, StudentProgress(run_dir=str(run_dir)))
+    matrix = [(method, student) for method in methods for student in students]
+    for index, (method, student) in enumerate(matrix, 1):
+        tag = f"[{index}/{len(matrix)} {student} {method}]"
+        run_dir = runs_root / f"{student}-{method}"
+        key = student if len(methods) == 1 else run_dir.name  # one method: keyed as before
+        entry = state.students.setdefault(key, StudentProgress(run_dir=str(run_dir), method=method))
         config = dataclasses.replace(
-            base, student=student, out=str(run_dir), teacher_cache=str(runs_root / "teachers")
+            base, student=student, method=method, out=str(run_dir), teacher_cache=str(runs_root / "teachers")
         )
 
         summary = RunSummary.read_if_present(run_dir)
@@ -144,9 +193,7 @@ def run_sweep(
             log(f"{tag} distill: done earlier, reusing {run_dir}")
         else:
             resume = (run_dir / "manifest.json").is_file()
-            log(
-                f"{tag} distill ({'resuming' if resume else 'stage 1 + 2' if index == 1 else 'stage 2'}) -> {run_dir}"
-            )
+            log(f"{tag} distill{' (resuming)' if resume else ''} -> {run_dir}")
             summary = run_distill(config, resume=resume)
         entry.student_top1, entry.teacher_top1 = summary.student_top1, summary.teacher_top1
         entry.teacher_reused, entry.distilled = summary.teacher_reused, True
@@ -193,6 +240,12 @@ def run_sweep(
     log(f"report -> {out_dir / 'report'}")
     report = build_report([runs_root], out_dir / "report", max_top1_drop=max_top1_drop, log=log)
     state.report = str(out_dir / "report")
+    if len(state.methods) > 1:
+        from dait_edge.report.compare import compare_runs
+
+        compare_runs([runs_root], out_dir / "compare", note=compare_note, log=log)
+        state.compare = str(out_dir / "compare")
+        log(f"method comparison -> {out_dir / 'compare' / 'compare.md'}")
     state.seconds = round(time.perf_counter() - started, 1)
     save()
     return state, report

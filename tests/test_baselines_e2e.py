@@ -1,0 +1,267 @@
+"""The baselines end to end on a tiny CUB tree and a tiny OpenCLIP model: DHO's calibrated prediction in
+the exported ONNX graph, DHO's exact resume, KD and RKD from a task checkpoint, single-stage runs, bad
+input, and `dait-edge compare` on fixture runs with two seeds. (Every registered method trains through
+`run_distill` in tests/test_contracts.py.)"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+from safetensors.torch import load_file
+
+from dait_edge.cli import cli
+from dait_edge.config import DistillConfig
+from dait_edge.data import load_dataset
+from dait_edge.distill import run_distill
+from dait_edge.export.api import export_run
+from dait_edge.export.predict import predict_logits, preprocess
+from dait_edge.losses import dho_combine
+from dait_edge.models.dual_head import COMBINE_SCOPE, DualHeadClassifier
+from dait_edge.records import Comparison, RunSummary, Sidecar, read_metrics
+
+CLASSES = 3
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory, layouts, tiny_vlm):
+    base = tmp_path_factory.mktemp("baselines")
+    cub = layouts.cub(base / "cub", classes=CLASSES, train_per_class=6, test_per_class=2)
+    return SimpleNamespace(base=base, cub=cub, vlm=tiny_vlm)
+
+
+def config(env, out: Path, **overrides) -> DistillConfig:
+    values = dict(
+        dataset="cub",
+        data_root=str(env.cub.root),
+        vlm=str(env.vlm.config),
+        vlm_pretrained=str(env.vlm.weights),
+        student="test_efficientnet",
+        teacher="test_resnet",
+        method="dho",
+        stage1_epochs=1,
+        stage2_epochs=2,
+        img_size=32,
+        batch_size=4,
+        workers=0,
+        device="cpu",
+        pretrained=False,
+        progress=False,
+        out=str(out),
+        teacher_cache=str(env.base / "teachers"),
+        cache_dir=str(env.base / "cache"),
+    )
+    return DistillConfig(**(values | overrides))
+
+
+def cli_args(env, out: Path, **options) -> list[str]:
+    values = {
+        "dataset": "cub",
+        "data_root": env.cub.root,
+        "vlm": env.vlm.config,
+        "vlm_pretrained": env.vlm.weights,
+        "student": "test_efficientnet",
+        "teacher": "test_resnet",
+        "epochs": 1,
+        "img_size": 32,
+        "batch_size": 4,
+        "workers": 0,
+        "device": "cpu",
+        "out": out,
+        "cache_dir": env.base / "cache",
+        "teacher_cache": env.base / "teachers",
+    } | options
+    args = ["distill"]
+    for name, value in values.items():
+        args += [f"--{name.replace('_', '-')}", str(value)]
+    return [*args, "--no-pretrained", "--json"]
+
+
+# ------------------------------------------------------------------------------------------ DHO
+
+
+@pytest.fixture(scope="module")
+def dho_run(env):
+    """DHO at 50% labelled with a quarter of the labelled images held out: 3 labelled per class, 1 of them
+    for choosing (a, b), 3 unlabelled."""
+    summary = run_distill(config(env, env.base / "dho", labelled_fraction=0.5, val_fraction=0.25))
+    return Path(summary.run_dir), summary
+
+
+def test_dho_run_records_its_split_and_its_chosen_combination(dho_run):
+    run, summary = dho_run
+    assert (summary.labelled_images, summary.val_images, summary.unlabelled_images) == (6, 3, 9)
+    assert summary.train_images == 15 and summary.student_head == "dual"
+    assert not (run / "stage1").exists()  # a single-stage method
+    assert set(summary.calibration) == {"dho_a", "dho_b", "dho_val_top1"}
+    weights = load_file(str(run / "stage2" / "student_last.safetensors"))
+    assert weights["combine.a"].item() == pytest.approx(summary.calibration["dho_a"])
+    assert weights["combine.b"].item() == pytest.approx(summary.calibration["dho_b"])
+    terms = {k for m in read_metrics(run) for k in m.losses}
+    assert terms == {"loss", "loss_ce", "loss_kd_labelled", "loss_kd_unlabelled"}
+    assert all(np.isfinite(v) for m in read_metrics(run) for v in m.losses.values())
+
+
+def test_dhos_exported_model_outputs_its_combined_prediction(env, dho_run, tmp_path):
+    run, summary = dho_run
+    out = tmp_path / "export"
+    exported = export_run(
+        run, formats="onnx,onnx-int8-u8s8", out=out, calib_samples=6, measure_speed=False, log=lambda m: None
+    )
+    fp32 = next(a for a in exported.artifacts if a.format == "onnx-fp32")
+    assert fp32.parity.passed and fp32.parity.agreement == 100.0
+    # what the artifact outputs is log p of DHO's rule with the (a, b) chosen on the validation split
+    model = DualHeadClassifier.from_file(
+        summary.student, CLASSES, run / "stage2" / "student_last.safetensors"
+    )
+    model.eval()
+    images = [path for path, _ in load_dataset("cub", env.cub.root).split("test")]
+    logits = predict_logits(fp32.path, images)
+    sidecar = Sidecar.read(Sidecar.path_for(Path(fp32.path)))
+    pixels = torch.from_numpy(np.stack([preprocess(Image.open(p).convert("RGB"), sidecar) for p in images]))
+    with torch.no_grad():
+        z_ce, z_kd = model.heads(model.pool(model.forward_features(pixels)))
+        expected = dho_combine(z_ce, z_kd, summary.calibration["dho_a"], summary.calibration["dho_b"])
+    np.testing.assert_allclose(logits, expected.numpy(), atol=1e-4)
+    np.testing.assert_allclose(np.exp(logits).sum(axis=1), 1.0, atol=1e-4)  # log-probabilities
+    # int8 leaves the combination in float: its nodes are there, and no quantised tensor feeds them
+    int8 = next(a for a in exported.artifacts if a.format == "onnx-int8-u8s8")
+    graph = onnx.load(int8.path).graph
+    combine = [n for n in graph.node if n.name.startswith(COMBINE_SCOPE)]
+    assert combine and not any("Quant" in n.op_type or n.op_type.startswith("QLinear") for n in combine)
+    producers = {out: n for n in graph.node for out in n.output}
+    for node in combine:
+        for name in node.input:
+            if name in producers:
+                assert producers[name].op_type != "QuantizeLinear", node.name
+
+
+def test_dho_resumes_to_the_same_weights(env):
+    whole = run_distill(config(env, env.base / "dho-whole", labelled_fraction=0.5))
+    partial_config = config(env, env.base / "dho-killed", labelled_fraction=0.5)
+    run_distill(partial_config, stop_after_epoch={2: 0})
+    resumed = run_distill(config(env, env.base / "dho-killed", labelled_fraction=0.5), resume=True)
+    assert resumed.student_sha256 == whole.student_sha256
+    assert [m.losses for m in read_metrics(env.base / "dho-killed")] == [
+        m.losses for m in read_metrics(env.base / "dho-whole")
+    ]
+
+
+# ------------------------------------------------------------------------------------------ KD / RKD
+
+
+@pytest.fixture(scope="module")
+def task_teacher(env):
+    """`--method none` with another model: a checkpoint fine-tuned on the task ("T: R-152")."""
+    result = CliRunner().invoke(cli, cli_args(env, env.base / "r152", method="none", student="test_resnet"))
+    assert result.exit_code == 0, result.output
+    return env.base / "r152"
+
+
+def test_kd_and_rkd_learn_from_a_task_checkpoint(env, task_teacher):
+    runner = CliRunner()
+    result = runner.invoke(cli, cli_args(env, env.base / "kd-r", method="kd", kd_teacher=task_teacher))
+    assert result.exit_code == 0, result.output
+    assert "single-stage method: no stage 1" in result.stderr
+    summary = RunSummary.from_dict(json.loads(result.stdout))
+    assert summary.kd_teacher == "test_resnet" and summary.taught_by == "test_resnet (task checkpoint)"
+    assert summary.teacher_top1 is not None and summary.vlm_views == 0  # no VLM taught this run
+    assert not (env.base / "kd-r" / "stage1").exists()
+    weights = task_teacher / "stage2" / "student_last.safetensors"
+    result = runner.invoke(cli, cli_args(env, env.base / "rkd-r", method="rkd", kd_teacher=weights))
+    assert result.exit_code == 0, result.output
+    summary = RunSummary.from_dict(json.loads(result.stdout))
+    assert summary.kd_teacher == "test_resnet"
+    assert {"loss_ce", "loss_rkd"} <= {k for m in read_metrics(env.base / "rkd-r") for k in m.losses}
+
+
+def test_kd_teacher_and_stage_errors(env, assert_user_error, layouts, fake_run, tmp_path):
+    runner = CliRunner()
+    missing = runner.invoke(cli, cli_args(env, tmp_path / "a", method="kd", kd_teacher=tmp_path / "nope.st"))
+    assert_user_error(missing, "KD teacher", "does not exist", "--kd-teacher")
+    other = layouts.cub(tmp_path / "cub2", classes=2, train_per_class=2, test_per_class=1)
+    wrong = fake_run(tmp_path, "test_resnet", other, method="none")
+    result = runner.invoke(cli, cli_args(env, tmp_path / "b", method="kd", kd_teacher=wrong))
+    assert_user_error(result, "classifies 2 classes", "has 3", "--kd-teacher")
+    stage1_only = runner.invoke(cli, cli_args(env, tmp_path / "c", method="kd", stages="1"))
+    assert_user_error(stage1_only, "trains no intermediate teacher")
+    for name in ("a", "b", "c"):  # caught before the run folder is made
+        assert not (tmp_path / name).exists()
+
+
+# ------------------------------------------------------------------------------------------ compare
+
+
+@pytest.fixture(scope="module")
+def compared_runs(tmp_path_factory, tiny_cub, fake_run):
+    """Fixture runs: 3 methods x 2 students x 2 seeds at full labels, and one 30%-labelled method."""
+    base = tmp_path_factory.mktemp("compare")
+    top1 = {("none", 0): 50.0, ("none", 1): 54.0, ("kd", 0): 60.0, ("kd", 1): 62.0, ("dait_f", 0): 70.0}
+    for (method, seed), value in top1.items():
+        for student, bonus in (("test_efficientnet", 0.0), ("test_resnet", 5.0)):
+            kd = {"kd_teacher": "vlm"} if method == "kd" else {}
+            fake_run(
+                base / f"{method}-{seed}",
+                student,
+                tiny_cub,
+                seed=seed,
+                method=method,
+                student_top1=value + bonus,
+                stage2_seconds=10.0,
+                **kd,
+            )
+    fake_run(base / "dho-30", "test_resnet", tiny_cub, method="dho", student_top1=40.0, labelled_fraction=0.3)
+    unfinished = fake_run(base / "broken", "test_resnet", tiny_cub, method="rkd", student_top1=None)
+    return base, unfinished
+
+
+def test_compare_renders_the_method_table(compared_runs):
+    base, unfinished = compared_runs
+    result = CliRunner().invoke(cli, ["compare", str(base), "--out", str(base / "out"), "--json"])
+    assert result.exit_code == 0, result.output
+    comparison = Comparison.from_dict(json.loads(result.stdout))
+    assert f"skipped {unfinished.resolve()}" in result.stderr
+    assert comparison.runs == 11
+    full, partial = comparison.tables
+    assert (full.labelled_fraction, partial.labelled_fraction) == (1.0, 0.3)
+    assert full.students == ["test_efficientnet", "test_resnet"]
+    rows = {row.label: row for row in full.rows}
+    assert list(rows) == ["none", "kd (T: VLM)", "dait_f"]  # baselines first, DAIT last
+    cell = rows["none"].cells["test_resnet"]
+    assert (cell.mean, cell.std, cell.runs, cell.seeds) == (57.0, pytest.approx(2.8284, abs=1e-4), 2, [0, 1])
+    assert rows["dait_f"].cells["test_efficientnet"].std is None  # one seed
+    assert [r.label for r in full.rows if r.cells["test_resnet"].best] == ["dait_f"]
+    assert partial.rows[0].label == "dho" and partial.students == ["test_resnet"]
+    markdown = (base / "out" / "compare.md").read_text()
+    assert "| none | - | 10 | 52.00 ± 2.83 (n=2) | 57.00 ± 2.83 (n=2) |" in markdown
+    assert "**75.00**" in markdown and "## cub, 30% labelled" in markdown
+    lines = (base / "out" / "compare.csv").read_text().splitlines()
+    assert lines[0].startswith("dataset,labelled_fraction,method") and len(lines) == 1 + 6 + 1
+    assert (base / "out" / "compare.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert Comparison.read(base / "out") == comparison
+
+
+def test_compare_bad_input(assert_user_error, tmp_path):
+    runner = CliRunner()
+    assert_user_error(runner.invoke(cli, ["compare", str(tmp_path / "nope")]), "does not exist")
+    (tmp_path / "empty").mkdir()
+    assert_user_error(runner.invoke(cli, ["compare", str(tmp_path / "empty")]), "holds no run")
+    assert not (tmp_path / "empty" / "compare").exists()
+
+
+def test_report_links_the_comparison_when_profiled_runs_used_several_methods(compared_runs, tmp_path):
+    from dait_edge.report.api import _compare_methods
+
+    base, _ = compared_runs
+    rows = [SimpleNamespace(run_dir=str(p.parent)) for p in sorted(base.glob("*-0/*/summary.json"))]
+    assert _compare_methods(rows, tmp_path / "compare", log=lambda m: None)
+    assert (tmp_path / "compare" / "compare.md").is_file()
+    same_method = [row for row in rows if "none-0" in row.run_dir]
+    assert not _compare_methods(same_method, tmp_path / "other", log=lambda m: None)
