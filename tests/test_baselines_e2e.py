@@ -89,16 +89,16 @@ def cli_args(env, out: Path, **options) -> list[str]:
 
 @pytest.fixture(scope="module")
 def dho_run(env):
-    """DHO at 50% labelled with a quarter of the labelled images held out: 3 labelled per class, 1 of them
-    for choosing (a, b), 3 unlabelled."""
+    """DHO at 50% labelled with a quarter of the labelled images held out: 3 labelled per class (9), 2 of
+    them (round(0.25 * 9), one each from two classes) for choosing (a, b), 9 unlabelled."""
     summary = run_distill(config(env, env.base / "dho", labelled_fraction=0.5, val_fraction=0.25))
     return Path(summary.run_dir), summary
 
 
 def test_dho_run_records_its_split_and_its_chosen_combination(dho_run):
     run, summary = dho_run
-    assert (summary.labelled_images, summary.val_images, summary.unlabelled_images) == (6, 3, 9)
-    assert summary.train_images == 15 and summary.student_head == "dual"
+    assert (summary.labelled_images, summary.val_images, summary.unlabelled_images) == (7, 2, 9)
+    assert summary.train_images == 16 and summary.student_head == "dual"
     assert not (run / "stage1").exists()  # a single-stage method
     assert set(summary.calibration) == {"dho_a", "dho_b", "dho_val_top1"}
     weights = load_file(str(run / "stage2" / "student_last.safetensors"))
@@ -182,6 +182,14 @@ def test_kd_and_rkd_learn_from_a_task_checkpoint(env, task_teacher):
     assert {"loss_ce", "loss_rkd"} <= {k for m in read_metrics(env.base / "rkd-r") for k in m.losses}
 
 
+def test_a_dho_run_teaches_kd_with_its_combined_prediction(env, dho_run):
+    run, _ = dho_run
+    result = CliRunner().invoke(cli, cli_args(env, env.base / "kd-dho", method="kd", kd_teacher=run))
+    assert result.exit_code == 0, result.output
+    summary = RunSummary.from_dict(json.loads(result.stdout))
+    assert summary.kd_teacher == "test_efficientnet" and summary.teacher_top1 is not None
+
+
 def test_kd_teacher_and_stage_errors(env, assert_user_error, layouts, fake_run, tmp_path):
     runner = CliRunner()
     missing = runner.invoke(cli, cli_args(env, tmp_path / "a", method="kd", kd_teacher=tmp_path / "nope.st"))
@@ -246,6 +254,32 @@ def test_compare_renders_the_method_table(compared_runs):
     assert lines[0].startswith("dataset,labelled_fraction,method") and len(lines) == 1 + 6 + 1
     assert (base / "out" / "compare.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert Comparison.read(base / "out") == comparison
+
+
+def test_compare_warns_when_a_table_mixes_recipes_and_splits_no_unlabelled_runs(tiny_cub, fake_run, tmp_path):
+    import dataclasses
+
+    from dait_edge.records import RunManifest
+    from dait_edge.report.compare import build_comparison, find_runs
+
+    fake_run(tmp_path / "a", "test_resnet", tiny_cub, method="none", student_top1=50.0)
+    fake_run(tmp_path / "b", "test_resnet", tiny_cub, method="kd", student_top1=60.0, img_size=64)
+    for name, unlabelled in (("c", True), ("d", False)):
+        run = fake_run(
+            tmp_path / name, "test_resnet", tiny_cub, method="dho", student_top1=40.0, labelled_fraction=0.3
+        )
+        manifest = RunManifest.read(run)
+        config = dataclasses.replace(manifest.config, labelled_fraction=0.3, train_unlabelled=unlabelled)
+        dataclasses.replace(manifest, config=config).write(run)
+    comparison = build_comparison(find_runs([tmp_path])[0], [str(tmp_path)])
+    assert [(t.labelled_fraction, t.unlabelled) for t in comparison.tables] == [
+        (1.0, True),
+        (0.3, True),
+        (0.3, False),
+    ]
+    assert comparison.warnings == [
+        "cub, all labelled: its runs differ in img_size; compare runs of one recipe (as a sweep makes them)"
+    ]
 
 
 def test_compare_bad_input(assert_user_error, tmp_path):

@@ -172,9 +172,14 @@ def test_labelled_split_and_validation_hold_out_are_class_balanced_and_seeded():
     assert labelled == labelled_indices(samples, 0.5, seed=4)  # reproducible from the seed
     assert labelled != labelled_indices(samples, 0.5, seed=5)
     held = held_out_indices(samples, labelled, 0.4, seed=4)
-    assert set(held) <= set(labelled)
-    assert [sum(samples[i][1] == c for i in held) for c in range(3)] == [2, 1, 1]
+    assert set(held) <= set(labelled) and len(held) == 4  # 40% of 10
+    per_class = [sum(samples[i][1] == c for i in held) for c in range(3)]
+    assert all(abs(k - 0.4 * n) < 1 and k < n for k, n in zip(per_class, [5, 3, 2], strict=True)), per_class
     assert held == held_out_indices(samples, labelled, 0.4, seed=4)
+    # few labels (3 per class at 10%): some classes give one image, and every class keeps two
+    three_each = _samples((3,) * 10)
+    held = held_out_indices(three_each, list(range(30)), 0.1, seed=0)
+    assert len(held) == 3 and all(sum(three_each[i][1] == c for i in held) <= 1 for c in range(10))
     # a class keeps at least one labelled image for training: one labelled image gives none
     one_each = labelled_indices(samples, 0.01, seed=0)
     assert held_out_indices(samples, one_each, 0.5, seed=0) == []
@@ -200,6 +205,10 @@ def test_paired_batches_are_one_to_one_cycle_the_labelled_images_and_resume_exac
     for cycle in range(len(stream) // 3):  # the labelled images cycle, each cycle a permutation, its own view
         assert sorted(item for item, _ in stream[3 * cycle : 3 * cycle + 3]) == labelled
         assert {view for _, view in stream[3 * cycle : 3 * cycle + 3]} == {cycle}
+    # more labelled than unlabelled images (a high labelled fraction): the labelled set drives the epoch
+    wide = PairedBatchSampler(list(range(10)), [10, 11], 2, seed=7)
+    assert len(wide) == 5 and sorted(i for b in wide for i, _ in b[:2]) == list(range(10))
+    assert sorted({i for b in wide for i, _ in b[2:]}) == [10, 11]
     fresh = PairedBatchSampler(labelled, unlabelled, 2, seed=7)
     fresh.set_epoch(2)
     assert list(fresh) == epochs[2]  # a resumed run draws the same batches, with no state saved

@@ -143,9 +143,12 @@ def test_every_method_trains_an_epoch_with_half_the_labels(name, method_runs, ti
     )
     summary = run_distill(config)
     assert summary.completed and summary.student_top1 is not None
-    assert summary.labelled_images == 6  # half of each class's 4 images
+    # half of each class's 4 images; a method with a validation split (DHO) holds some of them out
+    assert summary.labelled_images + summary.val_images == 6
+    assert summary.val_images == (0 if cls.default_val_fraction == 0 else round(cls.default_val_fraction * 6))
     unlabelled = 6 if cls.learns_from_unlabelled else 0
-    assert summary.unlabelled_images == unlabelled and summary.train_images == 6 + unlabelled
+    assert summary.unlabelled_images == unlabelled
+    assert summary.train_images == summary.labelled_images + unlabelled
     two_stage = "teacher" in cls.requirements({})
     assert (method_runs / name / "stage1").exists() == two_stage
     lines = [m for m in read_metrics(method_runs / name) if m.stage == 2]

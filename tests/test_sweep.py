@@ -84,7 +84,7 @@ def swept(sweep_env):
 def test_sweep_distills_every_student_with_one_teacher(swept):
     out, result = swept
     state = SweepState.read(out)
-    assert list(state.students) == list(STUDENTS_ALL)
+    assert list(state.students) == [f"{s}-dait_f" for s in STUDENTS_ALL]  # keyed by run folder
     summaries = [RunSummary.read(out / "runs" / f"{s}-dait_f") for s in STUDENTS_ALL]
     # the first student trains the stage-1 teacher, the others reuse it from the shared cache
     assert [s.teacher_reused for s in summaries] == [False] + [True] * (len(STUDENTS_ALL) - 1)
@@ -93,7 +93,8 @@ def test_sweep_distills_every_student_with_one_teacher(swept):
     for student, summary in zip(STUDENTS_ALL, summaries, strict=True):
         run = out / "runs" / f"{student}-dait_f"
         assert summary.student == student and summary.student_top1 is not None
-        assert state.students[student].profiled == ["x86-ort-cpu-int8"] and state.students[student].exported
+        progress = state.students[f"{student}-dait_f"]
+        assert progress.profiled == ["x86-ort-cpu-int8"] and progress.exported and progress.method == "dait_f"
         assert ExportSummary.read(run / "export").formats() == {"onnx-fp32", "onnx-int8-u8s8"}
         rows = ProfileResult.read(run / "profile" / "x86-ort-cpu-int8.json").rows
         assert {r.format for r in rows} == {"onnx-fp32", "onnx-int8-u8s8"}

@@ -62,17 +62,29 @@ def evenly_spread(samples: Sequence[Sample], limit: int) -> list[Sample]:
 def held_out_indices(
     samples: Sequence[Sample], indices: Sequence[int], fraction: float, seed: int
 ) -> list[int]:
-    """A validation split of `indices` (positions in `samples`): round(fraction * n_c) of each class, seeded,
-    class-balanced, ascending. Every class keeps at least one image for training, so a class with a single
-    labelled image gives none (DHO's few-label settings)."""
+    """A validation split of `indices` (positions in `samples`), ascending: round(fraction * n) images in all,
+    class-balanced (each class floor(fraction * n_c), the remainder one per class in a seeded order of
+    classes), each class's picks seeded. Every class keeps at least one image for training, so in the
+    few-label settings (e.g. 3 labelled per class at 10%) some classes give one and a class with a single
+    labelled image gives none."""
     if fraction <= 0:
         return []
     by_class: dict[int, list[int]] = defaultdict(list)
     for i in indices:
         by_class[samples[i][1]].append(i)
+    room = {label: len(members) - 1 for label, members in by_class.items()}  # one stays for training
+    quota = {label: min(room[label], math.floor(fraction * len(m))) for label, m in by_class.items()}
+    remaining = math.floor(fraction * len(indices) + 0.5) - sum(quota.values())
+    order = sorted(by_class)
+    random.Random(f"{seed}:val-order").shuffle(order)
+    for label in order:
+        if remaining <= 0:
+            break
+        if quota[label] < room[label]:
+            quota[label] += 1
+            remaining -= 1
     chosen: list[int] = []
     for label, members in sorted(by_class.items()):
-        k = min(len(members) - 1, math.floor(fraction * len(members) + 0.5))
-        if k > 0:
-            chosen.extend(random.Random(f"{seed}:val:{label}").sample(sorted(members), k))
+        if quota[label] > 0:
+            chosen.extend(random.Random(f"{seed}:val:{label}").sample(sorted(members), quota[label]))
     return sorted(chosen)

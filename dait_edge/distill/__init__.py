@@ -79,8 +79,8 @@ class _Run:
                 f"{config.method} trains no intermediate teacher (it has one stage: the student); run stage 2.",
                 setting="stages",
             )
-        self.task_teacher, self.task_teacher_name = (
-            _task_teacher_source(config) if "task_teacher" in self.requirements else (None, None)
+        self.task_teacher, self.task_teacher_name, self.task_teacher_head = (
+            _task_teacher_source(config) if "task_teacher" in self.requirements else (None, None, None)
         )
         self.spec: DatasetSpec = load_dataset(config.dataset, config.data_root)
         # One index space for the whole training split: view seeds and cached embeddings are keyed by it.
@@ -429,9 +429,10 @@ def method_options(config: DistillConfig) -> dict:
     return {"sia_weight": config.sia_weight, "kd_teacher": config.kd_teacher, **config.extra}
 
 
-def _task_teacher_source(config: DistillConfig) -> tuple[Path, str]:
-    """--kd-teacher RUN or FILE: the weights of a model fine-tuned on the task and the model's name (from
-    the run's summary, else from the file's metadata); checked before any work."""
+def _task_teacher_source(config: DistillConfig) -> tuple[Path, str, str]:
+    """--kd-teacher RUN or FILE: the weights of a model fine-tuned on the task, the model's name and its
+    head ("linear", or "dual" for a DHO student) from the run's summary, else from the file's metadata;
+    checked before any work."""
     from dait_edge.models.weights import weights_metadata
 
     path = Path(config.kd_teacher)
@@ -448,20 +449,22 @@ def _task_teacher_source(config: DistillConfig) -> tuple[Path, str]:
             raise UserError(
                 f"run {path} holds no trained student to teach with; finish it first.", setting="kd_teacher"
             )
-        return found, summary.student
+        return found, summary.student, summary.student_head
     if not path.is_file():
         raise UserError(
             f"KD teacher {path} does not exist; pass vlm, a run directory or a student checkpoint"
             " (e.g. from `dait-edge distill --method none --student resnet152`).",
             setting="kd_teacher",
         )
-    name = weights_metadata(path).get("model")
-    if not name:
+    metadata = weights_metadata(path)
+    if not metadata.get("model"):
         raise UserError(
             f"KD teacher {path} does not say which model it holds; pass the run directory it came from.",
             setting="kd_teacher",
         )
-    return path, name
+    method = metadata.get("method")
+    head = METHODS.get(method).student_head if method in METHODS else "linear"
+    return path, metadata["model"], head
 
 
 def vlm_dtype_for(device: torch.device) -> torch.dtype:
@@ -671,8 +674,23 @@ def _load_teacher(run: _Run, path: Path, name: str | None = None, setting: str =
 
 
 def _load_task_teacher(run: _Run):
-    """KD's / RKD's teacher fine-tuned on the task (`--kd-teacher`)."""
-    return _load_teacher(run, run.task_teacher, run.task_teacher_name, setting="kd_teacher")
+    """KD's / RKD's teacher fine-tuned on the task (`--kd-teacher`). A DHO student teaches with its combined
+    prediction (log p: valid logits) and its pooled features."""
+    if run.task_teacher_head != "dual":
+        return _load_teacher(run, run.task_teacher, run.task_teacher_name, setting="kd_teacher")
+    from dait_edge.models.dual_head import DualHeadClassifier
+    from dait_edge.models.weights import load_state_dict_file
+
+    head = load_state_dict_file(run.task_teacher, role="teacher").get("head_kd.weight")
+    if head is not None and head.shape[0] != run.spec.num_classes:
+        raise UserError(
+            f"teacher checkpoint {run.task_teacher} classifies {head.shape[0]} classes but {run.config.dataset}"
+            f" has {run.spec.num_classes}; pass a teacher trained on this dataset.",
+            setting="kd_teacher",
+        )
+    return DualHeadClassifier.from_file(
+        run.task_teacher_name, run.spec.num_classes, run.task_teacher, setting="kd_teacher"
+    )
 
 
 def _stage2(run: _Run, summary: RunSummary, teacher_path: Path | None, stop_after: int | None) -> bool:
@@ -767,7 +785,13 @@ def _calibrate(run: _Run, method, files: StageFiles, metadata: dict, result) -> 
             if not settings:
                 continue
             save_weights(path, student, {**metadata, **weights_metadata(path)})
-            scores = evaluate(student, test, device=run.device, dist_info=DistInfo())
+            scores = evaluate(
+                student,
+                test,
+                device=run.device,
+                dist_info=DistInfo(),
+                autocast_dtype=autocast_dtype_for(run.device),  # as every epoch's top-1 is measured
+            )
             if is_last:
                 chosen, last = settings, scores
             else:

@@ -109,14 +109,24 @@ def quantize_int8(
 
 
 def float_only_nodes(path: str | Path) -> list[str]:
-    """Nodes int8 must leave in float: DHO's head combination (log-softmaxes, logaddexp), whose log-domain
-    values an 8-bit grid would flatten."""
+    """Nodes int8 must leave in float: DHO's head combination (log-softmaxes, log-sum-exp), whose log-domain
+    values an 8-bit grid would flatten. Found by structure, whatever the exporter named them: every node
+    between the graph output and the last linear layers, when that stretch holds a LogSoftmax (a plain
+    classifier's output comes straight from its Gemm: nothing is kept)."""
     import onnx
 
-    from dait_edge.models.dual_head import COMBINE_SCOPE
-
     graph = onnx.load(str(path), load_external_data=False).graph
-    return [node.name for node in graph.node if node.name.startswith(COMBINE_SCOPE)]
+    producers = {output: node for node in graph.node for output in node.output}
+    tail, stack = {}, [output.name for output in graph.output]
+    while stack:
+        node = producers.get(stack.pop())
+        if node is None or node.op_type in ("Gemm", "MatMul", "Conv") or node.name in tail:
+            continue
+        tail[node.name] = node
+        stack.extend(node.input)
+    if not any(node.op_type == "LogSoftmax" for node in tail.values()):
+        return []
+    return [node.name for node in graph.node if node.name in tail]
 
 
 def graph_stats(path: str | Path) -> dict[str, Any]:

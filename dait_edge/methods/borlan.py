@@ -53,18 +53,19 @@ class LanguageGaussianAlignment(Distiller):
     def forward(self, batch: Batch, step: Step) -> dict[str, torch.Tensor]:
         out = self.student.forward_all(batch.images)
         logits, labels = out["logits"], batch.labels
-        with torch.autocast(logits.device.type, enabled=False):
-            q = F.normalize(self.projection(out["pooled"]).float(), dim=-1, eps=1e-10)
-        mean, var = self.vlm.text_mean.float(), self.vlm.text_var.float()
         labelled = labels >= 0
-        zero = logits.new_zeros((), dtype=torch.float32) + 0.0 * q.sum()
-        loss_align = zero
-        if labelled.any():
-            loss_align = borlan_alignment(q[labelled], mean, var, labels[labelled], self.temperature)
-        loss_pseudo = zero
-        if (~labelled).any():
-            pseudo = logits[~labelled].detach().argmax(dim=-1)
-            loss_pseudo = borlan_alignment(q[~labelled], mean, var, pseudo, self.temperature)
+        # fp32 throughout: the variance term (~0.01) is below bf16's spacing at logits of ~14
+        with torch.autocast(logits.device.type, enabled=False):
+            q = F.normalize(self.projection(out["pooled"].float()), dim=-1, eps=1e-10)
+            mean, var = self.vlm.text_mean.float(), self.vlm.text_var.float()
+            zero = q.new_zeros(()) + 0.0 * q.sum()
+            loss_align = zero
+            if labelled.any():
+                loss_align = borlan_alignment(q[labelled], mean, var, labels[labelled], self.temperature)
+            loss_pseudo = zero
+            if (~labelled).any():
+                pseudo = logits[~labelled].detach().argmax(dim=-1)
+                loss_pseudo = borlan_alignment(q[~labelled], mean, var, pseudo, self.temperature)
         loss_ce = self.ce(logits, labels)
         loss = loss_ce + loss_align + loss_pseudo
         return {

@@ -35,15 +35,18 @@ class SentenceDistillation(Distiller):
     def forward(self, batch: Batch, step: Step) -> dict[str, torch.Tensor]:
         out = self.student.forward_all(batch.images)
         logits, labels = out["logits"], batch.labels
-        if not self.distils(step.alpha):
-            return self.labels_only(logits, labels)
-        loss_kd = kd_loss(logits, self.vlm.zero_shot_logits(batch), tau=self.context_tau)
+        # the KD term weighs (1 - alpha): at alpha = 1 the VLM's image tower is skipped; the text term stays
+        loss_kd = logits.new_zeros((), dtype=torch.float32)
+        if self.distils(step.alpha):
+            loss_kd = kd_loss(logits, self.vlm.zero_shot_logits(batch), tau=self.context_tau)
         labelled = labels >= 0
-        embedding = F.normalize(self.projection(out["pooled"][labelled]).float(), dim=-1, eps=1e-10)
-        text = self.vlm.text_embeddings[labels[labelled]].float()
+        # projected for every sample and masked, so the projection is in the graph even in a batch without
+        # labels (DDP expects a gradient for every trainable parameter)
+        embedding = F.normalize(self.projection(out["pooled"]).float(), dim=-1, eps=1e-10)
+        text = self.vlm.text_embeddings[labels.clamp(min=0)].float()
         cosine = (embedding * text).sum(dim=-1)
-        # the mean over labelled samples; 0 with a gradient path when the batch has none
-        loss_text = (1.0 - cosine).sum() / labelled.sum().clamp(min=1)
+        # the mean over labelled samples; 0 when the batch has none
+        loss_text = ((1.0 - cosine) * labelled).sum() / labelled.sum().clamp(min=1)
         loss_ce = self.ce(logits, labels)
         loss = step.alpha * loss_ce + (1.0 - step.alpha) * loss_kd + self.text_weight * loss_text
         return {

@@ -72,7 +72,9 @@ class DualHeadClassifier(ClassifierWithFeatures):
         return self.combine(*self.heads(pooled))
 
     @classmethod
-    def from_file(cls, name: str, num_classes: int, path: str | os.PathLike) -> DualHeadClassifier:
+    def from_file(
+        cls, name: str, num_classes: int, path: str | os.PathLike, setting: str = "checkpoint"
+    ) -> DualHeadClassifier:
         """A trained DHO student from its weights file (both heads and the chosen (a, b))."""
         from dait_edge.errors import UserError
         from dait_edge.models.factory import build_model
@@ -85,9 +87,9 @@ class DualHeadClassifier(ClassifierWithFeatures):
             keys = [*missing, *unexpected]
             raise UserError(
                 f"weights file {path} is not a dual-head (DHO) {name}: {len(missing)} missing and"
-                f" {len(unexpected)} unexpected tensors (e.g. {', '.join(keys[:2])}); export the run that"
-                " wrote it.",
-                setting="checkpoint",
+                f" {len(unexpected)} unexpected tensors (e.g. {', '.join(keys[:2])}); pass the file a DHO run"
+                " wrote.",
+                setting=setting,
             )
         return model
 

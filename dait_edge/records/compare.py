@@ -38,6 +38,7 @@ class ComparisonTable(Record):
     labelled_fraction: float
     students: list[str]
     rows: list[ComparisonRow]
+    unlabelled: bool = True  # the images outside the labelled fraction were trained on (no --no-unlabelled)
 
 
 @dataclass
@@ -52,3 +53,4 @@ class Comparison(Record):
     tables: list[ComparisonTable]
     created: str
     note: str = ""
+    warnings: list[str] = field(default_factory=list)  # runs of one table that differ in more than seed

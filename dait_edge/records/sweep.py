@@ -29,7 +29,7 @@ class SweepState(Record):
     FIX = "use a new sweep folder, or delete this one to start over"
 
     recipe: dict[str, Any]  # the distill settings every run of the sweep shares
-    students: dict[str, StudentProgress]
+    students: dict[str, StudentProgress]  # by run folder name, <student>-<method>
     profiles: list[str]
     formats: list[str]
     created: str

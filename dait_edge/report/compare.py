@@ -78,11 +78,35 @@ def find_runs(sources: list[str | Path]) -> tuple[list[tuple[Path, RunSummary]],
     return runs, notes
 
 
-def _seed(run_dir: Path, summary: RunSummary) -> int | None:
-    if summary.seed is not None:
-        return summary.seed
+# Settings that may differ between the runs of one table: what the table's rows and columns vary, where
+# files go, and how fast it ran. Any other difference makes the comparison unfair and is warned about.
+PER_RUN = frozenset(
+    {
+        "student",
+        "student_weights",
+        "method",
+        "kd_teacher",
+        "seed",
+        "out",
+        "device",
+        "workers",
+        "progress",
+        "teacher_cache",
+        "cache_dir",
+        "vlm_views",
+        "val_fraction",
+        "extra",
+    }
+)
+
+
+def _recipe(run_dir: Path) -> dict:
     manifest = RunManifest.read_if_present(run_dir)
-    return manifest.config.seed if manifest else None
+    return manifest.config.to_dict() if manifest else {}
+
+
+def _seed(summary: RunSummary, recipe: dict) -> int | None:
+    return summary.seed if summary.seed is not None else recipe.get("seed")
 
 
 def _row_label(summary: RunSummary) -> tuple[str, str]:
@@ -109,35 +133,55 @@ def _order(label: str) -> tuple[int, str]:
 
 
 def build_comparison(runs: list[tuple[Path, RunSummary]], sources: list[str], note: str = "") -> Comparison:
-    groups: dict[tuple[str, float], dict] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
+    groups: dict[tuple, dict] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
     teachers: dict[tuple, str] = {}
     seconds: dict[tuple, list[float]] = defaultdict(list)
+    recipes: dict[tuple, list[dict]] = defaultdict(list)
     for run_dir, summary in runs:
-        table_key = (summary.dataset, float(summary.labelled_fraction))
+        recipe = _recipe(run_dir)
+        fraction = float(summary.labelled_fraction)
+        # --no-unlabelled changes what a semi-supervised run learns from: its own table
+        unlabelled = fraction >= 1 or bool(recipe.get("train_unlabelled", True))
+        table_key = (summary.dataset, fraction, unlabelled)
         label, teacher = _row_label(summary)
         groups[table_key][label][summary.student].append(
-            (_seed(run_dir, summary), summary.student_top1, run_dir)
+            (_seed(summary, recipe), summary.student_top1, run_dir)
         )
         teachers[(*table_key, label)] = teacher
         seconds[(*table_key, label)].append(_seconds(summary))
+        recipes[table_key].append({k: v for k, v in recipe.items() if k not in PER_RUN})
 
-    tables = []
-    for (dataset, fraction), by_label in sorted(groups.items(), key=lambda item: (item[0][0], -item[0][1])):
+    tables, warnings = [], []
+    ordered = sorted(groups.items(), key=lambda item: (item[0][0], -item[0][1], not item[0][2]))
+    for (dataset, fraction, unlabelled), by_label in ordered:
+        table = ComparisonTable(dataset, fraction, [], [], unlabelled)
+        recipes_here = recipes[(dataset, fraction, unlabelled)]
+        differing = sorted(k for k in {k for r in recipes_here for k in r} if not _same(recipes_here, k))
+        if differing:
+            warnings.append(
+                f"{table_title(table)}: its runs differ in {', '.join(differing)}; compare runs of one recipe"
+                " (as a sweep makes them)"
+            )
         students = sorted({student for cells in by_label.values() for student in cells})
         rows = []
         for label in sorted(by_label, key=_order):
             cells = {}
             for student, entries in sorted(by_label[label].items()):
                 entries.sort(key=lambda e: (e[0] is None, e[0] or 0, str(e[2])))
+                seeds = [e[0] for e in entries if e[0] is not None]
+                if len(set(seeds)) < len(seeds):
+                    warnings.append(
+                        f"{table_title(table)}: {label} on {student} has several runs of one seed"
+                    )
                 values = [e[1] for e in entries]
                 cells[student] = ComparisonCell(
                     mean=round(statistics.fmean(values), 4),
                     std=round(statistics.stdev(values), 4) if len(values) > 1 else None,
                     runs=len(values),
-                    seeds=[e[0] for e in entries if e[0] is not None],
+                    seeds=seeds,
                     run_dirs=[str(e[2]) for e in entries],
                 )
-            key = (dataset, fraction, label)
+            key = (dataset, fraction, unlabelled, label)
             rows.append(
                 ComparisonRow(
                     method=label.split(" ")[0],
@@ -152,24 +196,30 @@ def build_comparison(runs: list[tuple[Path, RunSummary]], sources: list[str], no
             for row in rows:
                 if student in row.cells and math.isclose(row.cells[student].mean, max(means)):
                     row.cells[student].best = True
-        tables.append(
-            ComparisonTable(dataset=dataset, labelled_fraction=fraction, students=students, rows=rows)
-        )
+        table.students, table.rows = students, rows
+        tables.append(table)
     return Comparison(
         sources=[str(s) for s in sources],
         runs=len(runs),
         tables=tables,
         created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         note=note,
+        warnings=warnings,
     )
+
+
+def _same(recipes: list[dict], key: str) -> bool:
+    return all(r.get(key) == recipes[0].get(key) for r in recipes)
 
 
 # ------------------------------------------------------------------------------------- rendering
 
 
 def table_title(table: ComparisonTable) -> str:
-    labels = "all labelled" if table.labelled_fraction >= 1 else f"{table.labelled_fraction:.0%} labelled"
-    return f"{table.dataset}, {labels}"
+    if table.labelled_fraction >= 1:
+        return f"{table.dataset}, all labelled"
+    rest = "" if table.unlabelled else " (the rest not trained on)"
+    return f"{table.dataset}, {table.labelled_fraction:.0%} labelled{rest}"
 
 
 def cell_text(cell: ComparisonCell | None, bold: str = "**") -> str:
@@ -194,6 +244,7 @@ def markdown(comparison: Comparison, figure_name: str | None = FILES["figure"]) 
     )
     if comparison.note:
         lines += ["", f"> {comparison.note}"]
+    lines += [f"\nWarning: {warning}." for warning in comparison.warnings]
     for table in comparison.tables:
         lines += ["", f"## {table_title(table)}", ""]
         lines.append("| method | teacher | train s | " + " | ".join(table.students) + " |")
@@ -305,4 +356,6 @@ def compare_runs(
     for line in notes:
         log(line)
     comparison = build_comparison(runs, [str(s) for s in sources], note)
+    for warning in comparison.warnings:
+        log(f"warning: {warning}")
     return comparison, write_comparison(comparison, out_dir)

@@ -80,7 +80,8 @@ def _check_or_start(out_dir: Path, state: SweepState) -> SweepState:
     )
     state.profiles = list(dict.fromkeys([*previous.profiles, *state.profiles]))
     state.formats = list(dict.fromkeys([*previous.formats, *state.formats]))
-    state.students = {**previous.students, **state.students}
+    # entries are keyed by run folder (older sweeps keyed them by student alone)
+    state.students = {Path(e.run_dir).name: e for e in previous.students.values()} | state.students
     return state
 
 
@@ -182,8 +183,7 @@ def run_sweep(
     for index, (method, student) in enumerate(matrix, 1):
         tag = f"[{index}/{len(matrix)} {student} {method}]"
         run_dir = runs_root / f"{student}-{method}"
-        key = student if len(methods) == 1 else run_dir.name  # one method: keyed as before
-        entry = state.students.setdefault(key, StudentProgress(run_dir=str(run_dir), method=method))
+        entry = state.students.setdefault(run_dir.name, StudentProgress(run_dir=str(run_dir), method=method))
         config = dataclasses.replace(
             base, student=student, method=method, out=str(run_dir), teacher_cache=str(runs_root / "teachers")
         )

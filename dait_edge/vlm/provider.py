@@ -40,7 +40,9 @@ class VLMProvider(nn.Module):
     def zero_shot_logits(self, batch) -> torch.Tensor:
         """(B, C) fp32: the VLM's zero-shot logits 100 v T^T, the teacher of KD, RISE and DHO."""
         image = self.image_embeddings(batch).float()
-        return ZERO_SHOT_SCALE * image @ self.text_embeddings.float().t()
+        # fp32 even under autocast: at scale 100, bf16 would round logits near 30 to steps of 0.125-0.25
+        with torch.autocast(image.device.type, enabled=False):
+            return ZERO_SHOT_SCALE * image @ self.text_embeddings.float().t()
 
     def image_embeddings(self, batch) -> torch.Tensor:
         """(B, E) fp32, L2-normalised: the VLM's embedding of each sample's view in `batch` (a Batch)."""
