@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from dait_edge.cli import cli
-from dait_edge.records import ExportSummary, ProfileResult, Report, Sidecar
+from dait_edge.records import Comparison, ExportSummary, ProfileResult, Report, Sidecar
 from dait_edge.sweep import all_students
 
 
@@ -137,3 +137,11 @@ def test_demo_runs_offline_at_a_small_scale_and_reports(tmp_path):
     }
     # fp32 is the only candidate on the fp32 profile, and it is what the chosen artifact is judged against
     assert all(e.chosen_format == "onnx-fp32" for e in best if e.profile == "x86-ort-cpu-fp32")
+
+    # the method comparison on one student, with the note that synthetic data proves the chain only
+    comparison = Comparison.read(out / "compare")
+    assert "not which method is better" in comparison.note
+    rows = {(t.labelled_fraction, r.label) for t in comparison.tables for r in t.rows}
+    assert rows == {(1.0, "none"), (1.0, "kd (T: VLM)"), (1.0, "dait_f"), (0.3, "none"), (0.3, "dho")}
+    assert all(t.students == ["shufflenet_v2_x1_0"] for t in comparison.tables)
+    assert "| dho | VLM dait_demo_clip |" in result.stderr  # the table is printed

@@ -44,8 +44,9 @@ def command(out_dir, fresh, images_per_class, epochs, as_json):
     zero-shot accuracy. Then, as `dait-edge sweep --students all` does: distils every registered
     student (the stage-1 teacher trained once, shared), exports each to ONNX fp32 / fp16 / int8 u8s8,
     profiles them on x86-ort-cpu-fp32 and x86-ort-cpu-int8 at batch 1 with top-1 on the test split,
-    and writes the report (report.md, pareto.png, report.html, ...) into OUT/report/. About 4 minutes
-    on 2 CPU cores; a second run reuses what is finished. Nothing is downloaded. Figures come from
+    compares methods on ShuffleNet-V2 (none, kd with the VLM teacher, dait_f; none and dho at 30%
+    labelled: OUT/compare/), and writes the report (report.md, pareto.png, report.html, ...) into
+    OUT/report/. About 5 minutes on 2 CPU cores; a second run reuses what is finished. Nothing is downloaded. Figures come from
     synthetic data and random initialisation: they show the chain works, not how well a real model
     does.
 

@@ -304,6 +304,8 @@ def plot(comparison: Comparison) -> bytes:
     from matplotlib.figure import Figure
 
     tables = comparison.tables
+    labels = list(dict.fromkeys(row.label for table in tables for row in table.rows))
+    colours = {label: f"C{i % 10}" for i, label in enumerate(labels)}  # one colour per method everywhere
     figure = Figure(
         figsize=(max(6.4, 1.8 * max(len(t.students) for t in tables) + 3), 4.2 * len(tables)),
         dpi=100,
@@ -320,14 +322,15 @@ def plot(comparison: Comparison) -> bytes:
                 if s in row.cells
             ]
             cells = [row.cells[s] for s in table.students if s in row.cells]
+            spread = [c.std for c in cells] if any(c.std for c in cells) else None
             ax.bar(
                 xs,
                 [c.mean for c in cells],
                 width,
-                yerr=[c.std or 0.0 for c in cells],
+                yerr=None if spread is None else [v or 0.0 for v in spread],
                 capsize=2,
                 label=row.label,
-                color=f"C{r % 10}",
+                color=colours[row.label],
             )
         ax.set_xticks(range(len(table.students)), table.students)
         ax.set_ylabel("test top-1 (%)")
