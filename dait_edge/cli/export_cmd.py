@@ -5,8 +5,15 @@ from __future__ import annotations
 import json
 
 import click
+from click.core import ParameterSource
 
-from dait_edge.cli.options import calib_samples_option, formats_option, json_option, parity_samples_option
+from dait_edge.cli.options import (
+    calib_samples_option,
+    formats_option,
+    json_option,
+    max_top1_drop_option,
+    parity_samples_option,
+)
 from dait_edge.records import ExportSummary
 
 
@@ -30,11 +37,49 @@ from dait_edge.records import ExportSummary
 )
 @calib_samples_option
 @parity_samples_option
+@max_top1_drop_option
+@click.option(
+    "--calibration",
+    type=click.Choice(["minmax", "entropy", "percentile", "search"]),
+    help="int8 calibration: minmax, entropy, percentile (the recipe's percentile), or search (tries each on"
+    " the validation images, keeps the most accurate). Default: the recipe's [accuracy] table (minmax).",
+)
+@click.option(
+    "--max-fallback-nodes",
+    type=click.IntRange(min=0),
+    help="Most nodes int8 may return to float to meet --max-top1-drop (default: 20% of the quantisable"
+    " nodes; 0: plain int8, the budget only checked).",
+)
+@click.option(
+    "--val-samples",
+    default=500,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Training images (not calibration ones) the int8 budget is checked on when the run kept no"
+    " validation split of its own (distill --val-fraction). Never the test split.",
+)
 @click.option("--data-root", help="Dataset folder, when it moved since the run (default: the run's).")
 @click.option("--opset", type=click.IntRange(min=13), help="ONNX opset (default: the recipe's, 18).")
 @json_option
+@click.pass_context
 def command(
-    run, fp16, int8, trt, formats, out, checkpoint, calib_samples, parity_samples, data_root, opset, as_json
+    ctx,
+    run,
+    fp16,
+    int8,
+    trt,
+    formats,
+    out,
+    checkpoint,
+    calib_samples,
+    parity_samples,
+    max_top1_drop,
+    calibration,
+    max_fallback_nodes,
+    val_samples,
+    data_root,
+    opset,
+    as_json,
 ):
     """Export a distilled student and check every artifact against PyTorch.
 
@@ -42,11 +87,23 @@ def command(
     Each artifact gets a sidecar JSON (classes, input size, mean/std, interpolation, precision,
     parity) and OUT/summary.json lists them with sizes, parity and measured CPU speed.
 
+    int8 keeps its accuracy: top-1 of fp32 and int8 is measured on validation images (the run's
+    validation split, else training images the calibration did not use; never the test split);
+    if int8 loses more than --max-top1-drop points, the layers it damages most (ranked by the
+    SQNR of their quantised outputs, as ONNX Runtime's qdq_loss_debug compares them) go back to
+    float a few at a time until the budget holds or --max-fallback-nodes is reached. What happened
+    is in the sidecar and summary.json; every int8 artifact gets a per-layer error table beside it
+    (ARTIFACT.layers.csv).
+
     \b
       dait-edge export runs/cub-mobilenetv2-dait_f-... --fp16 --int8
+      dait-edge export RUN --int8 --max-top1-drop 0.5 --calibration search
       dait-edge export --formats onnx,onnx-int8-s8s8,trt-int8
     """
     from dait_edge.export.api import export_run
+
+    if ctx.get_parameter_source("max_top1_drop") == ParameterSource.DEFAULT:
+        max_top1_drop = None  # the recipe's [accuracy] budget
 
     log = (lambda msg: click.echo(msg, err=True)) if as_json else click.echo
     summary = export_run(
@@ -61,6 +118,10 @@ def command(
         parity_samples=parity_samples,
         data_root=data_root,
         opset=opset,
+        max_top1_drop=max_top1_drop,
+        calibration_method=calibration,
+        max_fallback_nodes=max_fallback_nodes,
+        val_samples=val_samples,
         log=log,
     )
     if as_json:
@@ -78,6 +139,19 @@ def _describe(summary: ExportSummary) -> str:
             below = "" if p.passed else f" (BELOW {p.threshold}%)"
             check = f"  agreement {p.agreement:.1f}% on {p.samples} {p.data}{below}"
         lines.append(f"  {a.format:<16} {a.size_mb:8.2f} MB  {a.path}{check}")
+        if a.accuracy is not None:
+            lines.append(f"  {'':<16} {_describe_accuracy(a.accuracy)}")
     lines += [f"  {note}" for note in summary.performance]
     lines += [f"  {note}" for note in summary.skipped]
     return "\n".join(lines)
+
+
+def _describe_accuracy(accuracy) -> str:
+    if not accuracy.checked:
+        return f"int8 budget not checked: {accuracy.reason}; per-layer errors in {accuracy.layers_csv}"
+    verdict = "met" if accuracy.budget_met else "NOT met"
+    return (
+        f"validation top-1 {accuracy.val_top1:.2f}% vs fp32 {accuracy.fp32_val_top1:.2f}% on {accuracy.val_images}"
+        f" {accuracy.val_source} images (plain int8 {accuracy.plain_val_top1:.2f}%); {len(accuracy.nodes_in_float)}"
+        f" node(s) in float; {accuracy.budget:g}-point budget {verdict}; calibration {accuracy.calibration}"
+    )

@@ -190,7 +190,9 @@ def max_top1_drop_option(func):
         default=1.0,
         show_default=True,
         type=click.FloatRange(min=0),
-        help="Accuracy budget of the best-artifact choice: top-1 points an artifact may lose against fp32.",
+        help="Accuracy budget: the top-1 points an artifact may lose against fp32 (report, sweep: which"
+        " artifact may be chosen; export: int8 returns its most damaged layers to float until it holds on"
+        " validation images, default from the recipe's [accuracy] table).",
     )(func)
 
 

@@ -88,3 +88,22 @@ def held_out_indices(
         if quota[label] > 0:
             chosen.extend(random.Random(f"{seed}:val:{label}").sample(sorted(members), quota[label]))
     return sorted(chosen)
+
+
+def balanced_subset(samples: Sequence[Sample], indices: Sequence[int], limit: int, seed: int) -> list[int]:
+    """At most `limit` of `indices`, class-balanced (classes take turns, each in a seeded order), ascending:
+    validation images drawn from the training split when a run kept none apart."""
+    by_class: dict[int, list[int]] = defaultdict(list)
+    for i in indices:
+        by_class[samples[i][1]].append(i)
+    queues = []
+    for label, members in sorted(by_class.items()):
+        members = sorted(members)
+        random.Random(f"{seed}:subset:{label}").shuffle(members)
+        queues.append(members)
+    chosen: list[int] = []
+    while len(chosen) < limit and any(queues):
+        for queue in queues:
+            if queue and len(chosen) < limit:
+                chosen.append(queue.pop())
+    return sorted(chosen)

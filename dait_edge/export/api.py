@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -209,13 +209,29 @@ def export_run(
     opset: int | None = None,
     runs_root: str | Path = "runs",
     measure_speed: bool = True,
+    max_top1_drop: float | None = None,
+    calibration_method: str | None = None,
+    max_fallback_nodes: int | None = None,
+    val_samples: int = 500,
     log=print,
 ) -> ExportSummary:
-    """Export one run's student; returns the export summary (also written to OUT/summary.json)."""
+    """Export one run's student; returns the export summary (also written to OUT/summary.json).
+
+    int8 artifacts keep their accuracy: `max_top1_drop` (None: the recipe's [accuracy] value) is the top-1
+    budget on validation images, `calibration_method` minmax / entropy / percentile / search (None: the
+    recipe's), `max_fallback_nodes` the most nodes returned to float (None: 20% of the quantisable ones)."""
     from dait_edge.export import parity as P
+    from dait_edge.export.int8_search import check_settings
 
     requested = expand_formats(formats, fp16=fp16, int8=int8, trt=trt)
     recipes, wanted = plan_recipes(requested)
+    for recipe in recipes:  # bad settings fail before anything is built
+        if recipe.precision == "int8" and recipe.kind == "onnx":
+            check_settings(*_accuracy_settings(recipe, max_top1_drop, calibration_method)[::-1])
+    if max_fallback_nodes is not None and max_fallback_nodes < 0:
+        raise UserError(
+            f"max fallback nodes must be 0 or more, not {max_fallback_nodes}.", setting="max_fallback_nodes"
+        )
     if opset is not None:
         for r in recipes:
             r.opset = opset
@@ -233,12 +249,24 @@ def export_run(
         log(f"parity: {test.note}")
     reference = P.torch_logits(model, test.images)
     calibration = None
+    search = None
     if any(r.precision == "int8" and r.kind == "onnx" for r in recipes):
         calibration = P.load_images(
             info.dataset, info.data_root, "train", calib_samples, info.data_config, seed=1
         )
         if calibration.note:
             log(f"calibration: {calibration.note}")
+        search = _Int8Search(
+            validation=P.validation_images(info, calib_samples, val_samples),
+            num_classes=info.summary.num_classes,
+            budget=max_top1_drop,
+            method=calibration_method,
+            max_fallback=max_fallback_nodes,
+            test=test,
+            measure_speed=measure_speed,
+            input_size=input_size,
+            log=log,
+        )
 
     built = _Built()
     temps: list[Path] = []
@@ -256,10 +284,11 @@ def export_run(
             if recipe.name in wanted:
                 # An older artifact of this format must not pass for the new one while this one is built.
                 Sidecar.path_for(final).unlink(missing_ok=True)
+                final.with_suffix(LAYERS_SUFFIX).unlink(missing_ok=True)
                 final.unlink(missing_ok=True)
             tmp = temp_path_beside(final)
             temps.append(tmp)
-            _build_onnx(recipe, model, tmp, built, input_size, calibration)
+            accuracy = _build_onnx(recipe, model, tmp, built, input_size, calibration, search, temps)
             result = P.ort_logits(tmp, test.images)
             check = P.compare(reference, result, test, recipe.threshold)
             if not check.passed and recipe.parity_fatal:
@@ -278,10 +307,14 @@ def export_run(
             os.replace(tmp, final)
             temps.remove(tmp)
             built[recipe.name] = final
+            if accuracy is not None:
+                search.finish(accuracy, final, result, recipe.name)
             sidecar = _sidecar(recipe, info, check, "onnxruntime", opset=_onnx_opset(final))
-            sidecar.quantization = _quantization(recipe, final, calibration)
+            sidecar.quantization = _quantization(recipe, final, calibration, accuracy)
             sidecar.write_for(final)
-            artifacts.append(_entry(recipe, final, check))
+            entry = _entry(recipe, final, check)
+            entry.accuracy = accuracy.record if accuracy is not None else None
+            artifacts.append(entry)
             if not check.passed:
                 cost = ""
                 if check.top1_pytorch is not None:
@@ -327,7 +360,103 @@ class _Built(dict):
         self.prepared: dict[str, Path] = {}
 
 
-def _build_onnx(recipe: Recipe, model, tmp: Path, built: _Built, input_size, calibration) -> None:
+LAYERS_SUFFIX = ".layers.csv"  # the per-layer int8 error table beside an int8 artifact
+
+
+def _accuracy_settings(recipe: Recipe, budget: float | None, method: str | None) -> tuple[float, str]:
+    """(top-1 budget, calibration method): the call's, else the recipe's [accuracy] table, else 1.0 / minmax."""
+    table = recipe.accuracy
+    return (
+        float(budget if budget is not None else table.get("max_top1_drop", 1.0)),
+        str(method or table.get("calibration", "minmax")),
+    )
+
+
+@dataclass
+class _Int8Search:
+    """What every int8 recipe of one export is judged with, and the fp32 validation top-1 per source."""
+
+    validation: Any
+    num_classes: int
+    budget: float | None
+    method: str | None
+    max_fallback: int | None
+    test: Any
+    measure_speed: bool
+    input_size: list[int]
+    log: Any
+    fp32_top1: dict[str, float] = field(default_factory=dict)
+
+    def fp32(self, source: str, path: Path) -> float | None:
+        from dait_edge.export.int8_search import top1
+
+        if self.validation is None or self.validation.labels is None:
+            return None
+        if source not in self.fp32_top1:
+            self.fp32_top1[source] = top1(path, self.validation)
+        return self.fp32_top1[source]
+
+    def finish(self, accuracy: _Int8Built, final: Path, logits, name: str) -> None:
+        """Side by side with plain int8 (test top-1, latency), the layer table beside the artifact, a log."""
+        from dait_edge.export import parity as P
+        from dait_edge.export.int8_search import write_layer_table
+
+        record = accuracy.record
+        if accuracy.plain is not None:  # layers went back to float: measure plain int8 on the same images
+            record.plain_test_top1 = P._top1(P.ort_logits(accuracy.plain, self.test.images), self.test.labels)
+            if self.measure_speed:
+                record.plain_latency_ms = round(P.latency_ms(accuracy.plain, self.input_size), 3)
+        else:
+            record.plain_test_top1 = P._top1(logits, self.test.labels)
+        record.layers_csv = str(write_layer_table(final, accuracy.layers))
+        if record.checked:
+            verdict = "within" if record.budget_met else "OVER"
+            self.log(
+                f"{name}: validation top-1 {record.val_top1:.2f}% vs fp32 {record.fp32_val_top1:.2f}% (plain int8"
+                f" {record.plain_val_top1:.2f}%), {len(record.nodes_in_float)} node(s) in float; drop"
+                f" {record.drop:.2f} {verdict} the {record.budget:g}-point budget"
+            )
+
+
+@dataclass
+class _Int8Built:
+    record: Any  # Int8Accuracy
+    layers: list
+    plain: Path | None  # plain int8 (a temp file) when it differs from the artifact kept
+
+
+def _build_int8(
+    recipe: Recipe, tmp: Path, built: _Built, calibration, search: _Int8Search, temps
+) -> _Int8Built:
+    from dait_edge.export.int8_search import build_int8
+    from dait_edge.export.quantize import prepare_for_quantization
+
+    if recipe.source not in built.prepared:  # shared by the int8 variants of one source
+        prepared = temp_path_beside(tmp.parent / f"{recipe.source}-prepared.onnx")
+        built.prepared[recipe.source] = prepare_for_quantization(built[recipe.source], prepared)
+    budget, method = _accuracy_settings(recipe, search.budget, search.method)
+    plain = temp_path_beside(tmp.parent / f"{recipe.name}-plain.onnx")
+    temps.append(plain)
+    record, layers = build_int8(
+        built.prepared[recipe.source],
+        tmp,
+        calibration.images,
+        recipe.quantize,
+        validation=search.validation,
+        fp32_val_top1=search.fp32(recipe.source, built[recipe.source]),
+        num_classes=search.num_classes,
+        budget=budget,
+        method=method,
+        max_fallback=search.max_fallback,
+        plain_copy=plain,
+        log=search.log,
+    )
+    return _Int8Built(record, layers, plain if record.nodes_in_float else None)
+
+
+def _build_onnx(
+    recipe: Recipe, model, tmp: Path, built: _Built, input_size, calibration, search=None, temps=None
+) -> _Int8Built | None:
     if recipe.source is None:
         from dait_edge.export.onnx_export import export_onnx
 
@@ -349,14 +478,7 @@ def _build_onnx(recipe: Recipe, model, tmp: Path, built: _Built, input_size, cal
             keep_io_types=recipe.fp16.get("keep_io_types", True),
         )
     elif recipe.precision == "int8":
-        from dait_edge.export.quantize import prepare_for_quantization, quantize_int8
-
-        if recipe.source not in built.prepared:  # shared by the int8 variants of one source
-            prepared = temp_path_beside(tmp.parent / f"{recipe.source}-prepared.onnx")
-            built.prepared[recipe.source] = prepare_for_quantization(built[recipe.source], prepared)
-        quantize_int8(
-            built[recipe.source], tmp, calibration.images, recipe.quantize, built.prepared[recipe.source]
-        )
+        return _build_int8(recipe, tmp, built, calibration, search, temps if temps is not None else [])
     else:
         raise UserError(
             f"recipe {recipe.name}: an ONNX recipe converted from {recipe.source} must be fp16 or int8."
@@ -375,16 +497,22 @@ def _sidecar(recipe: Recipe, info: RunInfo, parity: Parity | None, runtime: str,
     )
 
 
-def _quantization(recipe: Recipe, path: Path, calibration) -> dict[str, Any] | None:
+def _quantization(recipe: Recipe, path: Path, calibration, accuracy=None) -> dict[str, Any] | None:
     if recipe.precision != "int8":
         return None
     from dait_edge.export.quantize import graph_stats
 
     stats = graph_stats(path)
+    settings = dict(recipe.quantize)
+    if accuracy is not None:
+        from dait_edge.export.quantize import CALIBRATION_METHODS
+
+        settings["calibrate_method"] = CALIBRATION_METHODS[accuracy.record.calibration]
     return {
-        **recipe.quantize,
+        **settings,
         "calibration": {"samples": int(len(calibration.images)), "data": calibration.source},
         "graph": {k: v for k, v in stats.items() if k != "ops"},
+        "accuracy": accuracy.record.to_dict() if accuracy is not None else None,
     }
 
 

@@ -16,6 +16,8 @@ from dait_edge.records import DataConfig, Parity
 
 TEST_SPLIT = "test split"
 RANDOM = "random"
+RUN_VALIDATION = "run validation split"
+TRAIN_NOT_CALIBRATION = "train split, not calibration"
 
 
 @dataclass
@@ -55,26 +57,70 @@ def load_images(
 
 
 def _dataset_images(dataset, data_root, split, limit, data_config: DataConfig) -> ImageBatch:
-    import torch
-
     from dait_edge.data import load_dataset
-    from dait_edge.data.images import ImageListDataset
     from dait_edge.data.splits import evenly_spread
-    from dait_edge.data.transforms import eval_transform_for
     from dait_edge.errors import UserError
 
     spec = load_dataset(dataset, data_root)
     samples = spec.split(split)
     if not samples:
         raise UserError(f"the {split} split of {data_root} is empty")
-    samples = evenly_spread(samples, limit)
-    data = ImageListDataset(samples, eval_transform_for(data_config), spec.crop_bottom)
+    return sample_images(evenly_spread(samples, limit), data_config, spec.crop_bottom, f"{split} split")
+
+
+def sample_images(samples, data_config: DataConfig, crop_bottom: int, source: str) -> ImageBatch:
+    """`samples` (path, label) preprocessed as the run's eval transform does it."""
+    import torch
+
+    from dait_edge.data.images import ImageListDataset
+    from dait_edge.data.transforms import eval_transform_for
+    from dait_edge.errors import UserError
+
+    data = ImageListDataset(samples, eval_transform_for(data_config), crop_bottom)
     try:
         images = torch.stack([data[i][0] for i in range(len(data))]).numpy()
     except OSError as err:
         raise UserError(f"cannot read an image: {err}") from err
     labels = np.array([label for _, label in samples], dtype=np.int64)
-    return ImageBatch(images.astype(np.float32), labels, f"{split} split")
+    return ImageBatch(images.astype(np.float32), labels, source)
+
+
+def validation_images(info, calib_samples: int, val_samples: int) -> ImageBatch | None:
+    """Images the int8 accuracy search may judge on, never the test split: the run's own validation split
+    (recomputed from its manifest: the same seeded, class-balanced hold-out distill made), else up to
+    `val_samples` training images the calibration did not use (class-balanced, seeded). None when the
+    dataset cannot be read."""
+    from dait_edge.data import load_dataset
+    from dait_edge.data.splits import balanced_subset, evenly_spread, held_out_indices, labelled_indices
+    from dait_edge.errors import UserError
+
+    if not (info.dataset and info.data_root):
+        return None
+    try:
+        spec = load_dataset(info.dataset, info.data_root)
+    except UserError:
+        return None
+    train = spec.split("train")
+    config = info.manifest.config if info.manifest else None
+    if info.summary.val_images and config is not None:
+        from dait_edge.methods import METHODS
+
+        fraction = config.val_fraction
+        if fraction is None:
+            fraction = METHODS.get(config.method).default_val_fraction if config.method in METHODS else 0.0
+        labelled = labelled_indices(train, config.labelled_fraction, config.seed)
+        held = held_out_indices(train, labelled, fraction, config.seed)
+        if held:
+            return sample_images([train[i] for i in held], info.data_config, spec.crop_bottom, RUN_VALIDATION)
+    calibration = {tuple(s) for s in evenly_spread(train, calib_samples)}
+    rest = [i for i, sample in enumerate(train) if tuple(sample) not in calibration]
+    seed = config.seed if config is not None else 0
+    chosen = balanced_subset(train, rest, val_samples, seed)
+    if not chosen:
+        return None
+    return sample_images(
+        [train[i] for i in chosen], info.data_config, spec.crop_bottom, TRAIN_NOT_CALIBRATION
+    )
 
 
 def torch_logits(model, images: np.ndarray, batch: int = 64) -> np.ndarray:

@@ -43,6 +43,10 @@ class ArrayCalibrationReader:
     def rewind(self) -> None:
         self._index = 0
 
+    def __iter__(self):  # qdq_loss_debug.collect_activations iterates the reader
+        self.rewind()
+        return iter(self.get_next, None)
+
 
 def prepare_for_quantization(src: str | Path, dst: str | Path) -> Path:
     """ORT's pre-processing (symbolic shape inference, BatchNorm and constant folding): it fills value_info so
@@ -53,15 +57,20 @@ def prepare_for_quantization(src: str | Path, dst: str | Path) -> Path:
     return Path(dst)
 
 
+CALIBRATION_METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
+
+
 def quantize_int8(
     src: str | Path,
     dst: str | Path,
     calibration: np.ndarray,
     options: dict[str, Any],
     prepared: str | Path | None = None,
+    exclude: list[str] | tuple[str, ...] = (),
 ) -> Path:
     """Quantise `src` statically into `dst`; `prepared` is `src` after `prepare_for_quantization`
-    (made here, in a temp folder, when not given)."""
+    (made here, in a temp folder, when not given). `exclude` names nodes of the prepared graph to keep in
+    float (the accuracy search's fallback)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     if len(calibration) == 0:
@@ -86,6 +95,7 @@ def quantize_int8(
     extra = {
         "ActivationSymmetric": bool(options.get("activation_symmetric", False)),
         "WeightSymmetric": bool(options.get("weight_symmetric", True)),
+        "CalibPercentile": float(options.get("percentile", 99.999)),
     }
     with tempfile.TemporaryDirectory(prefix="dait-quant-") as tmp:
         if prepared is None:
@@ -100,7 +110,7 @@ def quantize_int8(
             activation_type=activation_type,
             weight_type=weight_type,
             calibrate_method=method,
-            nodes_to_exclude=float_only_nodes(prepared),
+            nodes_to_exclude=sorted({*float_only_nodes(prepared), *exclude}),
             extra_options=extra,
             # the calibrator's augmented model goes in the temp dir, not beside the artifact
             calibration_cache_path=None,

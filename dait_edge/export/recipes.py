@@ -39,6 +39,7 @@ class Recipe:
     quantize: dict[str, Any] = field(default_factory=dict)
     parity: dict[str, Any] = field(default_factory=dict)
     trt: dict[str, Any] = field(default_factory=dict)
+    accuracy: dict[str, Any] = field(default_factory=dict)  # int8: max_top1_drop, calibration
     path: str | None = None
     description: str = ""
 

@@ -116,6 +116,44 @@ class Sidecar(Record):
 
 
 @dataclass
+class FallbackStep(Record):
+    """One step of the int8 accuracy search: this many nodes in float gave this validation top-1."""
+
+    nodes: int
+    val_top1: float
+
+
+@dataclass
+class Int8Accuracy(Record):
+    """How an int8 artifact was made to keep its accuracy (`dait-edge export --max-top1-drop`).
+
+    Validation images are never the test split: the run's own validation split, else training images the
+    calibration did not use. With too few of them the budget is not checked (`checked` false, `reason`)."""
+
+    budget: float  # top-1 points int8 may lose against fp32 on the validation images
+    checked: bool
+    calibration: str  # the calibration method used: minmax, entropy or percentile
+    reason: str | None = None  # why the budget was not checked
+    val_images: int = 0
+    val_source: str | None = None  # "run validation split" / "train split, not calibration" / None
+    calibration_tried: dict[str, float] = field(default_factory=dict)  # --calibration search: method -> top-1
+    fp32_val_top1: float | None = None
+    plain_val_top1: float | None = None  # int8 with every quantisable node quantised
+    val_top1: float | None = None  # the artifact kept
+    drop: float | None = None  # fp32_val_top1 - val_top1
+    budget_met: bool | None = None
+    nodes_in_float: list[str] = field(default_factory=list)
+    quantised_nodes: int = 0
+    max_fallback_nodes: int = 0
+    steps: list[FallbackStep] = field(default_factory=list)
+    layers_csv: str | None = None  # the per-layer error table beside the artifact
+    seconds: float = 0.0
+    # side by side, filled by export once both were measured: plain int8 vs the artifact kept
+    plain_test_top1: float | None = None
+    plain_latency_ms: float | None = None
+
+
+@dataclass
 class ArtifactEntry(Record):
     """One artifact in export/summary.json."""
 
@@ -127,6 +165,7 @@ class ArtifactEntry(Record):
     size_mb: float
     parity: Parity | None
     latency_ms_batch1: float | None = None
+    accuracy: Int8Accuracy | None = None  # int8 only: the accuracy search and its outcome
 
 
 @dataclass

@@ -1,0 +1,283 @@
+"""int8 that keeps its accuracy, on a deliberately fragile model: one layer's output range is dominated by a
+planted outlier channel, so per-tensor int8 erases the channels that carry the classes. Accuracy-aware
+export returns that layer to float and meets the budget; a robust model keeps everything quantised; the
+per-layer table ranks the planted layer first; the search is reproducible."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from click.testing import CliRunner
+from PIL import Image
+from torch import nn
+
+from dait_edge.cli import cli
+from dait_edge.data import load_dataset
+from dait_edge.export.int8_search import build_int8, top1
+from dait_edge.export.onnx_export import export_onnx
+from dait_edge.export.parity import ImageBatch
+from dait_edge.export.quantize import prepare_for_quantization
+from dait_edge.models.builders import ClassifierWithFeatures
+from dait_edge.records import DataConfig, ExportSummary, Sidecar
+
+CLASSES = 4
+U8S8 = {
+    "format": "QOperator",
+    "activation_type": "QUInt8",
+    "weight_type": "QInt8",
+    "per_channel": True,
+    "activation_symmetric": False,
+    "weight_symmetric": True,
+    "reduce_range": False,
+}
+PLANTED = "/Relu_1"  # conv2's activation: the ONNX node the planted outlier channel comes out of
+
+
+class FragileCore(nn.Module):
+    """Seven convolutions and a linear head; `plant()` makes conv2's output range 0..5000 in one channel
+    that nothing reads, leaving float predictions unchanged."""
+
+    def __init__(self, num_classes: int = CLASSES):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.conv2 = nn.Conv2d(8, 8, 3, padding=1)
+        self.rest = nn.ModuleList(
+            [nn.Conv2d(8, 16 if i == 4 else 8, 3, padding=1, stride=2 if i == 0 else 1) for i in range(5)]
+        )
+        self.fc = nn.Linear(16 * 4, num_classes)
+
+    def features(self, x):
+        x = F.relu(self.conv2(F.relu(self.conv1(x))))
+        for conv in self.rest:
+            x = F.relu(conv(x))
+        return x
+
+    @staticmethod
+    def pool(feature_map):  # 2 x 2 cells: the quadrants stay apart
+        return F.adaptive_avg_pool2d(feature_map, 2).flatten(1)
+
+    def forward(self, x):
+        return self.fc(self.pool(self.features(x)))
+
+    @torch.no_grad()
+    def plant(self, value: float = 5000.0):
+        self.conv2.weight[7].zero_()
+        self.conv2.bias[7] = value
+        self.rest[0].weight[:, 7].zero_()
+
+
+def _data(n: int, seed: int):
+    """Class c = which quadrant is brighter: spatial features, learnt in a few hundred steps."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, CLASSES, (n,), generator=g)
+    x = torch.randn(n, 3, 16, 16, generator=g) * 0.5
+    for i, label in enumerate(y.tolist()):
+        r, c = divmod(label, 2)
+        x[i, :, r * 8 : (r + 1) * 8, c * 8 : (c + 1) * 8] += 0.6
+    return x, y
+
+
+@pytest.fixture(scope="module")
+def trained():
+    torch.manual_seed(0)
+    model = FragileCore()
+    x, y = _data(512, 1)
+    optimiser = torch.optim.Adam(model.parameters(), 3e-3)
+    for _ in range(200):
+        i = torch.randint(0, 512, (64,))
+        loss = F.cross_entropy(model(x[i]), y[i])
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def graphs(trained, tmp_path_factory):
+    """(robust prepared graph, fragile prepared graph, validation images, calibration images)."""
+    import copy
+
+    folder = tmp_path_factory.mktemp("fragile")
+    fragile = copy.deepcopy(trained)
+    fragile.plant()
+    out = {}
+    for name, model in (("robust", trained), ("fragile", fragile)):
+        export_onnx(model, folder / f"{name}.onnx", (3, 16, 16))
+        out[name] = (
+            folder / f"{name}.onnx",
+            prepare_for_quantization(folder / f"{name}.onnx", folder / f"{name}-p.onnx"),
+        )
+    x, y = _data(300, 2)
+    validation = ImageBatch(x.numpy(), y.numpy(), "validation")
+    calibration = _data(64, 3)[0].numpy()
+    return out, validation, calibration, folder
+
+
+def _search(graphs, name, tmp, **kw):
+    out, validation, calibration, _ = graphs
+    fp32_path, prepared = out[name]
+    fp32 = top1(fp32_path, validation)
+    options = {
+        "validation": validation,
+        "fp32_val_top1": fp32,
+        "num_classes": CLASSES,
+        "budget": 1.0,
+        "method": "minmax",
+        "log": lambda m: None,
+    } | kw
+    record, layers = build_int8(prepared, tmp, calibration, U8S8, **options)
+    return record, layers, fp32
+
+
+def test_accuracy_aware_int8_meets_the_budget_plain_int8_misses(graphs, tmp_path):
+    record, layers, fp32 = _search(graphs, "fragile", tmp_path / "a.onnx")
+    assert fp32 >= 95.0  # the float model is accurate, planted outlier or not
+    assert record.checked and fp32 - record.plain_val_top1 > 10  # plain int8 loses many points
+    assert record.budget_met and record.drop <= 1.0
+    assert 0 < len(record.nodes_in_float) <= record.max_fallback_nodes  # fewer than the cap in float
+    assert record.val_top1 == top1(tmp_path / "a.onnx", graphs[1])  # what the record says, measured again
+    assert [s.nodes for s in record.steps] == sorted(s.nodes for s in record.steps)
+    assert layers[0].node == PLANTED and layers[0].in_float  # the table ranks the planted layer first
+    assert layers[0].channel_sqnr_db < 20 < layers[0].sqnr_db  # whole-tensor SQNR would hide it
+
+
+def test_a_robust_model_keeps_every_layer_quantised(graphs, tmp_path):
+    record, layers, fp32 = _search(graphs, "robust", tmp_path / "r.onnx")
+    assert record.budget_met and record.nodes_in_float == [] and record.steps == []
+    assert record.val_top1 == record.plain_val_top1 and not any(row.in_float for row in layers)
+
+
+def test_the_search_is_reproducible_and_the_cap_holds(graphs, tmp_path):
+    first, _, _ = _search(graphs, "fragile", tmp_path / "1.onnx")
+    again, _, _ = _search(graphs, "fragile", tmp_path / "2.onnx")
+    assert first.nodes_in_float == again.nodes_in_float and first.steps == again.steps
+    assert (tmp_path / "1.onnx").read_bytes() == (tmp_path / "2.onnx").read_bytes()
+    capped, _, _ = _search(graphs, "fragile", tmp_path / "3.onnx", max_fallback=0)
+    assert capped.nodes_in_float == [] and capped.budget_met is False  # the best found is plain int8
+    searched, _, _ = _search(graphs, "fragile", tmp_path / "4.onnx", method="search")
+    assert set(searched.calibration_tried) == {"minmax", "entropy", "percentile"}
+    assert searched.calibration == max(searched.calibration_tried, key=searched.calibration_tried.get)
+
+
+def test_too_few_validation_images_leave_the_budget_unchecked(graphs, tmp_path):
+    out, validation, calibration, _ = graphs
+    few = ImageBatch(validation.images[:20], validation.labels[:20], "validation")
+    said = []
+    record, _, _ = _search(graphs, "fragile", tmp_path / "f.onnx", validation=few, log=said.append)
+    assert not record.checked and record.budget_met is None and record.nodes_in_float == []
+    assert "20 validation images" in record.reason and said[0].startswith("warning: int8 accuracy")
+
+
+def test_bad_settings_are_one_line_errors(graphs, tmp_path):
+    from dait_edge.errors import UserError
+
+    for kw, message in (
+        ({"method": "kl"}, "unknown calibration method"),
+        ({"budget": 120.0}, "between 0 and 100"),
+    ):
+        with pytest.raises(UserError, match=message):
+            _search(graphs, "fragile", tmp_path / "x.onnx", **kw)
+        assert not (tmp_path / "x.onnx").exists()
+
+
+# ------------------------------------------------------------------------------------------ through export
+
+
+class FragileNet(ClassifierWithFeatures):
+    source = "test"
+
+    def forward_features(self, x):
+        return self.model.features(x)
+
+    def pool(self, feature_map):
+        return self.model.pool(feature_map)
+
+    def classify(self, pooled):
+        return self.model.fc(pooled)
+
+
+def build_fragile(num_classes, *, pretrained=False, weights=None, role="student"):
+    from dait_edge.models.weights import load_state_dict_file
+
+    core = FragileCore(num_classes)
+    if weights is not None:
+        core.load_state_dict(load_state_dict_file(weights))
+    return FragileNet(
+        core,
+        name="fragile_test_net",
+        num_classes=num_classes,
+        feature_channels=16,
+        num_features=64,
+        data_config=DataConfig([3, 16, 16]),
+        weights_from=str(weights or "random"),
+    )
+
+
+@pytest.fixture(scope="module")
+def fragile_run(trained, tmp_path_factory, layouts, fake_run):
+    """A run of the planted model on a CUB tree of quadrant images (the classes it learnt)."""
+    import copy
+
+    from dait_edge.engine.checkpoint import save_weights
+    from dait_edge.models import STUDENTS
+
+    STUDENTS.register("fragile_test_net", "a fragile test model")(build_fragile)
+    base = tmp_path_factory.mktemp("fragile_run")
+    cub = layouts.cub(base / "cub", classes=CLASSES, train_per_class=30, test_per_class=10, size=(16, 16))
+    x, y = _data(1000, 5)
+    spec = load_dataset("cub", cub.root)
+    for n, (path, label) in enumerate(spec.split("train") + spec.split("test")):
+        # each image becomes a quadrant image of its class (un-normalised as the eval transform expects)
+        image = x[(y == label).nonzero()[n % int((y == label).sum())]][0]
+        pixels = ((image.permute(1, 2, 0).numpy() * 0.229 + 0.45).clip(0, 1) * 255).astype(np.uint8)
+        Image.fromarray(pixels).save(path, quality=100)
+    run = fake_run(base, "fragile_test_net", cub, img_size=16, method="none", student_top1=99.0)
+    model = copy.deepcopy(trained)
+    model.plant()
+    wrapper = build_fragile(CLASSES)
+    wrapper.model.load_state_dict(model.state_dict())
+    save_weights(run / "stage2" / "student_last.safetensors", wrapper)
+    yield run
+    STUDENTS.unregister("fragile_test_net")
+
+
+def test_export_int8_returns_the_planted_layer_to_float(fragile_run, tmp_path):
+    out = tmp_path / "export"
+    args = [
+        "export",
+        str(fragile_run),
+        "--formats",
+        "onnx-int8-u8s8",
+        "--out",
+        str(out),
+        "--calib-samples",
+        "16",
+        "--parity-samples",
+        "40",
+        "--json",
+    ]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, (result.output, result.exception)
+    summary = ExportSummary.from_dict(json.loads(result.stdout))
+    (int8,) = [a for a in summary.artifacts if a.format == "onnx-int8-u8s8"]
+    accuracy = int8.accuracy
+    assert (
+        accuracy.checked
+        and accuracy.val_source == "train split, not calibration"
+        and accuracy.val_images == 104
+    )
+    assert accuracy.fp32_val_top1 - accuracy.plain_val_top1 > 10 and accuracy.budget_met
+    assert accuracy.nodes_in_float and PLANTED in accuracy.nodes_in_float
+    assert int8.parity.top1_artifact >= int8.parity.top1_pytorch - 5  # the test split agrees
+    assert accuracy.plain_test_top1 < int8.parity.top1_artifact  # side by side: plain int8 lost it there too
+    sidecar = Sidecar.read_for(int8.path)
+    assert sidecar.quantization["accuracy"]["nodes_in_float"] == accuracy.nodes_in_float
+    rows = list(csv.DictReader(Path(accuracy.layers_csv).open()))
+    assert Path(accuracy.layers_csv).name == "student-onnx-int8-u8s8.layers.csv"
+    assert rows[0]["node"] == PLANTED and rows[0]["in_float"] == "1"
