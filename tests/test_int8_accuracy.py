@@ -6,6 +6,7 @@ per-layer table ranks the planted layer first; the search is reproducible."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 from pathlib import Path
 
@@ -186,6 +187,46 @@ def test_bad_settings_are_one_line_errors(graphs, tmp_path):
         assert not (tmp_path / "x.onnx").exists()
 
 
+def test_a_model_with_nothing_quantisable_is_refused(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    from dait_edge.errors import UserError
+
+    graph = helper.make_graph(
+        [helper.make_node("Sqrt", ["input"], ["logits"], name="root")],
+        "nothing",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 4])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 4])],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), tmp_path / "sqrt.onnx")
+    with pytest.raises(UserError, match="nothing int8 can quantise"):
+        build_int8(
+            tmp_path / "sqrt.onnx",
+            tmp_path / "out.onnx",
+            np.ones((4, 4), np.float32),
+            U8S8,
+            validation=None,
+            fp32_val_top1=None,
+            num_classes=4,
+            budget=1.0,
+            method="minmax",
+        )
+    assert not (tmp_path / "out.onnx").exists()
+
+
+def test_export_bad_int8_settings_are_one_line_errors(fragile_run, tmp_path, assert_user_error):
+    runner = CliRunner()
+    base = ["export", str(fragile_run), "--formats", "onnx-int8-u8s8", "--out", str(tmp_path / "x")]
+    assert_user_error(
+        runner.invoke(cli, [*base, "--calibration", "kl"]), "unknown calibration method 'kl'", "--calibration"
+    )
+    assert_user_error(
+        runner.invoke(cli, [*base, "--max-top1-drop", "150"]), "between 0 and 100", "--max-top1-drop"
+    )
+    assert not list((tmp_path / "x").glob("*.onnx"))
+
+
 # ------------------------------------------------------------------------------------------ through export
 
 
@@ -281,3 +322,47 @@ def test_export_int8_returns_the_planted_layer_to_float(fragile_run, tmp_path):
     rows = list(csv.DictReader(Path(accuracy.layers_csv).open()))
     assert Path(accuracy.layers_csv).name == "student-onnx-int8-u8s8.layers.csv"
     assert rows[0]["node"] == PLANTED and rows[0]["in_float"] == "1"
+
+
+def test_the_report_shows_the_worst_layers_and_the_drop_interval(fragile_run, tmp_path):
+    """Profile fp32 and the accuracy-aware int8 with top-1, then report: the answer table comes first, the
+    chosen int8 artifact's worst layers follow with what falling back cost, and each drop has its interval."""
+    from dait_edge.export.api import export_run
+    from dait_edge.profiling.api import profile_artifacts
+    from dait_edge.profiling.profiles import load_profile
+    from dait_edge.records import Report
+    from dait_edge.report import build_report
+    from dait_edge.report.tables import int8_layer_sections
+
+    out = tmp_path / "export"
+    export_run(
+        fragile_run,
+        formats="onnx,onnx-int8-u8s8",
+        out=out,
+        calib_samples=16,
+        parity_samples=40,
+        log=lambda m: None,
+    )
+    profile = dataclasses.replace(load_profile("x86-ort-cpu-int8"), warmup=1, iterations=5, batch_sizes=[1])
+    result = profile_artifacts(
+        [out], profile, dataset="cub", data_root=str(fragile_run.parent / "cub"), log=lambda m: None
+    )
+    rows = {row.format: row for row in result.rows}
+    assert (
+        rows["onnx-int8-u8s8"].correct and rows["onnx-int8-u8s8"].test_images == rows["onnx-fp32"].test_images
+    )
+    assert len(rows["onnx-fp32"].latency_ms.values) == rows["onnx-fp32"].latency_ms.samples
+    report_dir = tmp_path / "report"
+    (tmp_path / "result.json").write_text(json.dumps(result.to_dict()))
+    build_report([tmp_path / "result.json"], report_dir, log=lambda m: None)
+    markdown = (report_dir / "report.md").read_text()
+    assert markdown.index("## The answer: what to ship") < markdown.index("## Profile")
+    report = Report.read(report_dir)
+    int8 = next(c for c in report.best[0].candidates if c.format == "onnx-int8-u8s8")
+    assert int8.test_images == 40 and int8.top1_drop_low is not None and int8.top1_drop_high is not None
+    # whichever this machine's timing chose, the int8 artifact's section reads its layer table and sidecar
+    for candidate in report.best[0].candidates:
+        candidate.status = "chosen" if candidate is int8 else "lost"
+    ((title, note, table),) = int8_layer_sections(report)
+    assert "onnx-int8-u8s8" in title and "returned to float" in note and "plain int8" in note
+    assert table[1][1] == PLANTED and table[1][-1] == "yes" and len(table) <= 11

@@ -475,13 +475,17 @@ def test_build_report_writes_five_consistent_files(tmp_path, two_profiles):
     html = (out / "report.html").read_text()
     assert "data:image/png;base64," in html and "http://" not in html and "https://" not in html
     assert "&lt;m&amp;b&gt;" in html and "<m&b>" not in html
-    assert html.count("<table>") == 2 and "Best artifact per student" in html
+    # the answer first (students x profiles), then one table per profile
+    assert html.count("<table>") == 3 and "Best artifact per student" in html
+    assert html.index("The answer: what to ship") < html.index("<h2>Profile")
 
     markdown = (out / "report.md").read_text()
     assert "](pareto.png)" in markdown and "## Best artifact per student" in markdown
     assert "x86_64 (16 CPUs)" in markdown and "10 warm-up + 50 timed iterations" in markdown
     assert "onnxruntime 1.32.0" in markdown and "slower: p50 7.0 ms vs 3.1 ms" in markdown
-    assert markdown.count("| resnet18 |") == 6  # 4 rows on x86, 2 on arm
+    assert markdown.count("| resnet18 |") == 7  # the answer's row, then 4 rows on x86, 2 on arm
+    answer = markdown.split("## The answer: what to ship")[1].split("## Profile")[0]
+    assert "| student |" in answer and "onnx-int8-u8s8, p50 3.1 ms" in answer
 
 
 def test_figure_without_top1_is_a_latency_bar_chart(profile_row):

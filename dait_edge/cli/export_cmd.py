@@ -40,7 +40,6 @@ from dait_edge.records import ExportSummary
 @max_top1_drop_option
 @click.option(
     "--calibration",
-    type=click.Choice(["minmax", "entropy", "percentile", "search"]),
     help="int8 calibration: minmax, entropy, percentile (the recipe's percentile), or search (tries each on"
     " the validation images, keeps the most accurate). Default: the recipe's [accuracy] table (minmax).",
 )

@@ -308,7 +308,7 @@ def export_run(
             temps.remove(tmp)
             built[recipe.name] = final
             if accuracy is not None:
-                search.finish(accuracy, final, result, recipe.name)
+                search.finish(accuracy, final, result, recipe.name, latencies.get(recipe.name))
             sidecar = _sidecar(recipe, info, check, "onnxruntime", opset=_onnx_opset(final))
             sidecar.quantization = _quantization(recipe, final, calibration, accuracy)
             sidecar.write_for(final)
@@ -396,18 +396,20 @@ class _Int8Search:
             self.fp32_top1[source] = top1(path, self.validation)
         return self.fp32_top1[source]
 
-    def finish(self, accuracy: _Int8Built, final: Path, logits, name: str) -> None:
+    def finish(self, accuracy: _Int8Built, final: Path, logits, name: str, latency: float | None) -> None:
         """Side by side with plain int8 (test top-1, latency), the layer table beside the artifact, a log."""
         from dait_edge.export import parity as P
         from dait_edge.export.int8_search import write_layer_table
 
         record = accuracy.record
+        record.latency_ms = None if latency is None else round(latency, 3)
         if accuracy.plain is not None:  # layers went back to float: measure plain int8 on the same images
             record.plain_test_top1 = P._top1(P.ort_logits(accuracy.plain, self.test.images), self.test.labels)
             if self.measure_speed:
                 record.plain_latency_ms = round(P.latency_ms(accuracy.plain, self.input_size), 3)
         else:
             record.plain_test_top1 = P._top1(logits, self.test.labels)
+            record.plain_latency_ms = record.latency_ms
         record.layers_csv = str(write_layer_table(final, accuracy.layers))
         if record.checked:
             verdict = "within" if record.budget_met else "OVER"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,24 +31,36 @@ TIMING = (
 )
 
 
-def _test_top1(runner: Runner, dataset: str, data_root: str, limit: int | None) -> tuple[float, str]:
+@dataclass
+class TestScore:
+    """Top-1 on the test split, which images (rows compare only like with like), and image by image."""
+
+    top1: float
+    where: str
+    correct: str  # report.stats.encode_correct of the per-image correctness
+    images: str  # report.stats.images_key of the image list
+
+
+def _test_top1(runner: Runner, dataset: str, data_root: str, limit: int | None) -> TestScore:
     """Top-1 in % on the test split, and which images it was measured on (rows compare only like with like)."""
     from dait_edge.data import load_dataset
     from dait_edge.data.images import load_rgb
     from dait_edge.data.splits import evenly_spread
     from dait_edge.export.predict import preprocess
+    from dait_edge.report.stats import encode_correct, images_key
 
     spec = load_dataset(dataset, data_root)
     _check_classes(spec, runner.sidecar, runner.artifact, data_root)
     samples = evenly_spread(spec.split("test"), limit) if limit else spec.split("test")
-    correct = 0
+    correct: list[bool] = []
     for start in range(0, len(samples), 32):
         chunk = samples[start : start + 32]
         batch = np.stack([preprocess(load_rgb(path, spec.crop_bottom), runner.sidecar) for path, _ in chunk])
         predicted = runner.infer(batch.astype(np.float32)).argmax(axis=1)
-        correct += int(sum(int(p) == label for p, (_, label) in zip(predicted, chunk, strict=True)))
+        correct += [int(p) == label for p, (_, label) in zip(predicted, chunk, strict=True)]
     where = f"{dataset} test split of {Path(data_root).expanduser().resolve()}, {len(samples)} images"
-    return 100.0 * correct / max(len(samples), 1), where
+    top1 = 100.0 * sum(correct) / max(len(samples), 1)
+    return TestScore(top1, where, encode_correct(np.array(correct, bool)), images_key(samples))
 
 
 def _check_classes(spec, sidecar: Sidecar, artifact, data_root: str) -> None:
@@ -72,8 +85,7 @@ def _row(
     batch: int,
     latency,
     summary: RunSummary | None,
-    top1: float | None,
-    top1_data: str | None,
+    score: TestScore | None,
 ) -> ProfileRow:
     sidecar = runner.sidecar
     return ProfileRow(
@@ -97,8 +109,10 @@ def _row(
         size_mb=Path(runner.artifact).stat().st_size / 1e6,
         params=summary.params if summary else None,
         macs=summary.macs if summary else None,
-        top1=top1,
-        top1_data=top1_data,
+        top1=score.top1 if score else None,
+        top1_data=score.where if score else None,
+        correct=score.correct if score else None,
+        test_images=score.images if score else None,
         torch_top1=summary.student_top1 if summary else sidecar.student_top1,
         parity_passed=sidecar.parity.passed if sidecar.parity else None,
         within_budget=None if profile.latency_budget_ms is None else latency.p99 <= profile.latency_budget_ms,
@@ -135,7 +149,7 @@ def profile_artifacts(
         per_artifact_memory &= reset_peak()  # peak_mem_mb: this artifact's load and timing only
         with runner_cls(artifact, profile) as runner:
             run_dir, summary = runner.run_of()
-            top1, top1_data = _test_top1(runner, dataset, data_root, limit) if dataset else (None, None)
+            score = _test_top1(runner, dataset, data_root, limit) if dataset else None
             for mode in runner.modes:
                 for batch in batches:
                     timed = runner.timed(batch, mode)
@@ -150,7 +164,7 @@ def profile_artifacts(
                         duration_s=profile.duration_s,
                         sync=timed.sync,
                     )
-                    row = _row(runner, profile, timed, batch, latency, summary, top1, top1_data)
+                    row = _row(runner, profile, timed, batch, latency, summary, score)
                     rows.append(row)
                     log(
                         f"{artifact.name} {timed.backend} batch {batch}: p50 {latency.p50:.2f} ms,"

@@ -46,6 +46,9 @@ def measure(
     return summarise(samples)
 
 
+MAX_KEPT_SAMPLES = 2000  # samples a row keeps for the noise test (every k-th of a long run)
+
+
 def summarise(samples_ms: list[float]) -> Latency:
     values = np.asarray(samples_ms, dtype=np.float64)
     p50, p90, p99 = np.percentile(values, [50, 90, 99])
@@ -56,4 +59,5 @@ def summarise(samples_ms: list[float]) -> Latency:
         p99=float(p99),
         min=float(values.min()),
         samples=int(values.size),
+        values=[round(float(v), 4) for v in values[:: max(1, -(-values.size // MAX_KEPT_SAMPLES))]],
     )

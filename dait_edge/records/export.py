@@ -151,6 +151,7 @@ class Int8Accuracy(Record):
     # side by side, filled by export once both were measured: plain int8 vs the artifact kept
     plain_test_top1: float | None = None
     plain_latency_ms: float | None = None
+    latency_ms: float | None = None  # the artifact kept, measured the same way (ORT, batch 1, this CPU)
 
 
 @dataclass

@@ -26,6 +26,7 @@ class Latency(Record):
     p99: float
     min: float
     samples: int
+    values: list[float] = field(default_factory=list)  # every sample (ms, 4 decimals): the noise test's data
 
 
 @dataclass
@@ -93,6 +94,10 @@ class ProfileRow(Record):
     parity_passed: bool | None
     within_budget: bool | None
     note: str = ""
+    # Which test images it classified correctly (base64 of packed bits, in test-list order) and the identity
+    # of that list: two rows with the same `test_images` are paired image by image (report/stats.py).
+    correct: str | None = None
+    test_images: str | None = None
     # Filled by `dait-edge report` from where the row was found; `profile` leaves them null.
     run_dir: str | None = None
     hardware: str | None = None

@@ -26,11 +26,18 @@ class Candidate(Record):
     top1_drop: float | None  # points below the reference top-1
     status: str = ""  # "chosen" or "lost"
     reason: str = ""
+    # the paired 95% interval of top1_drop (exact, on the images only one of the two got right), where both
+    # were scored image by image on the same test images; and whether it settles the budget either way
+    top1_drop_low: float | None = None
+    top1_drop_high: float | None = None
+    drop_resolved: bool | None = None
+    test_images: int | None = None
     # Kept while choosing, not written: why it fails the accuracy gate, the latency budget, its parity.
     accuracy_failures: list[str] = field(default_factory=list, metadata=INTERNAL)
     over_budget: str | None = field(default=None, metadata=INTERNAL)
     parity_passed: bool | None = field(default=None, metadata=INTERNAL)
     bits: int = field(default=32, metadata=INTERNAL)
+    latency_values: list[float] = field(default_factory=list, metadata=INTERNAL)
 
 
 @dataclass

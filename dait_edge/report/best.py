@@ -3,6 +3,8 @@ the others lost."""
 
 from __future__ import annotations
 
+import zlib
+
 from dait_edge.records import BestChoice, Candidate, ProfileRow
 
 # Fewer bits should run faster; when one does not, the report says so in those words.
@@ -90,11 +92,16 @@ def _name_places(entries: list[BestChoice]) -> None:
             entry.where = f"{where} ({', '.join(details)})" if details else where
 
 
+def reference_row(rows: list[ProfileRow]) -> ProfileRow | None:
+    """The fp32 artifact the budget is measured against: the best-scoring one."""
+    fp32 = [row for row in rows if _is_fp32(row) and row.top1 is not None]
+    return max(fp32, key=lambda row: (row.top1, row.correct is not None)) if fp32 else None
+
+
 def reference_top1(rows: list[ProfileRow]) -> tuple[float | None, str | None]:
     """The top-1 the budget is measured against: the best measured fp32 artifact, else PyTorch's, else none."""
-    fp32 = [row for row in rows if _is_fp32(row) and row.top1 is not None]
-    if fp32:
-        best = max(fp32, key=lambda row: row.top1)
+    best = reference_row(rows)
+    if best is not None:
         return float(best.top1), f"{best.format or 'fp32'} artifact"
     torch_top1 = [row.torch_top1 for row in rows if row.torch_top1 is not None]
     if torch_top1:
@@ -120,24 +127,39 @@ def _best_of_group(rows: list[ProfileRow], max_top1_drop: float, batch: int) -> 
     first = rows[0]
     reference, reference_label = reference_top1(rows)
     short_reference = "fp32" if reference_label and reference_label.endswith("artifact") else "PyTorch"
+    ref_row = reference_row(rows) if reference_label and reference_label.endswith("artifact") else None
     candidates = [
-        _candidate(row, reference, short_reference, max_top1_drop) for row in rows_at_batch(rows, batch)
+        _candidate(row, reference, short_reference, max_top1_drop, ref_row)
+        for row in rows_at_batch(rows, batch)
     ]
     accurate = [c for c in candidates if not c.accuracy_failures and c.latency_p50 is not None]
     in_budget = [c for c in accurate if not c.over_budget]
     nothing_meets_budget = bool(accurate) and not in_budget
     pool = in_budget or accurate
-    winner = min(pool, key=_speed_order) if pool else None
+    fastest = min(pool, key=_speed_order) if pool else None
+    winner, noise = _within_noise(fastest, pool)
 
     for c in candidates:
         if c is winner:
             c.status, c.reason = "chosen", _why_chosen(c, pool, candidates, nothing_meets_budget)
+            if noise.get(id(fastest)) and fastest is not winner:  # not the fastest: tied within the noise
+                c.reason = f"{noise[id(fastest)]}, {c.precision} kept"
         else:
             c.status, c.reason = "lost", _why_lost(c, winner, nothing_meets_budget)
+            if id(c) in noise:
+                c.reason = f"{noise[id(c)]}; the tie goes to more precision ({winner.label})"
+        if c.top1_drop_low is not None and not c.drop_resolved:
+            c.reason += f"; {unresolved_text(c, max_top1_drop)}"
         if c.batch != batch:
             c.reason += f" (measured at batch {c.batch}; no batch-{batch} run)"
 
     note = _note(winner, candidates, reference, reference_label, max_top1_drop, batch, nothing_meets_budget)
+    if winner is not None and fastest is not winner:
+        note = note.replace(
+            "is the fastest accurate artifact", "is kept: the faster one is within this machine's noise", 1
+        )
+    if winner is not None and winner.top1_drop_low is not None and not winner.drop_resolved:
+        note += f"; {unresolved_text(winner, max_top1_drop)}"
     candidates.sort(key=lambda c: (c.status != "chosen", *_speed_order(c)))
     return BestChoice(
         student=first.student,
@@ -158,9 +180,48 @@ def _best_of_group(rows: list[ProfileRow], max_top1_drop: float, batch: int) -> 
     )
 
 
-def _candidate(row: ProfileRow, reference, short_reference: str, max_top1_drop: float) -> Candidate:
+def _within_noise(fastest: Candidate | None, pool: list[Candidate]) -> tuple[Candidate | None, dict]:
+    """The winner after the noise test: when a candidate with more precision is slower than the fastest by
+    less than this machine's noise (the bootstrap interval of the p50 difference contains 0), it is a tie,
+    and ties go to more precision. Returns the winner and, by candidate id, what the test said."""
+    from dait_edge.report.stats import p50_difference_interval
+
+    if fastest is None or not fastest.latency_values:
+        return fastest, {}
+    tied = []
+    said = {}
+    for c in pool:
+        if c is fastest or c.bits <= fastest.bits or not c.latency_values:
+            continue
+        seed = zlib.crc32(f"{c.artifact}|{c.backend}|{fastest.artifact}|{fastest.backend}".encode())
+        low, high = p50_difference_interval(c.latency_values, fastest.latency_values, seed)
+        if low <= 0.0 <= high:
+            tied.append(c)
+            said[id(c)] = (low, high)
+    if not tied:
+        return fastest, {}
+    winner = min(tied, key=lambda c: (-c.bits, *_speed_order(c)))
+    low, high = said[id(winner)]
+    text = (
+        f"{fastest.precision} {_ms(fastest.latency_p50)} vs {winner.precision} {_ms(winner.latency_p50)} ms:"
+        f" within this machine's noise (95% interval of the p50 difference {low:+.3f} to {high:+.3f} ms)"
+    )
+    return winner, {id(fastest): text}
+
+
+def unresolved_text(c: Candidate, budget: float) -> str:
+    return (
+        f"drop {c.top1_drop:.1f} points, 95% interval {c.top1_drop_low:.1f} to {c.top1_drop_high:.1f}:"
+        f" {c.test_images} test images cannot resolve a {_num(budget)}-point budget"
+    )
+
+
+def _candidate(
+    row: ProfileRow, reference, short_reference: str, max_top1_drop: float, ref_row: ProfileRow | None = None
+) -> Candidate:
     top1 = row.top1
     drop = reference - top1 if reference is not None and top1 is not None else None
+    interval = _drop_interval(row, ref_row, max_top1_drop) if drop is not None else {}
     accuracy = []
     # Export parity (top-1 agreement with PyTorch) stands in for accuracy only where top-1 was not measured:
     # a near-tied model flips a few predictions either way, and the user's budget is in top-1 points.
@@ -194,7 +255,39 @@ def _candidate(row: ProfileRow, reference, short_reference: str, max_top1_drop: 
         over_budget=over_budget,
         parity_passed=row.parity_passed,
         bits=PRECISION_BITS.get(row.precision, 32),
+        latency_values=list(row.latency_ms.values),
+        **interval,
     )
+
+
+def _drop_interval(row: ProfileRow, ref_row: ProfileRow | None, budget: float) -> dict:
+    """The paired interval of the drop against the fp32 reference, where both were scored image by image on
+    the same images (the reference itself: no interval)."""
+    from dait_edge.report.stats import decode_correct, paired_drop_interval
+
+    if ref_row is None or row is ref_row or not (row.correct and ref_row.correct):
+        return {}
+    if row.test_images is None or row.test_images != ref_row.test_images:
+        return {}
+    count = _image_count(row)
+    if count is None:
+        return {}
+    _, low, high = paired_drop_interval(
+        decode_correct(ref_row.correct, count), decode_correct(row.correct, count)
+    )
+    return {
+        "top1_drop_low": round(low, 3),
+        "top1_drop_high": round(high, 3),
+        "drop_resolved": high <= budget + DROP_SLACK or low > budget + DROP_SLACK,
+        "test_images": count,
+    }
+
+
+def _image_count(row: ProfileRow) -> int | None:
+    """How many test images the bitmap covers: the top-1 data says it ("..., 574 images")."""
+    text = (row.top1_data or "").rsplit(", ", 1)[-1]
+    number = text.split(" ")[0]
+    return int(number) if number.isdigit() else None
 
 
 def _speed_order(c: Candidate) -> tuple:

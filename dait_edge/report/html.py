@@ -6,7 +6,14 @@ import base64
 from html import escape
 
 from dait_edge.records import BestChoice, Report
-from dait_edge.report.tables import HEADERS, display_cells, measured_lines, profiles_in
+from dait_edge.report.tables import (
+    HEADERS,
+    answer_rows,
+    display_cells,
+    int8_layer_sections,
+    measured_lines,
+    profiles_in,
+)
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; padding: 0 1em; }
@@ -36,6 +43,10 @@ def render_html(report: Report, records: list[dict], figure: dict, compare_link:
         " top-1 points against the reference (&quot;drop vs ref&quot;: the fp32 artifact's measured top-1,"
         " else the run's PyTorch top-1).</p>",
     ]
+    answer = answer_rows(report)
+    if answer:
+        parts.append("<h2>The answer: what to ship</h2>")
+        parts.append(_plain_table(answer))
     for profile in profiles_in(report, records):
         parts.append(f"<h2>Profile {escape(str(profile))}</h2>")
         parts += [
@@ -51,6 +62,11 @@ def render_html(report: Report, records: list[dict], figure: dict, compare_link:
         parts.append(f'<p class="note">{escape(figure["caption"])}</p>')
     parts.append("<h2>Best artifact per student</h2>")
     parts += [_best_entry(entry) for entry in report.best]
+    layers = int8_layer_sections(report)
+    if layers:
+        parts.append("<h2>The layers int8 hurts most (chosen int8 artifacts)</h2>")
+        for title, note, table in layers:
+            parts += [f"<h3>{escape(title)}</h3>", f'<p class="note">{escape(note)}</p>', _plain_table(table)]
     if compare_link:
         link = escape(compare_link, quote=True)
         parts.append(
@@ -82,3 +98,11 @@ def _best_entry(entry: BestChoice) -> str:
     return f"<h3>{escape(entry.where)}: {chosen}</h3><p>{escape(entry.note)}.</p>" + (
         f"<ul>{losers}</ul>" if losers else ""
     )
+
+
+def _plain_table(rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{escape(str(cell))}</th>" for cell in rows[0])
+    body = "".join(
+        "<tr>" + "".join(f"<td>{escape(str(cell))}</td>" for cell in row) + "</tr>" for row in rows[1:]
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"

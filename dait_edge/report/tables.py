@@ -147,6 +147,16 @@ def markdown_report(report: Report, records: list[dict], figure: dict, figure_na
         " reference (\"drop vs ref\": the fp32 artifact's measured top-1, else the run's PyTorch top-1).",
         "",
     ]
+    answer = answer_rows(report)
+    if answer:
+        lines += ["## The answer: what to ship", ""]
+        lines += [_md_line(answer[0]), _md_line(["---"] * len(answer[0]))]
+        lines += [_md_line(row) for row in answer[1:]]
+        lines += [
+            "",
+            "Each cell: the chosen artifact, its p50 at the compared batch and its top-1; the detail follows.",
+            "",
+        ]
     for profile in profiles_in(report, records):
         lines += [f"## Profile {_md_text(str(profile))}", ""]
         lines += [f"- {_md_text(line)}" for line in measured_lines(report.measured.get(profile, []))]
@@ -163,7 +173,105 @@ def markdown_report(report: Report, records: list[dict], figure: dict, figure_na
             f"- {_md_text(c.label)}: {_md_text(c.reason)}" for c in entry.candidates if c.status != "chosen"
         ]
         lines += losers + [""] if losers else []
+    layers = int8_layer_sections(report)
+    if layers:
+        lines += ["## The layers int8 hurts most (chosen int8 artifacts)", ""]
+        for title, note, table in layers:
+            lines += [f"### {_md_text(title)}", "", _md_text(note), ""]
+            lines += [_md_line(table[0]), _md_line(["---"] * len(table[0]))]
+            lines += [_md_line(row) for row in table[1:]] + [""]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def answer_rows(report: Report) -> list[list[str]]:
+    """Students x profiles, each cell the chosen artifact with its p50 and top-1 (and the drop's interval
+    where the test set cannot resolve the budget); the first row is the header."""
+    from dait_edge.report.best import _ms, unresolved_text
+
+    profiles = list(dict.fromkeys(entry.profile for entry in report.best))
+    by_place: dict[tuple, list[str]] = {}
+    for entry in report.best:
+        winner = entry.winner
+        if winner is None:
+            text = "nothing qualifies"
+        else:
+            text = f"{winner.label}, p50 {_ms(winner.latency_p50)} ms"
+            if winner.top1 is not None:
+                text += f", top-1 {winner.top1:.1f}%"
+            if winner.top1_drop_low is not None and not winner.drop_resolved:
+                text += f" ({unresolved_text(winner, entry.max_top1_drop)})"
+        student = entry.where.split(" on ")[0] if entry.where else str(entry.student)
+        extra = entry.where.split(" (", 1)[1].rstrip(")") if " (" in entry.where else ""
+        key = (student, extra)
+        by_place.setdefault(key, [MISSING] * len(profiles))[profiles.index(entry.profile)] = text
+    if not by_place:
+        return []
+    header = ["student", *profiles]
+    rows = [
+        [f"{student} ({extra})" if extra else student, *cells] for (student, extra), cells in by_place.items()
+    ]
+    return [header, *rows]
+
+
+def int8_layer_sections(report: Report, worst: int = 10) -> list[tuple[str, str, list[list[str]]]]:
+    """For each chosen int8 artifact whose per-layer table is on this machine: (title, what falling back cost,
+    the ten worst layers)."""
+    from pathlib import Path
+
+    from dait_edge.records import RecordError, Sidecar
+
+    sections = []
+    for entry in report.best:
+        winner = entry.winner
+        if winner is None or winner.precision != "int8":
+            continue
+        table = Path(winner.artifact).with_suffix(".layers.csv")
+        if not table.is_file():
+            continue
+        with table.open(newline="", encoding="utf-8") as handle:
+            layers = list(csv.DictReader(handle))[:worst]
+        try:
+            accuracy = (Sidecar.read_for(winner.artifact).quantization or {}).get("accuracy") or {}
+        except (RecordError, OSError):
+            accuracy = {}
+        sections.append((f"{entry.where}: {winner.label}", _fallback_note(accuracy), _layer_rows(layers)))
+    return sections
+
+
+def _fallback_note(accuracy: dict) -> str:
+    nodes = accuracy.get("nodes_in_float") or []
+    if not accuracy:
+        return "No accuracy search recorded in the sidecar (exported before it existed)."
+    if not accuracy.get("checked"):
+        return f"Plain int8, budget not checked: {accuracy.get('reason')}."
+    if not nodes:
+        return "Plain int8 met the budget: no layer returned to float."
+    kept, plain = accuracy.get("latency_ms"), accuracy.get("plain_latency_ms")
+    cost = ""
+    if kept and plain:
+        change = 100.0 * (kept - plain) / plain
+        cost = f" ORT at batch 1 on the exporting machine: {kept:.3f} ms vs {plain:.3f} ms for plain int8 ({change:+.0f}%)."
+    return (
+        f"{len(nodes)} node(s) returned to float to keep top-1 within {accuracy.get('budget'):g} points"
+        f" (validation {accuracy.get('val_top1')}% vs plain int8 {accuracy.get('plain_val_top1')}%, fp32"
+        f" {accuracy.get('fp32_val_top1')}%).{cost}"
+    )
+
+
+def _layer_rows(layers: list[dict]) -> list[list[str]]:
+    header = ["rank", "node", "op", "channel SQNR dB", "SQNR dB", "in float"]
+    rows = [
+        [
+            layer["rank"],
+            layer["node"],
+            layer["op"],
+            layer["channel_sqnr_db"],
+            layer["sqnr_db"],
+            "yes" if layer["in_float"] == "1" else "",
+        ]
+        for layer in layers
+    ]
+    return [header, *rows]
 
 
 def profiles_in(report: Report, records: list[dict]) -> list:
