@@ -161,9 +161,10 @@ def _usable(validation: ImageBatch | None, num_classes: int) -> tuple[bool, str]
         return False, "has no labelled validation images (the dataset is unreachable)"
     count = len(validation.images)
     if count < MIN_VALIDATION_IMAGES or count < num_classes:
+        hint = " (the calibration takes the other training images: calibrate on fewer)" if count == 0 else ""
         return False, (
             f"cannot be checked on {count} validation images (at least {max(MIN_VALIDATION_IMAGES, num_classes)}"
-            " needed)"
+            f" needed){hint}"
         )
     return True, ""
 
@@ -183,10 +184,13 @@ def _fall_back(
         nodes: list[str] = []
         for row in layers[:count]:
             nodes += [n for n in row.fallback if n not in nodes]
-        if len(nodes) > cap:
+        capped = len(nodes) > cap
+        if capped:
             nodes = _within_cap(layers, cap)
-        if nodes == previous:  # the cap (or the end of the ranking) is reached
-            break
+        if nodes == previous:  # these layers' fallbacks were already in float
+            if capped or count >= len(layers):
+                break  # the cap, or the end of the ranking, is reached
+            continue
         previous = nodes
         path = quantize_int8(
             prepared, folder / f"fallback-{len(nodes)}.onnx", calibration, options, prepared, nodes

@@ -7,6 +7,9 @@ Two variants, set by the recipe's [quantize] table:
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 import tempfile
 from collections import Counter
 from pathlib import Path
@@ -97,7 +100,7 @@ def quantize_int8(
         "WeightSymmetric": bool(options.get("weight_symmetric", True)),
         "CalibPercentile": float(options.get("percentile", 99.999)),
     }
-    with tempfile.TemporaryDirectory(prefix="dait-quant-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="dait-quant-") as tmp, _quiet_quantiser():
         if prepared is None:
             prepared = prepare_for_quantization(src, Path(tmp) / "prepared.onnx")
         quantize_static(
@@ -116,6 +119,20 @@ def quantize_int8(
             calibration_cache_path=None,
         )
     return Path(dst)
+
+
+@contextlib.contextmanager
+def _quiet_quantiser():
+    """ORT's quantiser prints its percentile range to stdout and warns, on the root logger, about every integer
+    tensor it skips (ShuffleNet's shape arithmetic): neither is the user's concern."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        root.setLevel(level)
 
 
 def float_only_nodes(path: str | Path) -> list[str]:

@@ -1,0 +1,236 @@
+"""Plain against accuracy-aware int8 (u8s8, ONNX Runtime), side by side, on trained students.
+
+For each run (by default the four students `make demo` distils, trained briefly on its synthetic data): export
+ONNX fp32 and u8s8 int8 twice, plain (no layer back to float) and accuracy-aware (`--max-top1-drop`), then
+measure validation and test top-1 of all three and their batch-1 p50 in one process, in rounds that alternate
+the artifacts so machine noise hits them alike. Prints one line per student and whether the target holds:
+an int8 artifact within the budget of fp32 on the test split that is faster than ORT fp32 on this CPU.
+
+    python tools/bench_int8.py                                  # runs/demo/runs (runs the demo first if absent)
+    python tools/bench_int8.py --runs runs/sweep-cub/runs --calibration search --json int8.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--runs", type=Path, default=Path("runs/demo/runs"), help="A folder of distill runs.")
+    parser.add_argument("--max-top1-drop", type=float, default=1.0, help="The int8 budget in top-1 points.")
+    parser.add_argument("--calibration", default="minmax", help="minmax, entropy, percentile or search.")
+    parser.add_argument("--calib-samples", type=int, default=96, help="Training images int8 calibrates on.")
+    parser.add_argument("--parity-samples", type=int, default=512, help="Test images top-1 is measured on.")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="ORT intra-op threads.")
+    parser.add_argument("--iterations", type=int, default=100, help="Timed requests per artifact and round.")
+    parser.add_argument("--rounds", type=int, default=5, help="Alternations between the artifacts.")
+    parser.add_argument("--json", type=Path, help="Also write every figure to this JSON file.")
+    return parser.parse_args(argv)
+
+
+def find_runs(folder: Path) -> list[Path]:
+    from dait_edge.records import RunSummary
+
+    return sorted(p.parent for p in folder.glob("*/summary.json") if RunSummary.read(p.parent).has_student)
+
+
+def timings(
+    paths: dict[str, Path], input_size, threads: int, iterations: int, rounds: int
+) -> dict[str, float]:
+    """p50 ms at batch 1 of each artifact, its samples pooled over alternating rounds."""
+    from dait_edge.export.parity import ort_session
+
+    sessions = {name: ort_session(path, threads) for name, path in paths.items()}
+    x = np.random.default_rng(0).standard_normal((1, *input_size), dtype=np.float32)
+    samples: dict[str, list[float]] = {name: [] for name in paths}
+    for session in sessions.values():  # warm-up
+        for _ in range(5):
+            session.run(None, {"input": x})
+    for _ in range(rounds):
+        for name, session in sessions.items():
+            for _ in range(iterations):
+                start = time.perf_counter()
+                session.run(None, {"input": x})
+                samples[name].append((time.perf_counter() - start) * 1e3)
+    return {name: float(np.median(values)) for name, values in samples.items()}
+
+
+def bench_run(run: Path, args, folder: Path) -> dict:
+    from dait_edge.export.api import export_run
+    from dait_edge.records import ExportSummary
+
+    common = dict(
+        formats="onnx,onnx-int8-u8s8",
+        calib_samples=args.calib_samples,
+        parity_samples=args.parity_samples,
+        measure_speed=False,
+        log=lambda m: None,
+    )
+    plain = export_run(
+        run,
+        out=folder / "plain",
+        max_fallback_nodes=0,
+        max_top1_drop=args.max_top1_drop,
+        calibration_method=args.calibration,
+        **common,
+    )
+    aware = export_run(
+        run,
+        out=folder / "aware",
+        max_top1_drop=args.max_top1_drop,
+        calibration_method=args.calibration,
+        **common,
+    )
+
+    def artifact(summary: ExportSummary, fmt: str):
+        return next(a for a in summary.artifacts if a.format == fmt)
+
+    fp32, int8_plain, int8_aware = (
+        artifact(plain, "onnx-fp32"),
+        artifact(plain, "onnx-int8-u8s8"),
+        artifact(aware, "onnx-int8-u8s8"),
+    )
+    p50 = timings(
+        {"fp32": Path(fp32.path), "plain": Path(int8_plain.path), "aware": Path(int8_aware.path)},
+        plain.input_size,
+        args.threads,
+        args.iterations,
+        args.rounds,
+    )
+    acc_plain, acc_aware = int8_plain.accuracy, int8_aware.accuracy
+    test_fp32 = fp32.parity.top1_artifact
+    row = {
+        "student": plain.student,
+        "val_images": acc_aware.val_images,
+        "val_source": acc_aware.val_source,
+        "checked": acc_aware.checked,
+        "fp32": {"val_top1": acc_aware.fp32_val_top1, "test_top1": test_fp32, "p50_ms": p50["fp32"]},
+        "plain": {
+            "val_top1": acc_plain.val_top1,
+            "test_top1": int8_plain.parity.top1_artifact,
+            "p50_ms": p50["plain"],
+        },
+        "aware": {
+            "val_top1": acc_aware.val_top1,
+            "test_top1": int8_aware.parity.top1_artifact,
+            "p50_ms": p50["aware"],
+            "nodes_in_float": len(acc_aware.nodes_in_float),
+            "quantised_nodes": acc_aware.quantised_nodes,
+            "seconds": acc_aware.seconds,
+        },
+    }
+    for name in ("plain", "aware"):
+        entry = row[name]
+        entry["test_drop"] = (
+            None
+            if test_fp32 is None or entry["test_top1"] is None
+            else round(test_fp32 - entry["test_top1"], 3)
+        )
+        entry["speedup_vs_fp32"] = round(p50["fp32"] / entry["p50_ms"], 3)
+    candidates = [row[n] for n in ("plain", "aware") if row[n]["test_drop"] is not None]
+    row["target_met"] = any(
+        c["test_drop"] <= args.max_top1_drop and c["p50_ms"] < p50["fp32"] for c in candidates
+    )
+    return row
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    from dait_edge.errors import UserError
+    from dait_edge.export.quantize import cpu_has_vnni
+    from dait_edge.profiling.hardware import cpu_model
+
+    if not args.runs.is_dir() or not find_runs(args.runs):
+        if args.runs != Path("runs/demo/runs"):
+            print(
+                f"error: {args.runs} holds no finished run; pass a folder of distill runs.", file=sys.stderr
+            )
+            return 2
+        from dait_edge.demo.run import run_demo
+
+        print("no demo runs yet: running `dait-edge demo` first (about 5 minutes)", file=sys.stderr)
+        run_demo("runs/demo", progress=False, echo=lambda m: print(m, file=sys.stderr))
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-int8-") as tmp:
+        for run in find_runs(args.runs):
+            try:
+                rows.append(bench_run(run, args, Path(tmp) / run.name))
+            except UserError as err:
+                print(f"error: {run.name}: {err}", file=sys.stderr)
+                return 2
+    cpu = f"{cpu_model()}, {os.cpu_count()} cores, {'VNNI' if cpu_has_vnni() else 'AVX2 without VNNI'}"
+    print(
+        f"int8 u8s8 on {cpu}, ORT {args.threads} thread(s), batch 1; budget {args.max_top1_drop:g} point(s);"
+        f" calibration {args.calibration} on {args.calib_samples} images"
+    )
+    header = (
+        "student",
+        "val imgs",
+        "fp32 val/test",
+        "p50 ms",
+        "plain val/test (drop)",
+        "p50 ms (x fp32)",
+        "aware val/test (drop)",
+        "float nodes",
+        "p50 ms (x fp32)",
+        "target",
+    )
+    print(" | ".join(header))
+    for r in rows:
+        f, p, a = r["fp32"], r["plain"], r["aware"]
+        print(
+            " | ".join(
+                [
+                    r["student"],
+                    str(r["val_images"]),
+                    f"{_pct(f['val_top1'])}/{_pct(f['test_top1'])}",
+                    f"{f['p50_ms']:.3f}",
+                    f"{_pct(p['val_top1'])}/{_pct(p['test_top1'])} ({_pts(p['test_drop'])})",
+                    f"{p['p50_ms']:.3f} ({p['speedup_vs_fp32']:.2f}x)",
+                    f"{_pct(a['val_top1'])}/{_pct(a['test_top1'])} ({_pts(a['test_drop'])})",
+                    f"{a['nodes_in_float']}/{a['quantised_nodes']}",
+                    f"{a['p50_ms']:.3f} ({a['speedup_vs_fp32']:.2f}x)",
+                    "met" if r["target_met"] else "NOT met",
+                ]
+            )
+        )
+    met = all(r["target_met"] for r in rows)
+    print(
+        f"target (an int8 artifact within {args.max_top1_drop:g} point of fp32 on the test split and faster than"
+        f" ORT fp32) met for every student: {met}"
+    )
+    if args.json:
+        args.json.write_text(
+            json.dumps(
+                {
+                    "cpu": cpu,
+                    "settings": vars(args) | {"runs": str(args.runs), "json": str(args.json)},
+                    "rows": rows,
+                },
+                indent=2,
+            )
+        )
+    return 0
+
+
+def _pct(value) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def _pts(value) -> str:
+    return "-" if value is None else f"{value:+.1f}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
