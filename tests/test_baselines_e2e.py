@@ -299,3 +299,17 @@ def test_report_links_the_comparison_when_profiled_runs_used_several_methods(com
     assert (tmp_path / "compare" / "compare.md").is_file()
     same_method = [row for row in rows if "none-0" in row.run_dir]
     assert not _compare_methods(same_method, tmp_path / "other", log=lambda m: None)
+
+
+def test_int8_judges_on_the_runs_validation_split_apart_from_calibration(dho_run):
+    from dait_edge.export.api import resolve_run
+    from dait_edge.export.parity import RUN_VALIDATION, int8_images
+
+    run, summary = dho_run
+    calibration, validation = int8_images(resolve_run(run), calib_samples=100, val_samples=500)
+    assert validation.source == RUN_VALIDATION and len(validation.images) == summary.val_images == 2
+    assert (
+        len(calibration.images) == summary.train_images + summary.val_images - 2
+    )  # every other training image
+    flat = {image.tobytes() for image in calibration.images}
+    assert not any(image.tobytes() in flat for image in validation.images)  # never calibrated on

@@ -126,3 +126,36 @@ def test_the_p50_interval_is_seeded():
     assert p50_difference_interval(a, b, seed=5) == p50_difference_interval(a, b, seed=5)
     low, high = p50_difference_interval(a + 1.0, b, seed=5)
     assert 0.8 < low < high < 1.2
+
+
+def test_a_third_candidate_faster_than_a_tied_winner_says_why_it_lost(profile_row):
+    rng = np.random.default_rng(4)
+    fp32 = _timed(profile_row("onnx-fp32", 1.0, top1=80.0), 1.00 + rng.normal(0, 0.08, 200))
+    fp16 = _timed(profile_row("onnx-fp16", 1.0, top1=80.0), 0.995 + rng.normal(0, 0.08, 200))
+    int8 = _timed(profile_row("onnx-int8-u8s8", 1.0, top1=80.0), 0.99 + rng.normal(0, 0.08, 200))
+    (entry,) = choose_best([fp32, fp16, int8])
+    by_format = {c.format: c for c in entry.candidates}
+    assert entry.chosen_format == "onnx-fp32"  # every difference is inside the noise: the most precision
+    for name in ("onnx-fp16", "onnx-int8-u8s8"):
+        lost = by_format[name]
+        if lost.latency_p50 < by_format["onnx-fp32"].latency_p50:  # faster, yet lost: the reason says why
+            assert "noise" in lost.reason and "slower" not in lost.reason, lost.reason
+
+
+def test_no_discordant_image_still_gives_an_interval():
+    same = np.random.default_rng(5).random(100) < 0.8
+    drop, low, high = paired_drop_interval(same, same.copy())
+    assert drop == 0.0 and low < 0.0 < high and high == pytest.approx(100 * (1 - 0.025 ** (1 / 100)))
+
+
+def test_the_layer_note_says_when_the_budget_was_missed():
+    from dait_edge.report.tables import _fallback_note
+
+    base = {"checked": True, "budget": 1.0, "val_top1": 60.0, "fp32_val_top1": 63.0, "plain_val_top1": 58.0}
+    assert "met the budget" in _fallback_note(base | {"budget_met": True, "nodes_in_float": []})
+    missed = _fallback_note(base | {"budget_met": False, "nodes_in_float": [], "max_fallback_nodes": 0})
+    assert "over the 1-point budget" in missed and "met the budget" not in missed
+    partial = _fallback_note(
+        base | {"budget_met": False, "nodes_in_float": ["a", "b"], "max_fallback_nodes": 2}
+    )
+    assert "still missed" in partial and "to keep top-1 within" not in partial

@@ -366,3 +366,17 @@ def test_the_report_shows_the_worst_layers_and_the_drop_interval(fragile_run, tm
     ((title, note, table),) = int8_layer_sections(report)
     assert "onnx-int8-u8s8" in title and "returned to float" in note and "plain int8" in note
     assert table[1][1] == PLANTED and table[1][-1] == "yes" and len(table) <= 11
+
+
+def test_exactly_the_budget_is_within_it_and_the_recipe_names_the_default_calibration():
+    from dait_edge.export.api import _accuracy_settings
+    from dait_edge.export.int8_search import _over
+    from dait_edge.export.recipes import load_recipe
+
+    assert not _over(64.4, 63.4, 1.0) and _over(64.4, 63.39, 1.0)  # 64.4 - 63.4 is 1.000000000000007
+    recipe = load_recipe("onnx-int8-u8s8")
+    assert _accuracy_settings(recipe, None, None) == (1.0, "minmax")
+    recipe.accuracy = {}
+    recipe.quantize = {**recipe.quantize, "calibrate_method": "Entropy"}
+    assert _accuracy_settings(recipe, 0.5, None) == (0.5, "entropy")  # a custom recipe's own method
+    assert _accuracy_settings(recipe, None, "search") == (1.0, "search")

@@ -483,9 +483,11 @@ def test_build_report_writes_five_consistent_files(tmp_path, two_profiles):
     assert "](pareto.png)" in markdown and "## Best artifact per student" in markdown
     assert "x86_64 (16 CPUs)" in markdown and "10 warm-up + 50 timed iterations" in markdown
     assert "onnxruntime 1.32.0" in markdown and "slower: p50 7.0 ms vs 3.1 ms" in markdown
-    assert markdown.count("| resnet18 |") == 7  # the answer's row, then 4 rows on x86, 2 on arm
+    assert markdown.count("| resnet18 |") == 6  # 4 rows on x86, 2 on arm
     answer = markdown.split("## The answer: what to ship")[1].split("## Profile")[0]
     assert "| student |" in answer and "onnx-int8-u8s8, p50 3.1 ms" in answer
+    # two trained resnet18s (the arm one is another run): a row each, named by run
+    assert answer.count("| resnet18 (run ") == 2
 
 
 def test_figure_without_top1_is_a_latency_bar_chart(profile_row):

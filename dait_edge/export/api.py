@@ -251,13 +251,11 @@ def export_run(
     calibration = None
     search = None
     if any(r.precision == "int8" and r.kind == "onnx" for r in recipes):
-        calibration = P.load_images(
-            info.dataset, info.data_root, "train", calib_samples, info.data_config, seed=1
-        )
+        calibration, validation = P.int8_images(info, calib_samples, val_samples)
         if calibration.note:
             log(f"calibration: {calibration.note}")
         search = _Int8Search(
-            validation=P.validation_images(info, calib_samples, val_samples),
+            validation=validation,
             num_classes=info.summary.num_classes,
             budget=max_top1_drop,
             method=calibration_method,
@@ -365,10 +363,14 @@ LAYERS_SUFFIX = ".layers.csv"  # the per-layer int8 error table beside an int8 a
 
 def _accuracy_settings(recipe: Recipe, budget: float | None, method: str | None) -> tuple[float, str]:
     """(top-1 budget, calibration method): the call's, else the recipe's [accuracy] table, else 1.0 / minmax."""
+    from dait_edge.export.quantize import CALIBRATION_METHODS
+
     table = recipe.accuracy
+    by_ort_name = {ort: name for name, ort in CALIBRATION_METHODS.items()}
+    recipe_method = by_ort_name.get(str(recipe.quantize.get("calibrate_method", "MinMax")), "minmax")
     return (
         float(budget if budget is not None else table.get("max_top1_drop", 1.0)),
-        str(method or table.get("calibration", "minmax")),
+        str(method or table.get("calibration", recipe_method)),
     )
 
 
@@ -390,7 +392,7 @@ class _Int8Search:
     def fp32(self, source: str, path: Path) -> float | None:
         from dait_edge.export.int8_search import top1
 
-        if self.validation is None or self.validation.labels is None:
+        if self.validation is None or self.validation.labels is None or len(self.validation.images) == 0:
             return None
         if source not in self.fp32_top1:
             self.fp32_top1[source] = top1(path, self.validation)
@@ -435,6 +437,7 @@ def _build_int8(
 
     if recipe.source not in built.prepared:  # shared by the int8 variants of one source
         prepared = temp_path_beside(tmp.parent / f"{recipe.source}-prepared.onnx")
+        temps.append(prepared)  # removed at the end, also when preparing fails
         built.prepared[recipe.source] = prepare_for_quantization(built[recipe.source], prepared)
     budget, method = _accuracy_settings(recipe, search.budget, search.method)
     plain = temp_path_beside(tmp.parent / f"{recipe.name}-plain.onnx")

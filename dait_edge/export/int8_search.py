@@ -127,7 +127,7 @@ def build_int8(
         if usable:
             record.plain_val_top1 = top1(plain, validation) if chosen not in tried else tried[chosen]
             best_top1 = record.plain_val_top1
-            if fp32_val_top1 - best_top1 > budget:
+            if _over(fp32_val_top1, best_top1, budget):
                 best_path, best_nodes, best_top1 = _fall_back(
                     prepared,
                     folder,
@@ -154,6 +154,11 @@ def build_int8(
         row.in_float = row.node in in_float
     record.seconds = round(time.perf_counter() - started, 3)
     return record, layers
+
+
+def _over(fp32: float, top1: float, budget: float) -> bool:
+    """Is the drop over the budget, as the record states it (3 decimals): exactly the budget is within it."""
+    return round(fp32 - top1, 3) > budget + 1e-9
 
 
 def _usable(validation: ImageBatch | None, num_classes: int) -> tuple[bool, str]:
@@ -202,7 +207,7 @@ def _fall_back(
         )
         if value > best_top1:
             best_path, best_nodes, best_top1 = path, nodes, value
-        if fp32 - value <= budget or count >= len(layers):
+        if not _over(fp32, value, budget) or count >= len(layers):
             break
     return best_path, best_nodes, best_top1
 

@@ -20,7 +20,8 @@ from typing import Any
 
 import numpy as np
 
-LAYER_SAMPLES = 32  # calibration images the comparison runs on (enough to rank layers; bounded cost)
+LAYER_SAMPLES = 16  # calibration images the comparison runs on (enough to rank layers; every intermediate
+# tensor of both graphs is held for them, so memory grows with this)
 
 
 @dataclass
@@ -133,6 +134,9 @@ def layer_errors(
         qdq_acts = collect_activations(str(folder / "qdq-all.onnx"), ArrayCalibrationReader(images))
     accumulated = create_activation_matching(qdq_acts, float_acts)
 
+    from dait_edge.export.quantize import float_only_nodes
+
+    always_float = set(float_only_nodes(prepared))  # never quantised: not part of any fallback
     graph = onnx.load(str(prepared), load_external_data=False).graph
     producers = {output: node for node in graph.node for output in node.output}
     consumers: dict[str, list] = defaultdict(list)
@@ -163,7 +167,7 @@ def layer_errors(
                 sqnr_db=round(sqnr, 3),
                 rel_l2=round(rel, 6),
                 xmodel_sqnr_db=None if xmodel is None else round(xmodel, 3),
-                fallback=_fallback(node, producers, consumers[tensor]),
+                fallback=[n for n in _fallback(node, producers, consumers[tensor]) if n not in always_float],
             )
         )
     rows.sort(key=lambda r: (r.channel_sqnr_db, r.sqnr_db, r.node))

@@ -85,42 +85,61 @@ def sample_images(samples, data_config: DataConfig, crop_bottom: int, source: st
     return ImageBatch(images.astype(np.float32), labels, source)
 
 
-def validation_images(info, calib_samples: int, val_samples: int) -> ImageBatch | None:
-    """Images the int8 accuracy search may judge on, never the test split: the run's own validation split
-    (recomputed from its manifest: the same seeded, class-balanced hold-out distill made), else up to
-    `val_samples` training images the calibration did not use (class-balanced, seeded). None when the
-    dataset cannot be read."""
+def int8_images(info, calib_samples: int, val_samples: int) -> tuple[ImageBatch, ImageBatch | None]:
+    """(calibration, validation) images for int8, never from the test split and never overlapping:
+
+    - validation: the run's own validation split (recomputed from its manifest with the seeded functions
+      distill used, and trusted only when it has the size the run's summary records), else training images
+      the calibration does not use; class-balanced, seeded, at most `val_samples`; None when the dataset
+      cannot be read (an empty batch when the calibration takes every training image);
+    - calibration: `calib_samples` training images evenly spread over what validation left (seeded random
+      inputs when the dataset cannot be read)."""
     from dait_edge.data import load_dataset
-    from dait_edge.data.splits import balanced_subset, evenly_spread, held_out_indices, labelled_indices
+    from dait_edge.data.splits import balanced_subset, evenly_spread
     from dait_edge.errors import UserError
 
     if not (info.dataset and info.data_root):
-        return None
+        return load_images(None, None, "train", calib_samples, info.data_config, seed=1), None
     try:
         spec = load_dataset(info.dataset, info.data_root)
     except UserError:
-        return None
+        return load_images(
+            info.dataset, info.data_root, "train", calib_samples, info.data_config, seed=1
+        ), None
     train = spec.split("train")
     config = info.manifest.config if info.manifest else None
-    if info.summary.val_images and config is not None:
-        from dait_edge.methods import METHODS
-
-        fraction = config.val_fraction
-        if fraction is None:
-            fraction = METHODS.get(config.method).default_val_fraction if config.method in METHODS else 0.0
-        labelled = labelled_indices(train, config.labelled_fraction, config.seed)
-        held = held_out_indices(train, labelled, fraction, config.seed)
-        if held:
-            return sample_images([train[i] for i in held], info.data_config, spec.crop_bottom, RUN_VALIDATION)
-    calibration = {tuple(s) for s in evenly_spread(train, calib_samples)}
-    rest = [i for i, sample in enumerate(train) if tuple(sample) not in calibration]
     seed = config.seed if config is not None else 0
-    chosen = balanced_subset(train, rest, val_samples, seed)
-    if not chosen:
-        return None
-    return sample_images(
-        [train[i] for i in chosen], info.data_config, spec.crop_bottom, TRAIN_NOT_CALIBRATION
+    held = _run_validation(train, config) if info.summary.val_images and config is not None else []
+    if held and len(held) == info.summary.val_images:
+        validation_indices, source = balanced_subset(train, held, val_samples, seed), RUN_VALIDATION
+        kept = set(held)
+        calibration = evenly_spread([s for i, s in enumerate(train) if i not in kept], calib_samples)
+    else:
+        calibration = evenly_spread(train, calib_samples)
+        taken = {tuple(s) for s in calibration}
+        rest = [i for i, sample in enumerate(train) if tuple(sample) not in taken]
+        validation_indices, source = balanced_subset(train, rest, val_samples, seed), TRAIN_NOT_CALIBRATION
+    calibration_batch = sample_images(calibration, info.data_config, spec.crop_bottom, "train split")
+    if not validation_indices:  # calibration takes every training image: nothing left to judge on
+        c, h, w = info.data_config.input_size
+        empty = ImageBatch(np.zeros((0, c, h, w), np.float32), np.zeros(0, np.int64), source)
+        return calibration_batch, empty
+    validation = sample_images(
+        [train[i] for i in validation_indices], info.data_config, spec.crop_bottom, source
     )
+    return calibration_batch, validation
+
+
+def _run_validation(train, config) -> list[int]:
+    """The images `dait-edge distill` held out of the labelled ones (data.splits, seeded by the run)."""
+    from dait_edge.data.splits import held_out_indices, labelled_indices
+    from dait_edge.methods import METHODS
+
+    fraction = config.val_fraction
+    if fraction is None:
+        fraction = METHODS.get(config.method).default_val_fraction if config.method in METHODS else 0.0
+    labelled = labelled_indices(train, config.labelled_fraction, config.seed)
+    return held_out_indices(train, labelled, fraction, config.seed)
 
 
 def torch_logits(model, images: np.ndarray, batch: int = 64) -> np.ndarray:

@@ -140,14 +140,22 @@ def _best_of_group(rows: list[ProfileRow], max_top1_drop: float, batch: int) -> 
     winner, noise = _within_noise(fastest, pool)
 
     for c in candidates:
+        tied = fastest is not winner  # the winner is not the fastest: a tie within the noise went its way
         if c is winner:
             c.status, c.reason = "chosen", _why_chosen(c, pool, candidates, nothing_meets_budget)
-            if noise.get(id(fastest)) and fastest is not winner:  # not the fastest: tied within the noise
-                c.reason = f"{noise[id(fastest)]}, {c.precision} kept"
+            if tied:  # the tie replaces "fastest of N"; what _why_chosen adds after it stays
+                extras = c.reason.split("; ", 1)[1:]
+                c.reason = "; ".join([f"{noise[id(fastest)]}, {c.precision} kept", *extras])
         else:
             c.status, c.reason = "lost", _why_lost(c, winner, nothing_meets_budget)
             if id(c) in noise:
                 c.reason = f"{noise[id(c)]}; the tie goes to more precision ({winner.label})"
+            elif tied and c in pool and c.latency_p50 is not None and c.latency_p50 < winner.latency_p50:
+                c.reason = (
+                    f"faster than {winner.label} (p50 {_ms(c.latency_p50)} vs {_ms(winner.latency_p50)} ms), but"
+                    f" the fastest, {fastest.label}, is within this machine's noise of it; the tie goes to more"
+                    " precision"
+                )
         if c.top1_drop_low is not None and not c.drop_resolved:
             c.reason += f"; {unresolved_text(c, max_top1_drop)}"
         if c.batch != batch:

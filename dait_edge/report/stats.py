@@ -82,14 +82,16 @@ def paired_drop_interval(
     """(drop, low, high) in top-1 points of `candidate` below `reference` on the same images (bool arrays of
     correct predictions). Exact, conditional on the discordant pairs (McNemar's setting): with b images only
     the reference gets right and c only the candidate, drop = 100 (b - c) / n and b ~ Binomial(b + c, pi),
-    so the Clopper-Pearson interval of pi maps to 100 (b + c) / n (2 pi - 1)."""
+    so the Clopper-Pearson interval of pi maps to 100 (b + c) / n (2 pi - 1). With no discordant image the
+    interval is +- the exact upper bound of the discordance rate."""
     reference, candidate = np.asarray(reference, bool), np.asarray(candidate, bool)
     n = len(reference)
     b = int(np.sum(reference & ~candidate))
     c = int(np.sum(~reference & candidate))
     drop = 100.0 * (b - c) / n
-    if b + c == 0:
-        return drop, 0.0, 0.0
+    if b + c == 0:  # no image tells them apart: the drop is bounded by how often they could disagree
+        _, most = clopper_pearson(0, n, confidence)
+        return drop, -100.0 * most, 100.0 * most
     low, high = clopper_pearson(b, b + c, confidence)
     scale = 100.0 * (b + c) / n
     return drop, scale * (2 * low - 1), scale * (2 * high - 1)

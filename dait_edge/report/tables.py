@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+from pathlib import Path
 
 from dait_edge.records import BestChoice, Measured, ProfileRow, Report
 from dait_edge.report.best import candidate_key, group_key
@@ -190,6 +191,8 @@ def answer_rows(report: Report) -> list[list[str]]:
 
     profiles = list(dict.fromkeys(entry.profile for entry in report.best))
     by_place: dict[tuple, list[str]] = {}
+    names: dict[tuple, str] = {}
+    runs: dict[tuple, str | None] = {}
     for entry in report.best:
         winner = entry.winner
         if winner is None:
@@ -200,17 +203,33 @@ def answer_rows(report: Report) -> list[list[str]]:
                 text += f", top-1 {winner.top1:.1f}%"
             if winner.top1_drop_low is not None and not winner.drop_resolved:
                 text += f" ({unresolved_text(winner, entry.max_top1_drop)})"
-        student = entry.where.split(" on ")[0] if entry.where else str(entry.student)
-        extra = entry.where.split(" (", 1)[1].rstrip(")") if " (" in entry.where else ""
-        key = (student, extra)
-        by_place.setdefault(key, [MISSING] * len(profiles))[profiles.index(entry.profile)] = text
+        # one row per trained model (the profiles name the machines); a second machine under one profile
+        # name gets a row of its own
+        column = profiles.index(entry.profile)
+        key = (entry.student, entry.model or entry.run_dir)
+        if by_place.get(key, [MISSING] * len(profiles))[column] != MISSING:
+            key = (*key, entry.hardware)
+        names.setdefault(key, _row_name(entry) + (f" ({entry.hardware})" if len(key) == 3 else ""))
+        runs.setdefault(key, entry.run_dir)
+        by_place.setdefault(key, [MISSING] * len(profiles))[column] = text
     if not by_place:
         return []
+    counts: dict[str, int] = {}
+    for name in names.values():
+        counts[name] = counts.get(name, 0) + 1
+    for key, name in names.items():  # one student, several trained models: name each by its run
+        if counts[name] > 1:
+            run = runs.get(key)
+            names[key] = f"{name} (run {Path(run).name})" if run else f"{name} (model {str(key[1])[:8]})"
     header = ["student", *profiles]
-    rows = [
-        [f"{student} ({extra})" if extra else student, *cells] for (student, extra), cells in by_place.items()
-    ]
-    return [header, *rows]
+    return [header, *([names[key], *cells] for key, cells in by_place.items())]
+
+
+def _row_name(entry) -> str:
+    """The student, plus the run or machine `where` names when one student holds several rows."""
+    student = str(entry.student or "unknown student")
+    detail = entry.where.split(" (", 1)[1].rstrip(")") if " (" in (entry.where or "") else ""
+    return f"{student} ({detail})" if detail else student
 
 
 def int8_layer_sections(report: Report, worst: int = 10) -> list[tuple[str, str, list[list[str]]]]:
@@ -245,16 +264,26 @@ def _fallback_note(accuracy: dict) -> str:
     if not accuracy.get("checked"):
         return f"Plain int8, budget not checked: {accuracy.get('reason')}."
     if not nodes:
-        return "Plain int8 met the budget: no layer returned to float."
+        if accuracy.get("budget_met"):
+            return "Plain int8 met the budget: no layer returned to float."
+        return (
+            f"Plain int8 kept, over the {accuracy.get('budget'):g}-point budget (validation {accuracy.get('val_top1')}%"
+            f" vs fp32 {accuracy.get('fp32_val_top1')}%): no fallback within the cap of"
+            f" {accuracy.get('max_fallback_nodes')} node(s) did better."
+        )
     kept, plain = accuracy.get("latency_ms"), accuracy.get("plain_latency_ms")
     cost = ""
     if kept and plain:
         change = 100.0 * (kept - plain) / plain
         cost = f" ORT at batch 1 on the exporting machine: {kept:.3f} ms vs {plain:.3f} ms for plain int8 ({change:+.0f}%)."
+    goal = (
+        f"to keep top-1 within {accuracy.get('budget'):g} points"
+        if accuracy.get("budget_met")
+        else f"(the best found within the cap; the {accuracy.get('budget'):g}-point budget is still missed)"
+    )
     return (
-        f"{len(nodes)} node(s) returned to float to keep top-1 within {accuracy.get('budget'):g} points"
-        f" (validation {accuracy.get('val_top1')}% vs plain int8 {accuracy.get('plain_val_top1')}%, fp32"
-        f" {accuracy.get('fp32_val_top1')}%).{cost}"
+        f"{len(nodes)} node(s) returned to float {goal} (validation {accuracy.get('val_top1')}% vs plain int8"
+        f" {accuracy.get('plain_val_top1')}%, fp32 {accuracy.get('fp32_val_top1')}%).{cost}"
     )
 
 
