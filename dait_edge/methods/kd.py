@@ -7,32 +7,15 @@ zero-shot logits 100 v T^T ("T: CLIP") or a checkpoint fine-tuned on the task ("
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from dait_edge.engine.batch import Batch, Step
 from dait_edge.losses import kd_loss
-from dait_edge.methods.base import Distiller, MethodContext, register_method
-from dait_edge.methods.task_teacher import teacher_requirement
-from dait_edge.methods.teacher_input import TeacherInput
+from dait_edge.methods.base import register_method
+from dait_edge.methods.task_teacher import TeacherChoiceDistiller
 
 
 @register_method("kd", "KD (Hinton): logits of the VLM (--kd-teacher vlm) or of a task checkpoint + CE")
-class KnowledgeDistillation(Distiller):
-    teacher_choice = True
-
-    @classmethod
-    def requirements(cls, options):
-        return teacher_requirement(options)
-
-    def __init__(self, student: nn.Module, context: MethodContext):
-        super().__init__(student, context)
-        self.uses_vlm = "vlm" in self.requirements(context.options)
-        if self.uses_vlm:
-            self.vlm = self.freeze(context.vlm)
-        else:
-            self.teacher = self.freeze(context.teacher)
-            self.teacher_input = TeacherInput(context, self.teacher)
-
+class KnowledgeDistillation(TeacherChoiceDistiller):
     def teacher_logits(self, batch: Batch) -> torch.Tensor:
         if self.uses_vlm:
             return self.vlm.zero_shot_logits(batch)

@@ -12,31 +12,18 @@ from torch import nn
 
 from dait_edge.engine.batch import Batch, Step
 from dait_edge.losses import rkd_loss
-from dait_edge.methods.base import Distiller, MethodContext, register_method
-from dait_edge.methods.task_teacher import teacher_requirement
-from dait_edge.methods.teacher_input import TeacherInput
+from dait_edge.methods.base import MethodContext, register_method
+from dait_edge.methods.task_teacher import TeacherChoiceDistiller
 
 
 @register_method(
     "rkd", "RKD: distances and angles of pooled embeddings vs the VLM's (or a task teacher's) + CE"
 )
-class RelationalDistillation(Distiller):
-    teacher_choice = True
-
-    @classmethod
-    def requirements(cls, options):
-        return teacher_requirement(options)
-
+class RelationalDistillation(TeacherChoiceDistiller):
     def __init__(self, student: nn.Module, context: MethodContext):
         super().__init__(student, context)
-        self.uses_vlm = "vlm" in self.requirements(context.options)
         self.w_dist = float(context.options.get("rkd_distance_weight", 25.0))
         self.w_angle = float(context.options.get("rkd_angle_weight", 50.0))
-        if self.uses_vlm:
-            self.vlm = self.freeze(context.vlm)
-        else:
-            self.teacher = self.freeze(context.teacher)
-            self.teacher_input = TeacherInput(context, self.teacher)
 
     def teacher_embeddings(self, batch: Batch) -> torch.Tensor:
         if self.uses_vlm:
