@@ -112,6 +112,14 @@ class DistillConfig:
             )
         return int(text)
 
+    def resolved_val_fraction(self) -> float:
+        """--val-fraction, or the method's own default (DHO holds 0.1 out; the others none)."""
+        if self.val_fraction is not None:
+            return self.val_fraction
+        from dait_edge.methods import METHODS
+
+        return METHODS.get(self.method).default_val_fraction if self.method in METHODS else 0.0
+
     def resolve_names(self) -> None:
         from dait_edge.methods import METHODS
         from dait_edge.models import resolve_model_name

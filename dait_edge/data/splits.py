@@ -90,6 +90,18 @@ def held_out_indices(
     return sorted(chosen)
 
 
+def labelled_split(
+    samples: Sequence[Sample], labelled_fraction: float, val_fraction: float, seed: int
+) -> tuple[list[int], list[int]]:
+    """(labelled images to train on, validation images held out of the labelled ones), positions ascending:
+    what `dait-edge distill` splits a training set into (the rest is unlabelled), and what export recomputes
+    to judge int8 on the same held-out images."""
+    labelled = labelled_indices(samples, labelled_fraction, seed)
+    held = held_out_indices(samples, labelled, val_fraction, seed)
+    kept = set(held)
+    return [i for i in labelled if i not in kept], held
+
+
 def balanced_subset(samples: Sequence[Sample], indices: Sequence[int], limit: int, seed: int) -> list[int]:
     """At most `limit` of `indices`, class-balanced (classes take turns, each in a seeded order), ascending:
     validation images drawn from the training split when a run kept none apart."""

@@ -18,7 +18,7 @@ from dait_edge.config import DistillConfig
 from dait_edge.data import load_dataset
 from dait_edge.data.base import DatasetSpec
 from dait_edge.data.images import ImageListDataset
-from dait_edge.data.splits import held_out_indices, labelled_indices
+from dait_edge.data.splits import labelled_split
 from dait_edge.data.transforms import eval_transform_for
 from dait_edge.data.views import TrainViews, ViewSpec
 from dait_edge.distill.run_dir import default_run_dir, write_manifest
@@ -86,14 +86,10 @@ class _Run:
         # One index space for the whole training split: view seeds and cached embeddings are keyed by it.
         self.all_train = self.spec.split("train")
         # Labelled (class-balanced, seeded), minus a validation split held out of it; the rest unlabelled.
-        labelled = labelled_indices(self.all_train, config.labelled_fraction, config.seed)
-        val_fraction = config.val_fraction
-        if val_fraction is None:
-            val_fraction = self.method_cls.default_val_fraction
-        self.val_indices = held_out_indices(self.all_train, labelled, val_fraction, config.seed)
-        held_out = set(self.val_indices)
-        self.labelled = [i for i in labelled if i not in held_out]
-        outside = set(labelled)
+        self.labelled, self.val_indices = labelled_split(
+            self.all_train, config.labelled_fraction, config.resolved_val_fraction(), config.seed
+        )
+        outside = {*self.labelled, *self.val_indices}
         self.unlabelled = (
             [i for i in range(len(self.all_train)) if i not in outside] if config.train_unlabelled else []
         )

@@ -95,7 +95,7 @@ def int8_images(info, calib_samples: int, val_samples: int) -> tuple[ImageBatch,
     - calibration: `calib_samples` training images evenly spread over what validation left (seeded random
       inputs when the dataset cannot be read)."""
     from dait_edge.data import load_dataset
-    from dait_edge.data.splits import balanced_subset, evenly_spread
+    from dait_edge.data.splits import balanced_subset, evenly_spread, labelled_split
     from dait_edge.errors import UserError
 
     if not (info.dataset and info.data_root):
@@ -109,7 +109,9 @@ def int8_images(info, calib_samples: int, val_samples: int) -> tuple[ImageBatch,
     train = spec.split("train")
     config = info.manifest.config if info.manifest else None
     seed = config.seed if config is not None else 0
-    held = _run_validation(train, config) if info.summary.val_images and config is not None else []
+    held = []
+    if info.summary.val_images and config is not None:  # the images distill held out, recomputed
+        held = labelled_split(train, config.labelled_fraction, config.resolved_val_fraction(), config.seed)[1]
     if held and len(held) == info.summary.val_images:
         validation_indices, source = balanced_subset(train, held, val_samples, seed), RUN_VALIDATION
         kept = set(held)
@@ -128,18 +130,6 @@ def int8_images(info, calib_samples: int, val_samples: int) -> tuple[ImageBatch,
         [train[i] for i in validation_indices], info.data_config, spec.crop_bottom, source
     )
     return calibration_batch, validation
-
-
-def _run_validation(train, config) -> list[int]:
-    """The images `dait-edge distill` held out of the labelled ones (data.splits, seeded by the run)."""
-    from dait_edge.data.splits import held_out_indices, labelled_indices
-    from dait_edge.methods import METHODS
-
-    fraction = config.val_fraction
-    if fraction is None:
-        fraction = METHODS.get(config.method).default_val_fraction if config.method in METHODS else 0.0
-    labelled = labelled_indices(train, config.labelled_fraction, config.seed)
-    return held_out_indices(train, labelled, fraction, config.seed)
 
 
 def torch_logits(model, images: np.ndarray, batch: int = 64) -> np.ndarray:
