@@ -227,7 +227,8 @@ def export_run(
     recipes, wanted = plan_recipes(requested)
     for recipe in recipes:  # bad settings fail before anything is built
         if recipe.precision == "int8" and recipe.kind == "onnx":
-            check_settings(*_accuracy_settings(recipe, max_top1_drop, calibration_method)[::-1])
+            budget, method = _accuracy_settings(recipe, max_top1_drop, calibration_method)
+            check_settings(method, budget)
     if max_fallback_nodes is not None and max_fallback_nodes < 0:
         raise UserError(
             f"max fallback nodes must be 0 or more, not {max_fallback_nodes}.", setting="max_fallback_nodes"

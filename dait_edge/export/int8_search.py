@@ -79,7 +79,8 @@ def build_int8(
     receives plain int8 when layers went back to float (to compare the two side by side)."""
     started = time.perf_counter()
     check_settings(method, budget)
-    if quantisable_nodes(prepared) == 0:
+    total = quantisable_nodes(prepared)
+    if total == 0:
         raise UserError(
             f"{prepared.name}: the model has nothing int8 can quantise; export fp32 or fp16 instead."
         )
@@ -109,7 +110,6 @@ def build_int8(
             )
         chosen_options = _with(options, chosen)
         layers = layer_errors(prepared, calibration, chosen_options)
-        total = quantisable_nodes(prepared)
         cap = max_fallback if max_fallback is not None else max(1, math.ceil(DEFAULT_FALLBACK_SHARE * total))
         record = Int8Accuracy(
             budget=budget,

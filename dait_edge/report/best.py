@@ -161,13 +161,16 @@ def _best_of_group(rows: list[ProfileRow], max_top1_drop: float, batch: int) -> 
         if c.batch != batch:
             c.reason += f" (measured at batch {c.batch}; no batch-{batch} run)"
 
-    note = _note(winner, candidates, reference, reference_label, max_top1_drop, batch, nothing_meets_budget)
-    if winner is not None and fastest is not winner:
-        note = note.replace(
-            "is the fastest accurate artifact", "is kept: the faster one is within this machine's noise", 1
-        )
-    if winner is not None and winner.top1_drop_low is not None and not winner.drop_resolved:
-        note += f"; {unresolved_text(winner, max_top1_drop)}"
+    note = _note(
+        winner,
+        candidates,
+        reference,
+        reference_label,
+        max_top1_drop,
+        batch,
+        nothing_meets_budget,
+        tied=fastest is not winner,
+    )
     candidates.sort(key=lambda c: (c.status != "chosen", *_speed_order(c)))
     return BestChoice(
         student=first.student,
@@ -342,12 +345,20 @@ def _why_lost(c: Candidate, winner: Candidate | None, nothing_meets_budget: bool
     return f"slower: p50 {_ms(mine)} ms vs {_ms(theirs)} ms for {winner.label}{ratio}"
 
 
-def _note(winner, candidates, reference, reference_label, max_top1_drop, batch, nothing_meets_budget) -> str:
+def _note(
+    winner, candidates, reference, reference_label, max_top1_drop, batch, nothing_meets_budget, tied=False
+) -> str:
     if winner is None:
         lost = "; ".join(f"{c.label}: {c.reason}" for c in candidates)
         note = f"no artifact qualifies ({lost})"
         return f"{note}; {NO_TOP1}" if all(c.top1 is None for c in candidates) else note
-    parts = [f"{winner.label} is the fastest accurate artifact (p50 {_ms(winner.latency_p50)} ms"]
+    # tied: a faster artifact is within this machine's noise of the winner, which has more precision
+    how = (
+        "is kept: the faster one is within this machine's noise"
+        if tied
+        else "is the fastest accurate artifact"
+    )
+    parts = [f"{winner.label} {how} (p50 {_ms(winner.latency_p50)} ms"]
     parts[0] += f" at batch {winner.batch}, not {batch})" if winner.batch != batch else f" at batch {batch})"
     if winner.top1 is None:
         parts.append(NO_TOP1)
@@ -362,6 +373,8 @@ def _note(winner, candidates, reference, reference_label, max_top1_drop, batch, 
         )
     if nothing_meets_budget:
         parts.append("nothing meets the profile's latency budget; chose the fastest accurate artifact anyway")
+    if winner.top1_drop_low is not None and not winner.drop_resolved:
+        parts.append(unresolved_text(winner, max_top1_drop))
     return "; ".join(parts)
 
 
