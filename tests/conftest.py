@@ -415,6 +415,42 @@ def tiny_vlm(tmp_path_factory) -> TinyVLM:
     return TinyVLM(config, folder / "vlm.safetensors")
 
 
+# ------------------------------------------------------------------------- tiny distill runs
+
+
+def make_tiny_config(data_root, vlm_config, vlm_weights, folder: Path, **overrides):
+    """A `DistillConfig` for a tiny offline CPU run on a fixture tree: timm's test models (student
+    test_efficientnet, teacher test_resnet), 32 px, batch 4, random init, no progress bars; the run, teacher
+    cache and text/VLM caches under `folder`. Epochs and everything else come in `overrides`."""
+    from dait_edge.config import DistillConfig
+
+    folder = Path(folder)
+    values = dict(
+        dataset="cub",
+        data_root=str(data_root),
+        vlm=str(vlm_config),
+        vlm_pretrained=str(vlm_weights),
+        student="test_efficientnet",
+        teacher="test_resnet",
+        img_size=32,
+        batch_size=4,
+        workers=0,
+        device="cpu",
+        pretrained=False,
+        progress=False,
+        out=str(folder / "run"),
+        teacher_cache=str(folder / "teachers"),
+        cache_dir=str(folder / "cache"),
+    )
+    return DistillConfig(**(values | {k: str(v) if isinstance(v, Path) else v for k, v in overrides.items()}))
+
+
+@pytest.fixture(scope="session")
+def tiny_config():
+    """`tiny_config(data_root, vlm_config, vlm_weights, folder, **overrides) -> DistillConfig`."""
+    return make_tiny_config
+
+
 # ------------------------------------------------------------------------- fake runs (records)
 
 

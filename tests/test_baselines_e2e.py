@@ -31,34 +31,15 @@ CLASSES = 3
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory, layouts, tiny_vlm):
+def env(tmp_path_factory, layouts, tiny_vlm, tiny_config):
     base = tmp_path_factory.mktemp("baselines")
     cub = layouts.cub(base / "cub", classes=CLASSES, train_per_class=6, test_per_class=2)
-    return SimpleNamespace(base=base, cub=cub, vlm=tiny_vlm)
+    return SimpleNamespace(base=base, cub=cub, vlm=tiny_vlm, tiny_config=tiny_config)
 
 
 def config(env, out: Path, **overrides) -> DistillConfig:
-    values = dict(
-        dataset="cub",
-        data_root=str(env.cub.root),
-        vlm=str(env.vlm.config),
-        vlm_pretrained=str(env.vlm.weights),
-        student="test_efficientnet",
-        teacher="test_resnet",
-        method="dho",
-        stage1_epochs=1,
-        stage2_epochs=2,
-        img_size=32,
-        batch_size=4,
-        workers=0,
-        device="cpu",
-        pretrained=False,
-        progress=False,
-        out=str(out),
-        teacher_cache=str(env.base / "teachers"),
-        cache_dir=str(env.base / "cache"),
-    )
-    return DistillConfig(**(values | overrides))
+    options = {"method": "dho", "stage1_epochs": 1, "stage2_epochs": 2, "out": out} | overrides
+    return env.tiny_config(env.cub.root, env.vlm.config, env.vlm.weights, env.base, **options)
 
 
 def cli_args(env, out: Path, **options) -> list[str]:

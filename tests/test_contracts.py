@@ -112,34 +112,25 @@ def method_runs(tmp_path_factory):
 
 
 @pytest.mark.parametrize("name", STUDENT_METHODS)
-def test_every_method_trains_an_epoch_with_half_the_labels(name, method_runs, tiny_cub, tiny_vlm):
+def test_every_method_trains_an_epoch_with_half_the_labels(
+    name, method_runs, tiny_cub, tiny_vlm, tiny_config
+):
     """`dait-edge distill --method NAME --labelled-fraction 0.5` on a fixture tree: labelled images get every
     term, unlabelled ones only the distillation terms (a method without any skips them)."""
-    from dait_edge.config import DistillConfig
     from dait_edge.distill import run_distill
     from dait_edge.records import read_metrics
 
     cls = METHODS.get(name)
-    config = DistillConfig(
-        dataset="cub",
-        data_root=str(tiny_cub.root),
-        vlm=str(tiny_vlm.config),
-        vlm_pretrained=str(tiny_vlm.weights),
-        student="test_efficientnet",
-        teacher="test_resnet",
+    config = tiny_config(
+        tiny_cub.root,
+        tiny_vlm.config,
+        tiny_vlm.weights,
+        method_runs,
         method=name,
         stage1_epochs=1,
         stage2_epochs=1,
-        img_size=32,
-        batch_size=4,
         labelled_fraction=0.5,
-        workers=0,
-        device="cpu",
-        pretrained=False,
-        progress=False,
-        out=str(method_runs / name),
-        teacher_cache=str(method_runs / "teachers"),
-        cache_dir=str(method_runs / "cache"),
+        out=method_runs / name,
     )
     summary = run_distill(config)
     assert summary.completed and summary.student_top1 is not None

@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,6 +75,7 @@ class Env:
     data_root: Path
     vlm_config: Path
     vlm_weights: Path
+    tiny_config: Callable  # conftest's make_tiny_config
 
     def args(self, out: Path, *flags: str, **options) -> list[str]:
         """`distill` arguments for a tiny offline run into `out`; options override (None drops one)."""
@@ -103,28 +105,12 @@ class Env:
 
     def config(self, out: Path, teacher_cache: Path, **overrides) -> DistillConfig:
         """Two epochs per stage of timm's tiny test models: resume equality does not need real students."""
-        values = dict(
-            dataset="cub",
-            data_root=str(self.data_root),
-            vlm=str(self.vlm_config),
-            vlm_pretrained=str(self.vlm_weights),
-            student="test_efficientnet",
-            method="dait_f",
-            teacher="test_resnet",
-            stage1_epochs=2,
-            stage2_epochs=2,
-            img_size=32,
-            batch_size=4,
-            workers=0,
-            device="cpu",
-            pretrained=False,
-            progress=False,
-            out=str(out),
-            teacher_cache=str(teacher_cache),
-            cache_dir=str(self.base / "cache"),
+        options = dict(
+            method="dait_f", stage1_epochs=2, stage2_epochs=2, out=out, teacher_cache=teacher_cache
         )
-        values.update(overrides)
-        return DistillConfig(**values)
+        return self.tiny_config(
+            self.data_root, self.vlm_config, self.vlm_weights, self.base, **(options | overrides)
+        )
 
 
 def distill(args: list[str]) -> tuple[RunSummary, Path]:
@@ -158,12 +144,12 @@ def cub_test_split(data_root: Path, data_config: DataConfig, img_size: int) -> I
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory, layouts, tiny_vlm) -> Env:
+def env(tmp_path_factory, layouts, tiny_vlm, tiny_config) -> Env:
     base = tmp_path_factory.mktemp("distill")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("DAIT_EDGE_CACHE", str(base / "cache"))
         cub = layouts.cub(base / "cub", classes=NUM_CLASSES, train_per_class=2, test_per_class=1)
-        yield Env(base, cub.root, tiny_vlm.config, tiny_vlm.weights)
+        yield Env(base, cub.root, tiny_vlm.config, tiny_vlm.weights, tiny_config)
 
 
 @pytest.fixture(scope="module")
@@ -503,13 +489,13 @@ def test_resume_on_an_empty_dir_is_a_user_error(assert_user_error, env, tmp_path
 # ----------------------------------------------------------------- 5. two processes, gloo
 
 
-def test_ddp_two_processes_on_cpu(tmp_path, layouts, tiny_vlm):
+def test_ddp_two_processes_on_cpu(tmp_path, layouts, tiny_vlm, tiny_config):
     # 7 test images: rank 0 scores 4, rank 1 scores 3. A figure from one shard (k/4) or a mean of
     # the two shards' figures is a multiple of 1/7 only at 0 or 100 %, so checking that every
     # recorded figure is a multiple of 1/7 and equals a one-process evaluation catches both.
     classes = 7
     cub = layouts.cub(tmp_path / "cub", classes=classes, train_per_class=2, test_per_class=1)
-    env = Env(tmp_path, cub.root, tiny_vlm.config, tiny_vlm.weights)
+    env = Env(tmp_path, cub.root, tiny_vlm.config, tiny_vlm.weights, tiny_config)
     out = tmp_path / "ddp"
     # alpha = epoch: the second epoch of each stage trains on labels alone, with the teacher skipped and
     # the training-only modules (MLPs, adapter) idle: DDP must still see a gradient for every parameter

@@ -11,7 +11,6 @@ import torch
 from click.testing import CliRunner
 
 from dait_edge.cli import cli
-from dait_edge.config import DistillConfig
 from dait_edge.data import load_dataset
 from dait_edge.data.images import ImageListDataset
 from dait_edge.data.views import ViewSpec, view_pixels, view_seed
@@ -129,34 +128,23 @@ def test_a_full_disk_is_caught_before_the_build(tmp_path, monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def runs(data, tiny_vlm, tmp_path_factory):
+def runs(data, tiny_vlm, tmp_path_factory, tiny_config):
     """The same stage-1 run taught live (--vlm-views 0) and from the cache (auto), then a second student
     on the complete cache."""
     base = tmp_path_factory.mktemp("cache_runs")
 
     def config(name, **overrides):
-        values = dict(
-            dataset="cub",
-            data_root=str(data.root),
-            vlm=str(tiny_vlm.config),
-            vlm_pretrained=str(tiny_vlm.weights),
-            student="test_efficientnet",
-            teacher="test_resnet",
+        options = dict(
             stages="1",
             stage1_epochs=2,
             stage2_epochs=1,
             alpha_rate=0.25,
             img_size=SIZE,
             batch_size=3,
-            workers=0,
-            device="cpu",
-            pretrained=False,
-            progress=False,
-            out=str(base / name),
-            teacher_cache=str(base / f"teachers_{name}"),
-            cache_dir=str(base / "cache"),
+            out=base / name,
+            teacher_cache=base / f"teachers_{name}",
         )
-        return DistillConfig(**{**values, **overrides})
+        return tiny_config(data.root, tiny_vlm.config, tiny_vlm.weights, base, **(options | overrides))
 
     live = run_distill(config("live", vlm_views="0"))
     cached = run_distill(config("cached"))
