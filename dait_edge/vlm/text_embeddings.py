@@ -50,8 +50,11 @@ def build_text_classifier(
     return torch.stack(rows)
 
 
-def _cache_path(source, classnames, templates, cache_dir) -> Path:
+def _cache_path(source, classnames, templates, cache_dir, formula: str | None = None) -> Path:
+    """Where T (or, with `formula`, another quantity derived from the same prompts) is cached."""
     key = text_cache_key(source, classnames, templates)
+    if formula is not None:
+        key = sha256_json({"text": key, "formula": formula})
     return Path(cache_dir or default_cache_dir()) / "text_embeddings" / f"{key}.safetensors"
 
 
@@ -111,10 +114,7 @@ def text_gaussian(
     then raises LookupError)."""
     from safetensors.torch import load_file, save_file
 
-    key = sha256_json(
-        {"text": text_cache_key(source, classnames, templates), "formula": "gaussian(norm(E_T))"}
-    )
-    path = Path(cache_dir or default_cache_dir()) / "text_embeddings" / f"{key}.safetensors"
+    path = _cache_path(source, classnames, templates, cache_dir, formula="gaussian(norm(E_T))")
     if not source.random_weights and path.is_file():
         stored = load_file(str(path))
         return stored["mean"], stored["var"]
