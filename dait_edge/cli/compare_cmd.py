@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import click
 
-from dait_edge.cli.options import json_option
+from dait_edge.cli.options import default_out, json_option
 
 
 @click.command("compare")
@@ -42,8 +41,7 @@ def command(sources, out, as_json):
     from dait_edge.report.compare import compare_runs, markdown
 
     if out is None:
-        only = Path(sources[0])
-        out = only / "compare" if len(sources) == 1 and only.is_dir() else Path("compare")
+        out = default_out(sources, "compare")
     log = (lambda msg: click.echo(msg, err=True)) if as_json else click.echo
     comparison, files = compare_runs(list(sources), out, log=log)
     if as_json:

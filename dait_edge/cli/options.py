@@ -8,6 +8,7 @@ method module, a profile TOML) shows up in every command's help.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import click
 
@@ -271,6 +272,12 @@ def device_option(func):
     return click.option(
         "--device", default="auto", show_default=True, help="auto (CUDA when present), cpu, cuda or cuda:N."
     )(func)
+
+
+def default_out(sources, name: str) -> Path:
+    """Where a command over SOURCES writes by default: SOURCE/<name> for one source folder, else ./<name>."""
+    only = Path(sources[0])
+    return only / name if len(sources) == 1 and only.is_dir() else Path(name)
 
 
 def json_option(func):

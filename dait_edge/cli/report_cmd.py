@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import click
 
-from dait_edge.cli.options import json_option, max_top1_drop_option
+from dait_edge.cli.options import default_out, json_option, max_top1_drop_option
 
 
 @click.command("report")
@@ -54,8 +53,7 @@ def command(sources, out, max_top1_drop, batch, as_json):
     from dait_edge.report import build_report, describe_best
 
     if out is None:
-        only = Path(sources[0])
-        out = only / "report" if len(sources) == 1 and only.is_dir() else Path("report")
+        out = default_out(sources, "report")
     log = (lambda msg: click.echo(msg, err=True)) if as_json else click.echo
     result = build_report(list(sources), out, max_top1_drop=max_top1_drop, batch=batch, log=log)
     if as_json:
