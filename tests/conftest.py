@@ -418,37 +418,60 @@ def tiny_vlm(tmp_path_factory) -> TinyVLM:
 # ------------------------------------------------------------------------- tiny distill runs
 
 
-def make_tiny_config(data_root, vlm_config, vlm_weights, folder: Path, **overrides):
-    """A `DistillConfig` for a tiny offline CPU run on a fixture tree: timm's test models (student
-    test_efficientnet, teacher test_resnet), 32 px, batch 4, random init, no progress bars; the run, teacher
-    cache and text/VLM caches under `folder`. Epochs and everything else come in `overrides`."""
-    from dait_edge.config import DistillConfig
+# What every tiny offline CPU run shares: timm's test models, 32 px, batch 4, on the CPU, no workers.
+TINY_RUN = dict(
+    dataset="cub",
+    student="test_efficientnet",
+    teacher="test_resnet",
+    img_size=32,
+    batch_size=4,
+    workers=0,
+    device="cpu",
+)
 
+
+def _tiny_values(data_root, vlm_config, vlm_weights, folder: Path) -> dict:
     folder = Path(folder)
-    values = dict(
-        dataset="cub",
+    return TINY_RUN | dict(
         data_root=str(data_root),
         vlm=str(vlm_config),
         vlm_pretrained=str(vlm_weights),
-        student="test_efficientnet",
-        teacher="test_resnet",
-        img_size=32,
-        batch_size=4,
-        workers=0,
-        device="cpu",
-        pretrained=False,
-        progress=False,
         out=str(folder / "run"),
         teacher_cache=str(folder / "teachers"),
         cache_dir=str(folder / "cache"),
     )
+
+
+def make_tiny_config(data_root, vlm_config, vlm_weights, folder: Path, **overrides):
+    """A `DistillConfig` for a tiny offline CPU run on a fixture tree (`TINY_RUN`), random init, no progress
+    bars; the run, teacher cache and text/VLM caches under `folder`. Epochs and the rest come in `overrides`."""
+    from dait_edge.config import DistillConfig
+
+    values = _tiny_values(data_root, vlm_config, vlm_weights, folder) | dict(pretrained=False, progress=False)
     return DistillConfig(**(values | {k: str(v) if isinstance(v, Path) else v for k, v in overrides.items()}))
+
+
+def make_tiny_args(data_root, vlm_config, vlm_weights, folder: Path, *flags: str, **options) -> list[str]:
+    """The same run as `dait-edge distill` arguments (one epoch unless given, --no-pretrained, --json);
+    `options` override, None drops one."""
+    values = _tiny_values(data_root, vlm_config, vlm_weights, folder) | {"epochs": 1} | options
+    args = ["distill"]
+    for name, value in values.items():
+        if value is not None:
+            args += [f"--{name.replace('_', '-')}", str(value)]
+    return [*args, "--no-pretrained", "--json", *flags]
 
 
 @pytest.fixture(scope="session")
 def tiny_config():
     """`tiny_config(data_root, vlm_config, vlm_weights, folder, **overrides) -> DistillConfig`."""
     return make_tiny_config
+
+
+@pytest.fixture(scope="session")
+def tiny_args():
+    """`tiny_args(data_root, vlm_config, vlm_weights, folder, *flags, **options) -> distill CLI arguments`."""
+    return make_tiny_args
 
 
 # ------------------------------------------------------------------------- fake runs (records)

@@ -31,10 +31,10 @@ CLASSES = 3
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory, layouts, tiny_vlm, tiny_config):
+def env(tmp_path_factory, layouts, tiny_vlm, tiny_config, tiny_args):
     base = tmp_path_factory.mktemp("baselines")
     cub = layouts.cub(base / "cub", classes=CLASSES, train_per_class=6, test_per_class=2)
-    return SimpleNamespace(base=base, cub=cub, vlm=tiny_vlm, tiny_config=tiny_config)
+    return SimpleNamespace(base=base, cub=cub, vlm=tiny_vlm, tiny_config=tiny_config, tiny_args=tiny_args)
 
 
 def config(env, out: Path, **overrides) -> DistillConfig:
@@ -43,26 +43,7 @@ def config(env, out: Path, **overrides) -> DistillConfig:
 
 
 def cli_args(env, out: Path, **options) -> list[str]:
-    values = {
-        "dataset": "cub",
-        "data_root": env.cub.root,
-        "vlm": env.vlm.config,
-        "vlm_pretrained": env.vlm.weights,
-        "student": "test_efficientnet",
-        "teacher": "test_resnet",
-        "epochs": 1,
-        "img_size": 32,
-        "batch_size": 4,
-        "workers": 0,
-        "device": "cpu",
-        "out": out,
-        "cache_dir": env.base / "cache",
-        "teacher_cache": env.base / "teachers",
-    } | options
-    args = ["distill"]
-    for name, value in values.items():
-        args += [f"--{name.replace('_', '-')}", str(value)]
-    return [*args, "--no-pretrained", "--json"]
+    return env.tiny_args(env.cub.root, env.vlm.config, env.vlm.weights, env.base, out=out, **options)
 
 
 # ------------------------------------------------------------------------------------------ DHO

@@ -76,32 +76,15 @@ class Env:
     vlm_config: Path
     vlm_weights: Path
     tiny_config: Callable  # conftest's make_tiny_config
+    tiny_args: Callable  # conftest's make_tiny_args
 
     def args(self, out: Path, *flags: str, **options) -> list[str]:
-        """`distill` arguments for a tiny offline run into `out`; options override (None drops one)."""
-        values = {
-            "dataset": "cub",
-            "data_root": self.data_root,
-            "vlm": self.vlm_config,
-            "vlm_pretrained": self.vlm_weights,
-            "student": "mobilenetv2",
-            "teacher": "regnety_016",
-            "method": "dait_f",
-            "epochs": 1,
-            "img_size": 32,
-            "batch_size": 4,
-            "workers": 0,
-            "device": "cpu",
-            "out": out,
-            "teacher_cache": self.base / "teachers",
-            "cache_dir": self.base / "cache",
-        }
-        values.update(options)
-        args = ["distill"]
-        for name, value in values.items():
-            if value is not None:
-                args += [f"--{name.replace('_', '-')}", str(value)]
-        return [*args, "--no-pretrained", "--json", *flags]
+        """`distill` arguments for a tiny offline run into `out` (MobileNet-V2 from RegNetY-1.6GF, DAIT-F);
+        options override (None drops one)."""
+        defaults = {"student": "mobilenetv2", "teacher": "regnety_016", "method": "dait_f", "out": out}
+        return self.tiny_args(
+            self.data_root, self.vlm_config, self.vlm_weights, self.base, *flags, **(defaults | options)
+        )
 
     def config(self, out: Path, teacher_cache: Path, **overrides) -> DistillConfig:
         """Two epochs per stage of timm's tiny test models: resume equality does not need real students."""
@@ -144,12 +127,12 @@ def cub_test_split(data_root: Path, data_config: DataConfig, img_size: int) -> I
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory, layouts, tiny_vlm, tiny_config) -> Env:
+def env(tmp_path_factory, layouts, tiny_vlm, tiny_config, tiny_args) -> Env:
     base = tmp_path_factory.mktemp("distill")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("DAIT_EDGE_CACHE", str(base / "cache"))
         cub = layouts.cub(base / "cub", classes=NUM_CLASSES, train_per_class=2, test_per_class=1)
-        yield Env(base, cub.root, tiny_vlm.config, tiny_vlm.weights, tiny_config)
+        yield Env(base, cub.root, tiny_vlm.config, tiny_vlm.weights, tiny_config, tiny_args)
 
 
 @pytest.fixture(scope="module")
@@ -489,13 +472,13 @@ def test_resume_on_an_empty_dir_is_a_user_error(assert_user_error, env, tmp_path
 # ----------------------------------------------------------------- 5. two processes, gloo
 
 
-def test_ddp_two_processes_on_cpu(tmp_path, layouts, tiny_vlm, tiny_config):
+def test_ddp_two_processes_on_cpu(tmp_path, layouts, tiny_vlm, tiny_config, tiny_args):
     # 7 test images: rank 0 scores 4, rank 1 scores 3. A figure from one shard (k/4) or a mean of
     # the two shards' figures is a multiple of 1/7 only at 0 or 100 %, so checking that every
     # recorded figure is a multiple of 1/7 and equals a one-process evaluation catches both.
     classes = 7
     cub = layouts.cub(tmp_path / "cub", classes=classes, train_per_class=2, test_per_class=1)
-    env = Env(tmp_path, cub.root, tiny_vlm.config, tiny_vlm.weights, tiny_config)
+    env = Env(tmp_path, cub.root, tiny_vlm.config, tiny_vlm.weights, tiny_config, tiny_args)
     out = tmp_path / "ddp"
     # alpha = epoch: the second epoch of each stage trains on labels alone, with the teacher skipped and
     # the training-only modules (MLPs, adapter) idle: DDP must still see a gradient for every parameter
