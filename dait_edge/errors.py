@@ -18,3 +18,18 @@ class UserError(Exception):
     def __init__(self, message: str, *, setting: str | tuple[str, ...] | None = None):
         super().__init__(message)
         self.settings: tuple[str, ...] = (setting,) if isinstance(setting, str) else tuple(setting or ())
+
+
+class Interrupted(Exception):
+    """SIGINT / SIGTERM stopped the work at a safe point. The CLI prints the message (what was running, what
+    is saved) and how to resume, and exits with 128 + the signal's number, as a shell does."""
+
+    def __init__(self, signum: int, message: str, *, resume: str | None = None):
+        super().__init__(message)
+        self.signum = signum
+        self.resume = resume  # the command that continues the work, where the CLI knows it
+        self.folder = None  # the run directory a distill stopped in
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from dait_edge.errors import UserError
+from dait_edge.errors import Interrupted, UserError
 
 # Packages of the `full` extra: a light (device) install lacks them, and only some commands need them.
 FULL_INSTALL_MODULES = {
@@ -74,3 +74,7 @@ class UserErrorGroup(click.Group):
                 raise
             click.echo(f"error: {user_error}", err=True)
             ctx.exit(UserError.exit_code)
+        except Interrupted as err:
+            resume = f"; to continue: {err.resume}" if err.resume else ""
+            click.echo(f"stopped: {err}{resume}", err=True)
+            ctx.exit(err.exit_code)

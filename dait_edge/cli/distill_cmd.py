@@ -164,12 +164,15 @@ def training_options(func):
 
 
 def config_from_cli(
-    ctx: click.Context, config_file, options: dict, *, epochs, no_pretrained, templates, quiet
+    ctx: click.Context, config_file, options: dict, *, epochs, no_pretrained, templates, quiet, resume=False
 ):
-    """--config file values, overridden by the flags given on the command line."""
+    """--config file values, overridden by the flags given on the command line. With --resume the run's own
+    settings (its manifest) come first, so `--out RUN --resume` alone continues it."""
     from dait_edge.config import build_config, load_toml
 
     file_values = load_toml(config_file) if config_file else {}
+    if resume:
+        file_values = {**_run_settings(options.get("out")), **file_values}
     flag_values = {
         name: value
         for name, value in options.items()
@@ -186,6 +189,20 @@ def config_from_cli(
     return build_config(file_values, flag_values)
 
 
+def _run_settings(out: str | None) -> dict:
+    """The settings of the run in `out` (its manifest), or none where there is no run there to read."""
+    import dataclasses
+    from pathlib import Path
+
+    from dait_edge.errors import UserError
+    from dait_edge.records import RunManifest
+
+    if not out:
+        raise UserError("--resume needs the run directory to continue; pass it with --out.")
+    manifest = RunManifest.path_in(Path(out))
+    return dataclasses.asdict(RunManifest.read(manifest).config) if manifest.is_file() else {}
+
+
 @click.command("distill")
 @student_option(D.student)
 @training_options
@@ -198,7 +215,11 @@ def config_from_cli(
     type=click.Path(file_okay=False),
     help="Run directory. Default runs/<dataset>-<student>-<method>-<time>.",
 )
-@click.option("--resume", is_flag=True, help="Continue the run in --out from its last completed epoch.")
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue the run in --out from its last completed epoch, with its own settings (any given must match).",
+)
 @click.option(
     "--teacher-cache",
     type=click.Path(file_okay=False),
@@ -225,6 +246,8 @@ def command(ctx: click.Context, config_file, epochs, no_pretrained, templates, r
     Offline, tiny: --no-pretrained --epochs 2 --img-size 64
     """
     from dait_edge.distill import run_distill
+    from dait_edge.errors import Interrupted
+    from dait_edge.utils.signals import stop_on_signal
 
     config = config_from_cli(
         ctx,
@@ -234,8 +257,14 @@ def command(ctx: click.Context, config_file, epochs, no_pretrained, templates, r
         no_pretrained=no_pretrained,
         templates=templates,
         quiet=as_json,
+        resume=resume,
     )
-    summary = run_distill(config, resume=resume)
+    try:
+        with stop_on_signal():
+            summary = run_distill(config, resume=resume)
+    except Interrupted as err:
+        err.resume = f"dait-edge distill --out {err.folder} --resume"
+        raise
     if os.environ.get("RANK", "0") != "0":  # under torchrun every process gets here; rank 0 reports
         return
     if as_json:

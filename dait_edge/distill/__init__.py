@@ -33,6 +33,7 @@ from dait_edge.engine.checkpoint import seed_everything, stage_seed
 from dait_edge.engine.distributed import (
     DistInfo,
     all_gather_object,
+    all_reduce_sum,
     barrier,
     broadcast_object,
     init_distributed,
@@ -42,12 +43,14 @@ from dait_edge.engine.distributed import (
 )
 from dait_edge.engine.evaluate import evaluate
 from dait_edge.engine.trainer import StageFiles, StagePlan, autocast_dtype_for, fit
-from dait_edge.errors import UserError
+from dait_edge.errors import Interrupted, UserError
 from dait_edge.methods import METHODS, Distiller, MethodContext
 from dait_edge.models import build_model, count_macs, count_params
 from dait_edge.records import RunManifest, RunSummary, TeacherInfo
 from dait_edge.utils.device import resolve_device
+from dait_edge.utils.faults import fault_point
 from dait_edge.utils.io import sha256_file
+from dait_edge.utils.signals import check_stop, stop_requested
 
 STAGE1_METHOD = "dait_stage1"
 
@@ -373,6 +376,12 @@ class _Run:
         if self.stop_cache_after is not None:
             raise CacheBuildStopped
         on_main(self.dist, lambda: cache.finish(seconds))
+        stopped = all_reduce_sum([float(stop_requested())], self.dist, self.device)[0] > 0
+        check_stop(
+            "the VLM embedding cache build stopped",
+            f"its finished chunks are kept in {cache.folder} and resuming encodes only the rest",
+            elsewhere=stopped,
+        )
         cache.info = VLMCacheInfo.read(cache.folder)
         # a few views re-encoded live must match the cache
         on_main(self.dist, lambda: cache.verify(vlm, images, device=self.device))
@@ -481,9 +490,43 @@ def run_distill(
     run = _Run(config, resume)
     run.stop_cache_after = (stop_after_epoch or {}).get("cache")
     try:
+        finished = on_main(run.dist, lambda: _finished(run)) if resume else None
+        if finished is not None:
+            return finished
         return _run_stages(run, stop_after_epoch or {})
+    except Interrupted as err:
+        err.folder = run.run_dir  # what --out --resume continues
+        raise
     finally:
         shutdown(run.dist)
+
+
+# Settings a resumed run may change: where and how it runs, not what it computes.
+RESUMABLE_SETTINGS = frozenset({"out", "device", "workers", "progress", "teacher_cache", "cache_dir"})
+
+
+def _finished(run: _Run) -> RunSummary | None:
+    """The summary of a run that already completed, after checking that --resume asks for the same run."""
+    manifest = RunManifest.path_in(run.run_dir)
+    if not manifest.is_file():
+        return None  # _prepare_dir says there is nothing to resume
+    before = dataclasses.asdict(RunManifest.read(manifest).config)
+    now = dataclasses.asdict(run.config)
+    changed = [name for name in now if name not in RESUMABLE_SETTINGS and before.get(name) != now[name]]
+    if changed:
+        described = ", ".join(
+            f"{name} ({before.get(name)!r} in the run, {now[name]!r} now)" for name in changed
+        )
+        raise UserError(
+            f"cannot resume {run.run_dir} with changed settings: {described}; resume with the run's own settings"
+            " (give only the run directory and --resume), or start a new run in another folder.",
+            setting="resume",
+        )
+    summary = RunSummary.read_if_present(run.run_dir)
+    if summary is None or not summary.completed:
+        return None
+    print(f"{run.run_dir} is already finished; nothing to resume.", file=sys.stderr)
+    return summary
 
 
 def _run_stages(run: _Run, stop_after_epoch: dict) -> RunSummary:
@@ -692,6 +735,9 @@ def _load_task_teacher(run: _Run):
 def _stage2(run: _Run, summary: RunSummary, teacher_path: Path | None, stop_after: int | None) -> bool:
     config, stage_dir = run.config, run.run_dir / "stage2"
     num_classes = run.spec.num_classes
+    fault_point("stage-start:2")
+    stopped = all_reduce_sum([float(stop_requested())], run.dist, run.device)[0] > 0
+    check_stop("stopped before stage 2", "every finished stage is saved", elsewhere=stopped)
     # Reseeded from (seed, stage, rank) alone: the student's initial weights and adapter are the same whether
     # the teacher was trained in this process, read from the cache or given.
     seed_everything(stage_seed(config.seed, 2, run.dist.rank))

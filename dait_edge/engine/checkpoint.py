@@ -67,13 +67,41 @@ class TrainingState:
 
 
 def save_training_state(path: Path, state: TrainingState) -> None:
+    data = dataclasses.asdict(state)
+    data["rng"] = [_plain_rng(rng) for rng in (state.rng if isinstance(state.rng, list) else [state.rng])]
     with atomic_path(path) as tmp:
-        torch.save(dataclasses.asdict(state), tmp)
+        torch.save(data, tmp)
 
 
 def load_training_state(path: Path) -> TrainingState:
-    # weights_only=False: the state holds RNG tuples and numpy arrays written by this code itself.
-    return TrainingState(**torch.load(path, map_location="cpu", weights_only=False))
+    """The state in `path`, read as data only (weights_only): a damaged file or one that would run code is a
+    one-line error, never used."""
+    from dait_edge.utils.safe_load import load_data_only
+
+    data = load_data_only(
+        path,
+        what="training state",
+        fix="it cannot be resumed from; start the run again in a new folder (or delete this file to restart"
+        " the stage).",
+        setting="resume",
+    )
+    rng = data["rng"] if isinstance(data["rng"], list) else [data["rng"]]
+    return TrainingState(**{**data, "rng": [_numpy_rng(r) for r in rng]})
+
+
+def _plain_rng(state: dict[str, Any]) -> dict[str, Any]:
+    """RNG states in types a data-only load accepts: numpy's key array as a tensor."""
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    return {
+        **state,
+        "numpy": (name, torch.from_numpy(np.asarray(keys, dtype=np.int64)), pos, has_gauss, cached),
+    }
+
+
+def _numpy_rng(state: dict[str, Any]) -> dict[str, Any]:
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    keys = keys.numpy() if isinstance(keys, torch.Tensor) else np.asarray(keys)
+    return {**state, "numpy": (name, keys.astype(np.uint32), pos, has_gauss, cached)}
 
 
 def save_weights(path: Path, module: nn.Module, metadata: dict[str, str] | None = None) -> None:

@@ -41,6 +41,8 @@ from dait_edge.errors import UserError
 from dait_edge.losses.schedule import alpha_at, default_alpha_rate
 from dait_edge.methods.base import Distiller
 from dait_edge.records import EpochMetrics, append_metrics, read_metrics, write_metrics
+from dait_edge.utils.faults import fault_point
+from dait_edge.utils.signals import check_stop, stop_requested
 
 
 @dataclass
@@ -314,6 +316,8 @@ class _StageTraining:
 
             keys = sorted(k for k in out if k.startswith("loss"))
             terms = torch.stack([out[k].detach().float() for k in keys])
+            if fault_point("train-step") == "nan":  # tests: a diverged term, as a too-high lr makes one
+                terms[-1] = float("nan")
             size = len(batch)
             for key, value in zip(keys, terms, strict=True):
                 sums[key] = sums.get(key, 0.0) + value.double() * size
@@ -333,10 +337,18 @@ class _StageTraining:
                         }
                         | {"alpha": f"{alpha:.3f}"}
                     )
+            if not self.dist.enabled:  # DDP ranks stop together at the epoch's end (see `fit`)
+                check_stop(f"stage {plan.stage} stopped in epoch {epoch + 1}, step {index + 1}", self.saved())
         bar.close()
         keys = sorted(sums)
         totals = all_reduce_sum([sums[k].item() for k in keys] + [seen.item()], self.dist, self.device)
         return {k: totals[i] / max(totals[-1], 1.0) for i, k in enumerate(keys)}
+
+    def saved(self) -> str:
+        """What a stop now leaves for --resume, in words."""
+        if self.files.state.is_file():
+            return f"the last completed epoch is saved in {self.files.state.parent}"
+        return "no epoch of this stage had completed, so resuming starts it again"
 
     def _check_finite(self, epoch: int, first_bad: torch.Tensor, bad_terms, keys: list[str]) -> None:
         if (
@@ -423,6 +435,16 @@ class _StageTraining:
         return metrics
 
 
+def _out_of_memory(plan: StagePlan, epoch: int, saved: str) -> UserError:
+    smaller = max(1, plan.batch_size // 2)
+    return UserError(
+        f"the GPU ran out of memory in stage {plan.stage}, epoch {epoch + 1}, at batch size {plan.batch_size}"
+        f" ({saved}); start again in a new run directory with batch size {smaller}, or use a GPU with more"
+        " memory.",
+        setting="batch_size",
+    )
+
+
 def fit(
     method: Distiller,
     train_views,
@@ -466,11 +488,21 @@ def fit(
         started = time.perf_counter()
         alpha = alpha_at(epoch, plan.rate, plan.alpha_bias)
         lr = training.optimiser.param_groups[0]["lr"]  # this epoch's rate, before the scheduler steps
-        losses = training.train_epoch(epoch, alpha)
-        training.scheduler.step()
-        last = training.end_epoch(epoch, alpha, lr, losses, started)
+        try:
+            losses = training.train_epoch(epoch, alpha)
+            training.scheduler.step()
+            last = training.end_epoch(epoch, alpha, lr, losses, started)
+        except torch.cuda.OutOfMemoryError:
+            raise _out_of_memory(plan, epoch, training.saved()) from None
+        fault_point(f"epoch-end:{plan.stage}")
         if stop_after_epoch is not None and epoch >= stop_after_epoch:
             break
+        # every rank reads the same answer, so none waits alone in the next epoch's collectives
+        if epoch + 1 < plan.epochs:
+            stop = all_reduce_sum([float(stop_requested())], dist_info, device)[0] > 0
+            check_stop(
+                f"stage {plan.stage} stopped after epoch {epoch + 1}", training.saved(), elsewhere=stop
+            )
 
     if last is None and files.state.is_file():  # resumed a stage that had already finished
         last = next((m for m in reversed(read_metrics(metrics_path)) if m.stage == plan.stage), None)

@@ -47,21 +47,20 @@ def load_state_dict_file(path: str | os.PathLike, *, role: str = "student") -> d
     setting = weights_setting(role)
     if not path.is_file():
         raise UserError(f"weights file {path} does not exist: check its path.", setting=setting)
-    try:
-        if path.suffix == ".safetensors":
-            import safetensors.torch
+    fix = "pass a .safetensors file or a .pt/.pth/.bin file holding a state_dict."
+    if path.suffix == ".safetensors":
+        import safetensors.torch
 
+        try:
             obj = safetensors.torch.load_file(str(path), device="cpu")
-        else:
-            # weights_only: a checkpoint is data, never code to run.
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # any reader failure means the same thing to the user
-        reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
-        raise UserError(
-            f"cannot read weights file {path} ({reason}): pass a .safetensors file or a .pt/.pth/.bin file"
-            " holding a state_dict.",
-            setting=setting,
-        ) from err
+        except Exception as err:  # noqa: BLE001 - any reader failure means the same thing to the user
+            reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
+            raise UserError(f"cannot read weights file {path} ({reason}): {fix}", setting=setting) from None
+    else:
+        from dait_edge.utils.safe_load import load_data_only
+
+        # a checkpoint is data, never code to run: a pickle that needs code is refused
+        obj = load_data_only(path, what="weights file", fix=fix, setting=setting)
     state_dict = _unwrap(obj)
     if not state_dict:
         raise UserError(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -10,6 +11,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from dait_edge.utils.faults import fault_point
 
 
 @contextlib.contextmanager
@@ -31,13 +34,30 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         ) from None
     try:
         yield tmp_path
+        fault_point(f"write:{path.name}")
         with open(tmp_path, "rb") as written:
             os.fsync(written.fileno())
         os.replace(tmp_path, path)
         _fsync_folder(path.parent)
+    except (OSError, RuntimeError) as err:  # torch.save reports a failed write as a RuntimeError
+        if not _disk_full(err):
+            raise
+        from dait_edge.errors import UserError
+
+        kept = "the previous file is kept" if path.exists() else "nothing was written"
+        raise UserError(
+            f"the disk is full while writing {path} ({kept}); free space on {path.parent} (or write elsewhere)"
+            " and run the command again (a run continues with --resume)."
+        ) from None
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def _disk_full(err: BaseException) -> bool:
+    if isinstance(err, OSError):
+        return err.errno in (errno.ENOSPC, errno.EDQUOT)
+    return "No space left on device" in str(err) or "file write failed" in str(err)
 
 
 def _fsync_folder(folder: Path) -> None:

@@ -33,7 +33,9 @@ import numpy as np
 from dait_edge.data.views import ViewSpec, view_pixels, view_seed
 from dait_edge.errors import UserError
 from dait_edge.records import VLMCacheInfo
+from dait_edge.utils.faults import fault_point
 from dait_edge.utils.io import sha256_json
+from dait_edge.utils.signals import stop_requested
 
 SUBDIR = "vlm_embeddings"
 EMBEDDINGS_FILE = "embeddings.f16"
@@ -303,11 +305,14 @@ class EmbeddingCache:
                 rows = embeddings.to(torch.float16).cpu().numpy()
                 os.pwrite(emb.fileno(), rows.tobytes(), chunks.rows(c).start * info.dim * 2)
                 pending.append(c)
+                fault_point("cache-chunk")
                 bar.update(len(rows))
                 if time.perf_counter() - last_sync >= SYNC_EVERY_S:
                     _mark_done(emb, marks, pending)
                     pending, last_sync = [], time.perf_counter()
                 if stop_after_chunks is not None and n + 1 >= stop_after_chunks:
+                    break
+                if stop_requested():  # the chunks encoded so far are marked below; a rerun goes on from there
                     break
             _mark_done(emb, marks, pending)
         bar.close()

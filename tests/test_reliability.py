@@ -1,0 +1,250 @@
+"""Nothing lost: SIGKILL / SIGTERM at several points of a run and --resume, NaN, out of memory, a full disk,
+damaged or malicious checkpoints.
+
+The faults are planned with DAIT_EDGE_FAULT (dait_edge.utils.faults): a real SIGKILL or SIGTERM that the
+process sends itself at a named point, so each test stops exactly where it says.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from dait_edge.cli import cli
+from dait_edge.distill import run_distill
+from dait_edge.engine.checkpoint import load_training_state
+from dait_edge.errors import UserError
+from dait_edge.records import RunSummary
+from dait_edge.utils import faults
+from dait_edge.utils.io import write_text_atomic
+
+EPOCHS = {"stage1_epochs": 2, "stage2_epochs": 3}  # 12 training images, batch 4: 3 steps per epoch
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    return tmp_path_factory.mktemp("reliability")
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(base, tiny_cub, tiny_vlm, tiny_config):
+    config = tiny_config(tiny_cub.root, tiny_vlm.config, tiny_vlm.weights, base / "whole", **EPOCHS)
+    return run_distill(config), Path(config.out)
+
+
+def _cli(args: list[str], fault: str | None = None) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != faults.ENV}
+    if fault:
+        env[faults.ENV] = fault
+    return subprocess.run(
+        [sys.executable, "-m", "dait_edge", *args], env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+def _stages_epochs(run_dir: Path) -> list[tuple[int, int]]:
+    lines = (
+        (run_dir / "metrics.jsonl").read_text().splitlines() if (run_dir / "metrics.jsonl").exists() else []
+    )
+    return [(m["stage"], m["epoch"]) for m in map(json.loads, lines)]
+
+
+def _metrics_without_time(run_dir: Path) -> list[dict]:
+    return [
+        {k: v for k, v in json.loads(line).items() if k != "seconds"}
+        for line in (run_dir / "metrics.jsonl").read_text().splitlines()
+    ]
+
+
+def test_killed_at_every_point_and_resumed_equals_an_uninterrupted_run(
+    base, tiny_cub, tiny_vlm, tiny_args, uninterrupted
+):
+    """One run, stopped five times (SIGKILL in the cache build, in stage 1, between the stages, in the
+    middle of a checkpoint write; SIGTERM in stage 2), each time continued with `--out RUN --resume`
+    alone; its weights and metrics equal those of the run that was never stopped."""
+    whole, whole_dir = uninterrupted
+    folder = base / "killed"
+    run_dir = folder / "run"
+    first = tiny_args(tiny_cub.root, tiny_vlm.config, tiny_vlm.weights, folder, epochs=None, **EPOCHS)
+    resume = ["distill", "--out", str(run_dir), "--resume", "--json"]
+    plan = [  # (fault, the (stage, epoch) lines on disk after it)
+        ("kill@cache-chunk#1", []),
+        ("kill@train-step#4", [(1, 0)]),
+        ("kill@stage-start:2", [(1, 0), (1, 1)]),
+        ("kill@write:state.pt#2", [(1, 0), (1, 1), (2, 0), (2, 1)]),  # epoch 1's metrics, not its state
+    ]
+    for step, (fault, lines) in enumerate(plan):
+        result = _cli(first if step == 0 else resume, fault)
+        assert result.returncode == -signal.SIGKILL, (fault, result.stderr[-2000:])
+        assert not (run_dir / "summary.json").exists()
+        assert _stages_epochs(run_dir) == lines, fault
+    assert (
+        load_training_state(run_dir / "stage2" / "state.pt").epoch == 0
+    )  # the write killed left it as it was
+
+    stopped = _cli(resume, "sigterm@train-step#2")  # stage 2, epoch 2 (epoch 1 again), its second step
+    assert stopped.returncode == 128 + signal.SIGTERM, stopped.stderr[-2000:]
+    assert "Traceback" not in stopped.stderr
+    assert f"to continue: dait-edge distill --out {run_dir} --resume" in stopped.stderr
+    assert "stopped: stage 2 stopped in epoch 2, step 2; the last completed epoch is saved" in stopped.stderr
+
+    finished = _cli(resume)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    summary = RunSummary.read(run_dir)
+    assert summary.completed and summary.student_sha256 == whole.student_sha256
+    assert _metrics_without_time(run_dir) == _metrics_without_time(whole_dir)
+    assert summary.student_top1 == whole.student_top1
+
+    again = _cli(resume)  # a finished run: nothing happens, and it says so
+    assert again.returncode == 0 and "already finished; nothing to resume" in again.stderr
+    assert RunSummary.read(run_dir) == summary
+
+    changed = CliRunner().invoke(cli, [*resume, "--lr", "0.5", "--batch-size", "2"])
+    assert changed.exit_code == 2 and "Traceback" not in changed.output
+    assert "changed settings: batch_size (4 in the run, 2 now), lr (" in changed.output
+
+
+def test_a_second_signal_exits_at_once(tmp_path):
+    code = (
+        "import os, signal, time\n"
+        "from dait_edge.utils.signals import stop_on_signal\n"
+        "with stop_on_signal():\n"
+        "    os.kill(os.getpid(), signal.SIGINT)\n"
+        "    os.kill(os.getpid(), signal.SIGINT)\n"
+        "    time.sleep(30)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 128 + signal.SIGINT
+    assert "SIGINT: stopping at the next safe point" in result.stderr
+
+
+# ------------------------------------------------------------------------------- runtime faults
+
+
+@pytest.fixture
+def planned(monkeypatch):
+    """plan(fault): set DAIT_EDGE_FAULT for this test, counted from zero."""
+    faults.reset()
+
+    def plan(fault: str) -> None:
+        monkeypatch.setenv(faults.ENV, fault)
+
+    yield plan
+    faults.reset()
+
+
+def _single_stage(tiny_cub, tiny_vlm, tiny_config, folder: Path, **overrides):
+    """CE only (`none`): no VLM, no teacher; the cheapest run that trains and checkpoints."""
+    values = dict(method="none", stage2_epochs=2) | overrides
+    return tiny_config(tiny_cub.root, tiny_vlm.config, tiny_vlm.weights, folder, **values)
+
+
+def test_a_nan_loss_stops_the_run_naming_where_and_keeps_the_last_good_epoch(
+    tmp_path, tiny_cub, tiny_vlm, tiny_config, planned
+):
+    planned("nan@train-step#5")  # epoch 2, step 2
+    config = _single_stage(tiny_cub, tiny_vlm, tiny_config, tmp_path)
+    with pytest.raises(UserError, match=r"stage 2 epoch 2 step 2: loss_ce became NaN or infinite") as err:
+        run_distill(config)
+    assert "\n" not in str(err.value)
+    run_dir = Path(config.out)
+    assert load_training_state(run_dir / "stage2" / "state.pt").epoch == 0  # epoch 1, intact
+    assert _stages_epochs(run_dir) == [(2, 0)]
+    assert not (run_dir / "summary.json").exists()
+
+
+def test_out_of_memory_names_a_batch_size_and_keeps_the_checkpoint(
+    tmp_path, tiny_cub, tiny_vlm, tiny_config, planned
+):
+    planned("oom@train-step#4")  # epoch 2, step 1
+    config = _single_stage(tiny_cub, tiny_vlm, tiny_config, tmp_path)
+    with pytest.raises(UserError, match=r"ran out of memory in stage 2, epoch 2, at batch size 4") as err:
+        run_distill(config)
+    assert "batch size 2" in str(err.value) and err.value.settings == ("batch_size",)
+    assert load_training_state(Path(config.out) / "stage2" / "state.pt").epoch == 0
+
+
+def test_a_full_disk_during_a_checkpoint_write_keeps_the_previous_one(
+    tmp_path, tiny_cub, tiny_vlm, tiny_config, planned
+):
+    planned("enospc@write:state.pt#2")
+    config = _single_stage(tiny_cub, tiny_vlm, tiny_config, tmp_path)
+    with pytest.raises(
+        UserError, match="the disk is full while writing .*state.pt .the previous file is kept"
+    ):
+        run_distill(config)
+    stage = Path(config.out) / "stage2"
+    assert load_training_state(stage / "state.pt").epoch == 0
+    assert not [p.name for p in stage.iterdir() if p.name.endswith(".tmp")]  # no temporary file left
+
+
+def test_a_full_disk_keeps_any_file_as_it_was(tmp_path, planned):
+    target = tmp_path / "report.md"
+    write_text_atomic(target, "before")
+    planned("enospc@write:report.md")
+    with pytest.raises(UserError, match="disk is full"):
+        write_text_atomic(target, "after")
+    assert target.read_text() == "before" and [p.name for p in tmp_path.iterdir()] == ["report.md"]
+
+
+# ------------------------------------------------------------------------- damaged and malicious files
+
+
+class _RunsCode:
+    """Unpickling this would create a file: the proof that code ran."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+@pytest.fixture(scope="module")
+def stopped_run(base, tiny_cub, tiny_vlm, tiny_config):
+    """A single-stage run stopped after its first epoch: a state.pt to damage."""
+    config = _single_stage(tiny_cub, tiny_vlm, tiny_config, base / "stopped")
+    run_distill(config, stop_after_epoch={2: 0})
+    return config
+
+
+@pytest.mark.parametrize("damage", ["truncated", "malicious"])
+def test_a_damaged_or_malicious_checkpoint_is_refused_on_resume(tmp_path, stopped_run, damage):
+    import dataclasses
+    import shutil
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(stopped_run.out, run_dir)
+    state = run_dir / "stage2" / "state.pt"
+    marker = tmp_path / "code-ran"
+    if damage == "truncated":
+        state.write_bytes(state.read_bytes()[: state.stat().st_size // 2])
+    else:
+        torch.save({"epoch": 0, "payload": _RunsCode(marker)}, state)
+    before = state.read_bytes()
+    with pytest.raises(UserError) as err:
+        run_distill(dataclasses.replace(stopped_run, out=str(run_dir)), resume=True)
+    message = str(err.value)
+    assert str(state) in message and "\n" not in message
+    if damage == "truncated":
+        assert "damaged or truncated" in message
+    else:
+        assert "would run code" in message and "safetensors" in message
+    assert not marker.exists() and state.read_bytes() == before
+
+
+def test_a_malicious_weights_file_is_refused_and_its_code_never_runs(tmp_path):
+    from dait_edge.models import build_model
+
+    weights, marker = tmp_path / "student.pt", tmp_path / "code-ran"
+    torch.save({"state_dict": _RunsCode(marker)}, weights)
+    with pytest.raises(UserError, match="would run code when loaded .*refused.*safetensors"):
+        build_model("test_resnet", 3, pretrained=False, weights=weights)
+    assert not marker.exists()
