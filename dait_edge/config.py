@@ -11,6 +11,8 @@ from dait_edge.errors import UserError
 from dait_edge.utils.io import read_toml
 from dait_edge.vlm.loader import DEFAULT_VLM, DEFAULT_VLM_PRETRAINED
 
+MIN_IMG_SIZE = 16
+
 
 @dataclass
 class DistillConfig:
@@ -44,6 +46,7 @@ class DistillConfig:
     labelled_fraction: float = 1.0
     train_unlabelled: bool = True  # the images outside the labelled fraction feed the distillation terms
     val_fraction: float | None = None  # labelled images held out for validation; None: the method's default
+    skip_bad_images: bool = False  # leave out images that cannot be decoded instead of failing up front
     kd_teacher: str = "vlm"  # KD / RKD teacher: the VLM's zero-shot logits, or a task checkpoint / run
     seed: int = 0
     device: str = "auto"
@@ -86,9 +89,17 @@ class DistillConfig:
                 f"the validation fraction must be in [0, 1) (got {self.val_fraction}).",
                 setting="val_fraction",
             )
-        for name in ("stage1_epochs", "stage2_epochs", "img_size", "batch_size", "lr_step"):
+        for name in ("stage1_epochs", "stage2_epochs", "batch_size", "lr_step"):
             if getattr(self, name) < 1:
                 raise UserError(f"{name} must be at least 1 (got {getattr(self, name)}).", setting=name)
+        if self.img_size < MIN_IMG_SIZE:  # the students downsample 32x: smaller leaves no feature map
+            raise UserError(
+                f"img_size must be at least {MIN_IMG_SIZE} pixels (got {self.img_size}).", setting="img_size"
+            )
+        if self.templates is not None:
+            from dait_edge.vlm.prompts import render_prompts
+
+            render_prompts("class", self.templates)  # each template holds exactly one {}
         for name in ("lr", "temperature"):
             if getattr(self, name) <= 0:
                 raise UserError(f"{name} must be positive (got {getattr(self, name)}).", setting=name)

@@ -649,10 +649,10 @@ def install_fakes(monkeypatch, cudart: FakeCudart) -> None:
     monkeypatch.setitem(sys.modules, "cuda.bindings.runtime", cudart)
 
 
-def fake_engine_dir(folder: Path, sidecar) -> Path:
+def fake_engine_dir(folder: Path, sidecar, content: bytes = b"fake engine") -> Path:
     engine = folder / "student-trt-fp16-trt10.3-fake-gpu.engine"
     folder.mkdir(parents=True)
-    engine.write_bytes(b"fake engine")
+    engine.write_bytes(content)
     sidecar(format="trt-fp16", runtime="tensorrt", precision="fp16", input_size=[3, 8, 8]).write_for(engine)
     return engine
 
@@ -689,7 +689,6 @@ def test_trt_runner_on_fakes(tmp_path, monkeypatch, capture_fails, sidecar):
 
 def test_trt_runner_rejects_an_engine_from_elsewhere(tmp_path, monkeypatch, sidecar, assert_user_error):
     install_fakes(monkeypatch, FakeCudart())
-    engine = fake_engine_dir(tmp_path / "export", sidecar)
-    engine.write_bytes(b"built by another TensorRT")
+    engine = fake_engine_dir(tmp_path / "export", sidecar, b"built by another TensorRT")
     result = CliRunner().invoke(cli, ["profile", str(engine), "--profile", "cuda-trt"])
     assert_user_error(result, "cannot load", "rebuild it on this machine")

@@ -83,6 +83,8 @@ def test_killed_at_every_point_and_resumed_equals_an_uninterrupted_run(
     for step, (fault, lines) in enumerate(plan):
         result = _cli(first if step == 0 else resume, fault)
         assert result.returncode == -signal.SIGKILL, (fault, result.stderr[-2000:])
+        if step > 0:  # the killed process still named in the lock file: taken over, and said
+            assert f"took over the stale lock of the run directory {run_dir}" in result.stderr
         assert not (run_dir / "summary.json").exists()
         assert _stages_epochs(run_dir) == lines, fault
     assert (
@@ -109,6 +111,30 @@ def test_killed_at_every_point_and_resumed_equals_an_uninterrupted_run(
     changed = CliRunner().invoke(cli, [*resume, "--lr", "0.5", "--batch-size", "2"])
     assert changed.exit_code == 2 and "Traceback" not in changed.output
     assert "changed settings: batch_size (4 in the run, 2 now), lr (" in changed.output
+
+
+def test_sigint_stops_a_sweep_saying_how_to_go_on(tmp_path, tiny_cub, tiny_vlm, tiny_args):
+    args = tiny_args(
+        tiny_cub.root,
+        tiny_vlm.config,
+        tiny_vlm.weights,
+        tmp_path,
+        method="none",
+        student=None,
+        teacher_cache=None,
+    )
+    args = ["sweep", "--students", "test_efficientnet", *args[1:]]
+    args.remove("--json")
+    stopped = _cli(args, "sigint@train-step#2")
+    assert stopped.returncode == 128 + signal.SIGINT, stopped.stderr[-2000:]
+    assert "Traceback" not in stopped.stderr
+    last = stopped.stderr.strip().splitlines()[-1]
+    assert last.startswith("stopped: stage 2 stopped in epoch 1, step 2") and last.endswith(
+        "to continue: the same `dait-edge sweep` command again (finished steps are reused, a stopped run"
+        " resumes)"
+    )
+    run_dir = tmp_path / "run" / "runs" / "test_efficientnet-none"
+    assert (run_dir / "manifest.json").is_file() and not (run_dir / "summary.json").exists()
 
 
 def test_a_second_signal_exits_at_once(tmp_path):
@@ -248,3 +274,192 @@ def test_a_malicious_weights_file_is_refused_and_its_code_never_runs(tmp_path):
     with pytest.raises(UserError, match="would run code when loaded .*refused.*safetensors"):
         build_model("test_resnet", 3, pretrained=False, weights=weights)
     assert not marker.exists()
+
+
+# ------------------------------------------------------------------------------- integrity
+
+
+@pytest.mark.parametrize("damage", ["one_byte", "truncated"])
+def test_a_changed_artifact_is_refused_by_profile_and_predict(tmp_path, exported_run, tiny_cub, damage):
+    """One byte changed (or the tail cut off) after export: profile and the on-device predictor refuse the
+    file instead of measuring or serving it."""
+    import shutil
+
+    from dait_edge.export.predict import predict
+
+    export = tmp_path / "export"
+    shutil.copytree(exported_run / "export", export)
+    artifact = export / "student-onnx-fp32.onnx"
+    data = bytearray(artifact.read_bytes())
+    if damage == "one_byte":
+        data[len(data) // 2] ^= 0x01
+    else:
+        data = data[: len(data) - 100]
+    artifact.write_bytes(bytes(data))
+
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    result = CliRunner().invoke(cli, ["profile", str(artifact), "--profile", "x86-ort-cpu-fp32"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "does not match its sidecar" in result.output and str(artifact) in result.output
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before  # no profile written
+    with pytest.raises(UserError, match="does not match its sidecar"):
+        predict(artifact, [next(tiny_cub.root.rglob("*.jpg"))])
+
+
+# ------------------------------------------------------------------------------- two writers
+
+_HOLD = (
+    "import sys, time\n"
+    "from dait_edge.utils.lock import exclusive\n"
+    "with exclusive(sys.argv[1], 'run directory'):\n"
+    "    print('held', flush=True)\n"
+    "    time.sleep(float(sys.argv[2]))\n"
+)
+
+
+def _holder(folder: Path, seconds: float) -> subprocess.Popen:
+    """Another process holding `folder`'s lock for `seconds`."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _HOLD, str(folder), str(seconds)], stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def test_a_second_writer_of_a_run_directory_is_refused_naming_the_owner(
+    tmp_path, tiny_cub, tiny_vlm, tiny_config
+):
+    config = _single_stage(tiny_cub, tiny_vlm, tiny_config, tmp_path)
+    holder = _holder(Path(config.out), 60)
+    try:
+        with pytest.raises(UserError, match=rf"run directory .* is in use by process {holder.pid}@"):
+            run_distill(config)
+        assert sorted(p.name for p in Path(config.out).iterdir()) == [".lock"]  # nothing of this run written
+    finally:
+        holder.kill()
+        holder.wait()
+    summary = run_distill(config)  # the lock of a killed owner is stale: taken over
+    assert summary.completed
+
+
+def test_a_waiting_writer_goes_on_when_the_owner_is_done(tmp_path, capfd):
+    import time
+
+    from dait_edge.utils.lock import exclusive
+
+    holder = _holder(tmp_path, 1.5)
+    started = time.monotonic()
+    with exclusive(tmp_path, "VLM embedding cache", wait=True):
+        assert time.monotonic() - started > 1.0  # it waited for the owner to let go
+    holder.wait()
+    assert f"waiting for process {holder.pid}@" in capfd.readouterr().err
+
+
+def test_the_stale_lock_of_a_dead_process_is_taken_over_and_said(tmp_path, capfd):
+    from dait_edge.utils.lock import LOCK_FILE, exclusive
+
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    (tmp_path / LOCK_FILE).write_text(f"{dead.stdout.strip()}@host")  # it died holding it (e.g. SIGKILL)
+    with exclusive(tmp_path, "teacher cache entry"):
+        assert (tmp_path / LOCK_FILE).read_text().startswith(f"{os.getpid()}@")
+    assert (
+        f"took over the stale lock of the teacher cache entry {tmp_path} (process {dead.stdout.strip()}@host"
+        in (capfd.readouterr().err)
+    )
+    assert (tmp_path / LOCK_FILE).read_text() == ""  # released cleanly
+
+
+# ------------------------------------------------------------------------------- damaged caches
+
+
+@pytest.mark.parametrize("damage", ["truncated", "one_byte"])
+def test_a_damaged_vlm_cache_is_refused_never_used(tmp_path, uninterrupted, damage):
+    import dataclasses
+    import shutil
+
+    from dait_edge.records import RunManifest
+
+    _, whole_dir = uninterrupted
+    config = RunManifest.read(whole_dir).config
+    shutil.copytree(Path(config.cache_dir), tmp_path / "cache")
+    (embeddings,) = (tmp_path / "cache").rglob("embeddings.f16")
+    data = bytearray(embeddings.read_bytes())
+    if damage == "truncated":
+        data = data[: len(data) // 2]
+    else:
+        data[7] ^= 0x40
+    embeddings.write_bytes(bytes(data))
+    again = dataclasses.replace(
+        config,
+        out=str(tmp_path / "run"),
+        cache_dir=str(tmp_path / "cache"),
+        teacher_cache=str(tmp_path / "t"),
+    )
+    message = "is 0 bytes|is .* bytes, not" if damage == "truncated" else "differs from the hash"
+    with pytest.raises(UserError, match=rf"VLM embedding cache .* is damaged: .*({message}).*cache clear"):
+        run_distill(again)
+    assert not (tmp_path / "run" / "summary.json").exists()
+
+
+def test_a_damaged_teacher_in_the_cache_is_trained_again(tmp_path, uninterrupted, capfd):
+    import dataclasses
+    import shutil
+
+    from dait_edge.records import RunManifest
+
+    whole, whole_dir = uninterrupted
+    config = RunManifest.read(whole_dir).config
+    shutil.copytree(Path(config.teacher_cache), tmp_path / "teachers")
+    (weights,) = (tmp_path / "teachers").rglob("teacher.safetensors")
+    data = bytearray(weights.read_bytes())
+    data[-3] ^= 0x01  # a weight, not the header: the file still reads
+    weights.write_bytes(bytes(data))
+    again = run_distill(
+        dataclasses.replace(config, out=str(tmp_path / "run"), teacher_cache=str(tmp_path / "teachers"))
+    )
+    assert "is damaged (its weights differ from the hash" in capfd.readouterr().err
+    assert again.teacher_reused is False and again.student_sha256 == whole.student_sha256
+    assert weights.read_bytes() == (whole_dir / "stage1" / "teacher.safetensors").read_bytes()  # stored anew
+
+
+@pytest.mark.parametrize("damage", ["truncated", "one_byte"])
+def test_a_damaged_text_embedding_file_is_built_again(tmp_path, damage):
+    from dait_edge.vlm.text_embeddings import _read_cached, _write_cached
+
+    path = tmp_path / "t.safetensors"
+    _write_cached(path, {"mean": torch.arange(8.0), "var": torch.ones(8)})
+    assert torch.equal(_read_cached(path)["mean"], torch.arange(8.0))
+    data = bytearray(path.read_bytes())
+    if damage == "truncated":
+        data = data[:-5]
+    else:
+        data[-1] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.warns(UserWarning, match="text embedding cache .* is damaged"):
+        assert _read_cached(path) is None
+
+
+# ------------------------------------------------------------------------------- unreadable images
+
+
+def test_an_unreadable_image_fails_up_front_or_is_skipped_and_counted(
+    tmp_path, tiny_cub, tiny_vlm, tiny_config
+):
+    import dataclasses
+    import shutil
+
+    root = tmp_path / "CUB"
+    shutil.copytree(tiny_cub.root, root)
+    broken = sorted((root / "images").rglob("*.jpg"))[0]
+    broken.write_bytes(b"\xff\xd8 not a jpeg")
+    config = tiny_config(root, tiny_vlm.config, tiny_vlm.weights, tmp_path, method="none", stage2_epochs=1)
+    with pytest.raises(UserError, match=rf"image {broken} cannot be read .*leave such images out") as err:
+        run_distill(config)
+    assert err.value.settings == ("skip_bad_images",)
+    assert not Path(config.out).exists()  # refused before the run folder was made
+
+    summary = run_distill(dataclasses.replace(config, skip_bad_images=True))
+    assert summary.completed and summary.skipped_images == 1
+    assert summary.train_images == tiny_cub.train - 1

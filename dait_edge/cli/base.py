@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator
+
 import click
 
 from dait_edge.errors import Interrupted, UserError
@@ -58,12 +61,32 @@ def user_message(err: UserError, command: click.Command | None) -> str:
     return f"{message.rstrip().rstrip('.')} (use {' or '.join(flags)})."
 
 
+@contextlib.contextmanager
+def stoppable(resume: Callable[[Interrupted], str]) -> Iterator[None]:
+    """Long work: SIGINT / SIGTERM stop it at a safe point; the line it ends with says how to continue
+    (`resume(err)`, e.g. the same command again, or `distill --out RUN --resume`)."""
+    from dait_edge.utils.signals import stop_on_signal
+
+    try:
+        with stop_on_signal():
+            yield
+    except Interrupted as err:
+        err.resume = err.resume or resume(err)
+        raise
+
+
 class UserErrorGroup(click.Group):
     """Turns a UserError raised anywhere below into `error: ...` on stderr and exit code 2, no traceback."""
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
+        except click.UsageError as err:  # a bad option value, caught by click: one line too
+            if err.ctx is None or err.ctx is ctx:
+                raise  # the group's own usage (no command, unknown command): click's usage block helps there
+            message = err.format_message().rstrip(".")
+            click.echo(f"error: {message}; see `{err.ctx.command_path} --help`.", err=True)
+            ctx.exit(UserError.exit_code)
         except UserError as err:
             command = self.get_command(ctx, ctx.invoked_subcommand) if ctx.invoked_subcommand else None
             click.echo(f"error: {user_message(err, command)}", err=True)

@@ -6,6 +6,7 @@ import json
 
 import click
 
+from dait_edge.cli.base import stoppable
 from dait_edge.cli.options import json_option
 from dait_edge.demo.scale import DemoScale
 
@@ -58,12 +59,13 @@ def command(out_dir, fresh, images_per_class, epochs, as_json):
 
     scale = DemoScale(images_per_class=images_per_class, epochs=epochs)
     # With --json the steps still go to stderr, so stdout stays one JSON document.
-    results = run_demo(
-        out_dir,
-        fresh=fresh,
-        progress=not as_json,
-        echo=(lambda msg: click.echo(msg, err=True)) if as_json else click.echo,
-        scale=scale,
-    )
+    with stoppable(lambda err: "`dait-edge demo` again (without --fresh: it reuses what is finished)"):
+        results = run_demo(
+            out_dir,
+            fresh=fresh,
+            progress=not as_json,
+            echo=(lambda msg: click.echo(msg, err=True)) if as_json else click.echo,
+            scale=scale,
+        )
     if as_json:
         click.echo(json.dumps(results, indent=2, default=str))

@@ -8,6 +8,7 @@ import os
 import click
 from click.core import ParameterSource
 
+from dait_edge.cli.base import stoppable
 from dait_edge.cli.options import (
     cache_dir_option,
     dataset_options,
@@ -20,7 +21,7 @@ from dait_edge.cli.options import (
     vlm_options,
     workers_option,
 )
-from dait_edge.config import DistillConfig
+from dait_edge.config import MIN_IMG_SIZE, DistillConfig
 from dait_edge.records import RunSummary
 
 D = DistillConfig()  # defaults shown in --help come from the one place that defines them
@@ -66,7 +67,7 @@ TRAINING_OPTIONS = [
         "--img-size",
         default=D.img_size,
         show_default=True,
-        type=click.IntRange(min=16),
+        type=click.IntRange(min=MIN_IMG_SIZE),
         help="Training and test resolution of the student and teacher (the VLM resizes to its own).",
     ),
     click.option(
@@ -124,6 +125,13 @@ TRAINING_OPTIONS = [
         help="Hold out this class-balanced share of the labelled images for validation (never trained on);"
         " methods with inference settings fit them there (DHO's (a, b)). Default: the method's own (DHO 0.1,"
         " others 0).",
+    ),
+    click.option(
+        "--skip-bad-images",
+        is_flag=True,
+        default=D.skip_bad_images,
+        help="Every image is decoded before training; one that cannot be read fails the run, naming it. With"
+        " this flag such images are left out instead, and counted in summary.json (skipped_images).",
     ),
     click.option(
         "--kd-teacher",
@@ -246,8 +254,6 @@ def command(ctx: click.Context, config_file, epochs, no_pretrained, templates, r
     Offline, tiny: --no-pretrained --epochs 2 --img-size 64
     """
     from dait_edge.distill import run_distill
-    from dait_edge.errors import Interrupted
-    from dait_edge.utils.signals import stop_on_signal
 
     config = config_from_cli(
         ctx,
@@ -259,12 +265,8 @@ def command(ctx: click.Context, config_file, epochs, no_pretrained, templates, r
         quiet=as_json,
         resume=resume,
     )
-    try:
-        with stop_on_signal():
-            summary = run_distill(config, resume=resume)
-    except Interrupted as err:
-        err.resume = f"dait-edge distill --out {err.folder} --resume"
-        raise
+    with stoppable(lambda err: f"dait-edge distill --out {err.folder} --resume"):
+        summary = run_distill(config, resume=resume)
     if os.environ.get("RANK", "0") != "0":  # under torchrun every process gets here; rank 0 reports
         return
     if as_json:

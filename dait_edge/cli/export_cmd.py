@@ -7,6 +7,7 @@ import json
 import click
 from click.core import ParameterSource
 
+from dait_edge.cli.base import stoppable
 from dait_edge.cli.options import (
     calib_samples_option,
     formats_option,
@@ -105,24 +106,25 @@ def command(
         max_top1_drop = None  # the recipe's [accuracy] budget
 
     log = (lambda msg: click.echo(msg, err=True)) if as_json else click.echo
-    summary = export_run(
-        run,
-        formats=formats,
-        fp16=fp16,
-        int8=int8,
-        trt=trt,
-        out=out,
-        checkpoint=checkpoint,
-        calib_samples=calib_samples,
-        parity_samples=parity_samples,
-        data_root=data_root,
-        opset=opset,
-        max_top1_drop=max_top1_drop,
-        calibration_method=calibration,
-        max_fallback_nodes=max_fallback_nodes,
-        val_samples=val_samples,
-        log=log,
-    )
+    with stoppable(lambda err: "the same `dait-edge export` command again"):
+        summary = export_run(
+            run,
+            formats=formats,
+            fp16=fp16,
+            int8=int8,
+            trt=trt,
+            out=out,
+            checkpoint=checkpoint,
+            calib_samples=calib_samples,
+            parity_samples=parity_samples,
+            data_root=data_root,
+            opset=opset,
+            max_top1_drop=max_top1_drop,
+            calibration_method=calibration,
+            max_fallback_nodes=max_fallback_nodes,
+            val_samples=val_samples,
+            log=log,
+        )
     if as_json:
         click.echo(json.dumps(summary.to_dict(), indent=2))
         return

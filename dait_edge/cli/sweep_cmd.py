@@ -6,6 +6,7 @@ import json
 
 import click
 
+from dait_edge.cli.base import stoppable
 from dait_edge.cli.distill_cmd import config_from_cli, training_options
 from dait_edge.cli.options import (
     batch_sizes_option,
@@ -103,19 +104,21 @@ def command(
     label = config.method if len(method_list) == 1 else "methods"
     out_dir = out or f"runs/sweep-{config.dataset}-{label}"
     log = (lambda msg: click.echo(msg, err=True)) if as_json else click.echo
-    state, report = run_sweep(
-        config,
-        names,
-        out_dir,
-        profiles=list(profiles or DEFAULT_PROFILES),
-        formats=formats,
-        batch_sizes=batch_sizes,
-        max_top1_drop=max_top1_drop,
-        calib_samples=calib_samples,
-        parity_samples=parity_samples,
-        methods=method_list,
-        log=log,
-    )
+    again = "the same `dait-edge sweep` command again (finished steps are reused, a stopped run resumes)"
+    with stoppable(lambda err: again):
+        state, report = run_sweep(
+            config,
+            names,
+            out_dir,
+            profiles=list(profiles or DEFAULT_PROFILES),
+            formats=formats,
+            batch_sizes=batch_sizes,
+            max_top1_drop=max_top1_drop,
+            calib_samples=calib_samples,
+            parity_samples=parity_samples,
+            methods=method_list,
+            log=log,
+        )
     if as_json:
         click.echo(json.dumps({"state": state.to_dict(), "report": report.to_dict()}, indent=2))
         return

@@ -86,6 +86,17 @@ def read_int_map(path: Path) -> dict[str, int]:
     return out
 
 
+def split_of(is_training: int, image_id: str, split_file: Path, title: str) -> str:
+    """ "train" or "test" from a train_test_split.txt value, which must be 1 or 0: any other value means a
+    damaged file, not a test image."""
+    if is_training not in (0, 1):
+        raise UserError(
+            f"{split_file} gives image id {image_id} the value {is_training}; it must be 1 (train) or 0 (test):"
+            f" the file is damaged, re-extract {title}"
+        )
+    return "train" if is_training == 1 else "test"
+
+
 def pretty(name: str) -> str:
     """Folder-style class name -> prompt-friendly text ("Black_footed_Albatross" -> "Black footed Albatross")."""
     return " ".join(name.replace("_", " ").split())

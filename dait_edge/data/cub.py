@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dait_edge.data._common import finish, locate, pretty, read_int_map, read_pairs, require_layout
+from dait_edge.data._common import finish, locate, pretty, read_int_map, read_pairs, require_layout, split_of
 from dait_edge.data.base import DatasetSpec, Sample, register_dataset
 from dait_edge.errors import UserError
 
@@ -44,7 +44,7 @@ def read_cub(root: Path) -> DatasetSpec:
                 f"image id {image_id} of images.txt has no entry in image_class_labels.txt or "
                 f"train_test_split.txt under {root}; re-extract CUB-200-2011"
             )
-        split = "train" if is_train[image_id] == 1 else "test"
+        split = split_of(is_train[image_id], image_id, root / "train_test_split.txt", "CUB-200-2011")
         splits[split].append((root / "images" / rel, labels[image_id] - 1))  # files are 1-based
 
     return finish("cub", TITLE, root, classes, splits, prompt_templates=("a photo of {}, a type of bird.",))

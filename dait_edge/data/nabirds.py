@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dait_edge.data._common import finish, locate, read_int_map, read_pairs, require_layout
+from dait_edge.data._common import finish, locate, read_int_map, read_pairs, require_layout, split_of
 from dait_edge.data.base import DatasetSpec, Sample, register_dataset
 from dait_edge.errors import UserError
 
@@ -40,7 +40,7 @@ def read_nabirds(root: Path) -> DatasetSpec:
         if labels[image_id] not in index:
             not_leaf.append(image_id)
             continue
-        split = "train" if is_train[image_id] == 1 else "test"
+        split = split_of(is_train[image_id], image_id, root / "train_test_split.txt", "NABirds")
         splits[split].append((root / "images" / rel, index[labels[image_id]]))
     if not_leaf:
         raise UserError(

@@ -6,10 +6,12 @@ data + VLM --stage 1--> intermediate teacher (saved, cached for later students)
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import sys
 import warnings
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -50,6 +52,7 @@ from dait_edge.records import RunManifest, RunSummary, TeacherInfo
 from dait_edge.utils.device import resolve_device
 from dait_edge.utils.faults import fault_point
 from dait_edge.utils.io import sha256_file
+from dait_edge.utils.lock import exclusive
 from dait_edge.utils.signals import check_stop, stop_requested
 
 STAGE1_METHOD = "dait_stage1"
@@ -86,6 +89,7 @@ class _Run:
             _task_teacher_source(config) if "task_teacher" in self.requirements else (None, None, None)
         )
         self.spec: DatasetSpec = load_dataset(config.dataset, config.data_root)
+        self.spec, self.skipped_images = _readable(self.spec, config, self.dist)
         # One index space for the whole training split: view seeds and cached embeddings are keyed by it.
         self.all_train = self.spec.split("train")
         # Labelled (class-balanced, seeded), minus a validation split held out of it; the rest unlabelled.
@@ -100,12 +104,27 @@ class _Run:
         self.templates = list(config.templates or self.spec.prompt_templates)
         # KD's task teacher is loaded now: a wrong file or class count fails before any folder is written
         self.task_teacher_model = _load_task_teacher(self) if self.task_teacher is not None else None
+        self._check_inputs()
         run_dir = Path(config.out) if config.out else default_run_dir(config)
         self.run_dir = Path(broadcast_object(str(run_dir), self.dist))
         self.teacher_cache = (
             Path(config.teacher_cache) if config.teacher_cache else self.run_dir.parent / "teachers"
         )
         self.metrics = self.run_dir / "metrics.jsonl"
+        self.locks = contextlib.ExitStack()  # released when the run ends, however it ends
+
+    def _check_inputs(self) -> None:
+        """Read what the stages will need, now: a missing or wrong file fails before the run folder exists
+        and before any epoch is spent."""
+        config = self.config
+        for setting in ("student_weights", "teacher_weights"):
+            path = getattr(config, setting)
+            if path and not Path(path).is_file():
+                raise UserError(f"weights file {path} does not exist: check its path.", setting=setting)
+        if config.teacher_checkpoint and self.two_stage:
+            _load_teacher(self, Path(config.teacher_checkpoint))  # readable, the teacher's, these classes
+        if self.vlm_taught():
+            self.vlm_source  # noqa: B018 - resolves --vlm / --vlm-pretrained (names, files, hub tags)
 
     @property
     def two_stage(self) -> bool:
@@ -165,6 +184,8 @@ class _Run:
         barrier(self.dist)
 
     def _prepare_dir(self) -> None:
+        """Check that the folder may be written (a new run, or --resume of one), then hold its lock until
+        the run ends (`self.locks`)."""
         manifest = RunManifest.path_in(self.run_dir)
         if manifest.is_file() and not self.resume:
             raise UserError(
@@ -176,6 +197,7 @@ class _Run:
                 f"{self.run_dir} holds no run to resume; start a new run there instead.", setting="resume"
             )
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.locks.enter_context(exclusive(self.run_dir, "run directory"))
         if not manifest.is_file():
             write_manifest(self.run_dir, self.config, self.device, self.dist.world_size)
 
@@ -294,18 +316,7 @@ class _Run:
     def open_or_build_cache(self, views: int, summary: RunSummary):
         """The complete VLM embedding cache of this run's data, view spec, seed, K and VLM; returns it
         and the VLM when this process loaded it (to build, or to verify), else None."""
-        import sys
-        import time as _time
-
-        from dait_edge.records import VLMCacheInfo
-        from dait_edge.vlm import cache as vlm_cache
-        from dait_edge.vlm.cache import (
-            EmbeddingCache,
-            cache_key,
-            cache_root,
-            describe_size,
-            pixel_library_versions,
-        )
+        from dait_edge.vlm.cache import cache_key, cache_root
 
         config, source = self.config, self.vlm_source
         compute_dtype = str(vlm_dtype_for(self.device)).removeprefix("torch.")
@@ -313,6 +324,20 @@ class _Run:
             self.all_train, self.view_spec, config.seed, views, source, compute_dtype, self.spec.crop_bottom
         )
         root = cache_root(config.cache_dir)
+        # one builder per cache: a second job waits for the first, then finds the chunks it encoded
+        with exclusive(root / key, "VLM embedding cache", wait=True) if self.dist.is_main else nullcontext():
+            return self._open_or_build_cache(root, key, views, summary)
+
+    def _open_or_build_cache(self, root: Path, key: str, views: int, summary: RunSummary):
+        import sys
+        import time as _time
+
+        from dait_edge.records import VLMCacheInfo
+        from dait_edge.vlm import cache as vlm_cache
+        from dait_edge.vlm.cache import EmbeddingCache, describe_size, pixel_library_versions
+
+        config, source = self.config, self.vlm_source
+        compute_dtype = str(vlm_dtype_for(self.device)).removeprefix("torch.")
 
         def probe():
             """Rank 0 decides, every rank follows: (the cache or None, complete?)."""
@@ -478,6 +503,33 @@ def vlm_dtype_for(device: torch.device) -> torch.dtype:
     return autocast_dtype_for(device) or torch.float32
 
 
+def _readable(spec: DatasetSpec, config: DistillConfig, dist: DistInfo) -> tuple[DatasetSpec, int]:
+    """`spec` once every train and test image has decoded (rank 0 decodes, every rank follows): an image
+    that cannot be read fails the run now, naming it, not hours into an epoch; with --skip-bad-images it is
+    left out and counted."""
+    from dait_edge.data.inspect import find_bad_images
+
+    paths = [path for split in ("train", "test") for path, _ in spec.split(split)]
+    bad = on_main(dist, lambda: find_bad_images(paths, progress=config.progress))
+    if not bad:
+        return spec, 0
+    if not config.skip_bad_images:
+        first = bad[0]
+        more = f" (and {len(bad) - 1} more: `dait-edge data inspect` lists them)" if len(bad) > 1 else ""
+        raise UserError(
+            f"image {first['path']} cannot be read ({first['error'][:120]}){more}; replace or remove it, or"
+            " leave such images out of the run.",
+            setting="skip_bad_images",
+        )
+    unreadable = {entry["path"] for entry in bad}
+    if dist.is_main:
+        print(f"left out {len(bad)} image(s) that cannot be read (first: {bad[0]['path']})", file=sys.stderr)
+    splits = {
+        name: [s for s in samples if str(s[0]) not in unreadable] for name, samples in spec.splits.items()
+    }
+    return dataclasses.replace(spec, splits=splits), len(bad)
+
+
 def run_distill(
     config: DistillConfig, *, resume: bool = False, stop_after_epoch: dict | None = None
 ) -> RunSummary:
@@ -498,6 +550,7 @@ def run_distill(
         err.folder = run.run_dir  # what --out --resume continues
         raise
     finally:
+        run.locks.close()
         shutdown(run.dist)
 
 
@@ -547,6 +600,7 @@ def _run_stages(run: _Run, stop_after_epoch: dict) -> RunSummary:
         labelled_images=len(run.labelled),
         unlabelled_images=len(run.unlabelled) if run.method_cls.learns_from_unlabelled else 0,
         val_images=len(run.val_indices),
+        skipped_images=run.skipped_images,
         kd_teacher=run.kd_teacher_label(),
         taught_by=run.taught_by(),
         student_head=run.method_cls.student_head,
@@ -608,10 +662,9 @@ def _stage1(run: _Run, summary: RunSummary, stop_after: int | None) -> tuple[Pat
         """Rank 0 decides where the teacher comes from, every rank follows (files appear meanwhile)."""
         if TeacherInfo.path_in(stage_dir).is_file():
             return "run", None  # finished earlier in this run (resume)
-        found = cached_teacher(run.teacher_cache, key)
-        if found is not None:
-            return "cache", restore_teacher(found, stage_dir)
-        return "train", None
+        with exclusive(run.teacher_cache / key, "teacher cache entry", wait=True):  # never half-stored
+            found = cached_teacher(run.teacher_cache, key)
+            return ("cache", restore_teacher(found, stage_dir)) if found is not None else ("train", None)
 
     source, restored = on_main(run.dist, where)
     trained_here = False
@@ -631,12 +684,17 @@ def _stage1(run: _Run, summary: RunSummary, stop_after: int | None) -> tuple[Pat
         if info is None:
             return None, None
         trained_here = True
-        on_main(run.dist, lambda: store_teacher(run.teacher_cache, key, stage_dir))
+        on_main(run.dist, lambda: _store_teacher_locked(run.teacher_cache, key, stage_dir))
     summary.stage1_seconds = info.seconds if trained_here else 0.0
     summary.cache_seconds = info.cache_seconds if trained_here else 0.0
     summary.teacher_seconds = info.seconds
     summary.teacher_reused = not trained_here
     return stage_dir / TEACHER_FILE, info
+
+
+def _store_teacher_locked(cache_dir: Path, key: str, stage_dir: Path) -> None:
+    with exclusive(cache_dir / key, "teacher cache entry", wait=True):
+        store_teacher(cache_dir, key, stage_dir)
 
 
 def _train_teacher(
@@ -688,6 +746,7 @@ def _train_teacher(
         templates=run.templates,
         vlm_views=run.cached_views(),
         cache_seconds=summary.cache_seconds,
+        weights_sha256=sha256_file(stage_dir / TEACHER_FILE),
     )
     on_main(run.dist, lambda: info.write(stage_dir))
     return info
@@ -699,7 +758,11 @@ def _load_teacher(run: _Run, path: Path, name: str | None = None, setting: str =
     from dait_edge.models.weights import load_state_dict_file
 
     name = name or run.config.teacher
-    teacher = build_model(name, run.spec.num_classes, pretrained=False, weights=path, role="teacher")
+    try:
+        teacher = build_model(name, run.spec.num_classes, pretrained=False, weights=path, role="teacher")
+    except UserError as err:
+        err.settings = (setting,)  # the file came from this option, not --teacher-weights
+        raise
     own = teacher.model.state_dict()
     for key, tensor in load_state_dict_file(path, role="teacher").items():
         # the loader keeps a classifier only when its class count fits: any other shape is the head

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import shutil
+import sys
 from pathlib import Path
 
 from dait_edge.config import DistillConfig
@@ -95,10 +96,20 @@ def stage1_key(
 
 
 def cached_teacher(cache_dir: Path, key: str) -> Path | None:
+    """The cache folder of `key`'s teacher; None where there is none, or where its weights differ from the
+    hash it was stored with (then it is trained again and stored anew)."""
     folder = cache_dir / key
-    if (folder / TEACHER_FILE).is_file() and TeacherInfo.path_in(folder).is_file():
-        return folder
-    return None
+    if not ((folder / TEACHER_FILE).is_file() and TeacherInfo.path_in(folder).is_file()):
+        return None
+    expected = TeacherInfo.read(folder).weights_sha256
+    if expected is not None and sha256_file(folder / TEACHER_FILE) != expected:
+        print(
+            f"teacher cache {folder} is damaged (its weights differ from the hash they were stored with);"
+            " training the teacher again",
+            file=sys.stderr,
+        )
+        return None
+    return folder
 
 
 def store_teacher(cache_dir: Path, key: str, run_stage_dir: Path) -> None:

@@ -27,6 +27,7 @@ from dait_edge.records import (
     SourceCheckpoint,
 )
 from dait_edge.utils.io import sha256_file, sha256_json, temp_path_beside
+from dait_edge.utils.signals import check_stop
 
 ARTIFACT_STEM = "student"
 CHECKPOINTS = {"last": "student", "best": "student_best"}  # --checkpoint -> the summary's checkpoint
@@ -154,6 +155,12 @@ def resolve_run(
             setting="checkpoint",
         )
 
+    if data_root is not None and not Path(data_root).is_dir():
+        raise UserError(
+            f"data root {data_root} does not exist or is not a folder; pass the dataset's folder, or leave it"
+            " out to use the run's own.",
+            setting="data_root",
+        )
     manifest = RunManifest.read(run_dir) if RunManifest.path_in(run_dir).is_file() else None
     img_size = summary.img_size or (manifest.config.img_size if manifest else 224)
     # the resolution the student was trained at
@@ -194,6 +201,21 @@ def _onnx_opset(path: Path) -> int | None:
     return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
 
 
+MIN_OPSET = 9  # torch.onnx exports nothing older
+
+
+def _check_opset(opset: int | None) -> None:
+    import onnx
+
+    newest = onnx.defs.onnx_opset_version()
+    if opset is not None and not MIN_OPSET <= opset <= newest:
+        raise UserError(
+            f"opset {opset} is outside what the installed onnx knows ({MIN_OPSET} to {newest}); pass one in"
+            " that range (the recipes use 17 or 18).",
+            setting="opset",
+        )
+
+
 def export_run(
     path: str | Path | None = None,
     *,
@@ -225,6 +247,9 @@ def export_run(
 
     requested = expand_formats(formats, fp16=fp16, int8=int8, trt=trt)
     recipes, wanted = plan_recipes(requested)
+    # given settings are checked even where no format uses them: a typo never passes silently
+    check_settings(calibration_method or "minmax", 1.0 if max_top1_drop is None else max_top1_drop)
+    _check_opset(opset)
     for recipe in recipes:  # bad settings fail before anything is built
         if recipe.precision == "int8" and recipe.kind == "onnx":
             budget, method = _accuracy_settings(recipe, max_top1_drop, calibration_method)
@@ -274,6 +299,7 @@ def export_run(
     latencies: dict[str, float] = {}
     try:
         for recipe in recipes:
+            check_stop(f"export stopped before {recipe.name}", f"the finished artifacts are in {out_dir}")
             final = out_dir / f"{ARTIFACT_STEM}-{recipe.name}.onnx"
             if recipe.kind == "trt":
                 record = _export_trt(recipe, info, built, out_dir, skipped, log)

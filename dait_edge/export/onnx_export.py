@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -33,7 +34,7 @@ def export_onnx(
     model = model.eval().cpu()
     dummy = torch.zeros(2, *input_size)  # batch 2, so nothing specialises on a batch of 1
     path = Path(path)
-    with warnings.catch_warnings(), torch.no_grad():
+    with warnings.catch_warnings(), torch.no_grad(), _opset_errors(opset):
         warnings.simplefilter("ignore")  # the legacy exporter's deprecation notice, on every export
         if exporter == "torchscript":
             # The TorchScript exporter (dynamo=False) still works in torch 2.14 and is the robust path
@@ -70,3 +71,20 @@ def export_onnx(
     # full_check runs strict shape inference too: a graph ORT or TensorRT would reject fails here.
     onnx.checker.check_model(str(path), full_check=True)
     return path
+
+
+@contextlib.contextmanager
+def _opset_errors(opset: int | None):
+    """torch.onnx's refusal of an opset it cannot write, as a one-line error naming the setting."""
+    try:
+        yield
+    except (RuntimeError, ValueError) as err:
+        if "opset" not in str(err).lower():
+            raise
+        from dait_edge.errors import UserError
+
+        raise UserError(
+            f"torch.onnx cannot export opset {opset} ({str(err).splitlines()[0]}); pick another opset (17 or 18"
+            " work with every recipe).",
+            setting="opset",
+        ) from None

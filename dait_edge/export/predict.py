@@ -54,7 +54,7 @@ def preprocess(image: Image.Image, sidecar: Sidecar) -> np.ndarray:
 def predict_logits(artifact_path: str | Path, image_paths: Sequence[str | Path]) -> np.ndarray:
     import onnxruntime as ort
 
-    sidecar = Sidecar.read_for(artifact_path)
+    sidecar = Sidecar.verified_for(artifact_path)
     batch = []
     for path in image_paths:
         with Image.open(path) as img:

@@ -98,4 +98,13 @@ def load_profile(name_or_path: str) -> Profile:
     values.setdefault("providers", ())
     values.setdefault("formats", ())
     extra = {k: v for k, v in data.items() if k not in known}
+    from dait_edge.profiling.runner import runner_for
+
+    own = runner_for(values["runtime"]).profile_keys
+    unknown = sorted(set(extra) - set(own))
+    if unknown:  # a misspelt key would otherwise be measured with its default, silently
+        raise UserError(
+            f"profile {path} has unknown key(s) {', '.join(unknown)}; a {values['runtime']} profile takes"
+            f" {', '.join([*KINDS, *own])}: fix the spelling or remove them."
+        )
     return Profile(**values, source=str(path), extra=extra)

@@ -74,6 +74,7 @@ class Runner:
 
     runtime: ClassVar[str] = ""  # set by @register_runner
     suffixes: ClassVar[tuple[str, ...]] = ()  # the artifact files it measures
+    profile_keys: ClassVar[tuple[str, ...]] = ()  # the keys of its own that a profile may set (Profile.extra)
     measures: ClassVar[str] = "artifacts"  # what it measures, in error messages
     made_by: ClassVar[str] = "`dait-edge export`"  # the command that makes them
     reference: ClassVar[bool] = False  # True: it runs the PyTorch model export parity compares against

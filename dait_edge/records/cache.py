@@ -37,6 +37,8 @@ class VLMCacheInfo(Record):
     complete: bool = False
     build_seconds: float = 0.0  # summed over every run that built part of it
     versions: dict[str, str | None] = field(default_factory=dict)
+    # embeddings.f16's SHA-256 once complete: a cache whose rows changed since is refused, never used
+    content_sha256: str | None = None
 
     @property
     def chunks(self) -> int:

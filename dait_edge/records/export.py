@@ -85,6 +85,9 @@ class Sidecar(Record):
     gpu: str | None = None  # engines: the GPU it was built on
     onnx_source: str | None = None  # engines: the ONNX format it was built from
     created: str = ""
+    # The artifact file's SHA-256 when it was exported: profile and predict refuse a file that differs
+    # (changed, truncated, half-copied). None in sidecars written before it was recorded.
+    artifact_sha256: str | None = None
 
     @staticmethod
     def path_for(artifact: str | os.PathLike) -> Path:
@@ -100,8 +103,28 @@ class Sidecar(Record):
         return cls.read(path)
 
     def write_for(self, artifact: str | os.PathLike) -> Path:
-        """Written last, after the artifact is in place: a sidecar means the artifact is finished."""
+        """Written last, after the artifact is in place: a sidecar means the artifact is finished. It
+        records the artifact's SHA-256."""
+        from dait_edge.utils.io import sha256_file
+
+        self.artifact_sha256 = sha256_file(artifact)
         return self.write(self.path_for(artifact))
+
+    @classmethod
+    def verified_for(cls, artifact: str | os.PathLike) -> Sidecar:
+        """The sidecar of `artifact`, after checking that the file is the one it describes: a file whose
+        SHA-256 differs from the recorded one is refused, never run."""
+        from dait_edge.errors import UserError
+        from dait_edge.utils.io import sha256_file
+
+        sidecar = cls.read_for(artifact)
+        if sidecar.artifact_sha256 is not None and sha256_file(artifact) != sidecar.artifact_sha256:
+            raise UserError(
+                f"{artifact} does not match its sidecar {cls.path_for(artifact).name} (its SHA-256 differs from"
+                " the one recorded at export: the file was changed, truncated or not copied whole); copy it"
+                " again, or export it again with `dait-edge export`."
+            )
+        return sidecar
 
     @property
     def data_config(self) -> DataConfig:

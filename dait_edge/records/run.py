@@ -86,6 +86,7 @@ class RunSummary(Record):
     labelled_images: int | None = None  # training images with their labels (validation excluded)
     unlabelled_images: int | None = None  # training images seen without labels (distillation terms only)
     val_images: int | None = None  # labelled images held out for the method's calibration
+    skipped_images: int = 0  # images left out because they cannot be decoded (--skip-bad-images)
     calibration: dict[str, float] = field(default_factory=dict)  # inference settings fitted after training
     kd_teacher: str | None = None  # KD / RKD: "vlm", or the model name of the task checkpoint used
     taught_by: str | None = None  # what taught the student, in words ("VLM convnext_xxlarge", ...)
@@ -160,6 +161,7 @@ class TeacherInfo(Record):
     reused_from: str | None = None
     vlm_views: int = 0  # views per image of the VLM embedding cache it was taught from; 0: the live VLM
     cache_seconds: float = 0.0  # building that cache in the run that trained it (0: the cache was there)
+    weights_sha256: str | None = None  # teacher.safetensors': a cached copy that differs is trained again
 
 
 @dataclass

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -119,8 +121,20 @@ def _profile_results(source: Path) -> list[tuple[Path, ProfileResult]]:
         found = sorted(set(found) | {path for path in source.glob("*.json") if path.is_file()})
     # Files found by looking are skipped when they are something else; files named on the command line are not.
     results = [(path, result) for path in found if (result := read_result(path))]
+    damaged = [path for path in found if not _is_json(path)]
+    for path in damaged if results else ():  # the others still make a report; say what was left out
+        print(
+            f"warning: skipped {path}: not valid JSON (cut short?); profile again to rewrite it",
+            file=sys.stderr,
+        )
     if results:
         return results
+    if damaged:
+        more = f" (and {len(damaged) - 1} more)" if len(damaged) > 1 else ""
+        raise UserError(
+            f"profile result {damaged[0]}{more} is not valid JSON (damaged or cut short); run `dait-edge profile`"
+            " again to rewrite it."
+        )
     if RunSummary.path_in(source).is_file():
         raise UserError(
             f"run {source} has no profile results ({source}/profile/*.json);"
@@ -195,3 +209,11 @@ def _table_order(row: ProfileRow) -> tuple:
         row.artifact,
         row.batch,
     )
+
+
+def _is_json(path: Path) -> bool:
+    try:
+        json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return True

@@ -72,8 +72,10 @@ def find_runs(sources: list[str | Path]) -> tuple[list[tuple[Path, RunSummary]],
                 continue
             runs.append((run_dir, summary))
     if not runs:
+        why = f" ({notes[0]}{f'; and {len(notes) - 1} more' if len(notes) > 1 else ''})" if notes else ""
         raise UserError(
-            f"no finished run with a student under {', '.join(map(str, sources))}; finish a distill run first."
+            f"no finished run with a student under {', '.join(map(str, sources))}{why}; finish a distill run"
+            " first."
         )
     return runs, notes
 

@@ -20,6 +20,7 @@ from dait_edge.config import DistillConfig
 from dait_edge.errors import UserError
 from dait_edge.records import ExportSummary, RunSummary, StudentProgress, SweepState
 from dait_edge.report.api import BuiltReport
+from dait_edge.utils.signals import check_stop
 
 # Settings that may differ between invocations of one sweep without invalidating its runs.
 FREE_SETTINGS = ("student", "method", "out", "progress", "workers", "device", "teacher_cache", "cache_dir")
@@ -150,7 +151,7 @@ def run_sweep(
     returns the sweep state and report."""
     from dait_edge.distill import run_distill
     from dait_edge.export import export_run
-    from dait_edge.export.recipes import expand_formats
+    from dait_edge.export.recipes import expand_formats, plan_recipes
     from dait_edge.profiling.api import profile_artifacts
     from dait_edge.profiling.profiles import load_profile
     from dait_edge.profiling.runner import runner_for
@@ -159,6 +160,7 @@ def run_sweep(
     out_dir = Path(out_dir)
     loaded = [load_profile(p) for p in profiles]  # bad profile names fail before any training
     format_list = expand_formats(formats)
+    plan_recipes(format_list)  # an unknown format fails now, not after the students have trained
     methods = list(methods or [base.method])
     base.validate()
     state = _check_or_start(
@@ -182,6 +184,7 @@ def run_sweep(
     matrix = [(method, student) for method in methods for student in students]
     for index, (method, student) in enumerate(matrix, 1):
         tag = f"[{index}/{len(matrix)} {student} {method}]"
+        check_stop(f"the sweep stopped before {student} {method}", f"its progress is in {out_dir}")
         run_dir = runs_root / f"{student}-{method}"
         entry = state.students.setdefault(run_dir.name, StudentProgress(run_dir=str(run_dir), method=method))
         config = dataclasses.replace(
@@ -220,6 +223,7 @@ def run_sweep(
         save()
 
         for profile in loaded:
+            check_stop(f"the sweep stopped before profiling {student}", f"its progress is in {out_dir}")
             saved = run_dir / "profile" / f"{profile.name}.json"
             if saved.is_file():
                 log(f"{tag} profile {profile.name}: done earlier")

@@ -34,7 +34,7 @@ from dait_edge.data.views import ViewSpec, view_pixels, view_seed
 from dait_edge.errors import UserError
 from dait_edge.records import VLMCacheInfo
 from dait_edge.utils.faults import fault_point
-from dait_edge.utils.io import sha256_json
+from dait_edge.utils.io import sha256_file, sha256_json
 from dait_edge.utils.signals import stop_requested
 
 SUBDIR = "vlm_embeddings"
@@ -225,6 +225,16 @@ class EmbeddingCache:
             )
         cache = cls(folder, info)
         cache.check()
+        if (
+            info.complete
+            and info.content_sha256
+            and sha256_file(cache.embeddings_path) != info.content_sha256
+        ):
+            raise CacheError(
+                f"VLM embedding cache {folder} is damaged: {EMBEDDINGS_FILE} differs from the hash written when"
+                f" it was built; clear it with `dait-edge cache clear {key[:12]}` (the next run rebuilds it).",
+                setting="vlm_views",
+            )
         return cache
 
     @classmethod
@@ -322,6 +332,7 @@ class EmbeddingCache:
         """Record a finished build (rank 0, after every rank's share is done)."""
         self.info.build_seconds = round(self.info.build_seconds + seconds, 3)
         self.info.complete = bool(self.done().all())
+        self.info.content_sha256 = sha256_file(self.embeddings_path) if self.info.complete else None
         self.info.write(self.folder)
 
     # ------------------------------------------------------------------ verify

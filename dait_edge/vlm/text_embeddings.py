@@ -17,6 +17,50 @@ from dait_edge.vlm.prompts import render_prompts
 from dait_edge.vlm.teacher import VLMTeacher
 
 
+def _content_hash(tensors: dict[str, torch.Tensor]) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        digest.update(name.encode())
+        digest.update(tensors[name].detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _write_cached(
+    path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None
+) -> None:
+    """Atomically, with the hash of its content in its metadata (checked by `_read_cached`)."""
+    from safetensors.torch import save_file
+
+    tensors = {k: v.cpu().contiguous() for k, v in tensors.items()}
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={**(metadata or {}), "content_sha256": _content_hash(tensors)})
+
+
+def _read_cached(path: Path) -> dict[str, torch.Tensor] | None:
+    """The tensors of a cache file, or None where there is none or it is damaged (unreadable, truncated, or
+    its content differs from its hash): then it is rebuilt, never used."""
+    import warnings
+
+    from safetensors import safe_open
+
+    if not path.is_file():
+        return None
+    try:
+        with safe_open(str(path), "pt") as f:
+            expected = (f.metadata() or {}).get("content_sha256")
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open has no iterator
+    except Exception as err:  # noqa: BLE001 - a damaged file raises many types; all mean "rebuild"
+        reason = f"unreadable: {str(err).splitlines()[0] if str(err) else type(err).__name__}"
+    else:
+        if expected is None or _content_hash(tensors) == expected:
+            return tensors
+        reason = "its content differs from the hash it was written with"
+    warnings.warn(f"text embedding cache {path} is damaged ({reason}); it is built again.", stacklevel=3)
+    return None
+
+
 def default_cache_dir() -> Path:
     return Path(os.environ.get("DAIT_EDGE_CACHE", Path.home() / ".cache" / "dait_edge"))
 
@@ -62,12 +106,10 @@ def cached_text_classifier(
     source, classnames: Sequence[str], templates: Sequence[str], cache_dir: str | os.PathLike | None = None
 ) -> torch.Tensor | None:
     """T from the cache without loading the VLM (on the CPU); None when it is not cached."""
-    from safetensors.torch import load_file
-
     if source.random_weights:
         return None
-    path = _cache_path(source, classnames, templates, cache_dir)
-    return load_file(str(path))["text_embeddings"] if path.is_file() else None
+    stored = _read_cached(_cache_path(source, classnames, templates, cache_dir))
+    return stored["text_embeddings"] if stored is not None else None
 
 
 def text_classifier(
@@ -78,8 +120,6 @@ def text_classifier(
     use_cache: bool = True,
 ) -> torch.Tensor:
     """T (C x E) on the VLM's device; read from / written to the cache unless the weights are random."""
-    from safetensors.torch import load_file, save_file
-
     if not templates:
         raise ValueError("at least one prompt template is needed")
     # Random weights differ per process: caching their embeddings would serve stale noise.
@@ -87,16 +127,16 @@ def text_classifier(
     path = None
     if cacheable:
         path = _cache_path(vlm.source, classnames, templates, cache_dir)
-        if path.is_file():
-            return load_file(str(path))["text_embeddings"].to(vlm.mean.device)
+        stored = _read_cached(path)
+        if stored is not None:
+            return stored["text_embeddings"].to(vlm.mean.device)
     embeddings = build_text_classifier(vlm, classnames, templates)
     if path is not None:
-        with atomic_path(path) as tmp:
-            save_file(
-                {"text_embeddings": embeddings.cpu().contiguous()},
-                str(tmp),
-                metadata={"model": vlm.source.model_name, "num_classes": str(len(classnames))},
-            )
+        _write_cached(
+            path,
+            {"text_embeddings": embeddings},
+            {"model": vlm.source.model_name, "num_classes": str(len(classnames))},
+        )
     return embeddings
 
 
@@ -112,11 +152,9 @@ def text_gaussian(
 
     Cached beside T under its own key; `vlm` is loaded by the caller only when the cache lacks it (None
     then raises LookupError)."""
-    from safetensors.torch import load_file, save_file
-
     path = _cache_path(source, classnames, templates, cache_dir, formula="gaussian(norm(E_T))")
-    if not source.random_weights and path.is_file():
-        stored = load_file(str(path))
+    stored = None if source.random_weights else _read_cached(path)
+    if stored is not None:
         return stored["mean"], stored["var"]
     if vlm is None:
         raise LookupError("the class-text Gaussian is not cached")
@@ -127,6 +165,5 @@ def text_gaussian(
         variances.append(per_template.var(dim=0, unbiased=per_template.shape[0] > 1))  # as np.cov
     mean, var = torch.stack(means), torch.stack(variances)
     if not source.random_weights:
-        with atomic_path(path) as tmp:
-            save_file({"mean": mean.cpu().contiguous(), "var": var.cpu().contiguous()}, str(tmp))
+        _write_cached(path, {"mean": mean, "var": var})
     return mean, var

@@ -110,6 +110,7 @@ class OrtRunner(Runner):
     """One session per artifact, with the profile's providers and threads."""
 
     suffixes = (".onnx",)
+    profile_keys = ("cuda_graphs", "provider_options")
 
     @classmethod
     def require(cls, profile: Profile) -> dict[str, str]:
@@ -135,7 +136,7 @@ class OrtRunner(Runner):
         import onnxruntime as ort
 
         profile = self.profile
-        self.sidecar = Sidecar.read_for(self.artifact)
+        self.sidecar = Sidecar.verified_for(self.artifact)
         providers = profile.providers
         available = ort.get_available_providers()
         self.chosen = [p for p in providers if p in available] or ["CPUExecutionProvider"]
@@ -155,6 +156,14 @@ class OrtRunner(Runner):
         self.modes = ("default", "cudagraph") if cuda_graphs_of(profile) else ("default",)
         self.input_name = self.sidecar.input_name or self.session.get_inputs()[0].name
         self.input_size = tuple(self.sidecar.input_size)
+        shape = self.session.get_inputs()[0].shape  # [batch, C, H, W]; names for dynamic dimensions
+        if len(shape) != 1 + len(self.input_size) or any(
+            isinstance(got, int) and got != want for got, want in zip(shape[1:], self.input_size, strict=True)
+        ):
+            raise UserError(
+                f"{self.artifact} takes inputs of shape {shape}, but its sidecar says [batch, "
+                f"{', '.join(map(str, self.input_size))}]: the sidecar belongs to another file; export it again."
+            )
 
     def _session(self, cuda_graph: bool = False, providers: list[str] | None = None):
         import onnxruntime as ort

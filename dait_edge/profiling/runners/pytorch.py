@@ -96,6 +96,7 @@ class TorchRunner(Runner):
     It measures runs: a run directory or the student .safetensors inside one."""
 
     suffixes = (".safetensors",)
+    profile_keys = ("modes", "precision", "cuda_graphs", "channels_last")
     measures = "distill runs (summary.json with a student)"
     made_by = "`dait-edge distill`"
     reference = True

@@ -89,6 +89,7 @@ def _require(profile: Profile) -> dict[str, str]:
 @register_runner("tensorrt", "TensorRT: serialised .engine / .plan files on the GPU they were built for")
 class TrtRunner(Runner):
     suffixes = (".engine", ".plan")
+    profile_keys = ("cuda_graphs",)
 
     @classmethod
     def require(cls, profile: Profile) -> dict[str, str]:
@@ -108,7 +109,7 @@ class TrtRunner(Runner):
         self._buffers: dict[str, object] = {}
         self._buffer_bytes = 0
         self.stream = self.context = self.engine = None
-        self.sidecar = Sidecar.read_for(self.artifact)
+        self.sidecar = Sidecar.verified_for(self.artifact)
         self.providers = list(self.profile.providers or ("cuda",))
         self.modes = ("cudagraph",) if self.profile.extra.get("cuda_graphs", False) else ("enqueue",)
         self.input_size = tuple(self.sidecar.input_size)
