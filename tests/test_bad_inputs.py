@@ -100,6 +100,16 @@ def cub_without_images(env, tmp: Path) -> Path:
     return root
 
 
+def weights_of(tmp: Path, model: str, classes: int) -> Path:
+    """A weights file of `model` with a `classes`-way classifier (random init)."""
+    from dait_edge.engine.checkpoint import save_weights
+    from dait_edge.models import build_model
+
+    path = tmp / "weights" / f"{model}-{classes}.safetensors"
+    save_weights(path, build_model(model, classes, pretrained=False))
+    return path
+
+
 def cub_with_broken_image(env, tmp: Path) -> Path:
     """The tiny CUB tree with its first training image's bytes not a JPEG."""
     root = copy_cub(env, tmp)
@@ -195,6 +205,18 @@ DISTILL = [
         "distill-unreadable-image",
         lambda e, t: distill(e, t, data_root=cub_with_broken_image(e, t)),
         ("001.Black_footed_Albatross", "cannot be read", "--skip-bad-images"),
+        DISTILL_DONE,
+    ),
+    Case(
+        "distill-student-weights-of-another-model",
+        lambda e, t: distill(e, t, "--method", "none", student_weights=weights_of(t, "test_resnet", 3)),
+        ("does not fit test_efficientnet", "--student-weights"),
+        DISTILL_DONE,
+    ),
+    Case(
+        "distill-teacher-checkpoint-for-other-classes",
+        lambda e, t: distill(e, t, teacher_checkpoint=weights_of(t, "test_resnet", 5)),
+        ("classifies 5 classes but cub has 3", "--teacher-checkpoint"),
         DISTILL_DONE,
     ),
     Case(

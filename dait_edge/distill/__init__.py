@@ -117,10 +117,11 @@ class _Run:
         """Read what the stages will need, now: a missing or wrong file fails before the run folder exists
         and before any epoch is spent."""
         config = self.config
-        for setting in ("student_weights", "teacher_weights"):
-            path = getattr(config, setting)
-            if path and not Path(path).is_file():
-                raise UserError(f"weights file {path} does not exist: check its path.", setting=setting)
+        for role, model in (("student", config.student), ("teacher", config.teacher)):
+            path = getattr(config, f"{role}_weights")
+            if path and (role == "student" or (self.two_stage and not config.teacher_checkpoint)):
+                # built once now: a missing file, another architecture or an unreadable one fails here
+                build_model(model, self.spec.num_classes, pretrained=False, weights=path, role=role)
         if config.teacher_checkpoint and self.two_stage:
             _load_teacher(self, Path(config.teacher_checkpoint))  # readable, the teacher's, these classes
         if self.vlm_taught():
