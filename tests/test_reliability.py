@@ -463,3 +463,40 @@ def test_an_unreadable_image_fails_up_front_or_is_skipped_and_counted(
     summary = run_distill(dataclasses.replace(config, skip_bad_images=True))
     assert summary.completed and summary.skipped_images == 1
     assert summary.train_images == tiny_cub.train - 1
+
+
+# ------------------------------------------------------------------------- signals, in this process
+
+
+def test_sigterm_in_the_cache_build_keeps_its_chunks_and_resume_finishes(
+    tmp_path, tiny_cub, tiny_vlm, tiny_config, planned, uninterrupted
+):
+    from dait_edge.errors import Interrupted
+    from dait_edge.utils.signals import stop_on_signal
+
+    whole, _ = uninterrupted
+    config = tiny_config(tiny_cub.root, tiny_vlm.config, tiny_vlm.weights, tmp_path, **EPOCHS)
+    planned("sigterm@cache-chunk#1")
+    with stop_on_signal(), pytest.raises(Interrupted) as err:
+        run_distill(config)
+    assert err.value.exit_code == 128 + signal.SIGTERM
+    assert str(err.value).startswith("the VLM embedding cache build stopped; its finished chunks are kept in")
+    assert err.value.folder == Path(config.out)
+    (done,) = (tmp_path / "cache").rglob("done.u8")
+    assert done.read_bytes() == b"\x01"  # the one chunk encoded before the stop is marked done
+    assert run_distill(config, resume=True).student_sha256 == whole.student_sha256
+
+
+def test_sigint_before_an_artifact_stops_the_export_with_nothing_half_written(tmp_path, exported_run):
+    import shutil
+
+    from dait_edge.errors import Interrupted
+    from dait_edge.export.api import export_run
+    from dait_edge.utils.signals import stop_on_signal
+
+    run = tmp_path / "run"
+    shutil.copytree(exported_run, run, ignore=shutil.ignore_patterns("export"))
+    with stop_on_signal(), pytest.raises(Interrupted, match="export stopped before onnx-fp32"):
+        os.kill(os.getpid(), signal.SIGINT)
+        export_run(run, formats="onnx", parity_samples=2, measure_speed=False, log=lambda m: None)
+    assert not list((run / "export").glob("*.onnx")) and not (run / "export" / "summary.json").exists()

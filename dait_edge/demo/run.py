@@ -20,7 +20,7 @@ DEMO_PROFILES = ("x86-ort-cpu-fp32", "x86-ort-cpu-int8")
 # of sweep and export make it), 2-6x slower on these CPUs, and left out to keep `make demo` short.
 DEMO_FORMATS = "onnx,onnx-fp16,onnx-int8-u8s8"
 DEMO_BATCH_SIZES = [1]  # the single-request latency the best-artifact rule judges
-# int8 calibrates on 96 of the 240 training images, so the accuracy search judges on the other 144
+# int8 calibrates on 96 of the 240 training images; the accuracy search judges on the 60 held out
 DEMO_CALIB_SAMPLES = 96
 # The method comparison: the fastest student to train; DAIT-F's row is the sweep's own run of it.
 COMPARE_STUDENT = "shufflenet_v2_x1_0"
@@ -57,6 +57,7 @@ def demo_config(
         lr_step=30,
         alpha_rate=1.0 / scale.stage1_epochs,  # reaches CE-heavy training within the short schedules
         pretrained=False,  # offline: no ImageNet weights
+        val_fraction=scale.val_fraction,
         workers=0,
         cache_dir=str(out_dir / "cache"),
         progress=progress,

@@ -11,7 +11,6 @@ import dataclasses
 import functools
 import sys
 import warnings
-from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -326,11 +325,11 @@ class _Run:
         )
         root = cache_root(config.cache_dir)
         # one builder per cache: a second job waits for the first, then finds the chunks it encoded
-        with exclusive(root / key, "VLM embedding cache", wait=True) if self.dist.is_main else nullcontext():
-            return self._open_or_build_cache(root, key, views, summary)
+        lock = exclusive(root / key, "VLM embedding cache", wait=True)
+        with lock if self.dist.is_main else contextlib.nullcontext():
+            return self._open_or_build_cache(root, key, views, compute_dtype, summary)
 
-    def _open_or_build_cache(self, root: Path, key: str, views: int, summary: RunSummary):
-        import sys
+    def _open_or_build_cache(self, root: Path, key: str, views: int, compute_dtype: str, summary: RunSummary):
         import time as _time
 
         from dait_edge.records import VLMCacheInfo
@@ -338,7 +337,6 @@ class _Run:
         from dait_edge.vlm.cache import EmbeddingCache, describe_size, pixel_library_versions
 
         config, source = self.config, self.vlm_source
-        compute_dtype = str(vlm_dtype_for(self.device)).removeprefix("torch.")
 
         def probe():
             """Rank 0 decides, every rank follows: (the cache or None, complete?)."""
