@@ -91,9 +91,9 @@ def list_command(cache_dir, as_json) -> None:
 @cache_dir_option
 @device_option
 def verify_command(keys, cache_dir, device) -> None:
-    """Check caches (all, or those whose keys start with KEYS): array sizes, the key against the training
-    files and libraries as they are now, and a few views re-encoded by the live VLM (cosine >= 0.999).
-    Exit code 1 when one fails."""
+    """Check caches (all, or those whose keys start with KEYS): array sizes, the content against the hash
+    it was built with, the key against the training files and libraries as they are now, and a few views
+    re-encoded by the live VLM (cosine >= 0.999). Exit code 1 when one fails."""
     failed = 0
     _, caches = _select(cache_dir, keys)
     for cache in caches:
@@ -121,7 +121,7 @@ def _verify(cache, device: str) -> float:
     from dait_edge.vlm.cache import cache_key
 
     info = cache.info
-    cache.check()
+    cache.check(full=True)  # sizes, and the content hashed again whatever an earlier check remembered
     spec = load_dataset(info.dataset, info.data_root)
     samples = spec.split("train")
     source = resolve_vlm_source(info.vlm, info.vlm_pretrained)
@@ -152,8 +152,11 @@ def clear_command(keys, clear_all, cache_dir) -> None:
         )
     _, caches = _select(cache_dir, () if clear_all else keys)
     freed = 0
+    from dait_edge.utils.lock import exclusive
+
     for cache in caches:
+        with exclusive(cache.folder, "VLM embedding cache"):  # never under a build that is writing it
+            shutil.rmtree(cache.folder)
         freed += cache.info.nbytes
-        shutil.rmtree(cache.folder)
         click.echo(f"deleted {cache.folder}")
     click.echo(f"freed {freed / 1e9:.2f} GB")

@@ -88,7 +88,8 @@ class _Run:
             _task_teacher_source(config) if "task_teacher" in self.requirements else (None, None, None)
         )
         self.spec: DatasetSpec = load_dataset(config.dataset, config.data_root)
-        self.spec, self.skipped_images = _readable(self.spec, config, self.dist)
+        self.spec, self.skipped_paths = _readable(self.spec, config, self.dist)
+        self.skipped_images = len(self.skipped_paths)
         # One index space for the whole training split: view seeds and cached embeddings are keyed by it.
         self.all_train = self.spec.split("train")
         # Labelled (class-balanced, seeded), minus a validation split held out of it; the rest unlabelled.
@@ -198,8 +199,13 @@ class _Run:
             )
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.locks.enter_context(exclusive(self.run_dir, "run directory"))
+        if manifest.is_file() and not self.resume:  # another process made a run here after the check above
+            raise UserError(
+                f"{self.run_dir} already holds a run; resume it, or pass a new run directory.",
+                setting="resume",
+            )
         if not manifest.is_file():
-            write_manifest(self.run_dir, self.config, self.device, self.dist.world_size)
+            write_manifest(self.run_dir, self.config, self.device, self.dist.world_size, self.skipped_paths)
 
     def plan(self, stage: int) -> StagePlan:
         c = self.config
@@ -324,19 +330,7 @@ class _Run:
             self.all_train, self.view_spec, config.seed, views, source, compute_dtype, self.spec.crop_bottom
         )
         root = cache_root(config.cache_dir)
-        # one builder per cache: a second job waits for the first, then finds the chunks it encoded
-        lock = exclusive(root / key, "VLM embedding cache", wait=True)
-        with lock if self.dist.is_main else contextlib.nullcontext():
-            return self._open_or_build_cache(root, key, views, compute_dtype, summary)
-
-    def _open_or_build_cache(self, root: Path, key: str, views: int, compute_dtype: str, summary: RunSummary):
-        import time as _time
-
-        from dait_edge.records import VLMCacheInfo
-        from dait_edge.vlm import cache as vlm_cache
-        from dait_edge.vlm.cache import EmbeddingCache, describe_size, pixel_library_versions
-
-        config, source = self.config, self.vlm_source
+        from dait_edge.vlm.cache import EmbeddingCache
 
         def probe():
             """Rank 0 decides, every rank follows: (the cache or None, complete?)."""
@@ -347,9 +341,27 @@ class _Run:
                 return found, True
             return found, False
 
-        cache, complete = on_main(self.dist, probe)
+        cache, complete = on_main(self.dist, probe)  # a complete cache is only read: no lock
         if complete:
             return cache, None
+        # One builder per cache: a second job waits for the first (under torchrun it is refused instead, as
+        # the other ranks cannot wait that long in a collective), then finds the chunks it encoded.
+        with contextlib.ExitStack() as held:
+            lock = exclusive(root / key, "VLM embedding cache", wait=not self.dist.enabled)
+            on_main(self.dist, lambda: held.enter_context(lock) and None)
+            cache, complete = on_main(self.dist, probe)
+            if complete:
+                return cache, None
+            return self._build_cache(root, key, views, compute_dtype, cache, summary)
+
+    def _build_cache(self, root: Path, key: str, views: int, compute_dtype: str, cache, summary: RunSummary):
+        import time as _time
+
+        from dait_edge.records import VLMCacheInfo
+        from dait_edge.vlm import cache as vlm_cache
+        from dait_edge.vlm.cache import EmbeddingCache, describe_size, pixel_library_versions
+
+        config, source = self.config, self.vlm_source
 
         vlm = self.load_vlm()
         if cache is None:
@@ -502,7 +514,7 @@ def vlm_dtype_for(device: torch.device) -> torch.dtype:
     return autocast_dtype_for(device) or torch.float32
 
 
-def _readable(spec: DatasetSpec, config: DistillConfig, dist: DistInfo) -> tuple[DatasetSpec, int]:
+def _readable(spec: DatasetSpec, config: DistillConfig, dist: DistInfo) -> tuple[DatasetSpec, list[str]]:
     """`spec` once every train and test image has decoded (rank 0 decodes, every rank follows): an image
     that cannot be read fails the run now, naming it, not hours into an epoch; with --skip-bad-images it is
     left out and counted."""
@@ -511,7 +523,7 @@ def _readable(spec: DatasetSpec, config: DistillConfig, dist: DistInfo) -> tuple
     paths = [path for split in ("train", "test") for path, _ in spec.split(split)]
     bad = on_main(dist, lambda: find_bad_images(paths, progress=config.progress))
     if not bad:
-        return spec, 0
+        return spec, []
     if not config.skip_bad_images:
         first = bad[0]
         more = f" (and {len(bad) - 1} more: `dait-edge data inspect` lists them)" if len(bad) > 1 else ""
@@ -526,7 +538,7 @@ def _readable(spec: DatasetSpec, config: DistillConfig, dist: DistInfo) -> tuple
     splits = {
         name: [s for s in samples if str(s[0]) not in unreadable] for name, samples in spec.splits.items()
     }
-    return dataclasses.replace(spec, splits=splits), len(bad)
+    return dataclasses.replace(spec, splits=splits), sorted(unreadable)
 
 
 def run_distill(
@@ -557,13 +569,49 @@ def run_distill(
 RESUMABLE_SETTINGS = frozenset({"out", "device", "workers", "progress", "teacher_cache", "cache_dir"})
 
 
+PATH_SETTINGS = (
+    "data_root",
+    "vlm",
+    "vlm_pretrained",
+    "student_weights",
+    "teacher_weights",
+    "teacher_checkpoint",
+)
+
+
+def _comparable(values: dict, run: _Run) -> dict:
+    """Settings as they act, so that the same run written another way compares equal: paths resolved,
+    stages sorted, `auto` views and a method's default validation fraction as numbers."""
+    values = dict(values)
+    for name in (*PATH_SETTINGS, "kd_teacher"):
+        value = values.get(name)
+        if isinstance(value, str) and value and Path(value).exists():
+            values[name] = str(Path(value).resolve())
+    values["stages"] = ",".join(
+        str(s) for s in sorted({int(p) for p in str(values["stages"]).split(",") if p})
+    )
+    if values.get("val_fraction") is None and values.get("method") in METHODS:
+        values["val_fraction"] = METHODS.get(values["method"]).default_val_fraction
+    if str(values.get("vlm_views")).strip().lower() == "auto":
+        values["vlm_views"] = str(run.vlm_taught_epochs())
+    return values
+
+
 def _finished(run: _Run) -> RunSummary | None:
     """The summary of a run that already completed, after checking that --resume asks for the same run."""
     manifest = RunManifest.path_in(run.run_dir)
     if not manifest.is_file():
         return None  # _prepare_dir says there is nothing to resume
-    before = dataclasses.asdict(RunManifest.read(manifest).config)
-    now = dataclasses.asdict(run.config)
+    recorded = RunManifest.read(manifest)
+    if recorded.skipped_images is not None and sorted(recorded.skipped_images) != run.skipped_paths:
+        raise UserError(
+            f"cannot resume {run.run_dir}: the images that cannot be read are not those of when it started"
+            f" ({len(recorded.skipped_images)} then, {len(run.skipped_paths)} now), so its image indices would"
+            " shift; restore the dataset as it was, or start a new run.",
+            setting="resume",
+        )
+    before = _comparable(dataclasses.asdict(recorded.config), run)
+    now = _comparable(dataclasses.asdict(run.config), run)
     changed = [name for name in now if name not in RESUMABLE_SETTINGS and before.get(name) != now[name]]
     if changed:
         described = ", ".join(
@@ -661,9 +709,9 @@ def _stage1(run: _Run, summary: RunSummary, stop_after: int | None) -> tuple[Pat
         """Rank 0 decides where the teacher comes from, every rank follows (files appear meanwhile)."""
         if TeacherInfo.path_in(stage_dir).is_file():
             return "run", None  # finished earlier in this run (resume)
-        with exclusive(run.teacher_cache / key, "teacher cache entry", wait=True):  # never half-stored
-            found = cached_teacher(run.teacher_cache, key)
-            return ("cache", restore_teacher(found, stage_dir)) if found is not None else ("train", None)
+        # read without the lock: a teacher stored meanwhile shows as damaged (hash) and is trained again
+        found = cached_teacher(run.teacher_cache, key)
+        return ("cache", restore_teacher(found, stage_dir)) if found is not None else ("train", None)
 
     source, restored = on_main(run.dist, where)
     trained_here = False

@@ -63,7 +63,9 @@ def hardware(device: torch.device, world_size: int) -> TrainingHardware:
     )
 
 
-def write_manifest(run_dir: Path, config: DistillConfig, device: torch.device, world_size: int) -> None:
+def write_manifest(
+    run_dir: Path, config: DistillConfig, device: torch.device, world_size: int, skipped: list[str] = ()
+) -> None:
     RunManifest(
         config=config,
         seed=config.seed,
@@ -71,4 +73,5 @@ def write_manifest(run_dir: Path, config: DistillConfig, device: torch.device, w
         git_commit=git_commit(),
         hardware=hardware(device, world_size),
         created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        skipped_images=list(skipped),
     ).write(run_dir)

@@ -7,6 +7,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 
 from dait_edge.engine.distributed import DistInfo, all_reduce_sum
+from dait_edge.utils.signals import ignore_stop_signals
 
 
 def eval_loader(
@@ -22,6 +23,7 @@ def eval_loader(
         num_workers=workers,
         shuffle=False,
         pin_memory=on_cuda,
+        worker_init_fn=ignore_stop_signals,  # the main process handles SIGINT / SIGTERM
         persistent_workers=workers > 0,
         generator=torch.Generator().manual_seed(0),  # never draws from the global RNG
     )

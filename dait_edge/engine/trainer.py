@@ -42,7 +42,7 @@ from dait_edge.losses.schedule import alpha_at, default_alpha_rate
 from dait_edge.methods.base import Distiller
 from dait_edge.records import EpochMetrics, append_metrics, read_metrics, write_metrics
 from dait_edge.utils.faults import fault_point
-from dait_edge.utils.signals import check_stop, stop_requested
+from dait_edge.utils.signals import check_stop, ignore_stop_signals, stop_requested
 
 
 @dataclass
@@ -255,6 +255,7 @@ class _StageTraining:
                 collate_fn=Batch.collate,
                 generator=torch.Generator().manual_seed(plan.seed),
                 pin_memory=self.device.type == "cuda",
+                worker_init_fn=ignore_stop_signals,  # the main process handles SIGINT / SIGTERM
                 persistent_workers=plan.workers > 0,
             )
         sampler = DistributedSampler(
@@ -272,6 +273,7 @@ class _StageTraining:
             generator=torch.Generator().manual_seed(plan.seed),
             drop_last=len(sampler) > per_rank_batch,
             pin_memory=self.device.type == "cuda",
+            worker_init_fn=ignore_stop_signals,  # the main process handles SIGINT / SIGTERM
             persistent_workers=plan.workers > 0,
         )
         if len(loader) == 0:
@@ -326,8 +328,10 @@ class _StageTraining:
             newly_bad = (first_bad < 0) & ~finite.all()
             first_bad = torch.where(newly_bad, torch.full_like(first_bad, index), first_bad)
             bad_terms = ~finite if bad_terms is None else torch.where(newly_bad, ~finite, bad_terms)
-            if (index + 1) % plan.log_every == 0 or index + 1 == len(self.loader):
-                self._check_finite(epoch, first_bad, bad_terms, keys)
+            synced = (index + 1) % plan.log_every == 0 or index + 1 == len(self.loader)
+            stop_anywhere = False
+            if synced:
+                stop_anywhere = self._check_finite(epoch, first_bad, bad_terms, keys)
                 if bar.disable is False:
                     total = seen.item()
                     bar.set_postfix(
@@ -337,8 +341,9 @@ class _StageTraining:
                         }
                         | {"alpha": f"{alpha:.3f}"}
                     )
-            if not self.dist.enabled:  # DDP ranks stop together at the epoch's end (see `fit`)
-                check_stop(f"stage {plan.stage} stopped in epoch {epoch + 1}, step {index + 1}", self.saved())
+            if synced or not self.dist.enabled:  # DDP ranks stop together, where they compare notes
+                where = f"stage {plan.stage} stopped in epoch {epoch + 1}, step {index + 1}"
+                check_stop(where, self.saved(), elsewhere=stop_anywhere)
         bar.close()
         keys = sorted(sums)
         totals = all_reduce_sum([sums[k].item() for k in keys] + [seen.item()], self.dist, self.device)
@@ -350,21 +355,25 @@ class _StageTraining:
             return f"the last completed epoch is saved in {self.files.state.parent}"
         return "no epoch of this stage had completed, so resuming starts it again"
 
-    def _check_finite(self, epoch: int, first_bad: torch.Tensor, bad_terms, keys: list[str]) -> None:
+    def _check_finite(self, epoch: int, first_bad: torch.Tensor, bad_terms, keys: list[str]) -> bool:
+        """Raise TrainingDiverged if a loss term went NaN or infinite on any rank; returns whether any rank
+        was asked to stop by a signal (under DDP both travel in one all-reduce, so every rank acts alike)."""
+        stop_anywhere = stop_requested()
         if (
             self.dist.enabled
         ):  # every rank stops together (one rank raising alone would leave the others waiting)
             import torch.distributed as dist
 
-            flags = torch.cat([first_bad.view(1).double(), bad_terms.double()])
+            stop = torch.full((1,), float(stop_anywhere), dtype=torch.float64, device=self.device)
+            flags = torch.cat([first_bad.view(1).double(), bad_terms.double(), stop])
             flags[0] = torch.where(flags[0] < 0, torch.full_like(flags[0], float("inf")), flags[0])
             dist.all_reduce(flags[:1], op=dist.ReduceOp.MIN)
             dist.all_reduce(flags[1:], op=dist.ReduceOp.MAX)
             first_bad = torch.where(torch.isinf(flags[0]), torch.full_like(flags[0], -1.0), flags[0])
-            bad_terms = flags[1:] > 0
+            bad_terms, stop_anywhere = flags[1:-1] > 0, bool(flags[-1] > 0)
         step = int(first_bad.item())
         if step < 0:
-            return
+            return stop_anywhere
         names = [k for k, bad in zip(keys, bad_terms.tolist(), strict=True) if bad] or ["loss"]
         raise TrainingDiverged(
             f"stage {self.plan.stage} epoch {epoch + 1} step {step + 1}: {', '.join(names)} became NaN or"

@@ -132,6 +132,8 @@ class RunManifest(Record):
     git_commit: str | None
     hardware: TrainingHardware
     created: str
+    # images left out as unreadable (--skip-bad-images); None in manifests written before it was recorded
+    skipped_images: list[str] | None = None
 
 
 @dataclass

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from dait_edge.config import DistillConfig
 from dait_edge.errors import UserError
-from dait_edge.records import ExportSummary, RunSummary, StudentProgress, SweepState
+from dait_edge.records import ExportSummary, RunManifest, RunSummary, StudentProgress, SweepState
 from dait_edge.report.api import BuiltReport
 from dait_edge.utils.signals import check_stop
 
@@ -196,6 +196,8 @@ def run_sweep(
             log(f"{tag} distill: done earlier, reusing {run_dir}")
         else:
             resume = (run_dir / "manifest.json").is_file()
+            if resume:  # views as the run started with them (a sweep extended with methods shares another K)
+                config = dataclasses.replace(config, vlm_views=RunManifest.read(run_dir).config.vlm_views)
             log(f"{tag} distill{' (resuming)' if resume else ''} -> {run_dir}")
             summary = run_distill(config, resume=resume)
         entry.student_top1, entry.teacher_top1 = summary.student_top1, summary.teacher_top1

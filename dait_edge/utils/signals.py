@@ -13,23 +13,38 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Iterator
 
 from dait_edge.errors import Interrupted
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
-_received: list[int] = []
+# A second signal this soon after the first is the same request delivered twice (a scheduler signalling
+# both torchrun and its ranks, a terminal's process group), not a user insisting.
+_REPEAT_S = 1.0
+_received: list[tuple[int, float]] = []
 
 
 def _handler(signum, frame) -> None:
-    if _received:  # the second signal: the user means it
-        os._exit(128 + signum)
-    _received.append(signum)
-    print(
-        f"\n{signal.Signals(signum).name}: stopping at the next safe point (send it again to exit at once)",
-        file=sys.stderr,
-        flush=True,
+    now = time.monotonic()
+    if _received:
+        if now - _received[0][1] >= _REPEAT_S:  # the second signal: the user means it
+            os._exit(128 + signum)
+        return
+    _received.append((signum, now))
+    # os.write, not print: the signal may have interrupted a write to stderr (a progress bar)
+    message = (
+        f"\n{signal.Signals(signum).name}: stopping at the next safe point (send it again to exit at once)\n"
     )
+    with contextlib.suppress(OSError):
+        os.write(sys.stderr.fileno(), message.encode())
+
+
+def ignore_stop_signals(worker_id: int | None = None) -> None:
+    """DataLoader `worker_init_fn`: SIGINT / SIGTERM are the main process's to act on. A worker that died of
+    one (a signal sent to the process group) would end the run with a DataLoader error instead of a stop."""
+    for sig in _SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
 
 
 @contextlib.contextmanager
@@ -59,4 +74,4 @@ def check_stop(where: str, saved: str, *, elsewhere: bool = False) -> None:
     """Raise Interrupted if a signal asked to stop (here, or in another DDP process: `elsewhere`): `where`
     says what was running, `saved` what is on disk."""
     if _received or elsewhere:
-        raise Interrupted(_received[0] if _received else signal.SIGTERM, f"{where}; {saved}")
+        raise Interrupted(_received[0][0] if _received else signal.SIGTERM, f"{where}; {saved}")

@@ -2,7 +2,9 @@
 
 Layout of one cache, `CACHE/vlm_embeddings/KEY/`:
 
-    cache.json      records.VLMCacheInfo: what it holds, how it was made, whether it is complete
+    cache.json      records.VLMCacheInfo: what it holds, how it was made, whether it is complete (and
+                    then the SHA-256 of embeddings.f16)
+    verified.json   when embeddings.f16 was last hashed and found as cache.json says (size, inode, mtime)
     embeddings.f16  images x views x dim fp16, L2-normalised, row-major (a memory-mapped array)
     done.u8         one byte per chunk of `chunk` consecutive (image, view) rows: 1 = on disk
 
@@ -20,6 +22,7 @@ chunk.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import shutil
@@ -35,11 +38,12 @@ from dait_edge.errors import UserError
 from dait_edge.records import VLMCacheInfo
 from dait_edge.utils.faults import fault_point
 from dait_edge.utils.io import sha256_file, sha256_json
-from dait_edge.utils.signals import stop_requested
+from dait_edge.utils.signals import ignore_stop_signals, stop_requested
 
 SUBDIR = "vlm_embeddings"
 EMBEDDINGS_FILE = "embeddings.f16"
 DONE_FILE = "done.u8"
+VERIFIED_FILE = "verified.json"  # when embeddings.f16 last hashed to cache.json's content_sha256
 CHUNK = 32  # rows per build batch and per done byte
 FORMAT_VERSION = 1
 VERIFY_COSINE = 0.999  # a re-encoded view must match its cached row at least this closely
@@ -197,9 +201,10 @@ class EmbeddingCache:
     def reader(self) -> CacheReader:
         return CacheReader(self.embeddings_path, self.shape)
 
-    def check(self) -> None:
+    def check(self, full: bool = False) -> None:
         """A CacheError unless both arrays have the sizes cache.json promises (a truncated copy, a full
-        disk during an earlier build)."""
+        disk during an earlier build) and a complete cache's rows still hash to what they were built with
+        (`full`: hashed again even where an earlier check is remembered)."""
         for path, size in ((self.embeddings_path, self.info.nbytes), (self.done_path, self.info.chunks)):
             actual = path.stat().st_size if path.is_file() else None
             if actual != size:
@@ -209,6 +214,34 @@ class EmbeddingCache:
                     f" clear it with `dait-edge cache clear {self.info.key[:12]}` (the next run rebuilds it).",
                     setting="vlm_views",
                 )
+        expected = self.info.content_sha256
+        if self.info.complete and expected and not self._content_matches(expected, full):
+            raise CacheError(
+                f"VLM embedding cache {self.folder} is damaged: {EMBEDDINGS_FILE} differs from the hash written"
+                f" when it was built; clear it with `dait-edge cache clear {self.info.key[:12]}` (the next run"
+                " rebuilds it).",
+                setting="vlm_views",
+            )
+
+    def _content_matches(self, expected: str, full: bool) -> bool:
+        """Does embeddings.f16 still hash to `expected`? Hashing a large cache takes seconds, so a match is
+        remembered in VERIFIED_FILE with the file's size, inode and modification time, and not hashed again
+        while they stay; `full` hashes regardless (`dait-edge cache verify`)."""
+        import json
+
+        from dait_edge.utils.io import write_json_atomic
+
+        stat = self.embeddings_path.stat()
+        stamp = {"size": stat.st_size, "inode": stat.st_ino, "mtime_ns": stat.st_mtime_ns, "sha256": expected}
+        if not full:
+            with contextlib.suppress(OSError, ValueError):
+                if json.loads((self.folder / VERIFIED_FILE).read_text()) == stamp:
+                    return True
+        if sha256_file(self.embeddings_path) != expected:
+            return False
+        with contextlib.suppress(OSError, UserError):  # a read-only cache is still usable
+            write_json_atomic(self.folder / VERIFIED_FILE, stamp)
+        return True
 
     @classmethod
     def open(cls, root: Path, key: str) -> EmbeddingCache | None:
@@ -225,16 +258,6 @@ class EmbeddingCache:
             )
         cache = cls(folder, info)
         cache.check()
-        if (
-            info.complete
-            and info.content_sha256
-            and sha256_file(cache.embeddings_path) != info.content_sha256
-        ):
-            raise CacheError(
-                f"VLM embedding cache {folder} is damaged: {EMBEDDINGS_FILE} differs from the hash written when"
-                f" it was built; clear it with `dait-edge cache clear {key[:12]}` (the next run rebuilds it).",
-                setting="vlm_views",
-            )
         return cache
 
     @classmethod
@@ -291,7 +314,14 @@ class EmbeddingCache:
         if not todo:
             return 0.0
         started = time.perf_counter()
-        loader = DataLoader(chunks, batch_size=None, sampler=todo, num_workers=workers, pin_memory=False)
+        loader = DataLoader(
+            chunks,
+            batch_size=None,
+            sampler=todo,
+            num_workers=workers,
+            pin_memory=False,
+            worker_init_fn=ignore_stop_signals,  # the main process handles SIGINT / SIGTERM
+        )
         bar = tqdm(
             total=sum(len(chunks.rows(c)) for c in todo),
             desc="VLM embedding cache",
