@@ -7,6 +7,7 @@ import errno
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,7 +41,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         os.replace(tmp_path, path)
         _fsync_folder(path.parent)
     except (OSError, RuntimeError) as err:  # torch.save reports a failed write as a RuntimeError
-        if not _disk_full(err):
+        if not _disk_full(err, path.parent):
             raise
         from dait_edge.errors import UserError
 
@@ -54,10 +55,16 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             tmp_path.unlink()
 
 
-def _disk_full(err: BaseException) -> bool:
+def _disk_full(err: BaseException, folder: Path) -> bool:
     if isinstance(err, OSError):
         return err.errno in (errno.ENOSPC, errno.EDQUOT)
-    return "No space left on device" in str(err) or "file write failed" in str(err)
+    if "No space left on device" in str(err):
+        return True
+    # torch.save says only "file write failed": a full disk if the folder has (almost) nothing free now
+    if "file write failed" in str(err):
+        with contextlib.suppress(OSError):
+            return shutil.disk_usage(folder).free < 64 * 2**20
+    return False
 
 
 def _fsync_folder(folder: Path) -> None:
