@@ -33,8 +33,8 @@ from dait_edge.engine.distributed import (
     DistInfo,
     all_gather_object,
     all_reduce_sum,
-    barrier,
     broadcast_buffers,
+    on_main,
 )
 from dait_edge.engine.evaluate import eval_loader, evaluate
 from dait_edge.errors import UserError
@@ -411,7 +411,9 @@ class _StageTraining:
             seconds=round(self.elapsed, 3),
         )
         rngs = all_gather_object(rng_state(self.device), self.dist)  # every rank's, restored per rank
-        if self.dist.is_main:
+
+        def write() -> None:
+            """Rank 0 writes; its failure (a full disk) reaches every rank through on_main, so none waits."""
             metadata = {**self.weights_metadata, "epoch": str(epoch), "top1": f"{scores['top1']:.4f}"}
             save_weights(files.last_weights, method.student, metadata)
             if improved:
@@ -440,7 +442,8 @@ class _StageTraining:
                     f"stage {plan.stage} epoch {epoch + 1}/{plan.epochs}  alpha {alpha:.3f}  {terms}"
                     f"  top1 {scores['top1']:.2f}  top5 {scores['top5']:.2f}"
                 )
-        barrier(self.dist)
+
+        on_main(self.dist, write)  # every rank waits for the writes, as a barrier would
         return metrics
 
 
