@@ -2,8 +2,10 @@
 
 The first signal sets a flag (the current atomic write finishes: the handler raises nothing); the work
 checks it between steps with `check_stop()` and raises `Interrupted`, which the CLI turns into one line
-saying what is saved and how to resume, and exit code 128 + the signal's number. A second signal exits
-at once (os._exit): a temporary file may stay behind, hidden and never renamed onto a finished name.
+saying what is saved and how to resume, and exit code 128 + the signal's number. A second signal, a
+second or more after the first, exits at once (os._exit): a temporary file may stay behind, hidden and
+never renamed onto a finished name. Under torchrun the ranks agree on the stop in an all-reduce, so all
+stop at the same step.
 """
 
 from __future__ import annotations
