@@ -34,9 +34,9 @@ from dait_edge.engine.checkpoint import seed_everything, stage_seed
 from dait_edge.engine.distributed import (
     DistInfo,
     all_gather_object,
-    all_reduce_sum,
     barrier,
     broadcast_object,
+    check_stop_together,
     init_distributed,
     local_device,
     on_main,
@@ -52,7 +52,6 @@ from dait_edge.utils.device import resolve_device
 from dait_edge.utils.faults import fault_point
 from dait_edge.utils.io import sha256_file
 from dait_edge.utils.lock import exclusive
-from dait_edge.utils.signals import check_stop, stop_requested
 
 STAGE1_METHOD = "dait_stage1"
 
@@ -322,7 +321,7 @@ class _Run:
     def open_or_build_cache(self, views: int, summary: RunSummary):
         """The complete VLM embedding cache of this run's data, view spec, seed, K and VLM; returns it
         and the VLM when this process loaded it (to build, or to verify), else None."""
-        from dait_edge.vlm.cache import cache_key, cache_root
+        from dait_edge.vlm.cache import EmbeddingCache, cache_key, cache_root
 
         config, source = self.config, self.vlm_source
         compute_dtype = str(vlm_dtype_for(self.device)).removeprefix("torch.")
@@ -330,7 +329,6 @@ class _Run:
             self.all_train, self.view_spec, config.seed, views, source, compute_dtype, self.spec.crop_bottom
         )
         root = cache_root(config.cache_dir)
-        from dait_edge.vlm.cache import EmbeddingCache
 
         def probe():
             """Rank 0 decides, every rank follows: (the cache or None, complete?)."""
@@ -412,11 +410,11 @@ class _Run:
         if self.stop_cache_after is not None:
             raise CacheBuildStopped
         on_main(self.dist, lambda: cache.finish(seconds))
-        stopped = all_reduce_sum([float(stop_requested())], self.dist, self.device)[0] > 0
-        check_stop(
+        check_stop_together(
             "the VLM embedding cache build stopped",
             f"its finished chunks are kept in {cache.folder} and resuming encodes only the rest",
-            elsewhere=stopped,
+            self.dist,
+            self.device,
         )
         cache.info = VLMCacheInfo.read(cache.folder)
         # a few views re-encoded live must match the cache
@@ -579,20 +577,17 @@ PATH_SETTINGS = (
 )
 
 
-def _comparable(values: dict, run: _Run) -> dict:
+def _comparable(config: DistillConfig, run: _Run) -> dict:
     """Settings as they act, so that the same run written another way compares equal: paths resolved,
     stages sorted, `auto` views and a method's default validation fraction as numbers."""
-    values = dict(values)
+    values = dataclasses.asdict(config)
     for name in (*PATH_SETTINGS, "kd_teacher"):
         value = values.get(name)
         if isinstance(value, str) and value and Path(value).exists():
             values[name] = str(Path(value).resolve())
-    values["stages"] = ",".join(
-        str(s) for s in sorted({int(p) for p in str(values["stages"]).split(",") if p})
-    )
-    if values.get("val_fraction") is None and values.get("method") in METHODS:
-        values["val_fraction"] = METHODS.get(values["method"]).default_val_fraction
-    if str(values.get("vlm_views")).strip().lower() == "auto":
+    values["stages"] = config.stage_list()
+    values["val_fraction"] = config.resolved_val_fraction()
+    if config.vlm_view_setting() is None:  # auto: as many views as the longest VLM-taught stage's epochs
         values["vlm_views"] = str(run.vlm_taught_epochs())
     return values
 
@@ -610,8 +605,8 @@ def _finished(run: _Run) -> RunSummary | None:
             " shift; restore the dataset as it was, or start a new run.",
             setting="resume",
         )
-    before = _comparable(dataclasses.asdict(recorded.config), run)
-    now = _comparable(dataclasses.asdict(run.config), run)
+    before = _comparable(recorded.config, run)
+    now = _comparable(run.config, run)
     changed = [name for name in now if name not in RESUMABLE_SETTINGS and before.get(name) != now[name]]
     if changed:
         described = ", ".join(
@@ -846,8 +841,7 @@ def _stage2(run: _Run, summary: RunSummary, teacher_path: Path | None, stop_afte
     config, stage_dir = run.config, run.run_dir / "stage2"
     num_classes = run.spec.num_classes
     fault_point("stage-start:2")
-    stopped = all_reduce_sum([float(stop_requested())], run.dist, run.device)[0] > 0
-    check_stop("stopped before stage 2", "every finished stage is saved", elsewhere=stopped)
+    check_stop_together("stopped before stage 2", "every finished stage is saved", run.dist, run.device)
     # Reseeded from (seed, stage, rank) alone: the student's initial weights and adapter are the same whether
     # the teacher was trained in this process, read from the cache or given.
     seed_everything(stage_seed(config.seed, 2, run.dist.rank))

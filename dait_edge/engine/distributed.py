@@ -63,6 +63,15 @@ def all_reduce_sum(values: list[float], info: DistInfo, device: torch.device) ->
     return tensor.tolist()
 
 
+def check_stop_together(where: str, saved: str, info: DistInfo, device: torch.device) -> None:
+    """`check_stop` on every rank at once: a signal any rank received stops them all here (one rank
+    stopping alone would leave the others waiting in their next collective)."""
+    from dait_edge.utils.signals import check_stop, stop_requested
+
+    requested = all_reduce_sum([float(stop_requested())], info, device)[0] > 0
+    check_stop(where, saved, elsewhere=requested)
+
+
 def broadcast_buffers(module: torch.nn.Module, info: DistInfo) -> None:
     """Rank 0's buffers (BatchNorm running statistics) on every rank.
 

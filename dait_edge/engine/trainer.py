@@ -34,6 +34,7 @@ from dait_edge.engine.distributed import (
     all_gather_object,
     all_reduce_sum,
     broadcast_buffers,
+    check_stop_together,
     on_main,
 )
 from dait_edge.engine.evaluate import eval_loader, evaluate
@@ -509,11 +510,9 @@ def fit(
         fault_point(f"epoch-end:{plan.stage}")
         if stop_after_epoch is not None and epoch >= stop_after_epoch:
             break
-        # every rank reads the same answer, so none waits alone in the next epoch's collectives
         if epoch + 1 < plan.epochs:
-            stop = all_reduce_sum([float(stop_requested())], dist_info, device)[0] > 0
-            check_stop(
-                f"stage {plan.stage} stopped after epoch {epoch + 1}", training.saved(), elsewhere=stop
+            check_stop_together(
+                f"stage {plan.stage} stopped after epoch {epoch + 1}", training.saved(), dist_info, device
             )
 
     if last is None and files.state.is_file():  # resumed a stage that had already finished

@@ -121,7 +121,8 @@ def _profile_results(source: Path) -> list[tuple[Path, ProfileResult]]:
         found = sorted(set(found) | {path for path in source.glob("*.json") if path.is_file()})
     # Files found by looking are skipped when they are something else; files named on the command line are not.
     results = [(path, result) for path in found if (result := read_result(path))]
-    damaged = [path for path in found if not _is_json(path)]
+    read = {path for path, _ in results}
+    damaged = [path for path in found if path not in read and not _is_json(path)]  # rejects only
     for path in damaged if results else ():  # the others still make a report; say what was left out
         print(
             f"warning: skipped {path}: not valid JSON (cut short?); profile again to rewrite it",

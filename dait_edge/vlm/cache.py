@@ -229,19 +229,25 @@ class EmbeddingCache:
         while they stay; `full` hashes regardless (`dait-edge cache verify`)."""
         import json
 
-        from dait_edge.utils.io import write_json_atomic
-
-        stat = self.embeddings_path.stat()
-        stamp = {"size": stat.st_size, "inode": stat.st_ino, "mtime_ns": stat.st_mtime_ns, "sha256": expected}
         if not full:
             with contextlib.suppress(OSError, ValueError):
-                if json.loads((self.folder / VERIFIED_FILE).read_text()) == stamp:
+                if json.loads((self.folder / VERIFIED_FILE).read_text()) == self._stamp(expected):
                     return True
         if sha256_file(self.embeddings_path) != expected:
             return False
-        with contextlib.suppress(OSError, UserError):  # a read-only cache is still usable
-            write_json_atomic(self.folder / VERIFIED_FILE, stamp)
+        self._remember(expected)
         return True
+
+    def _stamp(self, sha256: str) -> dict:
+        stat = self.embeddings_path.stat()
+        return {"size": stat.st_size, "inode": stat.st_ino, "mtime_ns": stat.st_mtime_ns, "sha256": sha256}
+
+    def _remember(self, sha256: str) -> None:
+        """Record that embeddings.f16, as it is now, hashes to `sha256` (VERIFIED_FILE)."""
+        from dait_edge.utils.io import write_json_atomic
+
+        with contextlib.suppress(OSError, UserError):  # a read-only cache is still usable
+            write_json_atomic(self.folder / VERIFIED_FILE, self._stamp(sha256))
 
     @classmethod
     def open(cls, root: Path, key: str) -> EmbeddingCache | None:
@@ -364,6 +370,8 @@ class EmbeddingCache:
         self.info.complete = bool(self.done().all())
         self.info.content_sha256 = sha256_file(self.embeddings_path) if self.info.complete else None
         self.info.write(self.folder)
+        if self.info.content_sha256:  # just hashed: the next open need not read it all again
+            self._remember(self.info.content_sha256)
 
     # ------------------------------------------------------------------ verify
 
