@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import colorsys
 import json
+import os
+import subprocess
+import sys
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -524,6 +527,30 @@ def exported_run(tmp_path_factory, tiny_cub):
     )
     export_run(run, formats="onnx,onnx-int8-u8s8", calib_samples=8, measure_speed=False, log=lambda m: None)
     return run
+
+
+# ---------------------------------------------------------------------------------- tools
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _run_tool(script: str, *args, timeout: int = 600) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "2"}
+    return subprocess.run(
+        [sys.executable, str(REPO / "tools" / script), *map(str, args)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="session")
+def run_tool():
+    """`run_tool(script, *args, timeout=600)`: `python tools/SCRIPT ARGS` from the repository root, with this
+    checkout's dait_edge, output captured (the benchmarks and the GPU check run as users run them)."""
+    return _run_tool
 
 
 # ---------------------------------------------------------------------------------- assertions

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
-TOOL = Path(__file__).resolve().parents[1] / "tools" / "bench_int8.py"
+TOOL = "bench_int8.py"
 
 
-def test_bench_int8_prints_figures_that_match_its_json(tmp_path, tiny_cub, fake_run):
+def test_bench_int8_prints_figures_that_match_its_json(tmp_path, tiny_cub, fake_run, run_tool):
     runs = tmp_path / "runs"
     fake_run(runs, "test_efficientnet", tiny_cub)
     out = tmp_path / "int8.json"
@@ -26,12 +23,7 @@ def test_bench_int8_prints_figures_that_match_its_json(tmp_path, tiny_cub, fake_
         "--rounds",
         "2",
     ]
-    done = subprocess.run(
-        [sys.executable, str(TOOL), *args, "--threads", "1", "--json", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    done = run_tool(TOOL, *args, "--threads", "1", "--json", out)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "met for every student:" in done.stdout and "test_efficientnet |" in done.stdout
     result = json.loads(out.read_text())
@@ -47,8 +39,6 @@ def test_bench_int8_prints_figures_that_match_its_json(tmp_path, tiny_cub, fake_
     assert row["target_met"] == expected
 
 
-def test_bench_int8_refuses_a_folder_without_runs(tmp_path):
-    done = subprocess.run(
-        [sys.executable, str(TOOL), "--runs", str(tmp_path)], capture_output=True, text=True, timeout=120
-    )
+def test_bench_int8_refuses_a_folder_without_runs(tmp_path, run_tool):
+    done = run_tool(TOOL, "--runs", tmp_path, timeout=120)
     assert done.returncode == 2 and "holds no finished run" in done.stderr

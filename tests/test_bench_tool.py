@@ -6,25 +6,17 @@ Its figures are not checked here (timed tests are noise on shared machines); the
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-TOOL = Path(__file__).resolve().parents[1] / "tools" / "bench_inference.py"
+TOOL = "bench_inference.py"
 
 
-def test_bench_prints_ratios_that_match_its_own_figures(tmp_path):
+def test_bench_prints_ratios_that_match_its_own_figures(tmp_path, run_tool):
     out = tmp_path / "bench.json"
     # timm's tiny test model: the tool takes any name distill takes; the four students are its default
     args = ["--students", "test_efficientnet", "--img-size", "32", "--iterations", "6", "--rounds", "2"]
-    done = subprocess.run(
-        [sys.executable, str(TOOL), *args, "--threads", "1", "--json", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    done = run_tool(TOOL, *args, "--threads", "1", "--json", out)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "CPU target met for every student:" in done.stdout
     result = json.loads(out.read_text())["cpu"]["test_efficientnet"]
@@ -39,8 +31,6 @@ def test_bench_prints_ratios_that_match_its_own_figures(tmp_path):
         assert stats["p50"] <= stats["p90"] <= stats["p99"] and stats["samples"] >= 6
 
 
-def test_bench_rejects_an_unknown_student():
-    done = subprocess.run(
-        [sys.executable, str(TOOL), "--students", "vit_huge"], capture_output=True, text=True, timeout=120
-    )
+def test_bench_rejects_an_unknown_student(run_tool):
+    done = run_tool(TOOL, "--students", "vit_huge", timeout=120)
     assert done.returncode == 2 and "unknown student 'vit_huge'" in done.stderr

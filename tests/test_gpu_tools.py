@@ -3,23 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
-REPO = Path(__file__).resolve().parent.parent
 
 
-def _run(*args: str, timeout: int = 240) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "2"}
-    return subprocess.run(
-        [sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
-    )
-
-
-def test_gpu_check_dry_run_lists_every_check_and_what_it_needs():
-    proc = _run("tools/gpu_check.py", "--dry-run")
+def test_gpu_check_dry_run_lists_every_check_and_what_it_needs(run_tool):
+    proc = run_tool("gpu_check.py", "--dry-run", timeout=240)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.strip().splitlines()
     summary = json.loads(lines[-1])
@@ -27,15 +14,15 @@ def test_gpu_check_dry_run_lists_every_check_and_what_it_needs():
     assert summary["checks"] == ["stages-live", "cache-build", "ddp-nccl", "torch-runner", "bench-stage1"]
     for name, line in zip(summary["checks"], lines[:-1], strict=True):
         assert line.startswith(name) and "needs torch" in line and "CUDA GPU" in line
-    unknown = _run("tools/gpu_check.py", "--only", "nope")
+    unknown = run_tool("gpu_check.py", "--only", "nope", timeout=240)
     assert unknown.returncode == 2 and "unknown checks nope" in unknown.stderr
 
 
-def test_bench_stage1_prints_ratios_of_its_own_figures(tiny_vlm, tmp_path):
+def test_bench_stage1_prints_ratios_of_its_own_figures(tiny_vlm, tmp_path, run_tool):
     out = tmp_path / "bench.json"
-    proc = _run(
-        "tools/bench_stage1.py", "--vlm", str(tiny_vlm.config), "--vlm-size", "32", "--img-size", "32",
-        "--teacher", "test_resnet", "--images", "12", "--epochs", "2", "--batch-size", "4", "--json", str(out),
+    proc = run_tool(
+        "bench_stage1.py", "--vlm", str(tiny_vlm.config), "--vlm-size", "32", "--img-size", "32",
+        "--teacher", "test_resnet", "--images", "12", "--epochs", "2", "--batch-size", "4", "--json", str(out), timeout=240,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     figures = json.loads(out.read_text())
