@@ -49,6 +49,18 @@ def _cli(args: list[str], fault: str | None = None) -> subprocess.CompletedProce
     )
 
 
+def _flip(path: Path, at: int, bits: int = 0x01) -> None:
+    """Damage one byte of `path` in place (`at` may count from the end)."""
+    data = bytearray(path.read_bytes())
+    data[at] ^= bits
+    path.write_bytes(bytes(data))
+
+
+def _cut(path: Path, keep: int) -> None:
+    """Truncate `path` to its first `keep` bytes, as an interrupted copy leaves it."""
+    path.write_bytes(path.read_bytes()[:keep])
+
+
 def _stages_epochs(run_dir: Path) -> list[tuple[int, int]]:
     lines = (
         (run_dir / "metrics.jsonl").read_text().splitlines() if (run_dir / "metrics.jsonl").exists() else []
@@ -271,7 +283,7 @@ def test_a_damaged_or_malicious_checkpoint_is_refused_on_resume(tmp_path, stoppe
     state = run_dir / "stage2" / "state.pt"
     marker = tmp_path / "code-ran"
     if damage == "truncated":
-        state.write_bytes(state.read_bytes()[: state.stat().st_size // 2])
+        _cut(state, state.stat().st_size // 2)
     else:
         torch.save({"epoch": 0, "payload": _RunsCode(marker)}, state)
     before = state.read_bytes()
@@ -310,12 +322,11 @@ def test_a_changed_artifact_is_refused_by_profile_and_predict(tmp_path, exported
     export = tmp_path / "export"
     shutil.copytree(exported_run / "export", export)
     artifact = export / "student-onnx-fp32.onnx"
-    data = bytearray(artifact.read_bytes())
+    size = artifact.stat().st_size
     if damage == "one_byte":
-        data[len(data) // 2] ^= 0x01
+        _flip(artifact, size // 2)
     else:
-        data = data[: len(data) - 100]
-    artifact.write_bytes(bytes(data))
+        _cut(artifact, size - 100)
 
     before = sorted(p.name for p in tmp_path.rglob("*"))
     result = CliRunner().invoke(cli, ["profile", str(artifact), "--profile", "x86-ort-cpu-fp32"])
@@ -405,12 +416,10 @@ def test_a_damaged_vlm_cache_is_refused_never_used(tmp_path, uninterrupted, dama
     config = RunManifest.read(whole_dir).config
     shutil.copytree(Path(config.cache_dir), tmp_path / "cache")
     (embeddings,) = (tmp_path / "cache").rglob("embeddings.f16")
-    data = bytearray(embeddings.read_bytes())
     if damage == "truncated":
-        data = data[: len(data) // 2]
+        _cut(embeddings, embeddings.stat().st_size // 2)
     else:
-        data[7] ^= 0x40
-    embeddings.write_bytes(bytes(data))
+        _flip(embeddings, 7, 0x40)
     again = dataclasses.replace(
         config,
         out=str(tmp_path / "run"),
@@ -433,9 +442,7 @@ def test_a_damaged_teacher_in_the_cache_is_trained_again(tmp_path, uninterrupted
     config = RunManifest.read(whole_dir).config
     shutil.copytree(Path(config.teacher_cache), tmp_path / "teachers")
     (weights,) = (tmp_path / "teachers").rglob("teacher.safetensors")
-    data = bytearray(weights.read_bytes())
-    data[-3] ^= 0x01  # a weight, not the header: the file still reads
-    weights.write_bytes(bytes(data))
+    _flip(weights, -3)  # a weight, not the header: the file still reads
     again = run_distill(
         dataclasses.replace(config, out=str(tmp_path / "run"), teacher_cache=str(tmp_path / "teachers"))
     )
@@ -451,12 +458,10 @@ def test_a_damaged_text_embedding_file_is_built_again(tmp_path, damage):
     path = tmp_path / "t.safetensors"
     _write_cached(path, {"mean": torch.arange(8.0), "var": torch.ones(8)})
     assert torch.equal(_read_cached(path)["mean"], torch.arange(8.0))
-    data = bytearray(path.read_bytes())
     if damage == "truncated":
-        data = data[:-5]
+        _cut(path, path.stat().st_size - 5)
     else:
-        data[-1] ^= 0x01
-    path.write_bytes(bytes(data))
+        _flip(path, -1)
     with pytest.warns(UserWarning, match="text embedding cache .* is damaged"):
         assert _read_cached(path) is None
 
@@ -537,9 +542,7 @@ def test_a_cache_hash_is_remembered_until_the_file_changes_and_cache_verify_hash
     assert EmbeddingCache.open(root, key) is not None and (embeddings.parent / VERIFIED_FILE).is_file()
 
     before = embeddings.stat()
-    data = bytearray(embeddings.read_bytes())
-    data[3] ^= 0x10
-    embeddings.write_bytes(bytes(data))
+    _flip(embeddings, 3, 0x10)
     os.utime(embeddings, ns=(before.st_atime_ns, before.st_mtime_ns))  # a change that hides its time
     cache = EmbeddingCache.open(root, key)  # size, inode and time as remembered: not hashed again
     with pytest.raises(UserError, match="differs from the hash written when it was built"):
