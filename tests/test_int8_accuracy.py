@@ -120,7 +120,7 @@ def graphs(trained, tmp_path_factory):
     return out, validation, calibration, folder
 
 
-def _search(graphs, name, tmp, **kw):
+def _search(graphs, name, tmp, quantize=U8S8, **kw):
     out, validation, calibration, _ = graphs
     fp32_path, prepared = out[name]
     fp32 = top1(fp32_path, validation)
@@ -132,7 +132,7 @@ def _search(graphs, name, tmp, **kw):
         "method": "minmax",
         "log": lambda m: None,
     } | kw
-    record, layers = build_int8(prepared, tmp, calibration, U8S8, **options)
+    record, layers = build_int8(prepared, tmp, calibration, quantize, **options)
     return record, layers, fp32
 
 
@@ -148,6 +148,72 @@ def test_accuracy_aware_int8_meets_the_budget_plain_int8_misses(graphs, tmp_path
     assert layers[0].channel_sqnr_db < 20 < layers[0].sqnr_db  # whole-tensor SQNR would hide it
 
 
+def test_the_record_states_agreement_with_fp32_as_measured(graphs, tmp_path):
+    from dait_edge.export.parity import ort_logits
+
+    record, _, _ = _search(graphs, "fragile", tmp_path / "a.onnx")
+    out, validation, _, _ = graphs
+    fp32 = ort_logits(out["fragile"][0], validation.images).argmax(1)
+    kept = ort_logits(tmp_path / "a.onnx", validation.images)
+    assert record.val_agreement == pytest.approx(100 * float((kept.argmax(1) == fp32).mean()), abs=1e-3)
+    assert record.plain_val_agreement < record.val_agreement  # plain int8 flipped what the fallback restored
+    assert record.steps[-1].val_agreement == record.val_agreement
+    assert record.diagnosis is None  # the budget was met: nothing to explain
+
+
+def _judge(fp32_logits, labels, fp32_top1, budget=1.0):
+    from dait_edge.export.int8_search import _Judge
+
+    images = np.zeros((len(labels), 1), np.float32)
+    return _Judge(
+        ImageBatch(images, np.asarray(labels), "validation"),
+        np.asarray(fp32_logits, float),
+        fp32_top1,
+        budget,
+    )
+
+
+def test_within_the_budget_agreement_with_fp32_beats_a_higher_top1():
+    from dait_edge.export.int8_search import Candidate
+
+    judge = _judge(np.eye(4), [0, 1, 2, 3], 50.0)
+    logits = np.zeros((4, 4))
+    lucky = Candidate(Path("a"), [], top1=51.0, agreement=80.0, logits=logits)  # more right, more flips
+    faithful = Candidate(Path("b"), [], top1=49.5, agreement=95.0, logits=logits)  # within the 1-point budget
+    over = Candidate(
+        Path("c"), [], top1=48.0, agreement=99.0, logits=logits
+    )  # agrees most, but 2 points down
+    fewer = Candidate(Path("d"), ["n1"], top1=49.5, agreement=95.0, logits=logits)
+    assert max([lucky, over, faithful], key=judge.key) is faithful
+    assert max([fewer, faithful], key=judge.key) is faithful  # equal otherwise: fewer nodes in float
+    worse = Candidate(Path("e"), [], top1=40.0, agreement=50.0, logits=logits)
+    assert max([worse, over], key=judge.key) is over  # neither within: the more faithful
+
+
+def test_sensitivity_and_diagnosis_are_measured_on_planted_logits():
+    from dait_edge.export.int8_search import Candidate, diagnose
+    from dait_edge.records import Int8Accuracy
+
+    fp32 = [[3.0, 1.0, 0.0], [0.0, 0.5, 0.0], [1.0, 0.0, 5.0]]  # top-two margins 2, 0.5, 4: median 2
+    judge = _judge(fp32, [0, 1, 2], 100.0)
+    noisy = np.asarray(fp32) + np.array([[3.0, 0, 0], [0, 0, 0], [0, 0, -3.0]])  # rms sqrt(18 / 9) = 1.414
+    margin, error = judge.sensitivity(Candidate(Path("x"), [], 100.0, 100.0, noisy))
+    assert (margin, error) == (2.0, round(2**0.5, 4))
+    record = Int8Accuracy(
+        budget=1.0,
+        checked=True,
+        calibration="minmax",
+        val_agreement=80.0,
+        quantised_nodes=50,
+        max_fallback_nodes=10,
+    )
+    record.fp32_margin_median, record.logit_error_rms = 0.5, 4.0
+    assert "flip decisions throughout the model" in diagnose(record) and "20%" in diagnose(record)
+    assert "10 of 50 nodes" in diagnose(record)
+    record.fp32_margin_median, record.logit_error_rms = 4.0, 0.5
+    assert "layers the cap did not reach" in diagnose(record)
+
+
 def test_a_robust_model_keeps_every_layer_quantised(graphs, tmp_path):
     record, layers, fp32 = _search(graphs, "robust", tmp_path / "r.onnx")
     assert record.budget_met and record.nodes_in_float == [] and record.steps == []
@@ -161,9 +227,21 @@ def test_the_search_is_reproducible_and_the_cap_holds(graphs, tmp_path):
     assert (tmp_path / "1.onnx").read_bytes() == (tmp_path / "2.onnx").read_bytes()
     capped, _, _ = _search(graphs, "fragile", tmp_path / "3.onnx", max_fallback=0)
     assert capped.nodes_in_float == [] and capped.budget_met is False  # the best found is plain int8
-    searched, _, _ = _search(graphs, "fragile", tmp_path / "4.onnx", method="search")
-    assert set(searched.calibration_tried) == {"minmax", "entropy", "percentile"}
-    assert searched.calibration == max(searched.calibration_tried, key=searched.calibration_tried.get)
+    assert capped.diagnosis and capped.logit_error_rms > 0  # and the record says why
+    cuts = {**U8S8, "search_percentiles": [99.9, 99.999]}
+    searched, _, _ = _search(graphs, "fragile", tmp_path / "4.onnx", cuts, method="search")
+    tried = {"minmax", "entropy", "percentile 99.9", "percentile 99.999"}
+    assert set(searched.calibration_tried) == set(searched.calibration_agreement) == tried
+    # the rule, recomputed from the record: within the budget, then agreement, then top-1; ties to the first
+    fp32 = searched.fp32_val_top1
+
+    def rank(name):
+        top = searched.calibration_tried[name]
+        return (round(fp32 - top, 3) <= 1.0, searched.calibration_agreement[name], top)
+
+    best = max(searched.calibration_tried, key=rank)
+    assert best.startswith(searched.calibration)
+    assert searched.percentile == (float(best.split()[1]) if " " in best else None)
 
 
 def test_too_few_validation_images_leave_the_budget_unchecked(graphs, tmp_path):
@@ -319,6 +397,11 @@ def test_export_int8_returns_the_planted_layer_to_float(fragile_run, tmp_path):
     assert accuracy.plain_test_top1 < int8.parity.top1_artifact  # side by side: plain int8 lost it there too
     sidecar = Sidecar.read_for(int8.path)
     assert sidecar.quantization["accuracy"]["nodes_in_float"] == accuracy.nodes_in_float
+    # the recipe's default calibration is the search: minmax, entropy and three percentile cuts
+    assert len(accuracy.calibration_tried) == 5 and accuracy.val_agreement is not None
+    quantiser = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
+    assert sidecar.quantization["calibrate_method"] == quantiser[accuracy.calibration]
+    assert accuracy.percentile is None or sidecar.quantization["percentile"] == accuracy.percentile
     rows = list(csv.DictReader(Path(accuracy.layers_csv).open()))
     assert Path(accuracy.layers_csv).name == "student-onnx-int8-u8s8.layers.csv"
     assert rows[0]["node"] == PLANTED and rows[0]["in_float"] == "1"
@@ -375,7 +458,8 @@ def test_exactly_the_budget_is_within_it_and_the_recipe_names_the_default_calibr
 
     assert not _over(64.4, 63.4, 1.0) and _over(64.4, 63.39, 1.0)  # 64.4 - 63.4 is 1.000000000000007
     recipe = load_recipe("onnx-int8-u8s8")
-    assert _accuracy_settings(recipe, None, None) == (1.0, "minmax")
+    assert _accuracy_settings(recipe, None, None) == (1.0, "search")
+    assert recipe.quantize["search_percentiles"] == [99.9, 99.99, 99.999]
     recipe.accuracy = {}
     recipe.quantize = {**recipe.quantize, "calibrate_method": "Entropy"}
     assert _accuracy_settings(recipe, 0.5, None) == (0.5, "entropy")  # a custom recipe's own method

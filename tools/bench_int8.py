@@ -7,7 +7,7 @@ the artifacts so machine noise hits them alike. Prints one line per student and 
 an int8 artifact within the budget of fp32 on the test split that is faster than ORT fp32 on this CPU.
 
     python tools/bench_int8.py                                  # runs/demo/runs (runs the demo first if absent)
-    python tools/bench_int8.py --runs runs/sweep-cub/runs --calibration search --json int8.json
+    python tools/bench_int8.py --runs runs/sweep-cub/runs --calibration minmax --json int8.json
 """
 
 from __future__ import annotations
@@ -29,7 +29,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     parser.add_argument("--runs", type=Path, default=Path("runs/demo/runs"), help="A folder of distill runs.")
     parser.add_argument("--max-top1-drop", type=float, default=1.0, help="The int8 budget in top-1 points.")
-    parser.add_argument("--calibration", default="minmax", help="minmax, entropy, percentile or search.")
+    parser.add_argument(
+        "--calibration", help="minmax, entropy, percentile or search (default: the recipe's, search)."
+    )
     parser.add_argument("--calib-samples", type=int, default=96, help="Training images int8 calibrates on.")
     parser.add_argument("--parity-samples", type=int, default=512, help="Test images top-1 is measured on.")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="ORT intra-op threads.")
@@ -116,13 +118,17 @@ def bench_run(run: Path, args, folder: Path) -> dict:
         "val_source": acc_aware.val_source,
         "checked": acc_aware.checked,
         "fp32": {"val_top1": acc_aware.fp32_val_top1, "test_top1": test_fp32, "p50_ms": p50["fp32"]},
+        "calibration": acc_aware.calibration,
+        "diagnosis": acc_aware.diagnosis,
         "plain": {
             "val_top1": acc_plain.val_top1,
+            "val_agreement": acc_plain.val_agreement,
             "test_top1": int8_plain.parity.top1_artifact,
             "p50_ms": p50["plain"],
         },
         "aware": {
             "val_top1": acc_aware.val_top1,
+            "val_agreement": acc_aware.val_agreement,
             "test_top1": int8_aware.parity.top1_artifact,
             "p50_ms": p50["aware"],
             "nodes_in_float": len(acc_aware.nodes_in_float),
@@ -172,16 +178,17 @@ def main(argv=None) -> int:
     cpu = f"{cpu_model()}, {os.cpu_count()} cores, {'VNNI' if cpu_has_vnni() else 'AVX2 without VNNI'}"
     print(
         f"int8 u8s8 on {cpu}, ORT {args.threads} thread(s), batch 1; budget {args.max_top1_drop:g} point(s);"
-        f" calibration {args.calibration} on {args.calib_samples} images"
+        f" calibration {args.calibration or 'the recipe default'} on {args.calib_samples} images"
     )
     header = (
         "student",
         "val imgs",
+        "calibration",
         "fp32 val/test",
         "p50 ms",
         "plain val/test (drop)",
         "p50 ms (x fp32)",
-        "aware val/test (drop)",
+        "aware val/test (drop), val agreement",
         "float nodes",
         "p50 ms (x fp32)",
         "target",
@@ -194,17 +201,21 @@ def main(argv=None) -> int:
                 [
                     r["student"],
                     str(r["val_images"]),
+                    r["calibration"],
                     f"{_pct(f['val_top1'])}/{_pct(f['test_top1'])}",
                     f"{f['p50_ms']:.3f}",
                     f"{_pct(p['val_top1'])}/{_pct(p['test_top1'])} ({_pts(p['test_drop'])})",
                     f"{p['p50_ms']:.3f} ({p['speedup_vs_fp32']:.2f}x)",
-                    f"{_pct(a['val_top1'])}/{_pct(a['test_top1'])} ({_pts(a['test_drop'])})",
+                    f"{_pct(a['val_top1'])}/{_pct(a['test_top1'])} ({_pts(a['test_drop'])}), {_pct(a['val_agreement'])}%",
                     f"{a['nodes_in_float']}/{a['quantised_nodes']}",
                     f"{a['p50_ms']:.3f} ({a['speedup_vs_fp32']:.2f}x)",
                     "met" if r["target_met"] else "NOT met",
                 ]
             )
         )
+    for r in rows:
+        if r["diagnosis"]:
+            print(f"{r['student']}: {r['diagnosis']}")
     met = all(r["target_met"] for r in rows)
     print(
         f"target (an int8 artifact within {args.max_top1_drop:g} point of fp32 on the test split and faster than"

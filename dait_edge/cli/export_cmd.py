@@ -41,8 +41,9 @@ from dait_edge.records import ExportSummary
 @max_top1_drop_option
 @click.option(
     "--calibration",
-    help="int8 calibration: minmax, entropy, percentile (the recipe's percentile), or search (tries each on"
-    " the validation images, keeps the most accurate). Default: the recipe's [accuracy] table (minmax).",
+    help="int8 calibration: minmax, entropy, percentile (the recipe's percentile), or search (tries minmax,"
+    " entropy and the recipe's search_percentiles on the validation images; keeps, within --max-top1-drop, the"
+    " one that agrees with fp32's predictions most). Default: the recipe's [accuracy] table (search).",
 )
 @click.option(
     "--max-fallback-nodes",
@@ -153,6 +154,7 @@ def _describe_accuracy(accuracy) -> str:
     verdict = "met" if accuracy.budget_met else "NOT met"
     return (
         f"validation top-1 {accuracy.val_top1:.2f}% vs fp32 {accuracy.fp32_val_top1:.2f}% on {accuracy.val_images}"
-        f" {accuracy.val_source} images (plain int8 {accuracy.plain_val_top1:.2f}%); {len(accuracy.nodes_in_float)}"
-        f" node(s) in float; {accuracy.budget:g}-point budget {verdict}; calibration {accuracy.calibration}"
+        f" {accuracy.val_source} images (plain int8 {accuracy.plain_val_top1:.2f}%), agreement with fp32"
+        f" {accuracy.val_agreement:.1f}%; {len(accuracy.nodes_in_float)} node(s) in float; {accuracy.budget:g}-point"
+        f" budget {verdict}; calibration {accuracy.calibration}"
     )

@@ -444,9 +444,12 @@ class _Int8Search:
             verdict = "within" if record.budget_met else "OVER"
             self.log(
                 f"{name}: validation top-1 {record.val_top1:.2f}% vs fp32 {record.fp32_val_top1:.2f}% (plain int8"
-                f" {record.plain_val_top1:.2f}%), {len(record.nodes_in_float)} node(s) in float; drop"
-                f" {record.drop:.2f} {verdict} the {record.budget:g}-point budget"
+                f" {record.plain_val_top1:.2f}%), agreement with fp32 {record.val_agreement:.1f}%,"
+                f" {len(record.nodes_in_float)} node(s) in float; drop {record.drop:.2f} {verdict} the"
+                f" {record.budget:g}-point budget"
             )
+            if record.diagnosis:
+                self.log(f"{name}: {record.diagnosis}")
 
 
 @dataclass
@@ -540,6 +543,8 @@ def _quantization(recipe: Recipe, path: Path, calibration, accuracy=None) -> dic
         from dait_edge.export.quantize import CALIBRATION_METHODS
 
         settings["calibrate_method"] = CALIBRATION_METHODS[accuracy.record.calibration]
+        if accuracy.record.percentile is not None:
+            settings["percentile"] = accuracy.record.percentile
     return {
         **settings,
         "calibration": {"samples": int(len(calibration.images)), "data": calibration.source},

@@ -61,6 +61,7 @@ def prepare_for_quantization(src: str | Path, dst: str | Path) -> Path:
 
 
 CALIBRATION_METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
+DEFAULT_PERCENTILE = 99.999  # ONNX Runtime's own default cut
 
 
 def quantize_int8(
@@ -98,7 +99,7 @@ def quantize_int8(
     extra = {
         "ActivationSymmetric": bool(options.get("activation_symmetric", False)),
         "WeightSymmetric": bool(options.get("weight_symmetric", True)),
-        "CalibPercentile": float(options.get("percentile", 99.999)),
+        "CalibPercentile": float(options.get("percentile", DEFAULT_PERCENTILE)),
     }
     with tempfile.TemporaryDirectory(prefix="dait-quant-") as tmp, _quiet_quantiser():
         if prepared is None:

@@ -140,10 +140,12 @@ class Sidecar(Record):
 
 @dataclass
 class FallbackStep(Record):
-    """One step of the int8 accuracy search: this many nodes in float gave this validation top-1."""
+    """One step of the int8 accuracy search: this many nodes in float gave this validation top-1, and
+    predicted what fp32 predicts on this share of the validation images."""
 
     nodes: int
     val_top1: float
+    val_agreement: float | None = None
 
 
 @dataclass
@@ -156,19 +158,31 @@ class Int8Accuracy(Record):
     budget: float  # top-1 points int8 may lose against fp32 on the validation images
     checked: bool
     calibration: str  # the calibration method used: minmax, entropy or percentile
+    percentile: float | None = None  # percentile's cut, when that was the method
     reason: str | None = None  # why the budget was not checked
     val_images: int = 0
     val_source: str | None = None  # "run validation split" / "train split, not calibration" / None
-    calibration_tried: dict[str, float] = field(default_factory=dict)  # --calibration search: method -> top-1
+    # --calibration search: "minmax", "entropy", "percentile 99.99", ... -> validation top-1, agreement with fp32
+    calibration_tried: dict[str, float] = field(default_factory=dict)
+    calibration_agreement: dict[str, float] = field(default_factory=dict)
     fp32_val_top1: float | None = None
     plain_val_top1: float | None = None  # int8 with every quantisable node quantised
     val_top1: float | None = None  # the artifact kept
+    # % of validation images on which int8 predicts the class fp32 predicts: what chooses between candidates
+    # within the budget (a top-1 difference inside the budget is a few net flips; agreement counts them all)
+    plain_val_agreement: float | None = None
+    val_agreement: float | None = None
     drop: float | None = None  # fp32_val_top1 - val_top1
     budget_met: bool | None = None
     nodes_in_float: list[str] = field(default_factory=list)
     quantised_nodes: int = 0
     max_fallback_nodes: int = 0
     steps: list[FallbackStep] = field(default_factory=list)
+    # how sensitive the model is, on the validation images: fp32's median top-two logit margin against the
+    # kept int8 artifact's logit error (rms over logits); `diagnosis` says what it means when the budget is missed
+    fp32_margin_median: float | None = None
+    logit_error_rms: float | None = None
+    diagnosis: str | None = None
     layers_csv: str | None = None  # the per-layer error table beside the artifact
     seconds: float = 0.0
     # side by side, filled by export once both were measured: plain int8 vs the artifact kept

@@ -269,7 +269,7 @@ def _fallback_note(accuracy: dict) -> str:
         return (
             f"Plain int8 kept, over the {accuracy.get('budget'):g}-point budget (validation {accuracy.get('val_top1')}%"
             f" vs fp32 {accuracy.get('fp32_val_top1')}%): no fallback within the cap of"
-            f" {accuracy.get('max_fallback_nodes')} node(s) did better."
+            f" {accuracy.get('max_fallback_nodes')} node(s) did better.{_diagnosis(accuracy)}"
         )
     kept, plain = accuracy.get("latency_ms"), accuracy.get("plain_latency_ms")
     cost = ""
@@ -283,8 +283,14 @@ def _fallback_note(accuracy: dict) -> str:
     )
     return (
         f"{len(nodes)} node(s) returned to float {goal} (validation {accuracy.get('val_top1')}% vs plain int8"
-        f" {accuracy.get('plain_val_top1')}%, fp32 {accuracy.get('fp32_val_top1')}%).{cost}"
+        f" {accuracy.get('plain_val_top1')}%, fp32 {accuracy.get('fp32_val_top1')}%).{cost}{_diagnosis(accuracy)}"
     )
+
+
+def _diagnosis(accuracy: dict) -> str:
+    """The search's reading of a missed budget (older sidecars have none)."""
+    text = accuracy.get("diagnosis")
+    return f" Why: {text}." if text else ""
 
 
 def _layer_rows(layers: list[dict]) -> list[list[str]]:
