@@ -244,6 +244,22 @@ def test_the_search_is_reproducible_and_the_cap_holds(graphs, tmp_path):
     assert searched.percentile == (float(best.split()[1]) if " " in best else None)
 
 
+def test_the_calibrated_ranges_are_computed_once_and_reused(graphs, tmp_path):
+    from dait_edge.export.quantize import _ranges_cache, quantize_int8
+
+    if not _ranges_cache(tmp_path / "probe.json"):
+        pytest.skip("this ONNX Runtime has no calibration cache")
+    out, _, calibration, _ = graphs
+    prepared = out["fragile"][1]
+    ranges = tmp_path / "ranges.json"
+    first = quantize_int8(prepared, tmp_path / "a.onnx", calibration, U8S8, prepared, ranges=ranges)
+    assert ranges.is_file()
+    # brighter images with the same file: the cached ranges, not these images, set the scales
+    cached = quantize_int8(prepared, tmp_path / "b.onnx", calibration * 3, U8S8, prepared, ranges=ranges)
+    fresh = quantize_int8(prepared, tmp_path / "c.onnx", calibration * 3, U8S8, prepared)
+    assert first.read_bytes() == cached.read_bytes() != fresh.read_bytes()
+
+
 def test_too_few_validation_images_leave_the_budget_unchecked(graphs, tmp_path):
     out, validation, calibration, _ = graphs
     few = ImageBatch(validation.images[:20], validation.labels[:20], "validation")

@@ -16,6 +16,7 @@ with fp32's decision margins to say whether more fallback could help at all.
 
 from __future__ import annotations
 
+import functools
 import math
 import shutil
 import tempfile
@@ -153,19 +154,26 @@ def build_int8(
         if method == "search" and usable:
             scored = []
             for label, settings in search_candidates(options):
-                path = quantize_int8(prepared, folder / f"{label}.onnx", calibration, settings, prepared)
+                stem = label.replace(" ", "-")
+                ranges = folder / f"ranges-{stem}.json"
+                path = quantize_int8(
+                    prepared, folder / f"{stem}.onnx", calibration, settings, prepared, ranges=ranges
+                )
                 candidate = judge.score(path, [])
                 tried[label], agreed[label] = candidate.top1, candidate.agreement
-                scored.append((settings, candidate))
+                scored.append((settings, ranges, candidate))
             # max keeps the first of equals: minmax, entropy, then the percentiles in the recipe's order
-            chosen_options, plain_scored = max(scored, key=lambda item: judge.key(item[1]))
+            chosen_options, ranges, plain_scored = max(scored, key=lambda item: judge.key(item[2]))
             plain = plain_scored.path
         else:
             chosen_options = _with(options, "minmax" if method == "search" else method)
-            plain = quantize_int8(prepared, folder / "plain.onnx", calibration, chosen_options, prepared)
+            ranges = folder / "ranges.json"
+            plain = quantize_int8(
+                prepared, folder / "plain.onnx", calibration, chosen_options, prepared, ranges=ranges
+            )
             plain_scored = judge.score(plain, []) if usable else None
         chosen = _method_of(chosen_options)
-        layers = layer_errors(prepared, calibration, chosen_options)
+        layers = layer_errors(prepared, calibration, chosen_options, ranges=ranges)
         cap = max_fallback if max_fallback is not None else max(1, math.ceil(DEFAULT_FALLBACK_SHARE * total))
         record = Int8Accuracy(
             budget=budget,
@@ -187,9 +195,15 @@ def build_int8(
         if usable:
             record.plain_val_top1, record.plain_val_agreement = best.top1, best.agreement
             if not judge.within(best):
-                best = _fall_back(
-                    prepared, folder, calibration, chosen_options, layers, cap, judge, best, record, log
+                quantise = functools.partial(
+                    quantize_int8,
+                    prepared,
+                    calibration=calibration,
+                    options=chosen_options,
+                    prepared=prepared,
+                    ranges=ranges,
                 )
+                best = _fall_back(folder, quantise, layers, cap, judge, best, record, log)
             record.val_top1, record.val_agreement = best.top1, best.agreement
             record.drop = round(fp32_val_top1 - best.top1, 3)
             record.budget_met = judge.within(best)
@@ -269,11 +283,10 @@ def search_candidates(options: dict[str, Any]) -> list[tuple[str, dict[str, Any]
     return candidates
 
 
-def _fall_back(
-    prepared, folder, calibration, options, layers, cap, judge: _Judge, plain: Candidate, record, log
-) -> Candidate:
+def _fall_back(folder, quantise, layers, cap, judge: _Judge, plain: Candidate, record, log) -> Candidate:
     """Return the worst activations to float in growing steps until the drop is within the budget or the
-    cap is reached; the best by `_Judge.key` (plain int8 included) is kept."""
+    cap is reached; the best by `_Judge.key` (plain int8 included) is kept. `quantise(dst, exclude=...)`
+    quantises with the chosen calibration, its ranges computed once."""
     best = plain
     previous: list[str] = []
     for count in _fallback_counts():
@@ -288,9 +301,7 @@ def _fall_back(
                 break  # the cap, or the end of the ranking, is reached
             continue
         previous = nodes
-        path = quantize_int8(
-            prepared, folder / f"fallback-{len(nodes)}.onnx", calibration, options, prepared, nodes
-        )
+        path = quantise(folder / f"fallback-{len(nodes)}.onnx", exclude=nodes)
         candidate = judge.score(path, nodes)
         record.steps.append(
             FallbackStep(nodes=len(nodes), val_top1=candidate.top1, val_agreement=candidate.agreement)

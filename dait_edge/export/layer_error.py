@@ -103,10 +103,11 @@ def layer_errors(
     options: dict[str, Any],
     exclude: list[str] | tuple[str, ...] = (),
     samples: int = LAYER_SAMPLES,
+    ranges: str | Path | None = None,
 ) -> list[LayerError]:
     """Every quantised activation of `prepared` (the float graph after ORT's pre-processing) quantised with
     `options` (a recipe's [quantize] table) and `exclude` kept in float, worst first (lowest mean channel
-    SQNR).
+    SQNR). `ranges`: the calibrated ranges' cache file (see `quantize_int8`).
 
     A layer's own error is its Q/DQ pair (the scale and zero point the calibration chose) applied to the
     float model's activation: measured inside the quantised model instead, every layer after a damaged
@@ -125,7 +126,13 @@ def layer_errors(
     with tempfile.TemporaryDirectory(prefix="dait-layers-") as tmp:
         folder = Path(tmp)
         qdq = quantize_int8(
-            prepared, folder / "qdq.onnx", calibration, {**options, "format": "QDQ"}, prepared, exclude
+            prepared,
+            folder / "qdq.onnx",
+            calibration,
+            {**options, "format": "QDQ"},
+            prepared,
+            exclude,
+            ranges,
         )
         grids = _quantisation_grids(onnx.load(str(qdq), load_external_data=False).graph)
         modify_model_output_intermediate_tensors(str(prepared), str(folder / "float-all.onnx"))
