@@ -37,7 +37,10 @@ U8S8 = {
     "weight_symmetric": True,
     "reduce_range": False,
 }
-PLANTED = "/Relu_1"  # conv2's activation: the ONNX node the planted outlier channel comes out of
+PLANTED = "/Relu_1"
+ROOT = (
+    Path(__file__).resolve().parents[1]
+)  # conv2's activation: the ONNX node the planted outlier channel comes out of
 
 
 class FragileCore(nn.Module):
@@ -212,6 +215,23 @@ def test_sensitivity_and_diagnosis_are_measured_on_planted_logits():
     assert "10 of 50 nodes" in diagnose(record)
     record.fp32_margin_median, record.logit_error_rms = 4.0, 0.5
     assert "layers the cap did not reach" in diagnose(record)
+
+
+def test_the_classifier_that_makes_the_logits_stays_in_float(graphs, tmp_path):
+    import onnx
+
+    from dait_edge.export.quantize import float_only_nodes, quantize_int8
+
+    out, _, calibration, _ = graphs
+    prepared = out["robust"][1]
+    graph = onnx.load(str(prepared)).graph
+    producer = {o: n for n in graph.node for o in n.output}[graph.output[0].name]
+    assert producer.op_type == "Gemm" and float_only_nodes(prepared) == [producer.name]
+    quantised = onnx.load(str(quantize_int8(prepared, tmp_path / "q.onnx", calibration, U8S8, prepared)))
+    made = {o: n for n in quantised.graph.node for o in n.output}
+    last = made[quantised.graph.output[0].name]
+    assert last.op_type == "Gemm" and made[last.input[0]].op_type == "DequantizeLinear"  # float logits
+    assert any(n.op_type == "QLinearConv" for n in quantised.graph.node)  # the rest is int8
 
 
 def test_a_robust_model_keeps_every_layer_quantised(graphs, tmp_path):
@@ -480,3 +500,29 @@ def test_exactly_the_budget_is_within_it_and_the_recipe_names_the_default_calibr
     recipe.quantize = {**recipe.quantize, "calibrate_method": "Entropy"}
     assert _accuracy_settings(recipe, 0.5, None) == (0.5, "entropy")  # a custom recipe's own method
     assert _accuracy_settings(recipe, None, "search") == (1.0, "search")
+
+
+def test_the_sensitivity_tool_finds_the_planted_activation(fragile_run, tmp_path, capsys):
+    """tools/int8_sensitivity.py (in this process: the fragile student is registered only here): quantised
+    alone, the planted activation moves the predictions most; with it in float the rest keeps fp32's
+    predictions; the printed table is the JSON's."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("int8_sensitivity", ROOT / "tools" / "int8_sensitivity.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    out = tmp_path / "sensitivity.json"
+    assert tool.main([str(fragile_run), "--calib-samples", "16", "--keep", "0,1", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    result = json.loads(out.read_text())
+    first = result["one_at_a_time"][0]
+    assert first["node"] == PLANTED and first["agreement"] < 90.0  # alone, it flips many predictions
+    assert all(row["agreement"] >= first["agreement"] for row in result["one_at_a_time"])
+    none, one = result["all_but_k"]
+    assert none["agreement"] == result["activations_only"]["agreement"] < one["agreement"]
+    # the fake-quantised graph stands in for the artifact: both lose the planted layer's classes
+    assert result["int8"]["agreement"] < 90.0 and result["activations_only"]["agreement"] < 90.0
+    assert f"1 | {PLANTED} | " in printed
+    assert tool.main([str(tmp_path / "missing")]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: ") and len(error.strip().splitlines()) == 1

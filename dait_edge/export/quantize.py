@@ -156,24 +156,34 @@ def _quiet_quantiser():
 
 
 def float_only_nodes(path: str | Path) -> list[str]:
-    """Nodes int8 must leave in float: DHO's head combination (log-softmaxes, log-sum-exp), whose log-domain
-    values an 8-bit grid would flatten. Found by structure, whatever the exporter named them: every node
-    between the graph output and the last linear layers, when that stretch holds a LogSoftmax (a plain
-    classifier's output comes straight from its Gemm: nothing is kept)."""
+    """Nodes int8 leaves in float, found by structure whatever the exporter named them:
+
+    - the layers that produce the logits (the Gemm / MatMul / Conv reached first walking back from the
+      graph output): the logits are the one tensor whose small differences are the answer, and an 8-bit
+      grid over their whole range erases them. Measured on the demo's students (u8s8, minmax): quantising
+      the logits alone changed 8.3% of ShuffleNet-V2's and 5.0% of ResNet-18's validation predictions, and
+      keeping the classifier in float raised test-split agreement with fp32 from 91.7 to 98.7% and from
+      94.3 to 98.7%, at the cost of one small float matrix product;
+    - everything after them, when that stretch holds a LogSoftmax: DHO's head combination (log-softmaxes,
+      log-sum-exp), whose log-domain values an 8-bit grid would flatten."""
     import onnx
 
     graph = onnx.load(str(path), load_external_data=False).graph
     producers = {output: node for node in graph.node for output in node.output}
-    tail, stack = {}, [output.name for output in graph.output]
+    tail, heads, stack = {}, {}, [output.name for output in graph.output]
     while stack:
         node = producers.get(stack.pop())
-        if node is None or node.op_type in ("Gemm", "MatMul", "Conv") or node.name in tail:
+        if node is None or node.name in tail or node.name in heads:
+            continue
+        if node.op_type in ("Gemm", "MatMul", "Conv"):
+            heads[node.name] = node
             continue
         tail[node.name] = node
         stack.extend(node.input)
-    if not any(node.op_type == "LogSoftmax" for node in tail.values()):
-        return []
-    return [node.name for node in graph.node if node.name in tail]
+    keep = set(heads)
+    if any(node.op_type == "LogSoftmax" for node in tail.values()):
+        keep |= set(tail)
+    return [node.name for node in graph.node if node.name in keep]
 
 
 def graph_stats(path: str | Path) -> dict[str, Any]:
