@@ -485,6 +485,17 @@ def test_the_report_shows_the_worst_layers_and_the_drop_interval(fragile_run, tm
     ((title, note, table),) = int8_layer_sections(report)
     assert "onnx-int8-u8s8" in title and "returned to float" in note and "plain int8" in note
     assert table[1][1] == PLANTED and table[1][-1] == "yes" and len(table) <= 11
+    # an int8 artifact that lost after its export missed the budget: the report adds the export's reading
+    from dait_edge.report.tables import loser_reason
+
+    sidecar = Sidecar.path_for(int8.artifact)
+    data = json.loads(sidecar.read_text())
+    data["quantization"]["accuracy"]["diagnosis"] = "a planted reading"
+    sidecar.write_text(json.dumps(data))
+    assert loser_reason(int8) == f"{int8.reason}. The export's reading: a planted reading"
+    sidecar.unlink()
+    assert loser_reason(int8) == int8.reason  # no sidecar on this machine: the reason alone
+    assert int8_layer_sections(report)[0][1].startswith("No accuracy search recorded")
 
 
 def test_exactly_the_budget_is_within_it_and_the_recipe_names_the_default_calibration():

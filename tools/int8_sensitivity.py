@@ -45,7 +45,6 @@ def parse_args(argv=None) -> argparse.Namespace:
 def measure(args) -> dict:
     import dataclasses
 
-    import numpy as np
     import onnx
 
     from dait_edge.export import parity as P
@@ -54,7 +53,13 @@ def measure(args) -> dict:
     from dait_edge.export.onnx_export import export_onnx
     from dait_edge.export.quantize import CALIBRATION_METHODS, prepare_for_quantization, quantize_int8
     from dait_edge.export.recipes import load_recipe
-    from dait_edge.export.sensitivity import activation_sensitivity, compare, fake_quantised, logits_of
+    from dait_edge.export.sensitivity import (
+        activation_sensitivity,
+        compare,
+        fake_quantised,
+        logits_of,
+        median_margin,
+    )
 
     keep = sorted({int(k) for k in args.keep.split(",") if k.strip()})
     info = resolve_run(args.run)
@@ -93,15 +98,13 @@ def measure(args) -> dict:
             quantised = [t for t in everything if t not in set(ranked[:k])]
             error, agreement = compare(reference, logits_of(fake_quantised(model, grids, quantised), images))
             kept.append({"float": k, "logit_error_rms": error, "agreement": agreement})
-    ordered = np.sort(reference, axis=1)
-    margin = float(np.median(ordered[:, -1] - ordered[:, -2])) if reference.shape[1] > 1 else 0.0
     return {
         "run": str(args.run),
         "student": info.student,
         "images": int(len(images)),
         "images_from": validation.source if usable else "calibration images (no validation images)",
         "calibration": args.calibration,
-        "fp32_margin_median": round(margin, 4),
+        "fp32_margin_median": median_margin(reference),
         "activations": len(everything),
         "int8": {"logit_error_rms": int8_error, "agreement": int8_agreement},
         "activations_only": {"logit_error_rms": all_error, "agreement": all_agreement},

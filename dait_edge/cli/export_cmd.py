@@ -89,16 +89,19 @@ def command(
     parity) and OUT/summary.json lists them with sizes, parity and measured CPU speed.
 
     int8 keeps its accuracy: top-1 of fp32 and int8 is measured on validation images (the run's
-    validation split, else training images the calibration did not use; never the test split);
-    if int8 loses more than --max-top1-drop points, the layers it damages most (ranked by the
-    SQNR of their quantised outputs, as ONNX Runtime's qdq_loss_debug compares them) go back to
-    float a few at a time until the budget holds or --max-fallback-nodes is reached. What happened
-    is in the sidecar and summary.json; every int8 artifact gets a per-layer error table beside it
-    (ARTIFACT.layers.csv).
+    validation split, else training images the calibration did not use; never the test split).
+    The classifier that makes the logits stays in float; the calibration search (the default)
+    tries minmax, entropy and three percentile cuts; if int8 loses more than --max-top1-drop
+    points, the layers it damages most (ranked by the SQNR of their quantised outputs, as ONNX
+    Runtime's qdq_loss_debug compares them) go back to float a few at a time until the budget
+    holds or --max-fallback-nodes is reached. Within the budget, the candidate that agrees with
+    fp32's predictions most is kept. A missed budget comes with a diagnosis (logit error against
+    fp32's decision margin). What happened is in the sidecar and summary.json; every int8 artifact
+    gets a per-layer error table beside it (ARTIFACT.layers.csv).
 
     \b
       dait-edge export runs/cub-mobilenetv2-dait_f-... --fp16 --int8
-      dait-edge export RUN --int8 --max-top1-drop 0.5 --calibration search
+      dait-edge export RUN --int8 --max-top1-drop 0.5 --calibration minmax
       dait-edge export --formats onnx,onnx-int8-s8s8,trt-int8
     """
     from dait_edge.export.api import export_run

@@ -86,6 +86,14 @@ def compare(reference: np.ndarray, logits: np.ndarray) -> tuple[float, float]:
     return round(error, 4), round(float((logits.argmax(1) == reference.argmax(1)).mean() * 100), 3)
 
 
+def median_margin(logits: np.ndarray) -> float:
+    """The median over images of the top logit minus the runner-up: how far a prediction is from flipping."""
+    if logits.shape[1] < 2:
+        return 0.0
+    ordered = np.sort(logits, axis=1)
+    return round(float(np.median(ordered[:, -1] - ordered[:, -2])), 4)
+
+
 def activation_sensitivity(
     prepared: str | Path, qdq: str | Path, images: np.ndarray, log=None
 ) -> list[Sensitivity]:

@@ -11,6 +11,7 @@ from dait_edge.report.tables import (
     answer_rows,
     display_cells,
     int8_layer_sections,
+    loser_reason,
     measured_lines,
     profiles_in,
 )
@@ -93,7 +94,9 @@ def _best_entry(entry: BestChoice) -> str:
         f"<code>{escape(entry.chosen)}</code> ({escape(winner.label)})" if winner else "nothing qualifies"
     )
     losers = "".join(
-        f"<li>{escape(c.label)}: {escape(c.reason)}</li>" for c in entry.candidates if c.status != "chosen"
+        f"<li>{escape(c.label)}: {escape(loser_reason(c))}</li>"
+        for c in entry.candidates
+        if c.status != "chosen"
     )
     return f"<h3>{escape(entry.where)}: {chosen}</h3><p>{escape(entry.note)}.</p>" + (
         f"<ul>{losers}</ul>" if losers else ""

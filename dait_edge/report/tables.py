@@ -171,7 +171,9 @@ def markdown_report(report: Report, records: list[dict], figure: dict, figure_na
         chosen = f"`{entry.chosen}` ({winner.label})" if winner else "nothing qualifies"
         lines += [f"### {_md_text(entry.where)}: {chosen}", "", _md_text(entry.note) + ".", ""]
         losers = [
-            f"- {_md_text(c.label)}: {_md_text(c.reason)}" for c in entry.candidates if c.status != "chosen"
+            f"- {_md_text(c.label)}: {_md_text(loser_reason(c))}"
+            for c in entry.candidates
+            if c.status != "chosen"
         ]
         lines += losers + [""] if losers else []
     layers = int8_layer_sections(report)
@@ -237,6 +239,7 @@ def int8_layer_sections(report: Report, worst: int = 10) -> list[tuple[str, str,
     the ten worst layers)."""
     from pathlib import Path
 
+    from dait_edge.errors import UserError
     from dait_edge.records import RecordError, Sidecar
 
     sections = []
@@ -251,10 +254,27 @@ def int8_layer_sections(report: Report, worst: int = 10) -> list[tuple[str, str,
             layers = list(csv.DictReader(handle))[:worst]
         try:
             accuracy = (Sidecar.read_for(winner.artifact).quantization or {}).get("accuracy") or {}
-        except (RecordError, OSError):
+        except (RecordError, UserError, OSError):  # no sidecar, or one this version cannot read
             accuracy = {}
         sections.append((f"{entry.where}: {winner.label}", _fallback_note(accuracy), _layer_rows(layers)))
     return sections
+
+
+def loser_reason(candidate) -> str:
+    """Why `candidate` lost; for an int8 artifact whose export missed its budget, the export's own reading
+    of why (its sidecar's diagnosis), where the sidecar is on this machine."""
+    from pathlib import Path
+
+    from dait_edge.errors import UserError
+    from dait_edge.records import RecordError, Sidecar
+
+    if candidate.precision != "int8" or not Path(candidate.artifact).is_file():
+        return candidate.reason
+    try:
+        accuracy = (Sidecar.read_for(candidate.artifact).quantization or {}).get("accuracy") or {}
+    except (RecordError, UserError, OSError):  # no sidecar, or one this version cannot read
+        return candidate.reason
+    return candidate.reason + _diagnosis(accuracy, "The export's reading")
 
 
 def _fallback_note(accuracy: dict) -> str:
@@ -269,7 +289,7 @@ def _fallback_note(accuracy: dict) -> str:
         return (
             f"Plain int8 kept, over the {accuracy.get('budget'):g}-point budget (validation {accuracy.get('val_top1')}%"
             f" vs fp32 {accuracy.get('fp32_val_top1')}%): no fallback within the cap of"
-            f" {accuracy.get('max_fallback_nodes')} node(s) did better.{_diagnosis(accuracy)}"
+            f" {accuracy.get('max_fallback_nodes')} node(s) did better{_diagnosis(accuracy)}."
         )
     kept, plain = accuracy.get("latency_ms"), accuracy.get("plain_latency_ms")
     cost = ""
@@ -283,14 +303,14 @@ def _fallback_note(accuracy: dict) -> str:
     )
     return (
         f"{len(nodes)} node(s) returned to float {goal} (validation {accuracy.get('val_top1')}% vs plain int8"
-        f" {accuracy.get('plain_val_top1')}%, fp32 {accuracy.get('fp32_val_top1')}%).{cost}{_diagnosis(accuracy)}"
+        f" {accuracy.get('plain_val_top1')}%, fp32 {accuracy.get('fp32_val_top1')}%){_diagnosis(accuracy)}.{cost}"
     )
 
 
-def _diagnosis(accuracy: dict) -> str:
+def _diagnosis(accuracy: dict, lead: str = "Why") -> str:
     """The search's reading of a missed budget (older sidecars have none)."""
     text = accuracy.get("diagnosis")
-    return f" Why: {text}." if text else ""
+    return f". {lead}: {text}" if text else ""
 
 
 def _layer_rows(layers: list[dict]) -> list[list[str]]:
