@@ -46,6 +46,7 @@ def measure(args) -> dict:
     import dataclasses
 
     import onnx
+    from tqdm import tqdm
 
     from dait_edge.export import parity as P
     from dait_edge.export.api import load_student, resolve_run
@@ -91,7 +92,13 @@ def measure(args) -> dict:
         all_error, all_agreement = compare(
             reference, logits_of(fake_quantised(model, grids, everything), images)
         )
-        rows = activation_sensitivity(prepared, qdq, images)
+        with tqdm(desc="each activation alone", unit="activation", file=sys.stderr, leave=False) as bar:
+
+            def advance(done: int, total: int) -> None:
+                bar.total = total
+                bar.update(1)
+
+            rows = activation_sensitivity(prepared, qdq, images, log=advance)
         ranked = [row.tensor for row in rows]
         kept = []
         for k in keep:

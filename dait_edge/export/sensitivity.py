@@ -98,7 +98,8 @@ def activation_sensitivity(
     prepared: str | Path, qdq: str | Path, images: np.ndarray, log=None
 ) -> list[Sensitivity]:
     """Every activation the QDQ graph `qdq` quantises, quantised alone in the float graph `prepared` (the
-    graph `qdq` was made from), most sensitive first (largest logit error, then lowest agreement)."""
+    graph `qdq` was made from), most sensitive first (largest logit error, then lowest agreement).
+    `log(done, total)` is called after each (a progress bar: one inference session per activation)."""
     import onnx
 
     from dait_edge.export.layer_error import _quantisation_grids
