@@ -22,7 +22,7 @@ from dait_edge.cli import cli
 from dait_edge.data import load_dataset
 from dait_edge.export.int8_search import build_int8, top1
 from dait_edge.export.onnx_export import export_onnx
-from dait_edge.export.parity import ImageBatch
+from dait_edge.export.parity import ImageBatch, ort_logits
 from dait_edge.export.quantize import prepare_for_quantization
 from dait_edge.models.builders import ClassifierWithFeatures
 from dait_edge.records import DataConfig, ExportSummary, Sidecar
@@ -129,7 +129,7 @@ def _search(graphs, name, tmp, quantize=U8S8, **kw):
     fp32 = top1(fp32_path, validation)
     options = {
         "validation": validation,
-        "fp32_val_top1": fp32,
+        "fp32_val_logits": ort_logits(fp32_path, validation.images),
         "num_classes": CLASSES,
         "budget": 1.0,
         "method": "minmax",
@@ -152,8 +152,6 @@ def test_accuracy_aware_int8_meets_the_budget_plain_int8_misses(graphs, tmp_path
 
 
 def test_the_record_states_agreement_with_fp32_as_measured(graphs, tmp_path):
-    from dait_edge.export.parity import ort_logits
-
     record, _, _ = _search(graphs, "fragile", tmp_path / "a.onnx")
     out, validation, _, _ = graphs
     fp32 = ort_logits(out["fragile"][0], validation.images).argmax(1)
@@ -321,7 +319,7 @@ def test_a_model_with_nothing_quantisable_is_refused(tmp_path):
             np.ones((4, 4), np.float32),
             U8S8,
             validation=None,
-            fp32_val_top1=None,
+            fp32_val_logits=None,
             num_classes=4,
             budget=1.0,
             method="minmax",

@@ -403,7 +403,8 @@ def _accuracy_settings(recipe: Recipe, budget: float | None, method: str | None)
 
 @dataclass
 class _Int8Search:
-    """What every int8 recipe of one export is judged with, and the fp32 validation top-1 per source."""
+    """What every int8 recipe of one export is judged with, and the fp32 validation logits per source (both
+    int8 variants of a source compare against the same fp32 run)."""
 
     validation: Any
     num_classes: int
@@ -414,16 +415,17 @@ class _Int8Search:
     measure_speed: bool
     input_size: list[int]
     log: Any
-    fp32_top1: dict[str, float] = field(default_factory=dict)
+    fp32_logits: dict[str, Any] = field(default_factory=dict)
 
-    def fp32(self, source: str, path: Path) -> float | None:
-        from dait_edge.export.int8_search import top1
+    def fp32(self, source: str, path: Path):
+        """The fp32 artifact's logits on the validation images (None without labelled ones)."""
+        from dait_edge.export.parity import ort_logits
 
         if self.validation is None or self.validation.labels is None or len(self.validation.images) == 0:
             return None
-        if source not in self.fp32_top1:
-            self.fp32_top1[source] = top1(path, self.validation)
-        return self.fp32_top1[source]
+        if source not in self.fp32_logits:
+            self.fp32_logits[source] = ort_logits(path, self.validation.images)
+        return self.fp32_logits[source]
 
     def finish(self, accuracy: _Int8Built, final: Path, logits, name: str, latency: float | None) -> None:
         """Side by side with plain int8 (test top-1, latency), the layer table beside the artifact, a log."""
@@ -478,7 +480,7 @@ def _build_int8(
         calibration.images,
         recipe.quantize,
         validation=search.validation,
-        fp32_val_top1=search.fp32(recipe.source, built[recipe.source]),
+        fp32_val_logits=search.fp32(recipe.source, built[recipe.source]),
         num_classes=search.num_classes,
         budget=budget,
         method=method,

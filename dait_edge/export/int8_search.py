@@ -117,7 +117,7 @@ def build_int8(
     options: dict[str, Any],
     *,
     validation: ImageBatch | None,
-    fp32_val_top1: float | None,
+    fp32_val_logits: np.ndarray | None,
     num_classes: int,
     budget: float,
     method: str,
@@ -127,7 +127,9 @@ def build_int8(
 ) -> tuple[Int8Accuracy, list[LayerError]]:
     """Quantise `prepared` (the fp32 graph after ORT's pre-processing) into `dst` within `budget`; returns
     what happened and the per-layer errors of the artifact kept (its nodes in float marked). `plain_copy`
-    receives plain int8 when layers went back to float (to compare the two side by side)."""
+    receives plain int8 when layers went back to float (to compare the two side by side).
+    `fp32_val_logits`: the fp32 artifact's logits on `validation`, which top-1 and agreement are judged
+    against (measured on `prepared` when None)."""
     started = time.perf_counter()
     check_settings(method, budget)
     total = quantisable_nodes(prepared)
@@ -141,12 +143,12 @@ def build_int8(
 
     with tempfile.TemporaryDirectory(prefix="dait-int8-") as tmp:
         folder = Path(tmp)
-        judge = None
+        judge = fp32_val_top1 = None
         if usable:
-            fp32_logits = ort_logits(prepared, validation.images)
-            if fp32_val_top1 is None:
-                fp32_val_top1 = _top1_of(fp32_logits, validation.labels)
-            judge = _Judge(validation, fp32_logits, fp32_val_top1, budget)
+            if fp32_val_logits is None:  # not measured by the caller: the prepared graph is the same model
+                fp32_val_logits = ort_logits(prepared, validation.images)
+            fp32_val_top1 = _top1_of(fp32_val_logits, validation.labels)
+            judge = _Judge(validation, fp32_val_logits, fp32_val_top1, budget)
         tried: dict[str, float] = {}
         agreed: dict[str, float] = {}
         plain_scored = None
@@ -186,7 +188,7 @@ def build_int8(
             val_source=None if validation is None else validation.source,
             calibration_tried=tried,
             calibration_agreement=agreed,
-            fp32_val_top1=fp32_val_top1 if usable else None,
+            fp32_val_top1=fp32_val_top1,
             quantised_nodes=total,
             max_fallback_nodes=cap,
         )
