@@ -390,11 +390,10 @@ LAYERS_SUFFIX = ".layers.csv"  # the per-layer int8 error table beside an int8 a
 
 def _accuracy_settings(recipe: Recipe, budget: float | None, method: str | None) -> tuple[float, str]:
     """(top-1 budget, calibration method): the call's, else the recipe's [accuracy] table, else 1.0 / minmax."""
-    from dait_edge.export.quantize import CALIBRATION_METHODS
+    from dait_edge.export.quantize import calibration_name
 
     table = recipe.accuracy
-    by_ort_name = {ort: name for name, ort in CALIBRATION_METHODS.items()}
-    recipe_method = by_ort_name.get(str(recipe.quantize.get("calibrate_method", "MinMax")), "minmax")
+    recipe_method = calibration_name(str(recipe.quantize.get("calibrate_method", "MinMax"))) or "minmax"
     return (
         float(budget if budget is not None else table.get("max_top1_drop", 1.0)),
         str(method or table.get("calibration", recipe_method)),

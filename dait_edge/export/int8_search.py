@@ -30,7 +30,12 @@ import numpy as np
 from dait_edge.errors import UserError
 from dait_edge.export.layer_error import LayerError, layer_errors, layer_table_csv, quantisable_nodes
 from dait_edge.export.parity import ImageBatch, ort_logits
-from dait_edge.export.quantize import CALIBRATION_METHODS, DEFAULT_PERCENTILE, quantize_int8
+from dait_edge.export.quantize import (
+    CALIBRATION_METHODS,
+    DEFAULT_PERCENTILE,
+    calibration_name,
+    quantize_int8,
+)
 from dait_edge.export.sensitivity import compare, median_margin
 from dait_edge.records import FallbackStep, Int8Accuracy
 
@@ -173,7 +178,7 @@ def build_int8(
                 prepared, folder / "plain.onnx", calibration, chosen_options, prepared, ranges=ranges
             )
             plain_scored = judge.score(plain, []) if usable else None
-        chosen = _method_of(chosen_options)
+        chosen = calibration_name(chosen_options["calibrate_method"])
         layers = layer_errors(prepared, calibration, chosen_options, ranges=ranges)
         cap = max_fallback if max_fallback is not None else max(1, math.ceil(DEFAULT_FALLBACK_SHARE * total))
         record = Int8Accuracy(
@@ -262,12 +267,6 @@ def _usable(validation: ImageBatch | None, num_classes: int) -> tuple[bool, str]
 
 def _with(options: dict[str, Any], method: str) -> dict[str, Any]:
     return {**options, "calibrate_method": CALIBRATION_METHODS[method]}
-
-
-def _method_of(options: dict[str, Any]) -> str:
-    return next(
-        name for name, ort_name in CALIBRATION_METHODS.items() if ort_name == options["calibrate_method"]
-    )
 
 
 def search_candidates(options: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:

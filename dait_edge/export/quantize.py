@@ -64,6 +64,11 @@ CALIBRATION_METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "
 DEFAULT_PERCENTILE = 99.999  # ONNX Runtime's own default cut
 
 
+def calibration_name(ort_name: str) -> str | None:
+    """The `--calibration` name of an ONNX Runtime CalibrationMethod name (None for one not offered here)."""
+    return next((name for name, ort in CALIBRATION_METHODS.items() if ort == ort_name), None)
+
+
 def quantize_int8(
     src: str | Path,
     dst: str | Path,
