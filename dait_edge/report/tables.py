@@ -239,9 +239,6 @@ def int8_layer_sections(report: Report, worst: int = 10) -> list[tuple[str, str,
     the ten worst layers)."""
     from pathlib import Path
 
-    from dait_edge.errors import UserError
-    from dait_edge.records import RecordError, Sidecar
-
     sections = []
     for entry in report.best:
         winner = entry.winner
@@ -252,10 +249,7 @@ def int8_layer_sections(report: Report, worst: int = 10) -> list[tuple[str, str,
             continue
         with table.open(newline="", encoding="utf-8") as handle:
             layers = list(csv.DictReader(handle))[:worst]
-        try:
-            accuracy = (Sidecar.read_for(winner.artifact).quantization or {}).get("accuracy") or {}
-        except (RecordError, UserError, OSError):  # no sidecar, or one this version cannot read
-            accuracy = {}
+        accuracy = _int8_accuracy(winner.artifact)
         sections.append((f"{entry.where}: {winner.label}", _fallback_note(accuracy), _layer_rows(layers)))
     return sections
 
@@ -265,16 +259,21 @@ def loser_reason(candidate) -> str:
     of why (its sidecar's diagnosis), where the sidecar is on this machine."""
     from pathlib import Path
 
+    if candidate.precision != "int8" or not Path(candidate.artifact).is_file():
+        return candidate.reason
+    return candidate.reason + _diagnosis(_int8_accuracy(candidate.artifact), "The export's reading")
+
+
+def _int8_accuracy(artifact: str) -> dict:
+    """The int8 accuracy search's record from the artifact's sidecar; {} without a sidecar this version can
+    read (the report may be built on another machine, or from older exports)."""
     from dait_edge.errors import UserError
     from dait_edge.records import RecordError, Sidecar
 
-    if candidate.precision != "int8" or not Path(candidate.artifact).is_file():
-        return candidate.reason
     try:
-        accuracy = (Sidecar.read_for(candidate.artifact).quantization or {}).get("accuracy") or {}
-    except (RecordError, UserError, OSError):  # no sidecar, or one this version cannot read
-        return candidate.reason
-    return candidate.reason + _diagnosis(accuracy, "The export's reading")
+        return (Sidecar.read_for(artifact).quantization or {}).get("accuracy") or {}
+    except (RecordError, UserError, OSError):
+        return {}
 
 
 def _fallback_note(accuracy: dict) -> str:
