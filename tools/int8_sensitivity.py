@@ -98,11 +98,12 @@ def measure(args) -> dict:
                 bar.total = total
                 bar.update(1)
 
-            rows = activation_sensitivity(prepared, qdq, images, log=advance)
+            rows = activation_sensitivity(model, grids, images, reference, log=advance)
         ranked = [row.tensor for row in rows]
         kept = []
         for k in keep:
-            quantised = [t for t in everything if t not in set(ranked[:k])]
+            floated = set(ranked[:k])
+            quantised = [t for t in everything if t not in floated]
             error, agreement = compare(reference, logits_of(fake_quantised(model, grids, quantised), images))
             kept.append({"float": k, "logit_error_rms": error, "agreement": agreement})
     return {

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -95,19 +94,13 @@ def median_margin(logits: np.ndarray) -> float:
 
 
 def activation_sensitivity(
-    prepared: str | Path, qdq: str | Path, images: np.ndarray, log=None
+    model, grids, images: np.ndarray, reference: np.ndarray, log=None
 ) -> list[Sensitivity]:
-    """Every activation the QDQ graph `qdq` quantises, quantised alone in the float graph `prepared` (the
-    graph `qdq` was made from), most sensitive first (largest logit error, then lowest agreement).
-    `log(done, total)` is called after each (a progress bar: one inference session per activation)."""
-    import onnx
-
-    from dait_edge.export.layer_error import _quantisation_grids
-
-    model = onnx.load(str(prepared))
-    grids = _quantisation_grids(onnx.load(str(qdq), load_external_data=False).graph)
+    """Every activation with a grid (`layer_error._quantisation_grids` of the QDQ graph made from `model`),
+    quantised alone in the float ONNX `model`, against `reference` (the float model's logits on `images`),
+    most sensitive first (largest logit error, then lowest agreement). `log(done, total)` is called after
+    each (a progress bar: one inference session per activation)."""
     producers = {output: node for node in model.graph.node for output in node.output}
-    reference = logits_of(model, images).astype(np.float64)
     rows = []
     tensors = [t for t in grids if t in producers]
     for index, tensor in enumerate(tensors):
