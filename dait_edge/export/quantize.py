@@ -175,17 +175,17 @@ def float_only_nodes(path: str | Path) -> list[str]:
 
     graph = onnx.load(str(path), load_external_data=False).graph
     producers = {output: node for node in graph.node for output in node.output}
-    tail, heads, stack = {}, {}, [output.name for output in graph.output]
+    tail, heads, stack = {}, set(), [output.name for output in graph.output]
     while stack:
         node = producers.get(stack.pop())
         if node is None or node.name in tail or node.name in heads:
             continue
         if node.op_type in ("Gemm", "MatMul", "Conv"):
-            heads[node.name] = node
+            heads.add(node.name)
             continue
         tail[node.name] = node
         stack.extend(node.input)
-    keep = set(heads)
+    keep = heads
     if any(node.op_type == "LogSoftmax" for node in tail.values()):
         keep |= set(tail)
     return [node.name for node in graph.node if node.name in keep]
