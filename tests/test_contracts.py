@@ -15,11 +15,11 @@ from click.testing import CliRunner
 
 from dait_edge.cli import cli
 from dait_edge.data import DATASETS, load_dataset
-from dait_edge.engine.batch import Batch, Step
 from dait_edge.errors import UserError
 from dait_edge.export.api import export_run
 from dait_edge.export.recipes import RECIPES_DIR, load_recipe
 from dait_edge.methods import METHODS, MethodContext
+from dait_edge.methods.batch import Batch, Step
 from dait_edge.models import STUDENTS, build_model
 from dait_edge.profiling.api import find_artifacts, profile_artifacts
 from dait_edge.profiling.profiles import PROFILES_DIR, available_profiles, load_profile
@@ -100,7 +100,7 @@ def test_every_method_trains_with_finite_terms_and_frozen_teachers(name, tiny_vl
     for key, value in method.state_dict().items():  # teachers (and their BN statistics) never move
         if key in frozen:
             assert torch.equal(value, frozen[key]), key
-    assert all(not module.training for module in method._frozen)
+    assert all(not module.training for module in method.frozen_modules())
 
 
 STUDENT_METHODS = [name for name in METHODS if METHODS.get(name).stage == 2]

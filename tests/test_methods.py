@@ -8,9 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dait_edge.engine.batch import Batch, Step
 from dait_edge.losses import ira_loss, kd_loss, sia_loss, sra_loss
 from dait_edge.methods import METHODS, MethodContext
+from dait_edge.methods.batch import Batch, Step
 from dait_edge.models import build_model
 from dait_edge.vlm import load_vlm, text_classifier
 from dait_edge.vlm.provider import LiveVLM

@@ -7,7 +7,7 @@ import torch
 
 from dait_edge.data.images import ImageListDataset
 from dait_edge.data.views import TrainViews, ViewSpec, view_at, view_order, view_seed
-from dait_edge.engine.batch import Batch
+from dait_edge.methods.batch import Batch
 
 
 @pytest.fixture(scope="module")

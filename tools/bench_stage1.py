@@ -122,7 +122,7 @@ def main(argv=None) -> int:
     from dait_edge.data.images import ImageListDataset
     from dait_edge.data.transforms import eval_transform_for
     from dait_edge.data.views import TrainViews, ViewSpec
-    from dait_edge.distill import vlm_dtype_for
+    from dait_edge.engine.precision import vlm_dtype_for
     from dait_edge.models import build_model
     from dait_edge.profiling.hardware import cpu_model
     from dait_edge.records import VLMCacheInfo

@@ -154,7 +154,7 @@ def check_stages_live(ws: Workspace) -> str:
     import torch
 
     from dait_edge.distill import run_distill
-    from dait_edge.engine.trainer import autocast_dtype_for
+    from dait_edge.engine.precision import autocast_dtype_for
 
     device = torch.device(ws.device)
     dtype = autocast_dtype_for(device)

@@ -43,7 +43,8 @@ from dait_edge.engine.distributed import (
     shutdown,
 )
 from dait_edge.engine.evaluate import evaluate
-from dait_edge.engine.trainer import StageFiles, StagePlan, autocast_dtype_for, fit
+from dait_edge.engine.precision import autocast_dtype_for, vlm_dtype_for
+from dait_edge.engine.trainer import StageFiles, StagePlan, fit
 from dait_edge.errors import Interrupted, UserError
 from dait_edge.methods import METHODS, Distiller, MethodContext
 from dait_edge.models import build_model, count_macs, count_params
@@ -504,12 +505,6 @@ def _task_teacher_source(config: DistillConfig) -> tuple[Path, str, str]:
     method = metadata.get("method")
     head = METHODS.get(method).student_head if method in METHODS else "linear"
     return path, metadata["model"], head
-
-
-def vlm_dtype_for(device: torch.device) -> torch.dtype:
-    """The frozen VLM's weights: the training autocast dtype (bf16 where the GPU has it natively, else fp16),
-    fp32 on the CPU."""
-    return autocast_dtype_for(device) or torch.float32
 
 
 def _readable(spec: DatasetSpec, config: DistillConfig, dist: DistInfo) -> tuple[DatasetSpec, list[str]]:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 
 from dait_edge.errors import UserError
 
@@ -133,3 +134,18 @@ def shutdown(info: DistInfo) -> None:
     """Leave the process group (torchrun warns about, and may hang on, groups left open at exit)."""
     if info.enabled and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def wrap_ddp(method, device: torch.device, sync_bn: bool) -> DistributedDataParallel:
+    """`method` (a `methods.Distiller`) in DDP over its trainable modules only: the frozen VLM and teacher
+    are neither broadcast at start nor hooked for gradients (a 1.2 B-parameter VLM would otherwise be sent
+    to every rank)."""
+    if sync_bn:
+        if device.type != "cuda":
+            raise UserError("--sync-bn needs CUDA devices (NCCL); drop it on the CPU.", setting="sync_bn")
+        method.student = torch.nn.SyncBatchNorm.convert_sync_batchnorm(method.student)
+    frozen = {id(t) for module in method.frozen_modules() for t in (*module.parameters(), *module.buffers())}
+    ignored = [name for name, t in (*method.named_parameters(), *method.named_buffers()) if id(t) in frozen]
+    DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(method, ignored)
+    device_ids = [device.index] if device.type == "cuda" else None
+    return DistributedDataParallel(method, device_ids=device_ids)

@@ -7,7 +7,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 
 from dait_edge.engine.distributed import DistInfo, all_reduce_sum
-from dait_edge.utils.signals import ignore_stop_signals
+from dait_edge.engine.loaders import make_loader
 
 
 def eval_loader(
@@ -16,17 +16,7 @@ def eval_loader(
     """This rank's shard of `dataset` (every world_size-th image), in order. Built once per stage, so its
     workers persist from one epoch's evaluation to the next."""
     shard = Subset(dataset, range(dist_info.rank, len(dataset), dist_info.world_size))
-    on_cuda = device is not None and torch.device(device).type == "cuda"
-    return DataLoader(
-        shard,
-        batch_size=batch_size,
-        num_workers=workers,
-        shuffle=False,
-        pin_memory=on_cuda,
-        worker_init_fn=ignore_stop_signals,  # the main process handles SIGINT / SIGTERM
-        persistent_workers=workers > 0,
-        generator=torch.Generator().manual_seed(0),  # never draws from the global RNG
-    )
+    return make_loader(shard, batch_size=batch_size, workers=workers, device=device, seed=0)
 
 
 @torch.no_grad()

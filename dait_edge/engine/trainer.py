@@ -16,11 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 
-from dait_edge.engine.batch import Batch, Step
 from dait_edge.engine.checkpoint import (
     TrainingState,
     load_training_state,
@@ -36,14 +34,18 @@ from dait_edge.engine.distributed import (
     broadcast_buffers,
     check_stop_together,
     on_main,
+    wrap_ddp,
 )
 from dait_edge.engine.evaluate import eval_loader, evaluate
+from dait_edge.engine.loaders import EpochSampler, make_loader, paired_sampler
+from dait_edge.engine.precision import autocast_dtype_for, configure_cuda
 from dait_edge.errors import UserError
 from dait_edge.losses.schedule import alpha_at, default_alpha_rate
 from dait_edge.methods.base import Distiller
+from dait_edge.methods.batch import Batch, Step
 from dait_edge.records import EpochMetrics, append_metrics, read_metrics, write_metrics
 from dait_edge.utils.faults import fault_point
-from dait_edge.utils.signals import check_stop, ignore_stop_signals, stop_requested
+from dait_edge.utils.signals import check_stop, stop_requested
 
 
 @dataclass
@@ -93,78 +95,12 @@ class TrainingDiverged(UserError):
     """A loss term (or the VLM embedding it is built from) became NaN or infinite."""
 
 
-def autocast_dtype_for(device: torch.device) -> torch.dtype | None:
-    """bf16 only where the GPU has it natively (compute capability 8.0+): `is_bf16_supported()` also says
-    yes for emulated bf16 (T4, V100), whose kernels are slow; those GPUs get fp16 and a GradScaler."""
-    if device.type != "cuda":
-        return None  # CPU training stays in fp32: bf16 autocast there is slower on most CPUs
-    major, _ = torch.cuda.get_device_capability(device)
-    return torch.bfloat16 if major >= 8 else torch.float16
-
-
-def configure_cuda(device: torch.device) -> None:
-    """Fast kernels for fixed-size training batches: cuDNN autotuning, TF32 matmuls and convolutions."""
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-
-
-class EpochSampler(Sampler):
-    """Yields (item, epoch) pairs: the epoch travels with each index, so dataset copies in persistent
-    workers draw the current epoch's views without being told `set_epoch`."""
-
-    def __init__(self, sampler: DistributedSampler):
-        self.sampler = sampler
-
-    def set_epoch(self, epoch: int) -> None:
-        self.sampler.set_epoch(epoch)
-
-    def __iter__(self):
-        epoch = self.sampler.epoch
-        return ((j, epoch) for j in self.sampler)
-
-    def __len__(self) -> int:
-        return len(self.sampler)
-
-
-def _paired_sampler(method, train_views, per_rank: int, seed: int, dist_info: DistInfo):
-    """DHO's one-labelled-one-unlabelled batches, when the method asks for them and there are both."""
-    from dait_edge.engine.paired import PairedBatchSampler
-
-    labelled_set = getattr(train_views, "labelled", None)
-    if not getattr(method, "paired_batches", False) or labelled_set is None:
-        return None
-    positions = range(len(train_views.indices))
-    labelled = [j for j in positions if train_views.indices[j] in labelled_set]
-    unlabelled = [j for j in positions if train_views.indices[j] not in labelled_set]
-    if not labelled or not unlabelled:
-        return None
-    return PairedBatchSampler(
-        labelled, unlabelled, per_rank, seed=seed, rank=dist_info.rank, world_size=dist_info.world_size
-    )
-
-
 def _rewrite_metrics(metrics_path: Path, stage: int, start_epoch: int) -> None:
     """On resume, drop this stage's lines from epochs that will run again."""
     if not metrics_path.is_file():
         return
     kept = [m for m in read_metrics(metrics_path) if not (m.stage == stage and m.epoch >= start_epoch)]
     write_metrics(metrics_path, kept)
-
-
-def _ddp(method: Distiller, device: torch.device, sync_bn: bool) -> DistributedDataParallel:
-    """DDP over the trainable modules only: the frozen VLM and teacher are neither broadcast at start nor
-    hooked for gradients (a 1.2 B-parameter VLM would otherwise be sent to every rank)."""
-    if sync_bn:
-        if device.type != "cuda":
-            raise UserError("--sync-bn needs CUDA devices (NCCL); drop it on the CPU.", setting="sync_bn")
-        method.student = torch.nn.SyncBatchNorm.convert_sync_batchnorm(method.student)
-    frozen = {id(t) for module in method._frozen for t in (*module.parameters(), *module.buffers())}
-    ignored = [name for name, t in (*method.named_parameters(), *method.named_buffers()) if id(t) in frozen]
-    DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(method, ignored)
-    device_ids = [device.index] if device.type == "cuda" else None
-    return DistributedDataParallel(method, device_ids=device_ids)
 
 
 class _StageTraining:
@@ -194,7 +130,7 @@ class _StageTraining:
             method.to(memory_format=torch.channels_last)
         self.amp_dtype = autocast_dtype_for(device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
-        self.model = _ddp(method, device, plan.sync_bn) if dist_info.enabled else method
+        self.model = wrap_ddp(method, device, plan.sync_bn) if dist_info.enabled else method
         trainable = [p for p in method.parameters() if p.requires_grad]
         self.optimiser = torch.optim.AdamW(trainable, lr=plan.lr, weight_decay=plan.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.StepLR(
@@ -247,35 +183,20 @@ class _StageTraining:
                 setting="batch_size",
             )
         per_rank_batch = plan.batch_size // dist_info.world_size
-        paired = _paired_sampler(self.method, train_views, per_rank_batch, plan.seed, dist_info)
+        paired = paired_sampler(self.method, train_views, per_rank_batch, plan.seed, dist_info)
+        shared = {"workers": plan.workers, "device": self.device, "collate_fn": Batch.collate, "seed": plan.seed}
         if paired is not None:
-            return DataLoader(
-                train_views,
-                batch_sampler=paired,
-                num_workers=plan.workers,
-                collate_fn=Batch.collate,
-                generator=torch.Generator().manual_seed(plan.seed),
-                pin_memory=self.device.type == "cuda",
-                worker_init_fn=ignore_stop_signals,  # the main process handles SIGINT / SIGTERM
-                persistent_workers=plan.workers > 0,
-            )
+            return make_loader(train_views, batch_sampler=paired, **shared)
         sampler = DistributedSampler(
             train_views, num_replicas=dist_info.world_size, rank=dist_info.rank, shuffle=True, seed=plan.seed
         )
         # Drop a ragged last batch only when there is more than one: BatchNorm cannot train on one image.
-        loader = DataLoader(
+        loader = make_loader(
             train_views,
             batch_size=per_rank_batch,
             sampler=EpochSampler(sampler),
-            num_workers=plan.workers,
-            collate_fn=Batch.collate,
-            # its own generator: the workers' base seed is not drawn from the global RNG, so a resumed run's
-            # RNG stays where an uninterrupted run's is
-            generator=torch.Generator().manual_seed(plan.seed),
             drop_last=len(sampler) > per_rank_batch,
-            pin_memory=self.device.type == "cuda",
-            worker_init_fn=ignore_stop_signals,  # the main process handles SIGINT / SIGTERM
-            persistent_workers=plan.workers > 0,
+            **shared,
         )
         if len(loader) == 0:
             raise UserError(
@@ -360,9 +281,8 @@ class _StageTraining:
         """Raise TrainingDiverged if a loss term went NaN or infinite on any rank; returns whether any rank
         was asked to stop by a signal (under DDP both travel in one all-reduce, so every rank acts alike)."""
         stop_anywhere = stop_requested()
-        if (
-            self.dist.enabled
-        ):  # every rank stops together (one rank raising alone would leave the others waiting)
+        # every rank stops together (one rank raising alone would leave the others waiting)
+        if self.dist.enabled:
             import torch.distributed as dist
 
             stop = torch.full((1,), float(stop_anywhere), dtype=torch.float64, device=self.device)

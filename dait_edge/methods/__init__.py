@@ -12,6 +12,6 @@ from dait_edge.methods import (  # noqa: F401  (register the methods)
     rkd,
     vl2lite,
 )
-from dait_edge.methods.base import METHODS, Distiller, MethodContext, register_method
+from dait_edge.methods.base import METHODS, Distiller, MethodContext, register_method, validation_fraction
 
-__all__ = ["METHODS", "Distiller", "MethodContext", "register_method"]
+__all__ = ["METHODS", "Distiller", "MethodContext", "register_method", "validation_fraction"]

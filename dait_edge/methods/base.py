@@ -1,7 +1,7 @@
 """The contract every distillation method keeps (mdistiller's Distiller, timm's TrainingTask).
 
 A method is an nn.Module built from a student and a `MethodContext` (the teachers, the VLM provider and
-options it may need). `forward(batch, step)` takes an `engine.batch.Batch` (pixels, labels, global indices,
+options it may need). `forward(batch, step)` takes an `methods.batch.Batch` (pixels, labels, global indices,
 views, labelled mask, cached teacher outputs) and a `Step` (epoch, step, alpha), and returns
 `{"loss": ..., "logits": ..., "loss_<term>": ...}`. VLM outputs come from `context.vlm`, a
 `vlm.provider.VLMProvider` (the live VLM or its embedding cache; the method cannot tell). Adapters and
@@ -23,8 +23,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from dait_edge.engine.batch import Batch, Step
 from dait_edge.losses.supervised import labelled_ce
+from dait_edge.methods.batch import Batch, Step
 from dait_edge.registry import Registry
 
 METHODS: Registry[type[Distiller]] = Registry("method")
@@ -33,6 +33,14 @@ CONTEXT_FIELD = {"teacher": "teacher", "task_teacher": "teacher", "vlm": "vlm"} 
 
 def register_method(name: str, description: str = "", aliases: tuple[str, ...] = ()):
     return METHODS.register(name, description, aliases)
+
+
+def validation_fraction(method: str, given: float | None) -> float:
+    """The share of labelled images held out for validation: `given` (--val-fraction), else the method's
+    own default (DHO holds 0.1 out; the others none; an unregistered method, e.g. an untrained run, none)."""
+    if given is not None:
+        return given
+    return METHODS.get(method).default_val_fraction if method in METHODS else 0.0
 
 
 @dataclass
@@ -103,6 +111,10 @@ class Distiller(nn.Module):
         self._frozen.append(module)
         return module
 
+    def frozen_modules(self) -> list[nn.Module]:
+        """The frozen teachers (`freeze`): the trainer keeps them out of DDP and training checkpoints."""
+        return list(self._frozen)
+
     def train(self, mode: bool = True) -> Distiller:
         super().train(mode)
         for module in self._frozen:
@@ -128,8 +140,8 @@ class Distiller(nn.Module):
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         """Student and adapters; frozen teachers are not saved in training checkpoints."""
-        frozen_ids = {id(p) for module in self._frozen for p in module.parameters()}
-        frozen_ids |= {id(b) for module in self._frozen for b in module.buffers()}
+        frozen = self.frozen_modules()
+        frozen_ids = {id(t) for module in frozen for t in (*module.parameters(), *module.buffers())}
         return {k: v for k, v in self.state_dict(keep_vars=True).items() if id(v) not in frozen_ids}
 
     def forward(self, batch: Batch, step: Step) -> dict[str, torch.Tensor]:

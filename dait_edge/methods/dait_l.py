@@ -8,9 +8,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from dait_edge.engine.batch import Batch, Step
 from dait_edge.losses import kd_loss
 from dait_edge.methods.base import Distiller, MethodContext, register_method
+from dait_edge.methods.batch import Batch, Step
 from dait_edge.methods.teacher_input import TeacherInput
 
 

@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dait_edge.engine.batch import Batch, Step
 from dait_edge.losses import ira_loss, sia_loss
 from dait_edge.methods.base import Distiller, MethodContext, register_method
+from dait_edge.methods.batch import Batch, Step
 
 # VL2Lite's released criterion takes the KL's element mean times C / 2: half of tau^2 x batch-mean KL.
 # The paper's numbers were obtained with it, so that is the default weight (method.md).

@@ -12,9 +12,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from dait_edge.engine.batch import Batch, Step
 from dait_edge.losses import choose_combination, kd_loss
 from dait_edge.methods.base import Distiller, MethodContext, register_method
+from dait_edge.methods.batch import Batch, Step
 from dait_edge.models.dual_head import DualHeadClassifier
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from dait_edge.engine.batch import Batch, Step
 from dait_edge.methods.base import Distiller, register_method
+from dait_edge.methods.batch import Batch, Step
 
 
 @register_method("none", "no KD: cross-entropy on the labels alone (the w/o-KD baseline)", aliases=("no_kd",))

@@ -15,9 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dait_edge.engine.batch import Batch, Step
 from dait_edge.losses import kd_loss
 from dait_edge.methods.base import Distiller, MethodContext, register_method
+from dait_edge.methods.batch import Batch, Step
 
 
 @register_method(

@@ -10,9 +10,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from dait_edge.engine.batch import Batch, Step
 from dait_edge.losses import rkd_loss
 from dait_edge.methods.base import MethodContext, register_method
+from dait_edge.methods.batch import Batch, Step
 from dait_edge.methods.task_teacher import TeacherChoiceDistiller
 
 

@@ -38,7 +38,7 @@ from dait_edge.errors import UserError
 from dait_edge.records import VLMCacheInfo
 from dait_edge.utils.faults import fault_point
 from dait_edge.utils.io import sha256_file, sha256_json
-from dait_edge.utils.signals import ignore_stop_signals, stop_requested
+from dait_edge.utils.signals import stop_requested
 
 SUBDIR = "vlm_embeddings"
 EMBEDDINGS_FILE = "embeddings.f16"
@@ -308,8 +308,9 @@ class EmbeddingCache:
         `stop_after_chunks` ends the build after that many chunks as if the process were killed (tests).
         """
         import torch
-        from torch.utils.data import DataLoader
         from tqdm import tqdm
+
+        from dait_edge.engine.loaders import make_loader
 
         info = self.info
         chunks = _Chunks(
@@ -320,14 +321,8 @@ class EmbeddingCache:
         if not todo:
             return 0.0
         started = time.perf_counter()
-        loader = DataLoader(
-            chunks,
-            batch_size=None,
-            sampler=todo,
-            num_workers=workers,
-            pin_memory=False,
-            worker_init_fn=ignore_stop_signals,  # the main process handles SIGINT / SIGTERM
-        )
+        # one pass: no persistent workers; the base seed comes from the (forked) global RNG, as it always did
+        loader = make_loader(chunks, batch_size=None, sampler=todo, workers=workers, seed=None, persistent=False)
         bar = tqdm(
             total=sum(len(chunks.rows(c)) for c in todo),
             desc="VLM embedding cache",
