@@ -1,160 +1,20 @@
-"""The distillation config: one dataclass, loadable from TOML, overridable by flags, saved per run."""
+"""The distillation config from a TOML file and flags: defaults < config file < flags.
+
+The config itself is a record (`records.config.DistillConfig`, saved in each run's manifest); this module
+reads config files and merges them with the flags given.
+"""
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from dait_edge.errors import UserError
+from dait_edge.records import check_fields
+from dait_edge.records.config import FIELDS, MIN_IMG_SIZE, DistillConfig, default_workers
 from dait_edge.utils.io import read_toml
-from dait_edge.vlm.loader import DEFAULT_VLM, DEFAULT_VLM_PRETRAINED
 
-MIN_IMG_SIZE = 16
-
-
-@dataclass
-class DistillConfig:
-    """Every option of `dait-edge distill`. Defaults are the paper's recipe (method.md)."""
-
-    dataset: str = ""
-    data_root: str = ""
-    student: str = "mobilenetv2_100"
-    method: str = "dait_f"
-    teacher: str = "regnety_016"
-    teacher_checkpoint: str | None = None
-    vlm: str = DEFAULT_VLM
-    vlm_pretrained: str = DEFAULT_VLM_PRETRAINED
-    templates: list[str] | None = None  # None: the dataset's own prompt templates
-    vlm_views: str = (
-        "auto"  # K views per image in the VLM embedding cache: "auto" (= epochs), N, or 0 (live VLM)
-    )
-    stages: str = "1,2"
-    stage1_epochs: int = 100
-    stage2_epochs: int = 100
-    img_size: int = 224
-    batch_size: int = 32
-    lr: float = 1e-4
-    weight_decay: float = 1e-4
-    lr_step: int = 30  # step decay every lr_step epochs (VL2Lite's)
-    lr_gamma: float = 0.5
-    alpha_rate: float | None = None  # None: 1 / (8 * epochs of the stage)
-    alpha_bias: float = 0.0
-    temperature: float = 2.0
-    sia_weight: float = 0.5  # w_SIA of stage 1; 0.5 matches VL2Lite's released code (method.md)
-    labelled_fraction: float = 1.0
-    train_unlabelled: bool = True  # the images outside the labelled fraction feed the distillation terms
-    val_fraction: float | None = None  # labelled images held out for validation; None: the method's default
-    skip_bad_images: bool = False  # leave out images that cannot be decoded instead of failing up front
-    kd_teacher: str = "vlm"  # KD / RKD teacher: the VLM's zero-shot logits, or a task checkpoint / run
-    seed: int = 0
-    device: str = "auto"
-    pretrained: bool = True
-    student_weights: str | None = None
-    teacher_weights: str | None = None
-    workers: int | None = None  # None: the usable cores, at most MAX_DEFAULT_WORKERS
-    sync_bn: bool = False  # DDP: BatchNorm statistics over all GPUs' samples
-    out: str | None = None
-    teacher_cache: str | None = None  # default: <parent of the run dir>/teachers
-    cache_dir: str | None = None  # class-text embeddings
-    progress: bool = True
-    extra: dict[str, Any] = field(default_factory=dict)  # method-specific options
-
-    def stage_list(self) -> list[int]:
-        try:
-            stages = sorted({int(s) for s in str(self.stages).split(",") if s.strip()})
-        except ValueError:
-            stages = []
-        if not stages or any(s not in (1, 2) for s in stages):
-            raise UserError(f"stages must be 1, 2 or 1,2 (got {self.stages!r}).", setting="stages")
-        return stages
-
-    def validate(self) -> None:
-        """Check every value, and resolve names once: aliases become the canonical model and method names
-        that the run folder, the summary and the sweep all use."""
-        for name in ("dataset", "data_root"):
-            if not getattr(self, name):
-                raise UserError(
-                    f"the {name.replace('_', ' ')} is required (give it as an option or in the config file).",
-                    setting=name,
-                )
-        if not 0.0 < self.labelled_fraction <= 1.0:
-            raise UserError(
-                f"the labelled fraction must be in (0, 1] (got {self.labelled_fraction}).",
-                setting="labelled_fraction",
-            )
-        if self.val_fraction is not None and not 0.0 <= self.val_fraction < 1.0:
-            raise UserError(
-                f"the validation fraction must be in [0, 1) (got {self.val_fraction}).",
-                setting="val_fraction",
-            )
-        for name in ("stage1_epochs", "stage2_epochs", "batch_size", "lr_step"):
-            if getattr(self, name) < 1:
-                raise UserError(f"{name} must be at least 1 (got {getattr(self, name)}).", setting=name)
-        if self.img_size < MIN_IMG_SIZE:  # the students downsample 32x: smaller leaves no feature map
-            raise UserError(
-                f"img_size must be at least {MIN_IMG_SIZE} pixels (got {self.img_size}).", setting="img_size"
-            )
-        if self.templates is not None:
-            from dait_edge.vlm.prompts import render_prompts
-
-            render_prompts("class", self.templates)  # each template holds exactly one {}
-        for name in ("lr", "temperature"):
-            if getattr(self, name) <= 0:
-                raise UserError(f"{name} must be positive (got {getattr(self, name)}).", setting=name)
-        self.vlm_view_setting()
-        if self.sia_weight < 0:
-            raise UserError(f"sia_weight must be 0 or more (got {self.sia_weight}).", setting="sia_weight")
-        self.stage_list()
-        if self.workers is None:
-            self.workers = default_workers()
-        self.resolve_names()
-
-    def vlm_view_setting(self) -> int | None:
-        """--vlm-views as a number; None for "auto" (the epochs of the longest VLM-taught stage)."""
-        text = str(self.vlm_views).strip().lower()
-        if text == "auto":
-            return None
-        if not text.isdigit():
-            raise UserError(
-                f"vlm_views must be auto, 0 (the live VLM) or a number of views per image (got {self.vlm_views!r}).",
-                setting="vlm_views",
-            )
-        return int(text)
-
-    def resolved_val_fraction(self) -> float:
-        """--val-fraction, or the method's own default (DHO holds 0.1 out; the others none)."""
-        if self.val_fraction is not None:
-            return self.val_fraction
-        from dait_edge.methods import METHODS
-
-        return METHODS.get(self.method).default_val_fraction if self.method in METHODS else 0.0
-
-    def resolve_names(self) -> None:
-        from dait_edge.methods import METHODS
-        from dait_edge.models import resolve_model_name
-
-        self.student = resolve_model_name(self.student, "student")
-        self.teacher = resolve_model_name(self.teacher, "teacher")
-        self.method = METHODS.resolve(self.method)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-FIELDS = {f.name for f in dataclasses.fields(DistillConfig)}
-MAX_DEFAULT_WORKERS = 8
-
-
-def default_workers() -> int:
-    """Data-loading processes by default: the cores this process may use, shared among the training
-    processes torchrun started on this machine, at most 8."""
-    import os
-
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    per_process = usable // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
-    return max(0, min(MAX_DEFAULT_WORKERS, per_process))
+__all__ = ["MIN_IMG_SIZE", "DistillConfig", "build_config", "default_workers", "load_toml"]
 
 
 def load_toml(path: str | Path) -> dict[str, Any]:
@@ -180,14 +40,13 @@ def load_toml(path: str | Path) -> dict[str, Any]:
         if isinstance(values.get(name), int) and not isinstance(values[name], bool):
             values[name] = str(values[name])
     # Each value has its setting's type (the run's manifest is read back with the same checks).
-    from dait_edge.records._base import check_fields
-
     check_fields(DistillConfig, values, f"config file {path}", "fix the value in the config file")
     return values
 
 
 def build_config(file_values: dict[str, Any], flag_values: dict[str, Any]) -> DistillConfig:
-    """defaults < config file < flags given on the command line."""
+    """defaults < config file < flags given on the command line; values checked (names are resolved by
+    the command that runs it)."""
     merged = {**file_values, **flag_values}
     config = DistillConfig(**merged)
     config.validate()

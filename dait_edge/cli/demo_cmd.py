@@ -9,13 +9,14 @@ import click
 from dait_edge.cli.base import stoppable
 from dait_edge.cli.options import json_option
 from dait_edge.demo.scale import DemoScale
+from dait_edge.records.layout import DEMO_DIR
 
 
 @click.command("demo")
 @click.option(
     "--out",
     "out_dir",
-    default="runs/demo",
+    default=str(DEMO_DIR),
     show_default=True,
     type=click.Path(file_okay=False),
     help="Where the demo writes its data, VLM and results.",

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from dait_edge.vlm.loader import DEFAULT_VLM, DEFAULT_VLM_PRETRAINED
+from dait_edge.records.config import DEFAULT_VLM, DEFAULT_VLM_PRETRAINED
 
 
 class RegistryHelpOption(click.Option):

@@ -86,6 +86,8 @@ def command(
     \b
     Offline, tiny: --no-pretrained --epochs 2 --img-size 64
     """
+    from dait_edge.distill import resolve_config
+    from dait_edge.records.layout import default_sweep_dir
     from dait_edge.sweep import resolve_students, run_sweep
     from dait_edge.sweep.run import resolve_methods
 
@@ -98,11 +100,11 @@ def command(
         templates=templates,
         quiet=as_json,
     )
-    config.validate()
+    resolve_config(config)  # the run folders are named by the resolved student and method names
     names = resolve_students(students)
     method_list = resolve_methods(methods, config.method)
     label = config.method if len(method_list) == 1 else "methods"
-    out_dir = out or f"runs/sweep-{config.dataset}-{label}"
+    out_dir = out or default_sweep_dir(config.dataset, label)
     log = (lambda msg: click.echo(msg, err=True)) if as_json else click.echo
     again = "the same `dait-edge sweep` command again (finished steps are reused, a stopped run resumes)"
     with stoppable(lambda err: again):

@@ -7,11 +7,11 @@ import shutil
 import time
 from pathlib import Path
 
-from dait_edge.config import DistillConfig
 from dait_edge.demo.scale import DemoScale
 from dait_edge.demo.synthetic import write_demo_dataset
 from dait_edge.demo.train_vlm import DEMO_VLM_CONFIG, train_demo_vlm
-from dait_edge.records import RunSummary
+from dait_edge.records import DistillConfig, RunManifest, RunSummary, SweepLayout
+from dait_edge.records.layout import DEMO_DIR
 
 DEMO_TEACHER = "regnety_016"
 DEMO_IMG_SIZE = 64
@@ -65,7 +65,7 @@ def demo_config(
 
 
 def run_demo(
-    out_dir: str | Path = "runs/demo",
+    out_dir: str | Path = DEMO_DIR,
     fresh: bool = False,
     progress: bool = True,
     echo=print,
@@ -136,7 +136,7 @@ def run_demo(
     results["sweep"] = state.to_dict()
     results["students"] = {}
     for student in students:
-        summary = RunSummary.read(out_dir / "runs" / f"{student}-dait_f")
+        summary = RunSummary.read(SweepLayout(out_dir).run(student, "dait_f"))
         results["students"][student] = summary.to_dict()
         reused = " (reused)" if summary.teacher_reused else ""
         echo(
@@ -149,7 +149,7 @@ def run_demo(
         " none and dho at 30% labelled; then dait-edge compare (with the sweep's dait_f run)"
     )
     config = demo_config(out_dir, data_root, checkpoint, scale, progress=progress)
-    comparison = compare_methods(config, out_dir, out_dir / "runs" / f"{COMPARE_STUDENT}-dait_f", echo)
+    comparison = compare_methods(config, out_dir, SweepLayout(out_dir).run(COMPARE_STUDENT, "dait_f"), echo)
     results["compare"] = comparison.to_dict()
 
     results["report"] = report.to_dict()
@@ -185,15 +185,15 @@ def compare_methods(config: DistillConfig, out_dir: Path, dait_run: Path, echo=p
             method=method,
             labelled_fraction=fraction,
             out=str(run_dir),
-            teacher_cache=str(out_dir / "runs" / "teachers"),
+            teacher_cache=str(SweepLayout(out_dir).teachers),
         )
-        summary = run_distill(run, resume=(run_dir / "manifest.json").is_file())
+        summary = run_distill(run, resume=RunManifest.path_in(run_dir).is_file())
         echo(
             f"      {method} ({fraction:.0%} labelled): top-1 {summary.student_top1:.1f}% in"
             f" {summary.stage2_seconds:.0f} s"
         )
     comparison, files = compare_runs(
-        [dait_run, runs_root], out_dir / "compare", note=SYNTHETIC_NOTE, log=lambda msg: echo(f"      {msg}")
+        [dait_run, runs_root], SweepLayout(out_dir).compare, note=SYNTHETIC_NOTE, log=lambda msg: echo(f"      {msg}")
     )
     for line in markdown(comparison, figure_name=None).splitlines()[2:]:
         echo(f"      {line}")

@@ -14,12 +14,11 @@ import shutil
 import sys
 from pathlib import Path
 
-from dait_edge.config import DistillConfig
 from dait_edge.data.base import Sample
-from dait_edge.records import TeacherInfo
+from dait_edge.records import DistillConfig, TeacherInfo
+from dait_edge.records.layout import TEACHER_FILE
 from dait_edge.utils.io import atomic_path, sha256_file, sha256_json
 
-TEACHER_FILE = "teacher.safetensors"
 KEY_VERSION = 2  # bump when the key's recipe changes
 
 # Settings that cannot change the stage-1 teacher (the student side, where files go, how fast data loads),

@@ -11,8 +11,7 @@ import dataclasses
 import time
 from pathlib import Path
 
-from dait_edge.config import DistillConfig
-from dait_edge.records import Checkpoints, RunManifest, RunSummary
+from dait_edge.records import Checkpoints, DistillConfig, RunLayout, RunManifest, RunSummary
 
 UNTRAINED = "untrained"
 
@@ -33,15 +32,16 @@ def write_untrained_run(
     """Seeded random student weights (as last and best), a run summary and a manifest in `run`."""
     import torch
 
-    from dait_edge.distill.run_dir import git_commit, hardware, package_versions
+    from dait_edge.distill.manifest import git_commit, hardware, package_versions
     from dait_edge.engine.checkpoint import save_weights
     from dait_edge.models import build_model
     from dait_edge.utils.io import sha256_file
 
     run = Path(run)
+    layout = RunLayout(run)
     torch.manual_seed(seed)
     model = build_model(student, len(classes), pretrained=False)
-    last, best = run / "stage2" / "student_last.safetensors", run / "stage2" / "student_best.safetensors"
+    last, best = layout.student_last, layout.student_best
     save_weights(last, model)
     save_weights(best, model)
     summary = RunSummary(
@@ -54,9 +54,7 @@ def write_untrained_run(
         classes=list(classes),
         train_images=train_images,
         student_sha256=sha256_file(last),
-        checkpoints=Checkpoints(
-            student="stage2/student_last.safetensors", student_best="stage2/student_best.safetensors"
-        ),
+        checkpoints=Checkpoints(student=layout.relative(last), student_best=layout.relative(best)),
         completed=True,
         img_size=img_size,
         data_config=dataclasses.replace(model.data_config, input_size=[3, img_size, img_size]),

@@ -97,6 +97,7 @@ def int8_images(info, calib_samples: int, val_samples: int) -> tuple[ImageBatch,
     from dait_edge.data import load_dataset
     from dait_edge.data.splits import balanced_subset, evenly_spread, labelled_split
     from dait_edge.errors import UserError
+    from dait_edge.methods import validation_fraction
 
     if not (info.dataset and info.data_root):
         return load_images(None, None, "train", calib_samples, info.data_config, seed=1), None
@@ -111,7 +112,8 @@ def int8_images(info, calib_samples: int, val_samples: int) -> tuple[ImageBatch,
     seed = config.seed if config is not None else 0
     held = []
     if info.summary.val_images and config is not None:  # the images distill held out, recomputed
-        held = labelled_split(train, config.labelled_fraction, config.resolved_val_fraction(), config.seed)[1]
+        fraction = validation_fraction(config.method, config.val_fraction)
+        held = labelled_split(train, config.labelled_fraction, fraction, config.seed)[1]
     if held and len(held) == info.summary.val_images:
         validation_indices, source = balanced_subset(train, held, val_samples, seed), RUN_VALIDATION
         kept = set(held)

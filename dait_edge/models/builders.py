@@ -24,7 +24,7 @@ from dait_edge.models.weights import (
     offline_error,
     weights_setting,
 )
-from dait_edge.records import DataConfig
+from dait_edge.records.data_config import DataConfig
 
 _DATA_CONFIG_KEYS = ("input_size", "mean", "std", "interpolation", "crop_pct")
 

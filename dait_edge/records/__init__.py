@@ -16,12 +16,18 @@ reads these files by key. The files and their producers:
     VLMCacheInfo   CACHE/vlm_embeddings/KEY/cache.json  distill -> distill, cache list/verify/clear
     Comparison     COMPARE/compare.json         compare, report, sweep -> (users, tests)
 
+Where those files sit in a run and a sweep is `layout.py`'s (`RunLayout`, `SweepLayout`, `find_run`);
+`DistillConfig` (config.py, held by the manifest) and `DataConfig` (data_config.py, a model's input) are
+plain records that the lower layers import on their own.
+
 Importing this package needs no torch (a device with the light install reads sidecars and rows).
 """
 
-from dait_edge.records._base import Record, RecordError
+from dait_edge.records._base import Record, RecordError, check_fields
 from dait_edge.records.cache import VLMCacheInfo
 from dait_edge.records.compare import Comparison, ComparisonCell, ComparisonRow, ComparisonTable
+from dait_edge.records.config import DistillConfig
+from dait_edge.records.data_config import DataConfig
 from dait_edge.records.export import (
     ArtifactEntry,
     ExportSummary,
@@ -32,11 +38,11 @@ from dait_edge.records.export import (
     SourceCheckpoint,
     TensorRTBuild,
 )
+from dait_edge.records.layout import RunLayout, SweepLayout, find_run, latest_run
 from dait_edge.records.profile import Hardware, Latency, Measured, ProfileResult, ProfileRow
 from dait_edge.records.report import BestChoice, Candidate, Report, ReportSettings
 from dait_edge.records.run import (
     Checkpoints,
-    DataConfig,
     EpochMetrics,
     RunManifest,
     RunSummary,
@@ -72,6 +78,7 @@ __all__ = [
     "ComparisonRow",
     "ComparisonTable",
     "DataConfig",
+    "DistillConfig",
     "EpochMetrics",
     "ExportSummary",
     "FallbackStep",
@@ -86,17 +93,22 @@ __all__ = [
     "RecordError",
     "Report",
     "ReportSettings",
+    "RunLayout",
     "RunManifest",
     "RunSummary",
     "Sidecar",
     "SourceCheckpoint",
     "StudentProgress",
+    "SweepLayout",
     "SweepState",
     "TeacherInfo",
     "TensorRTBuild",
     "TrainingHardware",
     "VLMCacheInfo",
     "append_metrics",
+    "check_fields",
+    "find_run",
+    "latest_run",
     "read_metrics",
     "write_metrics",
 ]

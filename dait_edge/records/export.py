@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from dait_edge.records._base import Record
-from dait_edge.records.run import DataConfig
+from dait_edge.records.data_config import DataConfig
 
 
 @dataclass

@@ -9,27 +9,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dait_edge.config import DistillConfig
 from dait_edge.records._base import Record, RecordError
+from dait_edge.records.config import DistillConfig
+from dait_edge.records.data_config import DataConfig
 from dait_edge.utils.io import write_text_atomic
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-@dataclass
-class DataConfig(Record):
-    """How a model wants its input: size (C, H, W), normalisation, resize interpolation, centre-crop share."""
-
-    input_size: list[int]
-    mean: list[float] = field(default_factory=lambda: list(IMAGENET_MEAN))
-    std: list[float] = field(default_factory=lambda: list(IMAGENET_STD))
-    interpolation: str = "bilinear"
-    crop_pct: float = 0.875
-
-    @property
-    def img_size(self) -> int:
-        return int(self.input_size[-1])
 
 
 @dataclass
@@ -62,9 +45,7 @@ class RunSummary(Record):
     classes: list[str]
     train_images: int
     labelled_fraction: float = 1.0
-    stage1_seconds: float | None = (
-        None  # this run's stage-1 training (0 when the teacher was reused or given)
-    )
+    stage1_seconds: float | None = None  # this run's stage-1 training (0: the teacher was reused or given)
     stage2_seconds: float | None = None
     teacher_top1: float | None = None
     student_top1: float | None = None

@@ -16,9 +16,17 @@ import dataclasses
 import time
 from pathlib import Path
 
-from dait_edge.config import DistillConfig
 from dait_edge.errors import UserError
-from dait_edge.records import ExportSummary, RunManifest, RunSummary, StudentProgress, SweepState
+from dait_edge.records import (
+    DistillConfig,
+    ExportSummary,
+    RunLayout,
+    RunManifest,
+    RunSummary,
+    StudentProgress,
+    SweepLayout,
+    SweepState,
+)
 from dait_edge.report.api import BuiltReport
 from dait_edge.utils.signals import check_stop
 
@@ -65,9 +73,7 @@ def _check_or_start(out_dir: Path, state: SweepState) -> SweepState:
     if not SweepState.path_in(out_dir).is_file():
         return state
     previous = SweepState.read(out_dir)
-    before = {
-        k: v for k, v in previous.recipe.items() if k not in FREE_SETTINGS
-    }  # older sweeps kept "method"
+    before = {k: v for k, v in previous.recipe.items() if k not in FREE_SETTINGS}  # older ones kept "method"
     changed = sorted(k for k in set(before) | set(state.recipe) if before.get(k) != state.recipe.get(k))
     if changed:
         raise UserError(
@@ -122,7 +128,7 @@ def _shared_views(base: DistillConfig, methods: list[str]) -> DistillConfig:
 
 
 def _export_done(run_dir: Path, formats: list[str]) -> bool:
-    exported = ExportSummary.read_if_present(run_dir / "export")
+    exported = ExportSummary.read_if_present(RunLayout(run_dir).export)
     if exported is None:
         return False
     have = exported.formats()
@@ -149,7 +155,7 @@ def run_sweep(
 ) -> tuple[SweepState, BuiltReport]:
     """The whole comparison for `students` x `methods` (default: `base.method`) on `base`'s dataset;
     returns the sweep state and report."""
-    from dait_edge.distill import run_distill
+    from dait_edge.distill import resolve_config, run_distill
     from dait_edge.export import export_run
     from dait_edge.export.recipes import expand_formats, plan_recipes
     from dait_edge.profiling.api import profile_artifacts
@@ -162,7 +168,7 @@ def run_sweep(
     format_list = expand_formats(formats)
     plan_recipes(format_list)  # an unknown format fails now, not after the students have trained
     methods = list(methods or [base.method])
-    base.validate()
+    resolve_config(base)
     state = _check_or_start(
         out_dir,
         SweepState(
@@ -175,7 +181,7 @@ def run_sweep(
         ),
     )
     base = _shared_views(base, state.methods)  # after the recipe check: the recipe keeps `auto`
-    runs_root = out_dir / "runs"
+    sweep = SweepLayout(out_dir)
     started = time.perf_counter()
 
     def save() -> None:
@@ -185,17 +191,17 @@ def run_sweep(
     for index, (method, student) in enumerate(matrix, 1):
         tag = f"[{index}/{len(matrix)} {student} {method}]"
         check_stop(f"the sweep stopped before {student} {method}", f"its progress is in {out_dir}")
-        run_dir = runs_root / f"{student}-{method}"
+        run_dir = sweep.run(student, method)
         entry = state.students.setdefault(run_dir.name, StudentProgress(run_dir=str(run_dir), method=method))
         config = dataclasses.replace(
-            base, student=student, method=method, out=str(run_dir), teacher_cache=str(runs_root / "teachers")
+            base, student=student, method=method, out=str(run_dir), teacher_cache=str(sweep.teachers)
         )
 
         summary = RunSummary.read_if_present(run_dir)
         if summary is not None and summary.student_top1 is not None:
             log(f"{tag} distill: done earlier, reusing {run_dir}")
         else:
-            resume = (run_dir / "manifest.json").is_file()
+            resume = RunManifest.path_in(run_dir).is_file()
             if resume:  # views as the run started with them (a sweep extended with methods shares another K)
                 config = dataclasses.replace(config, vlm_views=RunManifest.read(run_dir).config.vlm_views)
             log(f"{tag} distill{' (resuming)' if resume else ''} -> {run_dir}")
@@ -226,8 +232,7 @@ def run_sweep(
 
         for profile in loaded:
             check_stop(f"the sweep stopped before profiling {student}", f"its progress is in {out_dir}")
-            saved = run_dir / "profile" / f"{profile.name}.json"
-            if saved.is_file():
+            if RunLayout(run_dir).profile(profile.name).is_file():
                 log(f"{tag} profile {profile.name}: done earlier")
                 continue
             log(f"{tag} profile {profile.name}")
@@ -243,15 +248,15 @@ def run_sweep(
         entry.profiled = sorted({*entry.profiled, *(p.name for p in loaded)})
         save()
 
-    log(f"report -> {out_dir / 'report'}")
-    report = build_report([runs_root], out_dir / "report", max_top1_drop=max_top1_drop, log=log)
-    state.report = str(out_dir / "report")
+    log(f"report -> {sweep.report}")
+    report = build_report([sweep.runs], sweep.report, max_top1_drop=max_top1_drop, log=log)
+    state.report = str(sweep.report)
     if len(state.methods) > 1:
         from dait_edge.report.compare import compare_runs
 
-        compare_runs([runs_root], out_dir / "compare", note=compare_note, log=log)
-        state.compare = str(out_dir / "compare")
-        log(f"method comparison -> {out_dir / 'compare' / 'compare.md'}")
+        compare_runs([sweep.runs], sweep.compare, note=compare_note, log=log)
+        state.compare = str(sweep.compare)
+        log(f"method comparison -> {sweep.compare / 'compare.md'}")
     state.seconds = round(time.perf_counter() - started, 1)
     save()
     return state, report

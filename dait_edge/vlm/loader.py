@@ -18,9 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dait_edge.errors import UserError
+from dait_edge.records.config import DEFAULT_VLM, DEFAULT_VLM_PRETRAINED
 
-DEFAULT_VLM = "convnext_xxlarge"
-DEFAULT_VLM_PRETRAINED = "laion2b_s34b_b82k_augreg_soup"
 SCHEMAS = ("hf-hub:", "local-dir:")
 BUILTIN_CONFIG_DIR = Path(__file__).parent / "configs"
 

@@ -20,13 +20,10 @@ ENSEMBLE_TEMPLATES: tuple[str, ...] = (
 
 def render_prompts(classname: str, templates: tuple[str, ...] | list[str]) -> list[str]:
     """One prompt per template. A template must hold exactly one `{}` for the class name."""
-    from dait_edge.errors import UserError
+    from dait_edge.records.config import check_prompt_template
 
     prompts = []
     for template in templates:
-        if template.count("{}") != 1:
-            raise UserError(
-                f"prompt template {template!r} must contain exactly one '{{}}' where the class name goes."
-            )
+        check_prompt_template(template)
         prompts.append(template.format(classname))
     return prompts

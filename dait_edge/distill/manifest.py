@@ -1,4 +1,4 @@
-"""The run directory: where it goes, and the manifest that says how it was made."""
+"""manifest.json: how a run was made (its resolved config, package versions, git commit, machine)."""
 
 from __future__ import annotations
 
@@ -10,15 +10,9 @@ from pathlib import Path
 
 import torch
 
-from dait_edge.config import DistillConfig
-from dait_edge.records import RunManifest, TrainingHardware
+from dait_edge.records import DistillConfig, RunManifest, TrainingHardware
 
 PACKAGES = ("dait-edge", "torch", "torchvision", "timm", "open_clip_torch", "numpy", "safetensors")
-
-
-def default_run_dir(config: DistillConfig, root: str | Path = "runs") -> Path:
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    return Path(root) / f"{config.dataset}-{config.student}-{config.method}-{stamp}"
 
 
 def package_versions() -> dict[str, str | None]:
