@@ -264,8 +264,8 @@ def test_report_links_the_comparison_when_profiled_runs_used_several_methods(com
 
 
 def test_int8_judges_on_the_runs_validation_split_apart_from_calibration(dho_run):
-    from dait_edge.export.api import resolve_run
-    from dait_edge.export.parity import RUN_VALIDATION, int8_images
+    from dait_edge.export.images import RUN_VALIDATION, int8_images
+    from dait_edge.export.source import resolve_run
 
     run, summary = dho_run
     calibration, validation = int8_images(resolve_run(run), calib_samples=100, val_samples=500)

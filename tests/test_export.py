@@ -24,9 +24,10 @@ from dait_edge.data.images import ImageListDataset, load_rgb
 from dait_edge.data.transforms import eval_transform_for
 from dait_edge.errors import UserError
 from dait_edge.export import tensorrt as T
-from dait_edge.export.api import export_run, latest_run, resolve_run
+from dait_edge.export.api import export_run
 from dait_edge.export.quantize import graph_stats
 from dait_edge.export.recipes import expand_formats, load_recipe, parse_recipe, plan_recipes
+from dait_edge.export.source import latest_run, resolve_run
 from dait_edge.models import build_model
 from dait_edge.records import ExportSummary, RunSummary, Sidecar
 

@@ -20,9 +20,10 @@ from torch import nn
 
 from dait_edge.cli import cli
 from dait_edge.data import load_dataset
+from dait_edge.export.images import ImageBatch
 from dait_edge.export.int8_search import build_int8, top1
 from dait_edge.export.onnx_export import export_onnx
-from dait_edge.export.parity import ImageBatch, ort_logits
+from dait_edge.export.parity import ort_logits
 from dait_edge.export.quantize import prepare_for_quantization
 from dait_edge.models.builders import ClassifierWithFeatures
 from dait_edge.records import DataConfig, ExportSummary, Sidecar
@@ -497,18 +498,18 @@ def test_the_report_shows_the_worst_layers_and_the_drop_interval(fragile_run, tm
 
 
 def test_exactly_the_budget_is_within_it_and_the_recipe_names_the_default_calibration():
-    from dait_edge.export.api import _accuracy_settings
+    from dait_edge.export.build import accuracy_settings
     from dait_edge.export.int8_search import _over
     from dait_edge.export.recipes import load_recipe
 
     assert not _over(64.4, 63.4, 1.0) and _over(64.4, 63.39, 1.0)  # 64.4 - 63.4 is 1.000000000000007
     recipe = load_recipe("onnx-int8-u8s8")
-    assert _accuracy_settings(recipe, None, None) == (1.0, "search")
+    assert accuracy_settings(recipe, None, None) == (1.0, "search")
     assert recipe.quantize["search_percentiles"] == [99.9, 99.99, 99.999]
     recipe.accuracy = {}
     recipe.quantize = {**recipe.quantize, "calibrate_method": "Entropy"}
-    assert _accuracy_settings(recipe, 0.5, None) == (0.5, "entropy")  # a custom recipe's own method
-    assert _accuracy_settings(recipe, None, "search") == (1.0, "search")
+    assert accuracy_settings(recipe, 0.5, None) == (0.5, "entropy")  # a custom recipe's own method
+    assert accuracy_settings(recipe, None, "search") == (1.0, "search")
 
 
 def test_the_sensitivity_tool_finds_the_planted_activation(fragile_run, tmp_path, capsys):

@@ -48,10 +48,10 @@ def measure(args) -> dict:
     import onnx
     from tqdm import tqdm
 
-    from dait_edge.export import parity as P
-    from dait_edge.export.api import load_student, resolve_run
-    from dait_edge.export.layer_error import _quantisation_grids
+    from dait_edge.export.images import int8_images
+    from dait_edge.export.layer_error import quantisation_grids
     from dait_edge.export.onnx_export import export_onnx
+    from dait_edge.export.parity import ort_logits
     from dait_edge.export.quantize import CALIBRATION_METHODS, prepare_for_quantization, quantize_int8
     from dait_edge.export.recipes import load_recipe
     from dait_edge.export.sensitivity import (
@@ -61,10 +61,11 @@ def measure(args) -> dict:
         logits_of,
         median_margin,
     )
+    from dait_edge.export.source import load_student, resolve_run
 
     keep = sorted({int(k) for k in args.keep.split(",") if k.strip()})
     info = resolve_run(args.run)
-    calibration, validation = P.int8_images(info, args.calib_samples, args.val_samples)
+    calibration, validation = int8_images(info, args.calib_samples, args.val_samples)
     usable = validation is not None and len(validation.images) > 0
     images = validation.images if usable else calibration.images
     options = {
@@ -85,9 +86,9 @@ def measure(args) -> dict:
             prepared, folder / "qdq.onnx", calibration.images, qdq_options, prepared, ranges=ranges
         )
         model = onnx.load(str(prepared))
-        grids = _quantisation_grids(onnx.load(str(qdq)).graph)
+        grids = quantisation_grids(onnx.load(str(qdq)).graph)
         reference = logits_of(model, images).astype("float64")
-        int8_error, int8_agreement = compare(reference, P.ort_logits(int8, images))
+        int8_error, int8_agreement = compare(reference, ort_logits(int8, images))
         everything = [t for t in grids if t != model.graph.input[0].name]
         all_error, all_agreement = compare(
             reference, logits_of(fake_quantised(model, grids, everything), images)

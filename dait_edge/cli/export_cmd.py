@@ -15,6 +15,7 @@ from dait_edge.cli.options import (
     max_top1_drop_option,
     parity_samples_option,
 )
+from dait_edge.export.images import VAL_SAMPLES
 from dait_edge.records import ExportSummary
 
 
@@ -53,7 +54,7 @@ from dait_edge.records import ExportSummary
 )
 @click.option(
     "--val-samples",
-    default=500,
+    default=VAL_SAMPLES,
     show_default=True,
     type=click.IntRange(min=1),
     help="Training images (not calibration ones) the int8 budget is checked on when the run kept no"

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from dait_edge.export.images import CALIB_SAMPLES, PARITY_SAMPLES
 from dait_edge.records.config import DEFAULT_VLM, DEFAULT_VLM_PRETRAINED
 
 
@@ -168,7 +169,7 @@ def formats_option(default: str | None = None):
 def calib_samples_option(func):
     return click.option(
         "--calib-samples",
-        default=256,
+        default=CALIB_SAMPLES,
         show_default=True,
         type=click.IntRange(min=1),
         help="Training images int8 quantisation is calibrated on.",
@@ -178,7 +179,7 @@ def calib_samples_option(func):
 def parity_samples_option(func):
     return click.option(
         "--parity-samples",
-        default=512,
+        default=PARITY_SAMPLES,
         show_default=True,
         type=click.IntRange(min=1),
         help="Test images each exported artifact is checked against PyTorch on.",

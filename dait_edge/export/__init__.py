@@ -10,8 +10,13 @@ __all__ = ["export_run", "resolve_run", "latest_run"]
 
 
 def __getattr__(name: str) -> Any:
-    if name in __all__:
-        from dait_edge.export import api
+    # resolved on first use, so that `import dait_edge.export.predict` on a device needs no torch
+    if name == "export_run":
+        from dait_edge.export.api import export_run
 
-        return getattr(api, name)
+        return export_run
+    if name in ("resolve_run", "latest_run"):
+        from dait_edge.export import source
+
+        return getattr(source, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -28,8 +28,9 @@ from typing import Any
 import numpy as np
 
 from dait_edge.errors import UserError
-from dait_edge.export.layer_error import LayerError, layer_errors, layer_table_csv, quantisable_nodes
-from dait_edge.export.parity import ImageBatch, ort_logits
+from dait_edge.export.images import ImageBatch
+from dait_edge.export.layer_error import LayerError, layer_errors, quantisable_nodes
+from dait_edge.export.parity import ort_logits, top1_of
 from dait_edge.export.quantize import (
     CALIBRATION_METHODS,
     DEFAULT_PERCENTILE,
@@ -57,11 +58,7 @@ def check_settings(calibration: str, budget: float) -> None:
 
 
 def top1(path: Path, images: ImageBatch) -> float:
-    return _top1_of(ort_logits(path, images.images), images.labels)
-
-
-def _top1_of(logits: np.ndarray, labels: np.ndarray) -> float:
-    return round(float((logits.argmax(1) == labels).mean() * 100), 3)
+    return top1_of(ort_logits(path, images.images), images.labels)
 
 
 @dataclass
@@ -91,7 +88,7 @@ class _Judge:
     def score(self, path: Path, nodes: list[str]) -> Candidate:
         logits = ort_logits(path, self.validation.images)
         agreement = compare(self.fp32_logits, logits)[1]
-        return Candidate(path, nodes, _top1_of(logits, self.validation.labels), agreement, logits)
+        return Candidate(path, nodes, top1_of(logits, self.validation.labels), agreement, logits)
 
     def within(self, candidate: Candidate) -> bool:
         return not _over(self.fp32_top1, candidate.top1, self.budget)
@@ -152,7 +149,7 @@ def build_int8(
         if usable:
             if fp32_val_logits is None:  # not measured by the caller: the prepared graph is the same model
                 fp32_val_logits = ort_logits(prepared, validation.images)
-            fp32_val_top1 = _top1_of(fp32_val_logits, validation.labels)
+            fp32_val_top1 = top1_of(fp32_val_logits, validation.labels)
             judge = _Judge(validation, fp32_val_logits, fp32_val_top1, budget)
         tried: dict[str, float] = {}
         agreed: dict[str, float] = {}
@@ -327,12 +324,3 @@ def _within_cap(layers: list[LayerError], cap: int) -> list[str]:
             break
         nodes += extra
     return nodes
-
-
-def write_layer_table(artifact: Path, layers: list[LayerError]) -> Path:
-    """`<artifact stem>.layers.csv` beside the artifact, written atomically."""
-    from dait_edge.utils.io import write_text_atomic
-
-    path = artifact.with_suffix(".layers.csv")
-    write_text_atomic(path, layer_table_csv(layers))
-    return path

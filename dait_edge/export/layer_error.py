@@ -134,7 +134,7 @@ def layer_errors(
             exclude,
             ranges,
         )
-        grids = _quantisation_grids(onnx.load(str(qdq), load_external_data=False).graph)
+        grids = quantisation_grids(onnx.load(str(qdq), load_external_data=False).graph)
         modify_model_output_intermediate_tensors(str(prepared), str(folder / "float-all.onnx"))
         modify_model_output_intermediate_tensors(str(qdq), str(folder / "qdq-all.onnx"))
         float_acts = collect_activations(str(folder / "float-all.onnx"), ArrayCalibrationReader(images))
@@ -181,7 +181,7 @@ def layer_errors(
     return rows
 
 
-def _quantisation_grids(qdq_graph) -> dict[str, tuple[float, int, int, int]]:
+def quantisation_grids(qdq_graph) -> dict[str, tuple[float, int, int, int]]:
     """Each activation's (scale, zero point, lowest and highest code) from the QDQ graph's QuantizeLinear
     nodes, by the float graph's tensor name (ORT renames a graph output's input `<name>_QuantizeLinear_Input`)."""
     import onnx

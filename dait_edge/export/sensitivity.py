@@ -96,7 +96,7 @@ def median_margin(logits: np.ndarray) -> float:
 def activation_sensitivity(
     model, grids, images: np.ndarray, reference: np.ndarray, log=None
 ) -> list[Sensitivity]:
-    """Every activation with a grid (`layer_error._quantisation_grids` of the QDQ graph made from `model`),
+    """Every activation with a grid (`layer_error.quantisation_grids` of the QDQ graph made from `model`),
     quantised alone in the float ONNX `model`, against `reference` (the float model's logits on `images`),
     most sensitive first (largest logit error, then lowest agreement). `log(done, total)` is called after
     each (a progress bar: one inference session per activation)."""

@@ -190,6 +190,11 @@ class Int8Accuracy(Record):
     plain_latency_ms: float | None = None
     latency_ms: float | None = None  # the artifact kept, measured the same way (ORT, batch 1, this CPU)
 
+    @staticmethod
+    def table_for(artifact: str | os.PathLike) -> Path:
+        """The per-layer error table beside an int8 artifact: `<artifact stem>.layers.csv`."""
+        return Path(artifact).with_suffix(".layers.csv")
+
 
 @dataclass
 class ArtifactEntry(Record):

@@ -6,7 +6,7 @@ import csv
 import io
 from pathlib import Path
 
-from dait_edge.records import BestChoice, Measured, ProfileRow, Report
+from dait_edge.records import BestChoice, Int8Accuracy, Measured, ProfileRow, Report
 from dait_edge.report.best import candidate_key, group_key
 from dait_edge.report.collect import machine_name
 
@@ -237,14 +237,13 @@ def _row_name(entry) -> str:
 def int8_layer_sections(report: Report, worst: int = 10) -> list[tuple[str, str, list[list[str]]]]:
     """For each chosen int8 artifact whose per-layer table is on this machine: (title, what falling back cost,
     the ten worst layers)."""
-    from pathlib import Path
 
     sections = []
     for entry in report.best:
         winner = entry.winner
         if winner is None or winner.precision != "int8":
             continue
-        table = Path(winner.artifact).with_suffix(".layers.csv")
+        table = Int8Accuracy.table_for(winner.artifact)
         if not table.is_file():
             continue
         with table.open(newline="", encoding="utf-8") as handle:

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from dait_edge.errors import UserError
+from dait_edge.export.images import CALIB_SAMPLES, PARITY_SAMPLES
 from dait_edge.records import (
     DistillConfig,
     ExportSummary,
@@ -147,8 +148,8 @@ def run_sweep(
     batch_sizes: list[int] | None = None,
     max_top1_drop: float = 1.0,
     profile_limit: int | None = None,
-    calib_samples: int = 256,
-    parity_samples: int = 512,
+    calib_samples: int = CALIB_SAMPLES,
+    parity_samples: int = PARITY_SAMPLES,
     methods: list[str] | None = None,
     compare_note: str = "",
     log=print,

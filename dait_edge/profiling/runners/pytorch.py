@@ -136,7 +136,7 @@ class TorchRunner(Runner):
     def activate_impl(self) -> None:
         import torch
 
-        from dait_edge.export.api import load_student, resolve_run
+        from dait_edge.export.source import load_student, resolve_run
 
         self.torch = torch
         self._compiled = None

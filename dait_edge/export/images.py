@@ -1,0 +1,132 @@
+"""Which images an export checks its artifacts on, preprocessed once as the run's eval transform does it:
+test images for parity, training images for int8 calibration, held-out images for int8's accuracy budget.
+Seeded random inputs stand in where the dataset cannot be read."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from dait_edge.errors import UserError
+from dait_edge.records import DataConfig
+
+# How many images each job takes by default (export, sweep and the CLI share these).
+CALIB_SAMPLES = 256  # int8 calibration: training images
+PARITY_SAMPLES = 512  # parity against PyTorch: test images
+VAL_SAMPLES = 500  # int8's accuracy budget: held-out validation images
+
+TEST_SPLIT = "test split"
+RANDOM = "random"
+RUN_VALIDATION = "run validation split"
+TRAIN_NOT_CALIBRATION = "train split, not calibration"
+
+
+@dataclass
+class ImageBatch:
+    """Preprocessed images (N,C,H,W float32), their labels (None for random inputs) and where they came from."""
+
+    images: np.ndarray
+    labels: np.ndarray | None
+    source: str  # TEST_SPLIT / "train split" / RANDOM
+    note: str = ""
+
+
+def load_images(
+    dataset: str | None,
+    data_root: str | None,
+    split: str,
+    limit: int,
+    data_config: DataConfig,
+    seed: int = 0,
+) -> ImageBatch:
+    """Up to `limit` images of `split`, evenly spread over it; seeded random inputs when unreachable."""
+    c, h, w = data_config.input_size
+    note = ""
+    if dataset and data_root:
+        try:
+            return _dataset_images(dataset, data_root, split, limit, data_config)
+        except UserError as err:
+            note = f"data unreachable ({err}); used seeded random inputs"
+    else:
+        note = "no dataset recorded in the run; used seeded random inputs"
+    rng = np.random.default_rng(seed)
+    # Standard-normal inputs look like normalised images to the network (mean 0, std 1 per channel).
+    images = rng.standard_normal((max(1, limit), c, h, w), dtype=np.float32)
+    return ImageBatch(images, None, RANDOM, note)
+
+
+def _dataset_images(dataset, data_root, split, limit, data_config: DataConfig) -> ImageBatch:
+    from dait_edge.data import load_dataset
+    from dait_edge.data.splits import evenly_spread
+
+    spec = load_dataset(dataset, data_root)
+    samples = spec.split(split)
+    if not samples:
+        raise UserError(f"the {split} split of {data_root} is empty")
+    return sample_images(evenly_spread(samples, limit), data_config, spec.crop_bottom, f"{split} split")
+
+
+def sample_images(samples, data_config: DataConfig, crop_bottom: int, source: str) -> ImageBatch:
+    """`samples` (path, label) preprocessed as the run's eval transform does it."""
+    import torch
+
+    from dait_edge.data.images import ImageListDataset
+    from dait_edge.data.transforms import eval_transform_for
+
+    data = ImageListDataset(samples, eval_transform_for(data_config), crop_bottom)
+    try:
+        images = torch.stack([data[i][0] for i in range(len(data))]).numpy()
+    except OSError as err:
+        raise UserError(f"cannot read an image: {err}") from err
+    labels = np.array([label for _, label in samples], dtype=np.int64)
+    return ImageBatch(images.astype(np.float32), labels, source)
+
+
+def int8_images(info, calib_samples: int, val_samples: int) -> tuple[ImageBatch, ImageBatch | None]:
+    """(calibration, validation) images for int8 of a run (`source.RunInfo`), never from the test split and
+    never overlapping:
+
+    - validation: the run's own validation split (recomputed from its manifest with the seeded functions
+      distill used, and trusted only when it has the size the run's summary records), else training images
+      the calibration does not use; class-balanced, seeded, at most `val_samples`; None when the dataset
+      cannot be read (an empty batch when the calibration takes every training image);
+    - calibration: `calib_samples` training images evenly spread over what validation left (seeded random
+      inputs when the dataset cannot be read)."""
+    from dait_edge.data import load_dataset
+    from dait_edge.data.splits import balanced_subset, evenly_spread, labelled_split
+    from dait_edge.methods import validation_fraction
+
+    if not (info.dataset and info.data_root):
+        return load_images(None, None, "train", calib_samples, info.data_config, seed=1), None
+    try:
+        spec = load_dataset(info.dataset, info.data_root)
+    except UserError:
+        return load_images(
+            info.dataset, info.data_root, "train", calib_samples, info.data_config, seed=1
+        ), None
+    train = spec.split("train")
+    config = info.manifest.config if info.manifest else None
+    seed = config.seed if config is not None else 0
+    held = []
+    if info.summary.val_images and config is not None:  # the images distill held out, recomputed
+        fraction = validation_fraction(config.method, config.val_fraction)
+        held = labelled_split(train, config.labelled_fraction, fraction, config.seed)[1]
+    if held and len(held) == info.summary.val_images:
+        validation_indices, source = balanced_subset(train, held, val_samples, seed), RUN_VALIDATION
+        kept = set(held)
+        calibration = evenly_spread([s for i, s in enumerate(train) if i not in kept], calib_samples)
+    else:
+        calibration = evenly_spread(train, calib_samples)
+        taken = {tuple(s) for s in calibration}
+        rest = [i for i, sample in enumerate(train) if tuple(sample) not in taken]
+        validation_indices, source = balanced_subset(train, rest, val_samples, seed), TRAIN_NOT_CALIBRATION
+    calibration_batch = sample_images(calibration, info.data_config, spec.crop_bottom, "train split")
+    if not validation_indices:  # calibration takes every training image: nothing left to judge on
+        c, h, w = info.data_config.input_size
+        empty = ImageBatch(np.zeros((0, c, h, w), np.float32), np.zeros(0, np.int64), source)
+        return calibration_batch, empty
+    validation = sample_images(
+        [train[i] for i in validation_indices], info.data_config, spec.crop_bottom, source
+    )
+    return calibration_batch, validation
