@@ -11,14 +11,9 @@ import pytest
 from scipy.stats import binomtest
 
 from dait_edge.records import Latency
+from dait_edge.records.profile import decode_correct, encode_correct
 from dait_edge.report import choose_best
-from dait_edge.report.stats import (
-    clopper_pearson,
-    decode_correct,
-    encode_correct,
-    p50_difference_interval,
-    paired_drop_interval,
-)
+from dait_edge.report.stats import clopper_pearson, p50_difference_interval, paired_drop_interval
 
 
 def _planted(n: int, only_ref: int, only_candidate: int, both: int, seed: int = 0):

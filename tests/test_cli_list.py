@@ -85,12 +85,12 @@ def test_list_vlms_marks_the_default_openclip_weights():
 
 
 def test_list_profiles_reads_toml_descriptions(monkeypatch, tmp_path):
-    monkeypatch.setattr(list_cmd, "PROFILES_DIR", tmp_path / "absent")
+    monkeypatch.setattr("dait_edge.profiling.profiles.PROFILES_DIR", tmp_path / "absent")
     assert json.loads(_run("profiles", "--json").stdout) == []
 
     (tmp_path / "x86-ort-cpu-fp32.toml").write_text('description = "x86 CPU, ONNX Runtime, fp32"\n')
     (tmp_path / "broken.toml").write_text("description = \n")
-    monkeypatch.setattr(list_cmd, "PROFILES_DIR", tmp_path)
+    monkeypatch.setattr("dait_edge.profiling.profiles.PROFILES_DIR", tmp_path)
     entries = {e["name"]: e["description"] for e in json.loads(_run("profiles", "--json").stdout)}
     assert entries["x86-ort-cpu-fp32"] == "x86 CPU, ONNX Runtime, fp32"
     assert entries["broken"].startswith("unreadable")
@@ -127,5 +127,5 @@ def test_listing_students_imports_no_torch():
 
 @pytest.mark.parametrize("kind", list_cmd.KINDS)
 def test_every_kind_lists_without_crashing(kind, monkeypatch, tmp_path):
-    monkeypatch.setattr(list_cmd, "PROFILES_DIR", tmp_path)
+    monkeypatch.setattr("dait_edge.profiling.profiles.PROFILES_DIR", tmp_path)
     assert isinstance(json.loads(_run(kind, "--json").stdout), list)

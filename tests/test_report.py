@@ -18,8 +18,8 @@ from dait_edge.cli import cli
 from dait_edge.errors import UserError
 from dait_edge.records import ProfileResult, Report, RunSummary
 from dait_edge.report import build_report, choose_best, collect, collect_rows
-from dait_edge.report.best import NO_TOP1, PARITY_FAILED, PARITY_WAIVED
 from dait_edge.report.pareto import pareto_front, plot_pareto
+from dait_edge.report.reasons import NO_TOP1, PARITY_FAILED, PARITY_WAIVED
 from dait_edge.report.tables import table_records
 
 PROFILE = "x86-ort-cpu-int8"

@@ -140,7 +140,7 @@ def side_by_side(
 
 
 def cpu_profiles(threads: int):
-    from dait_edge.profiling.profiles import Profile
+    from dait_edge.profiling.target import Profile
 
     ort = Profile(
         name="bench-ort-cpu",
@@ -178,9 +178,10 @@ def choose(rows: list) -> tuple[str, str]:
 def bench_cpu(run: Path, args) -> dict:
     from dait_edge.profiling.api import profile_artifacts
     from dait_edge.profiling.runner import runner_for
+    from dait_edge.records import RunLayout
 
     ort_profile, eager_profile = cpu_profiles(args.threads)
-    rows = profile_artifacts([run / "export"], ort_profile, save=False, log=lambda m: None).rows
+    rows = profile_artifacts([RunLayout(run).export], ort_profile, save=False, log=lambda m: None).rows
     with contextlib.ExitStack() as stack:  # every runner is deactivated, whatever fails
         eager = stack.enter_context(runner_for("torch")(run, eager_profile))
         candidates = {"eager": eager.timed(1, "eager")}
@@ -210,8 +211,8 @@ def bench_cpu(run: Path, args) -> dict:
 
 def bench_cuda(run: Path, args) -> dict:
     """Eager, CUDA graph replay, torch.compile (reduce-overhead) and a TensorRT engine where installed."""
-    from dait_edge.profiling.profiles import Profile
     from dait_edge.profiling.runner import runner_for
+    from dait_edge.profiling.target import Profile
 
     profile = Profile(
         name="bench-torch-cuda",
@@ -269,12 +270,13 @@ def _trt_runner(run: Path, notes: list[str], stack: contextlib.ExitStack):
         notes.append(f"no TensorRT figure: {available.reason}")
         return None
     from dait_edge.export.api import export_run
-    from dait_edge.profiling.profiles import Profile
     from dait_edge.profiling.runner import runner_for
+    from dait_edge.profiling.target import Profile
+    from dait_edge.records import RunLayout
 
     try:
         export_run(run, formats="trt-fp16", parity_samples=48, measure_speed=False, log=lambda m: None)
-        engine = next((run / "export").glob("student-trt-fp16-*.engine"))
+        engine = next(RunLayout(run).export.glob("student-trt-fp16-*.engine"))
     except (UserError, StopIteration) as err:  # a failed build is a note in the table, not the end of the run
         notes.append(f"no TensorRT figure: the engine build failed ({err or 'no engine written'})")
         return None

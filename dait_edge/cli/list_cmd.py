@@ -8,13 +8,11 @@ from collections.abc import Callable
 
 import click
 
-from dait_edge.utils.shipped import shipped_dir
-from dait_edge.vlm import loader as vlm_defaults
+from dait_edge.records.config import DEFAULT_VLM as VLM_NAME
+from dait_edge.records.config import DEFAULT_VLM_PRETRAINED
 
 KINDS = ("students", "teachers", "methods", "datasets", "vlms", "profiles", "runtimes", "formats")
-# method.md's default VLM teacher (the loader module imports no open_clip or torch).
-DEFAULT_VLM = (vlm_defaults.DEFAULT_VLM, vlm_defaults.DEFAULT_VLM_PRETRAINED)
-PROFILES_DIR = shipped_dir("profiles")
+DEFAULT_VLM = (VLM_NAME, DEFAULT_VLM_PRETRAINED)  # method.md's default VLM teacher
 
 Entry = dict  # {"name", "description", "aliases", "default"} (+ "pretrained" for vlms)
 
@@ -67,7 +65,9 @@ def _vlms() -> list[Entry]:
 
 
 def _profiles() -> list[Entry]:
-    if not PROFILES_DIR.is_dir():
+    from dait_edge.profiling import profiles
+
+    if not profiles.PROFILES_DIR.is_dir():
         return []
     try:
         import tomllib
@@ -75,7 +75,7 @@ def _profiles() -> list[Entry]:
         import tomli as tomllib
 
     entries = []
-    for path in sorted(PROFILES_DIR.glob("*.toml")):
+    for path in sorted(profiles.PROFILES_DIR.glob("*.toml")):
         try:
             description = str(tomllib.loads(path.read_text(encoding="utf-8")).get("description", ""))
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:

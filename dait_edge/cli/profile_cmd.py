@@ -41,7 +41,7 @@ def command(artifacts, profile_name, batch_sizes, dataset, data_root, limit, max
     """
     from dait_edge.profiling.api import profile_artifacts
     from dait_edge.profiling.profiles import load_profile
-    from dait_edge.report.best import choose_best, describe_best
+    from dait_edge.report import choose_best, describe_best
     from dait_edge.report.collect import annotate_rows
 
     profile = load_profile(profile_name)

@@ -18,12 +18,13 @@ from dait_edge.errors import UserError
 from dait_edge.profiling.artifacts import find_artifacts
 from dait_edge.profiling.hardware import hardware
 from dait_edge.profiling.memory import peak_rss_mb, reset_peak
-from dait_edge.profiling.profiles import Profile
-from dait_edge.profiling.runner import Runner, run_summary_of, runner_for
+from dait_edge.profiling.runner import Runner, runner_for
+from dait_edge.profiling.target import Profile
 from dait_edge.profiling.timing import Timed, measure
-from dait_edge.records import Measured, ProfileResult, ProfileRow, RecordError, RunSummary, Sidecar
+from dait_edge.records import Measured, ProfileResult, ProfileRow, RunLayout, RunSummary, Sidecar, read_result
+from dait_edge.records.profile import encode_correct, images_key
 
-__all__ = ["find_artifacts", "profile_artifacts", "read_result", "run_summary_of"]
+__all__ = ["find_artifacts", "profile_artifacts"]
 
 TIMING = (
     "single stream: one request at a time after warm-up, random inputs of the artifact's shape; on a GPU the"
@@ -37,8 +38,8 @@ class TestScore:
 
     top1: float
     where: str
-    correct: str  # report.stats.encode_correct of the per-image correctness
-    images: str  # report.stats.images_key of the image list
+    correct: str  # records.profile.encode_correct of the per-image correctness
+    images: str  # records.profile.images_key of the image list
 
 
 def _test_top1(runner: Runner, dataset: str, data_root: str, limit: int | None) -> TestScore:
@@ -47,7 +48,6 @@ def _test_top1(runner: Runner, dataset: str, data_root: str, limit: int | None) 
     from dait_edge.data.images import load_rgb
     from dait_edge.data.splits import evenly_spread
     from dait_edge.export.predict import preprocess
-    from dait_edge.report.stats import encode_correct, images_key
 
     spec = load_dataset(dataset, data_root)
     _check_classes(spec, runner.sidecar, runner.artifact, data_root)
@@ -196,7 +196,7 @@ def profile_artifacts(
     if save:
         for run_dir, run_rows in by_run.items():
             try:
-                _save_rows(run_dir / "profile" / f"{profile.name}.json", measured, run_rows, log)
+                _save_rows(RunLayout(run_dir).profile(profile.name), measured, run_rows, log)
             except UserError as err:  # a read-only copy of a run on a device: keep the measurements
                 log(f"warning: rows not saved in the run ({err}); print them as JSON to keep them")
     return ProfileResult(measured=measured, rows=rows, skipped=skipped)
@@ -224,15 +224,6 @@ def _save_rows(path: Path, measured: Measured, rows: list[ProfileRow], log) -> N
     elif earlier:
         log(f"{path}: replacing rows measured another way (another machine, runtime or profile settings)")
     ProfileResult(measured=measured, rows=kept + rows).write(path)
-
-
-def read_result(path: Path) -> ProfileResult | None:
-    """The profile result in `path`; None when the file is missing, not JSON, or holds something else
-    (a damaged result is replaced by the next measurement, never merged)."""
-    try:
-        return ProfileResult.read_if_present(path)
-    except RecordError:
-        return None
 
 
 def _saved_key(row: ProfileRow) -> tuple:

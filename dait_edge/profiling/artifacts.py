@@ -8,8 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from dait_edge.errors import UserError
-from dait_edge.profiling.profiles import Profile
 from dait_edge.profiling.runner import runner_for
+from dait_edge.profiling.target import Profile
 
 
 def find_artifacts(paths: list[str | Path], profile: Profile) -> list[Path]:

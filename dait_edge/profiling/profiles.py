@@ -1,33 +1,17 @@
-"""Target profiles: TOML files in the top-level profiles/ folder, named or given as a path."""
+"""Target profiles: TOML files in the top-level profiles/ folder, named or given as a path, read into a
+`target.Profile` and checked against the runtime's runner."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from dait_edge.errors import UserError
+from dait_edge.profiling.runner import runner_for, runners
+from dait_edge.profiling.target import Profile
 from dait_edge.utils.io import read_toml
 from dait_edge.utils.shipped import shipped_dir
 
 PROFILES_DIR = shipped_dir("profiles")  # the top-level profiles/ (or a wheel's copy of it)
-
-
-@dataclass(frozen=True)
-class Profile:
-    name: str
-    description: str
-    device: str
-    runtime: str
-    providers: tuple[str, ...]
-    formats: tuple[str, ...]
-    threads: int = 0
-    batch_sizes: tuple[int, ...] = (1,)
-    warmup: int = 10
-    iterations: int = 50
-    duration_s: float = 0.0
-    latency_budget_ms: float | None = None
-    source: str = ""
-    extra: dict = field(default_factory=dict)
 
 
 def _is_int(value, least: int) -> bool:
@@ -63,8 +47,6 @@ KINDS = {
 
 
 def _runtimes() -> list[str]:
-    from dait_edge.profiling.runner import runners  # the runner modules import this one
-
     return sorted(runners())
 
 
@@ -98,8 +80,6 @@ def load_profile(name_or_path: str) -> Profile:
     values.setdefault("providers", ())
     values.setdefault("formats", ())
     extra = {k: v for k, v in data.items() if k not in known}
-    from dait_edge.profiling.runner import runner_for
-
     own = runner_for(values["runtime"]).profile_keys
     unknown = sorted(set(extra) - set(own))
     if unknown:  # a misspelt key would otherwise be measured with its default, silently

@@ -27,9 +27,9 @@ from typing import ClassVar
 import numpy as np
 
 from dait_edge.errors import UserError
-from dait_edge.profiling.profiles import Profile
+from dait_edge.profiling.target import Profile
 from dait_edge.profiling.timing import Timed
-from dait_edge.records import RunSummary, Sidecar
+from dait_edge.records import RunLayout, RunSummary, Sidecar, find_run
 from dait_edge.registry import Registry
 
 RUNNERS: Registry[type[Runner]] = Registry("runtime")
@@ -102,7 +102,7 @@ class Runner:
     @classmethod
     def in_run(cls, run_dir: Path) -> Path:
         """Where a distill run keeps what this runner measures: the artifacts `dait-edge export` wrote."""
-        return Path(run_dir) / "export"
+        return RunLayout(run_dir).export
 
     @classmethod
     def accept(cls, path: Path, profile: Profile) -> Path:
@@ -124,9 +124,7 @@ class Runner:
         self.sidecar: Sidecar | None = None  # preprocessing, format, precision, parity
         self.providers: list[str] = []
         self.note = ""  # a fallback the rows must mention (another provider, an ignored setting)
-        self.modes: tuple[str, ...] = (
-            "default",
-        )  # the ways it runs the artifact: one row per mode and batch
+        self.modes: tuple[str, ...] = ("default",)  # the ways it runs the artifact: a row per mode and batch
 
     def activate(self) -> Runner:
         if self.is_active:
@@ -183,9 +181,8 @@ class Runner:
 
 
 def run_summary_of(path: Path) -> tuple[Path | None, RunSummary | None]:
-    """The distill run a file (artifact, checkpoint) lives in, and its summary; (None, None) outside one."""
-    for parent in Path(path).resolve().parents:
-        summary = RunSummary.read_if_present(parent)
-        if summary is not None:
-            return parent, summary
-    return None, None
+    """The distill run a file (artifact, checkpoint) lives in, and its summary; (None, None) outside one
+    or where its summary cannot be read."""
+    run_dir = find_run(path)
+    summary = RunSummary.read_if_present(run_dir) if run_dir is not None else None
+    return (run_dir, summary) if summary is not None else (None, None)

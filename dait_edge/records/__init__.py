@@ -39,7 +39,7 @@ from dait_edge.records.export import (
     TensorRTBuild,
 )
 from dait_edge.records.layout import RunLayout, SweepLayout, find_run, latest_run
-from dait_edge.records.profile import Hardware, Latency, Measured, ProfileResult, ProfileRow
+from dait_edge.records.profile import Hardware, Latency, Measured, ProfileResult, ProfileRow, read_result
 from dait_edge.records.report import BestChoice, Candidate, Report, ReportSettings
 from dait_edge.records.run import (
     Checkpoints,
@@ -110,5 +110,6 @@ __all__ = [
     "find_run",
     "latest_run",
     "read_metrics",
+    "read_result",
     "write_metrics",
 ]

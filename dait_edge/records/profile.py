@@ -6,10 +6,15 @@ Saved in RUN/profile/PROFILE.json (rows of that run's artifacts) and printed by 
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from dait_edge.records._base import Record
+import numpy as np
+
+from dait_edge.records._base import Record, RecordError
 
 # The host facts `hardware()` writes; every other key of an unversioned file's hardware block is a
 # runtime version (onnxruntime, torch, tensorrt, cuda).
@@ -125,6 +130,37 @@ class ProfileResult(Record):
         if isinstance(data.get("rows"), list):
             data["rows"] = [legacy_row(row, profile) for row in data["rows"]]
         return data
+
+
+def read_result(path: str | os.PathLike) -> ProfileResult | None:
+    """The profile result in `path`; None when the file is missing, not JSON, or holds something else
+    (a damaged result is replaced by the next measurement, never merged)."""
+    try:
+        return ProfileResult.read_if_present(path)
+    except RecordError:
+        return None
+
+
+# ---------------------------------------------------------------------- ProfileRow.correct / test_images
+
+
+def encode_correct(correct: np.ndarray) -> str:
+    """Which test images were classified correctly, as base64 of the packed bits (1 bit per image)."""
+    return base64.b64encode(np.packbits(np.asarray(correct, dtype=bool)).tobytes()).decode("ascii")
+
+
+def decode_correct(text: str, count: int) -> np.ndarray:
+    bits = np.unpackbits(np.frombuffer(base64.b64decode(text), dtype=np.uint8))
+    return bits[:count].astype(bool)
+
+
+def images_key(samples) -> str:
+    """The identity of a list of test images (file names and labels, in order): correctness bitmaps are
+    paired only when measured on the same list."""
+    digest = hashlib.sha256()
+    for path, label in samples:
+        digest.update(f"{str(path).replace(chr(92), '/').rsplit('/', 2)[-2:]}:{label}\n".encode())
+    return digest.hexdigest()[:16]
 
 
 # Fields that version 0 gained over its life: files from before a field existed read it as this.

@@ -1,29 +1,16 @@
-"""`choose_best`: per trained model, profile and machine, the fastest artifact that keeps its accuracy, and why
-the others lost."""
+"""`choose_best`: per trained model, profile and machine, the fastest artifact that keeps its accuracy. The
+rule's gates and its noise test are here; how each choice is put in words is `reasons.py`'s."""
 
 from __future__ import annotations
 
 import zlib
 
 from dait_edge.records import BestChoice, Candidate, ProfileRow
+from dait_edge.records.profile import decode_correct
+from dait_edge.report import reasons
 
 # Fewer bits should run faster; when one does not, the report says so in those words.
 PRECISION_BITS = {"int4": 4, "int8": 8, "fp8": 8, "fp16": 16, "bf16": 16, "fp32": 32}
-PARITY_FAILED = "failed parity against PyTorch at export"
-PARITY_WAIVED = "below the parity threshold at export, but its measured top-1 is within the budget"
-NO_TOP1 = "top-1 not measured (profile with --dataset/--data-root); accuracy judged by export parity"
-NOTHING_TO_COMPARE = (
-    "top-1 measured, but nothing to compare it with (no fp32 artifact scored, no PyTorch top-1 in the run or"
-    " sidecar) and no parity check at export"
-)
-UNVERIFIED = (
-    "accuracy not verified: no top-1 measured and no parity check at export (TensorRT engines are not"
-    " checked there); profile with --dataset/--data-root"
-)
-NO_REFERENCE = (
-    "no fp32 reference top-1 (no fp32 artifact profiled with --dataset, no PyTorch top-1 in the run summary);"
-    " accuracy judged by export parity"
-)
 DROP_SLACK = 1e-9  # a drop of exactly the budget is within it, whatever the float rounding
 
 
@@ -109,20 +96,6 @@ def reference_top1(rows: list[ProfileRow]) -> tuple[float | None, str | None]:
     return None, None
 
 
-def describe_best(entries: list[BestChoice]) -> list[str]:
-    """Lines for a terminal: the chosen artifact per student and profile, then why each other one lost."""
-    lines = []
-    for entry in entries:
-        winner = entry.winner
-        if winner is None:
-            lines.append(f"{entry.where}: no artifact qualifies")
-        else:
-            lines.append(f"{entry.where}: {winner.label}  {entry.chosen}")
-        lines.append(f"  {entry.note}")
-        lines += [f"  - {c.label}: {c.reason}" for c in entry.candidates if c.status != "chosen"]
-    return lines
-
-
 def _best_of_group(rows: list[ProfileRow], max_top1_drop: float, batch: int) -> BestChoice:
     first = rows[0]
     reference, reference_label = reference_top1(rows)
@@ -138,30 +111,9 @@ def _best_of_group(rows: list[ProfileRow], max_top1_drop: float, batch: int) -> 
     pool = in_budget or accurate
     fastest = min(pool, key=_speed_order) if pool else None
     winner, noise = _within_noise(fastest, pool)
+    reasons.explain(candidates, winner, fastest, pool, noise, nothing_meets_budget, max_top1_drop, batch)
 
-    for c in candidates:
-        tied = fastest is not winner  # the winner is not the fastest: a tie within the noise went its way
-        if c is winner:
-            c.status, c.reason = "chosen", _why_chosen(c, pool, candidates, nothing_meets_budget)
-            if tied:  # the tie replaces "fastest of N"; what _why_chosen adds after it stays
-                extras = c.reason.split("; ", 1)[1:]
-                c.reason = "; ".join([f"{noise[id(fastest)]}, {c.precision} kept", *extras])
-        else:
-            c.status, c.reason = "lost", _why_lost(c, winner, nothing_meets_budget)
-            if id(c) in noise:
-                c.reason = f"{noise[id(c)]}; the tie goes to more precision ({winner.label})"
-            elif tied and c in pool and c.latency_p50 is not None and c.latency_p50 < winner.latency_p50:
-                c.reason = (
-                    f"faster than {winner.label} (p50 {_ms(c.latency_p50)} vs {_ms(winner.latency_p50)} ms), but"
-                    f" the fastest, {fastest.label}, is within this machine's noise of it; the tie goes to more"
-                    " precision"
-                )
-        if c.top1_drop_low is not None and not c.drop_resolved:
-            c.reason += f"; {unresolved_text(c, max_top1_drop)}"
-        if c.batch != batch:
-            c.reason += f" (measured at batch {c.batch}; no batch-{batch} run)"
-
-    note = _note(
+    note = reasons.note(
         winner,
         candidates,
         reference,
@@ -212,19 +164,7 @@ def _within_noise(fastest: Candidate | None, pool: list[Candidate]) -> tuple[Can
     if not tied:
         return fastest, {}
     winner = min(tied, key=lambda c: (-c.bits, *_speed_order(c)))
-    low, high = said[id(winner)]
-    text = (
-        f"{fastest.precision} {_ms(fastest.latency_p50)} vs {winner.precision} {_ms(winner.latency_p50)} ms:"
-        f" within this machine's noise (95% interval of the p50 difference {low:+.3f} to {high:+.3f} ms)"
-    )
-    return winner, {id(fastest): text}
-
-
-def unresolved_text(c: Candidate, budget: float) -> str:
-    return (
-        f"drop {c.top1_drop:.1f} points, 95% interval {c.top1_drop_low:.1f} to {c.top1_drop_high:.1f}:"
-        f" {c.test_images} test images cannot resolve a {_num(budget)}-point budget"
-    )
+    return winner, {id(fastest): reasons.noise_tie(fastest, winner, *said[id(winner)])}
 
 
 def _candidate(
@@ -237,20 +177,13 @@ def _candidate(
     # Export parity (top-1 agreement with PyTorch) stands in for accuracy only where top-1 was not measured:
     # a near-tied model flips a few predictions either way, and the user's budget is in top-1 points.
     if drop is None and row.parity_passed is False:
-        accuracy.append(PARITY_FAILED)
+        accuracy.append(reasons.PARITY_FAILED)
     elif drop is None and row.parity_passed is None and not row.reference:
         # the PyTorch model is what parity compares against: it needs none
-        accuracy.append(UNVERIFIED if top1 is None else NOTHING_TO_COMPARE)
+        accuracy.append(reasons.UNVERIFIED if top1 is None else reasons.NOTHING_TO_COMPARE)
     if drop is not None and drop > max_top1_drop + DROP_SLACK:
-        accuracy.append(
-            f"top-1 {top1:.1f}% is {_drop_text(drop, max_top1_drop)} points below {short_reference}"
-            f" (budget {_num(max_top1_drop)})"
-        )
-    over_budget = None
-    if row.within_budget is False:
-        budget = row.latency_budget_ms
-        budget_text = f"{budget:g} ms budget" if budget is not None else "latency budget"
-        over_budget = f"p99 {_ms(row.latency_ms.p99)} ms over the profile's {budget_text}"
+        accuracy.append(reasons.below_reference(top1, drop, max_top1_drop, short_reference))
+    over_budget = reasons.over_latency_budget(row) if row.within_budget is False else None
     return Candidate(
         artifact=row.artifact,
         format=row.format,
@@ -274,7 +207,7 @@ def _candidate(
 def _drop_interval(row: ProfileRow, ref_row: ProfileRow | None, budget: float) -> dict:
     """The paired interval of the drop against the fp32 reference, where both were scored image by image on
     the same images (the reference itself: no interval)."""
-    from dait_edge.report.stats import decode_correct, paired_drop_interval
+    from dait_edge.report.stats import paired_drop_interval
 
     if ref_row is None or row is ref_row or not (row.correct and ref_row.correct):
         return {}
@@ -307,92 +240,5 @@ def _speed_order(c: Candidate) -> tuple:
     return (p50 is None, p50 or 0.0, -c.bits, c.format, c.artifact, c.backend)
 
 
-def _why_chosen(
-    c: Candidate, pool: list[Candidate], candidates: list[Candidate], nothing_meets_budget: bool
-) -> str:
-    if len(candidates) == 1:
-        reason = f"the only artifact profiled (p50 {_ms(c.latency_p50)} ms)"
-    elif len(pool) == 1:
-        reason = f"the only artifact that passes the gates (p50 {_ms(c.latency_p50)} ms)"
-    else:
-        reason = f"fastest of {len(pool)} artifacts within the accuracy budget (p50 {_ms(c.latency_p50)} ms)"
-    if nothing_meets_budget:
-        reason += f"; {c.over_budget} (no accurate artifact meets it)"
-    if c.parity_passed is False and c.top1_drop is not None:
-        reason += f"; {PARITY_WAIVED}"
-    if c.top1 is None:
-        reason += (
-            "; top-1 not measured, accuracy judged by export parity"
-            if c.parity_passed
-            else "; top-1 not measured; the PyTorch checkpoint itself, which export parity compares against"
-        )
-    return reason
-
-
-def _why_lost(c: Candidate, winner: Candidate | None, nothing_meets_budget: bool) -> str:
-    if c.accuracy_failures:
-        return "; ".join(c.accuracy_failures)
-    if c.latency_p50 is None:
-        return "no latency measured"
-    if c.over_budget and not nothing_meets_budget:
-        return c.over_budget
-    mine, theirs = c.latency_p50, winner.latency_p50
-    if mine == theirs:
-        return f"ties with {winner.label} at p50 {_ms(mine)} ms; the tie goes to more precision, then by name"
-    if c.bits < winner.bits:
-        return f"{c.precision} slower than {winner.precision} on this hardware (p50 {_ms(mine)} vs {_ms(theirs)} ms)"
-    ratio = f" ({mine / theirs:.1f}x)" if theirs > 0 else ""
-    return f"slower: p50 {_ms(mine)} ms vs {_ms(theirs)} ms for {winner.label}{ratio}"
-
-
-def _note(
-    winner, candidates, reference, reference_label, max_top1_drop, batch, nothing_meets_budget, tied=False
-) -> str:
-    if winner is None:
-        lost = "; ".join(f"{c.label}: {c.reason}" for c in candidates)
-        note = f"no artifact qualifies ({lost})"
-        return f"{note}; {NO_TOP1}" if all(c.top1 is None for c in candidates) else note
-    # tied: a faster artifact is within this machine's noise of the winner, which has more precision
-    how = (
-        "is kept: the faster one is within this machine's noise"
-        if tied
-        else "is the fastest accurate artifact"
-    )
-    parts = [f"{winner.label} {how} (p50 {_ms(winner.latency_p50)} ms"]
-    parts[0] += f" at batch {winner.batch}, not {batch})" if winner.batch != batch else f" at batch {batch})"
-    if winner.top1 is None:
-        parts.append(NO_TOP1)
-    elif reference is None:
-        parts.append(NO_REFERENCE)
-    elif winner.precision == "fp32" and winner.top1 == reference:
-        parts.append(f"top-1 {winner.top1:.1f}%, the fp32 reference")
-    else:
-        parts.append(
-            f"top-1 {winner.top1:.1f}% against {reference:.1f}% for the {reference_label}"
-            f" (budget {_num(max_top1_drop)} point{'' if max_top1_drop == 1 else 's'})"
-        )
-    if nothing_meets_budget:
-        parts.append("nothing meets the profile's latency budget; chose the fastest accurate artifact anyway")
-    if winner.top1_drop_low is not None and not winner.drop_resolved:
-        parts.append(unresolved_text(winner, max_top1_drop))
-    return "; ".join(parts)
-
-
 def _is_fp32(row: ProfileRow) -> bool:
     return row.format == "onnx-fp32" or row.precision == "fp32"
-
-
-def _ms(value) -> str:
-    if value is None:
-        return "?"
-    return f"{value:.1f}" if value >= 1 else f"{value:.2f}" if value >= 0.1 else f"{value:.3f}"
-
-
-def _num(value: float) -> str:
-    return f"{value:.1f}" if round(value, 1) == value else f"{value:g}"
-
-
-def _drop_text(drop: float, budget: float) -> str:
-    # 1.04 points over a 1.0 budget must not read "1.0 points below (budget 1.0)".
-    text = f"{drop:.1f}"
-    return text if float(text) > budget else f"{drop:.2f}"

@@ -9,12 +9,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dait_edge.errors import UserError
-from dait_edge.profiling.api import read_result
-from dait_edge.profiling.runner import run_summary_of
-from dait_edge.records import Hardware, Measured, ProfileResult, ProfileRow, RecordError, RunSummary
+from dait_edge.records import (
+    Hardware,
+    Measured,
+    ProfileResult,
+    ProfileRow,
+    RecordError,
+    RunLayout,
+    RunSummary,
+    find_run,
+    read_result,
+)
+from dait_edge.records.layout import PROFILE_RESULTS, profile_results_under
 
-# Where `dait-edge profile` saves rows: RUN/profile/PROFILE.json, RUN being SOURCE, a child, or a grandchild.
-PROFILE_GLOBS = ("profile/*.json", "*/profile/*.json", "*/*/profile/*.json")
 FIRST_STEP = "run `dait-edge profile RUN/export --profile NAME` first"
 # Precision order for the tables: fp32 first, then the formats that trade accuracy for speed.
 PRECISION_ORDER = {"fp32": 0, "fp16": 1, "bf16": 1, "int8": 2}
@@ -23,9 +30,7 @@ PRECISION_ORDER = {"fp32": 0, "fp16": 1, "bf16": 1, "int8": 2}
 @dataclass
 class Collected:
     rows: list[ProfileRow] = field(default_factory=list)
-    measured: dict[str, list[Measured]] = field(
-        default_factory=dict
-    )  # profile -> its distinct measured blocks
+    measured: dict[str, list[Measured]] = field(default_factory=dict)  # profile -> its distinct blocks
     files: list[str] = field(default_factory=list)  # the profile results read
 
 
@@ -116,9 +121,7 @@ def _profile_results(source: Path) -> list[tuple[Path, ProfileResult]]:
         )
     if source.is_file():
         return [(source, _read_named(source))]
-    found = sorted({path for pattern in PROFILE_GLOBS for path in source.glob(pattern) if path.is_file()})
-    if source.name == "profile":
-        found = sorted(set(found) | {path for path in source.glob("*.json") if path.is_file()})
+    found = profile_results_under(source)
     # Files found by looking are skipped when they are something else; files named on the command line are not.
     results = [(path, result) for path in found if (result := read_result(path))]
     read = {path for path, _ in results}
@@ -137,12 +140,13 @@ def _profile_results(source: Path) -> list[tuple[Path, ProfileResult]]:
             " again to rewrite it."
         )
     if RunSummary.path_in(source).is_file():
+        layout = RunLayout(source)
         raise UserError(
-            f"run {source} has no profile results ({source}/profile/*.json);"
-            f" run `dait-edge profile {source}/export --profile NAME` first."
+            f"run {source} has no profile results ({layout.profiles}/*.json);"
+            f" run `dait-edge profile {layout.export} --profile NAME` first."
         )
     raise UserError(
-        f"no profile results under {source} (looked for {', '.join(PROFILE_GLOBS)});"
+        f"no profile results under {source} (looked for {', '.join(PROFILE_RESULTS)});"
         f" {FIRST_STEP}, or pass the JSON file `dait-edge profile --json` printed."
     )
 
@@ -158,19 +162,17 @@ def _read_named(path: Path) -> ProfileResult:
 
 def _run_holding(path: Path) -> tuple[Path, RunSummary | None] | None:
     """RUN and its summary, for a result saved as RUN/profile/PROFILE.json."""
-    run_dir = path.parent.parent
-    if path.parent.name == "profile" and RunSummary.path_in(run_dir).is_file():
-        return run_dir, _summary_or_none(run_dir)
-    return None
+    run_dir = RunLayout.run_of_profile_result(path)
+    return (run_dir, _summary_or_none(run_dir)) if run_dir is not None else None
 
 
 def _run_of_artifact(artifact: str) -> tuple[Path | None, RunSummary | None]:
     # Artifact paths are as given to `dait-edge profile`: look only when the path still leads somewhere.
     if artifact and Path(artifact).exists():
-        try:
-            return run_summary_of(Path(artifact))
-        except RecordError:
-            return None, None
+        run_dir = find_run(Path(artifact))
+        summary = _summary_or_none(run_dir) if run_dir is not None else None
+        if summary is not None:
+            return run_dir, summary
     return None, None
 
 

@@ -5,32 +5,11 @@ Pure Python and numpy (the report runs on a device's light install, without scip
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import math
 
 import numpy as np
 
 CONFIDENCE = 0.95
-
-
-def encode_correct(correct: np.ndarray) -> str:
-    """Which test images were classified correctly, as base64 of the packed bits (1 bit per image)."""
-    return base64.b64encode(np.packbits(np.asarray(correct, dtype=bool)).tobytes()).decode("ascii")
-
-
-def decode_correct(text: str, count: int) -> np.ndarray:
-    bits = np.unpackbits(np.frombuffer(base64.b64decode(text), dtype=np.uint8))
-    return bits[:count].astype(bool)
-
-
-def images_key(samples) -> str:
-    """The identity of a list of test images (file names and labels, in order): correctness bitmaps are
-    paired only when measured on the same list."""
-    digest = hashlib.sha256()
-    for path, label in samples:
-        digest.update(f"{str(path).replace(chr(92), '/').rsplit('/', 2)[-2:]}:{label}\n".encode())
-    return digest.hexdigest()[:16]
 
 
 def _log_binom_pmf(k: int, n: int, p: float) -> float:

@@ -189,7 +189,7 @@ def markdown_report(report: Report, records: list[dict], figure: dict, figure_na
 def answer_rows(report: Report) -> list[list[str]]:
     """Students x profiles, each cell the chosen artifact with its p50 and top-1 (and the drop's interval
     where the test set cannot resolve the budget); the first row is the header."""
-    from dait_edge.report.best import _ms, unresolved_text
+    from dait_edge.report.reasons import format_ms, unresolved_text
 
     profiles = list(dict.fromkeys(entry.profile for entry in report.best))
     by_place: dict[tuple, list[str]] = {}
@@ -200,7 +200,7 @@ def answer_rows(report: Report) -> list[list[str]]:
         if winner is None:
             text = "nothing qualifies"
         else:
-            text = f"{winner.label}, p50 {_ms(winner.latency_p50)} ms"
+            text = f"{winner.label}, p50 {format_ms(winner.latency_p50)} ms"
             if winner.top1 is not None:
                 text += f", top-1 {winner.top1:.1f}%"
             if winner.top1_drop_low is not None and not winner.drop_resolved:

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from dait_edge.errors import UserError
-from dait_edge.profiling.profiles import Profile
 from dait_edge.profiling.runner import Runner, random_input, register_runner, run_summary_of
+from dait_edge.profiling.target import Profile
 from dait_edge.profiling.timing import Timed
 from dait_edge.records import RunSummary
 

@@ -14,8 +14,8 @@ from __future__ import annotations
 import numpy as np
 
 from dait_edge.errors import UserError
-from dait_edge.profiling.profiles import Profile
 from dait_edge.profiling.runner import Runner, random_input, register_runner
+from dait_edge.profiling.target import Profile
 from dait_edge.profiling.timing import Timed
 from dait_edge.records import Sidecar
 
