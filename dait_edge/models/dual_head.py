@@ -92,15 +92,3 @@ class DualHeadClassifier(ClassifierWithFeatures):
                 setting=setting,
             )
         return model
-
-
-def build_student(name: str, num_classes: int, head: str = "linear", **kwargs) -> ClassifierWithFeatures:
-    """The student a method trains: the plain classifier, or DHO's dual-head one."""
-    from dait_edge.models.factory import build_model
-
-    model = build_model(name, num_classes, **kwargs)
-    if head == "dual":
-        return DualHeadClassifier(model)
-    if head != "linear":
-        raise ValueError(f"unknown head {head!r}")
-    return model

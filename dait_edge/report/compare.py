@@ -26,11 +26,10 @@ from dait_edge.records import (
     RunManifest,
     RunSummary,
 )
+from dait_edge.records.layout import runs_under
 from dait_edge.utils.io import write_bytes_atomic, write_text_atomic
 
 FILES = {"markdown": "compare.md", "csv": "compare.csv", "figure": "compare.png", "json": Comparison.FILE}
-# Where runs are found below a source folder: itself, its children (runs/), grandchildren (a sweep's).
-SUMMARY_GLOBS = ("summary.json", "*/summary.json", "*/*/summary.json")
 # Table order: the paper's (baselines first, DAIT last); other methods after, by name.
 METHOD_ORDER = ("none", "kd", "rkd", "rise", "borlan", "vl2lite", "dho", "dait_l", "dait_f")
 SYNTHETIC_NOTE = (
@@ -47,12 +46,10 @@ def find_runs(sources: list[str | Path]) -> tuple[list[tuple[Path, RunSummary]],
     for source in map(Path, sources):
         if not source.exists():
             raise UserError(f"{source} does not exist; pass run folders or folders holding runs.")
-        found = []
         if source.is_file():
             found = [source] if source.name == RunSummary.FILE else []
-        else:
-            for pattern in SUMMARY_GLOBS:
-                found += sorted(p for p in source.glob(pattern) if p.parent.name != "export")
+        else:  # the run itself, its children (runs/), its grandchildren (a sweep's)
+            found = runs_under(source)
         if not found:
             raise UserError(
                 f"{source} holds no run (no summary.json in it or the folders below); distil first."
