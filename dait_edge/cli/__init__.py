@@ -1,6 +1,6 @@
-"""`dait-edge`: a thin command line over the dait_edge library. One module per command; main.py holds the
+"""`dait-edge`: a thin command line over the dait_edge library. One module per command; app.py holds the
 group that gathers them."""
 
-from dait_edge.cli.main import cli, main
+from dait_edge.cli.app import cli, main
 
 __all__ = ["cli", "main"]

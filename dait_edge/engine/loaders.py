@@ -1,5 +1,5 @@
-"""How data reaches the loops: one `make_loader` for every DataLoader (training, evaluation, the VLM
-cache build, calibration) and the samplers the training loader draws with."""
+"""How data reaches the training loops: one `make_loader` for the DataLoaders of training, evaluation, the
+VLM cache build and calibration, and the samplers the training loader draws with."""
 
 from __future__ import annotations
 

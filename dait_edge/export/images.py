@@ -95,7 +95,6 @@ def int8_images(info, calib_samples: int, val_samples: int) -> tuple[ImageBatch,
       inputs when the dataset cannot be read)."""
     from dait_edge.data import load_dataset
     from dait_edge.data.splits import balanced_subset, evenly_spread, labelled_split
-    from dait_edge.methods import validation_fraction
 
     if not (info.dataset and info.data_root):
         return load_images(None, None, "train", calib_samples, info.data_config, seed=1), None
@@ -110,6 +109,8 @@ def int8_images(info, calib_samples: int, val_samples: int) -> tuple[ImageBatch,
     seed = config.seed if config is not None else 0
     held = []
     if info.summary.val_images and config is not None:  # the images distill held out, recomputed
+        from dait_edge.methods import validation_fraction
+
         fraction = validation_fraction(config.method, config.val_fraction)
         held = labelled_split(train, config.labelled_fraction, fraction, config.seed)[1]
     if held and len(held) == info.summary.val_images:

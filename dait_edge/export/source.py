@@ -18,8 +18,7 @@ from dait_edge.records import (
     SourceCheckpoint,
     find_run,
 )
-from dait_edge.records import latest_run as _latest_run
-from dait_edge.records.layout import RUNS_ROOT
+from dait_edge.records.layout import RUNS_ROOT, find_latest_run
 from dait_edge.utils.io import sha256_file, sha256_json
 
 CHECKPOINTS = {"last": "student", "best": "student_best"}  # --checkpoint -> the summary's checkpoint
@@ -78,10 +77,11 @@ class RunInfo:
 
 def latest_run(runs_root: str | Path = RUNS_ROOT) -> Path:
     """The run under `runs_root` whose summary.json changed last."""
-    found = _latest_run(runs_root)
+    found = find_latest_run(runs_root)
     if found is None:
         raise UserError(
-            f"no finished run under {runs_root}/ (no */summary.json); pass a run directory or run `dait-edge distill` first."
+            f"no finished run under {Path(runs_root)}/ (no */summary.json); pass a run directory or run"
+            " `dait-edge distill` first."
         )
     return found
 

@@ -1,7 +1,7 @@
 """The contract every distillation method keeps (mdistiller's Distiller, timm's TrainingTask).
 
 A method is an nn.Module built from a student and a `MethodContext` (the teachers, the VLM provider and
-options it may need). `forward(batch, step)` takes an `methods.batch.Batch` (pixels, labels, global indices,
+options it may need). `forward(batch, step)` takes a `methods.batch.Batch` (pixels, labels, global indices,
 views, labelled mask, cached teacher outputs) and a `Step` (epoch, step, alpha), and returns
 `{"loss": ..., "logits": ..., "loss_<term>": ...}`. VLM outputs come from `context.vlm`, a
 `vlm.provider.VLMProvider` (the live VLM or its embedding cache; the method cannot tell). Adapters and

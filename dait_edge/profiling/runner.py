@@ -182,7 +182,7 @@ class Runner:
 
 def run_summary_of(path: Path) -> tuple[Path | None, RunSummary | None]:
     """The distill run a file (artifact, checkpoint) lives in, and its summary; (None, None) outside one
-    or where its summary cannot be read."""
+    or where its summary is not valid JSON (a summary with a malformed field raises RecordError)."""
     run_dir = find_run(path)
     summary = RunSummary.read_if_present(run_dir) if run_dir is not None else None
     return (run_dir, summary) if summary is not None else (None, None)

@@ -38,7 +38,7 @@ from dait_edge.records.export import (
     SourceCheckpoint,
     TensorRTBuild,
 )
-from dait_edge.records.layout import RunLayout, SweepLayout, find_run, latest_run
+from dait_edge.records.layout import RunLayout, SweepLayout, find_latest_run, find_run
 from dait_edge.records.profile import Hardware, Latency, Measured, ProfileResult, ProfileRow, read_result
 from dait_edge.records.report import BestChoice, Candidate, Report, ReportSettings
 from dait_edge.records.run import (
@@ -107,8 +107,8 @@ __all__ = [
     "VLMCacheInfo",
     "append_metrics",
     "check_fields",
+    "find_latest_run",
     "find_run",
-    "latest_run",
     "read_metrics",
     "read_result",
     "write_metrics",

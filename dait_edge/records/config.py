@@ -1,8 +1,9 @@
 """`DistillConfig`: every option of `dait-edge distill` as one plain record, saved in each run's manifest.
 
-`validate()` checks values only. Names (models, methods) are resolved through the registries by the entry
-points that need them (`dait_edge.distill.settings.resolve_config`), so this module imports no registry
-and sits at the bottom with the other records.
+`validate()` checks values only (and fills in the default number of data-loading workers). Names (models,
+methods) are resolved through the registries by the entry points that need them
+(`dait_edge.distill.resolve_config`), so this module imports no registry and sits at the bottom with the
+other records.
 """
 
 from __future__ import annotations
@@ -76,7 +77,8 @@ class DistillConfig:
         return stages
 
     def validate(self) -> None:
-        """Check every value (names are resolved by the entry points, through the registries)."""
+        """Check every value and fill in the default workers (names are resolved by the entry points,
+        through the registries)."""
         for name in ("dataset", "data_root"):
             if not getattr(self, name):
                 raise UserError(

@@ -12,7 +12,7 @@
       sweep.json  runs/<student>-<method>/  runs/teachers/  report/  compare/
 
 A record knows its own file's name (`RunSummary.FILE`); this module knows where each file sits. Every
-other module asks it for a path, and finds a run through `find_run` / `latest_run` / `runs_under`.
+other module asks it for a path, and finds a run through `find_run` / `find_latest_run` / `runs_under`.
 """
 
 from __future__ import annotations
@@ -145,7 +145,7 @@ def find_run(path: str | os.PathLike) -> Path | None:
     return None
 
 
-def latest_run(runs_root: str | os.PathLike = RUNS_ROOT) -> Path | None:
+def find_latest_run(runs_root: str | os.PathLike = RUNS_ROOT) -> Path | None:
     """The run right under `runs_root` whose summary.json changed last; None when there is none."""
     root = Path(runs_root)
     summaries = [p for p in root.glob(f"*/{RunSummary.FILE}") if p.is_file()] if root.is_dir() else []

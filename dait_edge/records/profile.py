@@ -12,8 +12,6 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from dait_edge.records._base import Record, RecordError
 
 # The host facts `hardware()` writes; every other key of an unversioned file's hardware block is a
@@ -144,12 +142,17 @@ def read_result(path: str | os.PathLike) -> ProfileResult | None:
 # ---------------------------------------------------------------------- ProfileRow.correct / test_images
 
 
-def encode_correct(correct: np.ndarray) -> str:
+def encode_correct(correct) -> str:
     """Which test images were classified correctly, as base64 of the packed bits (1 bit per image)."""
+    import numpy as np
+
     return base64.b64encode(np.packbits(np.asarray(correct, dtype=bool)).tobytes()).decode("ascii")
 
 
-def decode_correct(text: str, count: int) -> np.ndarray:
+def decode_correct(text: str, count: int):
+    """The bool array `encode_correct` packed (`count` images)."""
+    import numpy as np
+
     bits = np.unpackbits(np.frombuffer(base64.b64decode(text), dtype=np.uint8))
     return bits[:count].astype(bool)
 

@@ -237,7 +237,6 @@ def _row_name(entry) -> str:
 def int8_layer_sections(report: Report, worst: int = 10) -> list[tuple[str, str, list[list[str]]]]:
     """For each chosen int8 artifact whose per-layer table is on this machine: (title, what falling back cost,
     the ten worst layers)."""
-
     sections = []
     for entry in report.best:
         winner = entry.winner
