@@ -29,7 +29,8 @@ import numpy as np
 from dait_edge.errors import UserError
 from dait_edge.profiling.target import Profile
 from dait_edge.profiling.timing import Timed
-from dait_edge.records import RunLayout, RunSummary, Sidecar, find_run
+from dait_edge.records import RunLayout, RunSummary, Sidecar
+from dait_edge.records.layout import run_summary_of
 from dait_edge.registry import Registry
 
 RUNNERS: Registry[type[Runner]] = Registry("runtime")
@@ -175,14 +176,3 @@ class Runner:
     def run_of(self) -> tuple[Path | None, RunSummary | None]:
         """The distill run the artifact came from (its rows are saved there), if it lives inside one."""
         return run_summary_of(self.artifact)
-
-
-# -------------------------------------------------------------------------- runs
-
-
-def run_summary_of(path: Path) -> tuple[Path | None, RunSummary | None]:
-    """The distill run a file (artifact, checkpoint) lives in, and its summary; (None, None) outside one
-    or where its summary is not valid JSON (a summary with a malformed field raises RecordError)."""
-    run_dir = find_run(path)
-    summary = RunSummary.read_if_present(run_dir) if run_dir is not None else None
-    return (run_dir, summary) if summary is not None else (None, None)

@@ -40,10 +40,10 @@ _CHECKPOINTS = {  # the summary's checkpoint names -> where they sit in the run
 class RunLayout:
     """The files of the run in `root`. Paths only: nothing is read or created."""
 
-    root: Path
+    root: Path  # a str is taken too
 
-    def __init__(self, root: str | os.PathLike):
-        object.__setattr__(self, "root", Path(root))
+    def __post_init__(self):
+        object.__setattr__(self, "root", Path(self.root))
 
     # ------------------------------------------------------------------ training
     def stage(self, stage: int) -> Path:
@@ -145,6 +145,14 @@ def find_run(path: str | os.PathLike) -> Path | None:
     return None
 
 
+def run_summary_of(path: str | os.PathLike) -> tuple[Path | None, RunSummary | None]:
+    """The distill run a file (artifact, checkpoint) lives in, and its summary; (None, None) outside one
+    or where its summary is not valid JSON (a summary with a malformed field raises RecordError)."""
+    run_dir = find_run(path)
+    summary = RunSummary.read_if_present(run_dir) if run_dir is not None else None
+    return (run_dir, summary) if summary is not None else (None, None)
+
+
 def find_latest_run(runs_root: str | os.PathLike = RUNS_ROOT) -> Path | None:
     """The run right under `runs_root` whose summary.json changed last; None when there is none."""
     root = Path(runs_root)
@@ -180,10 +188,10 @@ def profile_results_under(source: Path) -> list[Path]:
 class SweepLayout:
     """The folders of the sweep in `root` (sweep.json is `SweepState`'s own file)."""
 
-    root: Path
+    root: Path  # a str is taken too
 
-    def __init__(self, root: str | os.PathLike):
-        object.__setattr__(self, "root", Path(root))
+    def __post_init__(self):
+        object.__setattr__(self, "root", Path(self.root))
 
     @property
     def runs(self) -> Path:

@@ -17,10 +17,9 @@ from dait_edge.records import (
     RecordError,
     RunLayout,
     RunSummary,
-    find_run,
     read_result,
 )
-from dait_edge.records.layout import PROFILE_RESULTS, profile_results_under
+from dait_edge.records.layout import PROFILE_RESULTS, profile_results_under, run_summary_of
 
 FIRST_STEP = "run `dait-edge profile RUN/export --profile NAME` first"
 # Precision order for the tables: fp32 first, then the formats that trade accuracy for speed.
@@ -169,10 +168,10 @@ def _run_holding(path: Path) -> tuple[Path, RunSummary | None] | None:
 def _run_of_artifact(artifact: str) -> tuple[Path | None, RunSummary | None]:
     # Artifact paths are as given to `dait-edge profile`: look only when the path still leads somewhere.
     if artifact and Path(artifact).exists():
-        run_dir = find_run(Path(artifact))
-        summary = _summary_or_none(run_dir) if run_dir is not None else None
-        if summary is not None:
-            return run_dir, summary
+        try:
+            return run_summary_of(Path(artifact))
+        except RecordError:
+            return None, None
     return None, None
 
 

@@ -19,10 +19,11 @@ from pathlib import Path
 import numpy as np
 
 from dait_edge.errors import UserError
-from dait_edge.profiling.runner import Runner, random_input, register_runner, run_summary_of
+from dait_edge.profiling.runner import Runner, random_input, register_runner
 from dait_edge.profiling.target import Profile
 from dait_edge.profiling.timing import Timed
 from dait_edge.records import RunSummary
+from dait_edge.records.layout import run_summary_of
 
 MODES = ("eager", "compiled")
 PRECISIONS = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
