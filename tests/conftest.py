@@ -324,6 +324,36 @@ def make_imagefolder(
     )
 
 
+def make_textures(
+    root: Path,
+    classes: int = 6,
+    train_per_class: int = 24,
+    test_per_class: int = 20,
+    size: int = 80,
+    seed: int = 0,
+) -> Fixture:
+    """An ImageFolder tree of fine stripes under noise, one orientation per class (period 3.5 px, random
+    phase and contrast): data where the resize interpolation matters, because bilinear and bicubic
+    downsampling keep different amounts of the stripes' contrast."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:size, 0:size].astype(np.float32)
+    names = [f"stripes_{round(180 * c / classes):03d}deg" for c in range(classes)]
+    for c, name in enumerate(names):
+        theta = np.pi * c / classes
+        for split, n in (("train", train_per_class), ("test", test_per_class)):
+            for k in range(n):
+                phase, contrast = rng.uniform(0, 2 * np.pi), rng.uniform(40, 90)
+                wave = np.sin(2 * np.pi * (x * np.cos(theta) + y * np.sin(theta)) / 3.5 + phase)
+                grey = 128 + contrast * wave + rng.normal(0, 30, (size, size))
+                tint = rng.uniform(0.8, 1.2, 3)
+                pixels = np.clip(grey[..., None] * tint, 0, 255).astype(np.uint8)
+                (root / split / name).mkdir(parents=True, exist_ok=True)
+                Image.fromarray(pixels).save(root / split / name / f"{k}.png")
+    return Fixture(root, names, classes * train_per_class, classes * test_per_class)
+
+
 # name in the DATASETS registry -> the builder of its on-disk layout (the contract test checks every
 # registered dataset has one)
 LAYOUT_BUILDERS = {

@@ -25,7 +25,7 @@ from dait_edge.profiling.api import find_artifacts, profile_artifacts
 from dait_edge.profiling.profiles import PROFILES_DIR, available_profiles, load_profile
 from dait_edge.profiling.runner import RUNNERS, Runner, register_runner, runners
 from dait_edge.profiling.timing import Timed, measure
-from dait_edge.records import ExportSummary, Sidecar
+from dait_edge.records import DistillConfig, ExportSummary, Sidecar
 from dait_edge.sweep import all_students, resolve_students
 from dait_edge.vlm.provider import LiveVLM
 
@@ -134,9 +134,9 @@ def test_every_method_trains_an_epoch_with_half_the_labels(
     )
     summary = run_distill(config)
     assert summary.completed and summary.student_top1 is not None
-    # half of each class's 4 images; a method with a validation split (DHO) holds some of them out
+    # half of each class's 4 images; every method holds the same validation share (0.1) out of them
     assert summary.labelled_images + summary.val_images == 6
-    assert summary.val_images == (0 if cls.default_val_fraction == 0 else round(cls.default_val_fraction * 6))
+    assert summary.val_images == round(DistillConfig().val_fraction * 6)
     unlabelled = 6 if cls.learns_from_unlabelled else 0
     assert summary.unlabelled_images == unlabelled
     assert summary.train_images == summary.labelled_images + unlabelled

@@ -87,9 +87,17 @@ class Env:
         )
 
     def config(self, out: Path, teacher_cache: Path, **overrides) -> DistillConfig:
-        """Two epochs per stage of timm's tiny test models: resume equality does not need real students."""
+        """Two epochs per stage of timm's tiny test models: resume equality does not need real students.
+        A cosine after a one-epoch warm-up: the rate moves every step, so a resumed run matches only if the
+        per-step schedule resumes exactly."""
         options = dict(
-            method="dait_f", stage1_epochs=2, stage2_epochs=2, out=out, teacher_cache=teacher_cache
+            method="dait_f",
+            stage1_epochs=2,
+            stage2_epochs=2,
+            out=out,
+            teacher_cache=teacher_cache,
+            lr_schedule="cosine",
+            warmup_epochs=1,
         )
         return self.tiny_config(
             self.data_root, self.vlm_config, self.vlm_weights, self.base, **(options | overrides)

@@ -23,6 +23,7 @@ from dait_edge.cli.options import (
 )
 from dait_edge.config import MIN_IMG_SIZE, DistillConfig
 from dait_edge.records import RunSummary
+from dait_edge.records.config import INTERPOLATIONS, LR_SCHEDULES
 
 D = DistillConfig()  # defaults shown in --help come from the one place that defines them
 
@@ -71,6 +72,22 @@ TRAINING_OPTIONS = [
         help="Training and test resolution of the student and teacher (the VLM resizes to its own).",
     ),
     click.option(
+        "--interpolation",
+        default=D.interpolation,
+        show_default=True,
+        type=click.Choice(INTERPOLATIONS),
+        help="The run's one resize, from training views to the device: training views, evaluation, export's"
+        " calibration and parity images and every sidecar use it (the same for every model of a sweep).",
+    ),
+    click.option(
+        "--crop-pct",
+        default=D.crop_pct,
+        show_default=True,
+        type=click.FloatRange(0.0, 1.0, min_open=True),
+        help="The crop's share of the resized image: the short side is resized to img-size / crop-pct, then"
+        " cropped to img-size (at random in training views, at the centre in evaluation and deployment).",
+    ),
+    click.option(
         "--batch-size",
         default=D.batch_size,
         show_default=True,
@@ -82,9 +99,32 @@ TRAINING_OPTIONS = [
         default=D.lr,
         show_default=True,
         type=float,
-        help="AdamW learning rate; halved every --lr-step epochs.",
+        help="AdamW's base learning rate (see --lr-schedule).",
     ),
-    click.option("--lr-step", default=D.lr_step, show_default=True, type=click.IntRange(min=1)),
+    click.option(
+        "--lr-schedule",
+        default=D.lr_schedule,
+        show_default=True,
+        type=click.Choice(LR_SCHEDULES),
+        help="step: multiply by --lr-gamma every --lr-step epochs (the paper's recipe); cosine: decay to near"
+        " zero at the last step. Both move step by step, after --warmup-epochs.",
+    ),
+    click.option(
+        "--lr-step",
+        type=click.IntRange(min=1),
+        help="Epochs between step decays. Default: 30% of the stage's epochs (30 at the paper's 100, 4 at 12),"
+        " so that a short run decays too.",
+    ),
+    click.option(
+        "--lr-gamma", default=D.lr_gamma, show_default=True, type=click.FloatRange(0.0, 1.0, min_open=True)
+    ),
+    click.option(
+        "--warmup-epochs",
+        default=D.warmup_epochs,
+        show_default=True,
+        type=click.IntRange(min=0),
+        help="Raise the rate linearly from near zero over these first epochs (step by step).",
+    ),
     click.option("--weight-decay", default=D.weight_decay, show_default=True, type=float),
     click.option(
         "--alpha-rate",
@@ -122,9 +162,12 @@ TRAINING_OPTIONS = [
     click.option(
         "--val-fraction",
         type=click.FloatRange(0.0, 1.0, max_open=True),
-        help="Hold out this class-balanced share of the labelled images for validation (never trained on);"
-        " methods with inference settings fit them there (DHO's (a, b)). Default: the method's own (DHO 0.1,"
-        " others 0).",
+        default=D.val_fraction,
+        show_default=True,
+        help="Hold out this class-balanced share of the labelled images for validation (never trained on),"
+        " the same images for every method of a (dataset, labelled fraction, seed): the best epoch, DHO's"
+        " (a, b) and int8's accuracy budget are chosen there, never on the test split. 0: train on every"
+        " labelled image, and no epoch is called best.",
     ),
     click.option(
         "--skip-bad-images",
@@ -283,10 +326,15 @@ def _describe(summary: RunSummary) -> str:
             f"intermediate teacher {summary.teacher}{reused}: test top-1 {summary.teacher_top1:.2f}%"
         )
     if summary.student_top1 is not None:
+        best = (
+            f" (epoch {summary.student_best_epoch + 1}, best on {summary.val_images} validation images:"
+            f" {summary.student_top1_best:.2f}%)"
+            if summary.student_best_epoch is not None and summary.student_top1_best is not None
+            else ""
+        )
         lines.append(
-            f"student {summary.student} ({summary.method}): test top-1 {summary.student_top1:.2f}%"
-            f" (best epoch {summary.student_top1_best:.2f}%), {summary.params / 1e6:.2f} M params,"
-            f" {summary.macs / 1e9:.3f} GMACs"
+            f"student {summary.student} ({summary.method}): test top-1 {summary.student_top1:.2f}% at the last"
+            f" epoch{best}, {summary.params / 1e6:.2f} M params, {summary.macs / 1e9:.3f} GMACs"
         )
         if summary.unlabelled_images:
             lines.append(

@@ -28,7 +28,7 @@ from dait_edge.engine.trainer import StageFiles, StagePlan, fit
 from dait_edge.errors import UserError
 from dait_edge.methods import METHODS, validation_fraction
 from dait_edge.models import build_model
-from dait_edge.records import DistillConfig, RunLayout
+from dait_edge.records import DataConfig, DistillConfig, RunLayout
 from dait_edge.records.layout import default_run_dir
 from dait_edge.utils.device import resolve_device
 
@@ -82,7 +82,10 @@ class RunContext:
         self.unlabelled = (
             [i for i in range(len(self.all_train)) if i not in outside] if config.train_unlabelled else []
         )
-        self.view_spec = ViewSpec(size=config.img_size)  # the same views for every model that sees them
+        # the same views for every model that sees them, cut as the run evaluates and exports
+        self.view_spec = ViewSpec(
+            size=config.img_size, crop_pct=config.crop_pct, interpolation=config.interpolation
+        )
         self.templates = list(config.templates or self.spec.prompt_templates)
         # KD's task teacher is loaded now: a wrong file or class count fails before any folder is written
         self.task_teacher_model = (
@@ -200,8 +203,10 @@ class RunContext:
             batch_size=c.batch_size,
             lr=c.lr,
             weight_decay=c.weight_decay,
-            lr_step=c.lr_step,
+            lr_step=c.lr_step_for(c.stage1_epochs if stage == 1 else c.stage2_epochs),
             lr_gamma=c.lr_gamma,
+            lr_schedule=c.lr_schedule,
+            warmup_epochs=c.warmup_epochs,
             alpha_rate=c.alpha_rate,
             alpha_bias=c.alpha_bias,
             seed=c.seed,
@@ -209,14 +214,30 @@ class RunContext:
             sync_bn=c.sync_bn,
         )
 
-    def datasets(self, model, views: int, extra=None, method_cls=None) -> tuple[TrainViews, ImageListDataset]:
-        """Training views (of what `method_cls` trains on) and the test set, in `model`'s normalisation at
-        --img-size.
+    def preprocessing(self, model) -> DataConfig:
+        """The run's one input pipeline for `model`: --img-size, --interpolation and --crop-pct (the run's,
+        the same for every model), in the model's own normalisation. Training views, evaluation, the
+        summary, export and every sidecar take it from here."""
+        c = self.config
+        return DataConfig(
+            input_size=[3, c.img_size, c.img_size],
+            mean=list(model.data_config.mean),
+            std=list(model.data_config.std),
+            interpolation=c.interpolation,
+            crop_pct=c.crop_pct,
+            source="run",
+        )
+
+    def datasets(
+        self, model, views: int, extra=None, method_cls=None
+    ) -> tuple[TrainViews, ImageListDataset, ImageListDataset | None]:
+        """Training views (of what `method_cls` trains on), the test set and the validation images (None
+        when the run holds none), in `model`'s normalisation at --img-size.
 
         The views are cut by the run's model-independent view spec; only the normalisation is the model's.
         `extra(index, view)` adds cached teacher outputs to each item."""
         indices, labelled = self.training_indices(method_cls or self.method_cls)
-        dc = model.data_config
+        dc = self.preprocessing(model)
         train = TrainViews(
             ImageListDataset(self.all_train, crop_bottom=self.spec.crop_bottom),
             self.view_spec,
@@ -228,11 +249,17 @@ class RunContext:
             extra=extra,
             labelled=labelled,
         )
-        return train, self.eval_set(model, self.spec.split("test"))
+        return train, self.eval_set(model, self.spec.split("test")), self.validation_set(model)
+
+    def validation_set(self, model) -> ImageListDataset | None:
+        """The validation images held out of training, as `model` is evaluated; None when there are none."""
+        if not self.val_indices:
+            return None
+        return self.eval_set(model, [self.all_train[i] for i in self.val_indices])
 
     def eval_set(self, model, samples) -> ImageListDataset:
-        """`samples` as `model` is evaluated: resized and centre-cropped at --img-size."""
-        transform = eval_transform_for(model.data_config, self.config.img_size)
+        """`samples` as `model` is evaluated: the run's resize and centre crop, the model's normalisation."""
+        transform = eval_transform_for(self.preprocessing(model))
         return ImageListDataset(samples, transform, self.spec.crop_bottom)
 
     def stage_files(self, stage: int) -> StageFiles:
@@ -243,9 +270,17 @@ class RunContext:
         return StageFiles(layout.state(2), layout.student_last, layout.student_best)
 
     def fit(
-        self, method, train, test, plan: StagePlan, files: StageFiles, metadata: dict, stop_after: int | None
+        self,
+        method,
+        datasets: tuple,
+        plan: StagePlan,
+        files: StageFiles,
+        metadata: dict,
+        stop_after: int | None,
     ):
-        """Train one stage in this run; None when it stopped early (as if killed)."""
+        """Train one stage in this run on (train, test, validation) from `datasets`; None when it stopped
+        early (as if killed)."""
+        train, test, validation = datasets
         result = fit(
             method,
             train,
@@ -259,6 +294,7 @@ class RunContext:
             progress=self.config.progress,
             weights_metadata=metadata,
             stop_after_epoch=stop_after,
+            val_set=validation,
         )
         return result if result.last is not None and result.last.epoch == plan.epochs - 1 else None
 

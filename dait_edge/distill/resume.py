@@ -62,7 +62,7 @@ def _prepare_dir(run: RunContext) -> None:
 
 def comparable(config: DistillConfig, vlm_taught_epochs: int) -> dict:
     """Settings as they act, so that the same run written another way compares equal: paths resolved,
-    stages sorted, `auto` views and a method's default validation fraction as numbers."""
+    stages sorted, `auto` views, a method's default validation fraction and the default step decay as numbers."""
     values = dataclasses.asdict(config)
     for name in (*PATH_SETTINGS, "kd_teacher"):
         value = values.get(name)
@@ -70,6 +70,7 @@ def comparable(config: DistillConfig, vlm_taught_epochs: int) -> dict:
             values[name] = str(Path(value).resolve())
     values["stages"] = config.stage_list()
     values["val_fraction"] = validation_fraction(config.method, config.val_fraction)
+    values["lr_step"] = [config.lr_step_for(config.stage1_epochs), config.lr_step_for(config.stage2_epochs)]
     if config.vlm_view_setting() is None:  # auto: as many views as the longest VLM-taught stage's epochs
         values["vlm_views"] = str(vlm_taught_epochs)
     return values

@@ -32,7 +32,9 @@ if TYPE_CHECKING:
 STAGE1_METHOD = "dait_stage1"
 
 
-def stage1(run: RunContext, summary: RunSummary, stop_after: int | None) -> tuple[Path | None, TeacherInfo | None]:
+def stage1(
+    run: RunContext, summary: RunSummary, stop_after: int | None
+) -> tuple[Path | None, TeacherInfo | None]:
     """The intermediate teacher: given, finished earlier in this run, cached, or trained now. Returns its
     weights and info (None, None when training stopped early)."""
     config, layout = run.config, run.layout
@@ -92,7 +94,9 @@ def stage1(run: RunContext, summary: RunSummary, stop_after: int | None) -> tupl
     return layout.teacher, info
 
 
-def _train_teacher(run: RunContext, summary: RunSummary, key: str, stop_after: int | None) -> TeacherInfo | None:
+def _train_teacher(
+    run: RunContext, summary: RunSummary, key: str, stop_after: int | None
+) -> TeacherInfo | None:
     config = run.config
     seed_everything(stage_seed(config.seed, 1, run.dist.rank))
     teacher = build_model(
@@ -112,12 +116,10 @@ def _train_teacher(run: RunContext, summary: RunSummary, key: str, stop_after: i
     stage1_cls = METHODS.get(STAGE1_METHOD)
     context.vlm, extra = run.vlm_teaching(teacher, summary, stage1_cls)
     method = stage1_cls(teacher, context)
-    train, test = run.datasets(teacher, run.views_for(1, vlm_taught=True), extra, stage1_cls)
+    datasets = run.datasets(teacher, run.views_for(1, vlm_taught=True), extra, stage1_cls)
     plan = run.plan(1)
     files = run.stage_files(1)
-    result = run.fit(
-        method, train, test, plan, files, {"role": "teacher", "model": config.teacher}, stop_after
-    )
+    result = run.fit(method, datasets, plan, files, {"role": "teacher", "model": config.teacher}, stop_after)
     if result is None:
         return None
     info = TeacherInfo(
@@ -125,7 +127,7 @@ def _train_teacher(run: RunContext, summary: RunSummary, key: str, stop_after: i
         teacher=teacher.name,
         num_classes=run.spec.num_classes,
         classes=run.spec.classes,
-        data_config=teacher.data_config,
+        data_config=run.preprocessing(teacher),
         img_size=config.img_size,
         epochs=plan.epochs,
         top1=result.last.top1,
@@ -177,7 +179,7 @@ def stage2(run: RunContext, summary: RunSummary, teacher_path: Path | None, stop
         context.teacher = run.task_teacher_model
     if vlm_taught:
         context.vlm, extra = run.vlm_teaching(student, summary)
-    train, test = run.datasets(student, run.views_for(2, vlm_taught), extra)
+    datasets = run.datasets(student, run.views_for(2, vlm_taught), extra)
     method = run.method_cls(student, context)
     if context.teacher is not None and summary.teacher_top1 is None:
         # a given checkpoint: measure it on the same test split (in a forked RNG: training draws stay the same)
@@ -190,7 +192,7 @@ def stage2(run: RunContext, summary: RunSummary, teacher_path: Path | None, stop
     files = run.stage_files(2)
     plan = run.plan(2)
     metadata = {"role": "student", "model": student.name, "method": config.method}
-    result = run.fit(method, train, test, plan, files, metadata, stop_after)
+    result = run.fit(method, datasets, plan, files, metadata, stop_after)
     if result is None:
         return False
     if run.method_cls.calibrate is not Distiller.calibrate:
@@ -199,16 +201,18 @@ def stage2(run: RunContext, summary: RunSummary, teacher_path: Path | None, stop
     summary.student = student.name
     summary.student_top1, summary.student_top5 = result.last.top1, result.last.top5
     summary.student_top1_best, summary.student_best_epoch = result.best_top1, result.best_epoch
+    summary.student_val_top1, summary.student_val_top1_best = result.last.val_top1, result.best_val_top1
     summary.stage2_seconds = result.seconds
     summary.params = count_params(student_cpu)
     summary.macs = count_macs(student_cpu, (3, config.img_size, config.img_size))
     summary.img_size = config.img_size
-    summary.data_config = dataclasses.replace(
-        student.data_config, input_size=[3, config.img_size, config.img_size]
-    )
+    summary.data_config = run.preprocessing(student)
     summary.student_sha256 = sha256_file(files.last_weights) if files.last_weights.is_file() else None
     summary.checkpoints.student = layout.relative(files.last_weights)
-    summary.checkpoints.student_best = layout.relative(files.best_weights)
+    # no validation images, no best epoch: then there is no best file to point at
+    summary.checkpoints.student_best = (
+        layout.relative(files.best_weights) if result.best_epoch is not None else None
+    )
     summary.checkpoints.state_stage2 = layout.relative(files.state)
     return True
 
@@ -224,7 +228,9 @@ def _calibrate(run: RunContext, method, files: StageFiles, metadata: dict, resul
 
     def on_rank0() -> tuple[dict, dict, float | None]:
         validation = make_loader(
-            run.eval_set(method.student, [run.all_train[i] for i in run.val_indices]), batch_size=64, seed=None
+            run.eval_set(method.student, [run.all_train[i] for i in run.val_indices]),
+            batch_size=64,
+            seed=None,
         )
         test = run.eval_set(method.student, run.spec.split("test"))
         student, chosen, last, best = method.student, {}, {}, None

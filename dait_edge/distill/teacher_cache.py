@@ -19,7 +19,7 @@ from dait_edge.records import DistillConfig, TeacherInfo
 from dait_edge.records.layout import TEACHER_FILE
 from dait_edge.utils.io import atomic_path, sha256_file, sha256_json
 
-KEY_VERSION = 2  # bump when the key's recipe changes
+KEY_VERSION = 3  # bump when the key's recipe changes
 
 # Settings that cannot change the stage-1 teacher (the student side, where files go, how fast data loads),
 # or that enter the key in another form.
@@ -71,6 +71,8 @@ def stage1_key(
 ) -> str:
     """The teacher-cache key of a stage-1 run (`vlm_source` a `vlm.VLMSource`)."""
     settings = {k: v for k, v in config.to_dict().items() if k not in STAGE2_ONLY}
+    # as they act on stage 1: the same teacher whether the step decay was given or defaulted to it
+    settings["lr_step"] = config.lr_step_for(config.stage1_epochs)
     teacher_weights = config.teacher_weights
     return sha256_json(
         {

@@ -11,7 +11,7 @@ import dataclasses
 import time
 from pathlib import Path
 
-from dait_edge.records import Checkpoints, DistillConfig, RunLayout, RunManifest, RunSummary
+from dait_edge.records import Checkpoints, DataConfig, DistillConfig, RunLayout, RunManifest, RunSummary
 
 UNTRAINED = "untrained"
 
@@ -57,7 +57,15 @@ def write_untrained_run(
         checkpoints=Checkpoints(student=layout.relative(last), student_best=layout.relative(best)),
         completed=True,
         img_size=img_size,
-        data_config=dataclasses.replace(model.data_config, input_size=[3, img_size, img_size]),
+        # the pipeline a run of these settings chooses (the defaults), in the student's normalisation
+        data_config=DataConfig(
+            input_size=[3, img_size, img_size],
+            mean=list(model.data_config.mean),
+            std=list(model.data_config.std),
+            interpolation=DistillConfig.interpolation,
+            crop_pct=DistillConfig.crop_pct,
+            source="run",
+        ),
     )
     dataclasses.replace(summary, **summary_fields).write(run)
     config = DistillConfig(

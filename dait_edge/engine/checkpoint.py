@@ -61,9 +61,10 @@ class TrainingState:
     scaler: dict[str, Any]  # empty when no fp16 GradScaler ran (CPU, bf16)
     rng: list[dict[str, Any]]  # one entry per rank (older checkpoints: one dict, rank 0's)
     epoch: int  # the last epoch whose outputs are all on disk
-    best_top1: float
+    best_top1: float  # the best epoch's validation top-1 (-1: none yet, or no validation images)
     best_epoch: int
     elapsed: float
+    best_test_top1: float = -1.0  # the test top-1 of that epoch (reported, never chosen by)
 
 
 def save_training_state(path: Path, state: TrainingState) -> None:

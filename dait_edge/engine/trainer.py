@@ -1,7 +1,8 @@
 """One training loop for every method and both stages.
 
-AdamW with step decay, the alpha schedule, evaluation each epoch, `best` / `last` weights, metrics as
-JSON lines, a progress bar with the loss terms, mixed precision on CUDA (bf16 where the GPU has it
+AdamW with a per-step learning-rate schedule (warm-up, then step decay or a cosine: engine/schedule.py),
+the alpha schedule, evaluation each epoch (validation images, when the run holds some, and the test split),
+`last` weights and `best` weights (best on validation: never chosen by the test split), metrics as JSON lines, a progress bar with the loss terms, mixed precision on CUDA (bf16 where the GPU has it
 natively, else fp16 with a GradScaler), channels_last on CUDA, DDP when launched by torchrun, and
 resumable checkpoints that hold the optimiser, scheduler, every rank's RNG and the epoch.
 
@@ -12,7 +13,6 @@ the steps, `end_epoch` evaluates and writes the epoch's files.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -38,57 +38,16 @@ from dait_edge.engine.distributed import (
 )
 from dait_edge.engine.evaluate import eval_loader, evaluate
 from dait_edge.engine.loaders import EpochSampler, make_loader, paired_sampler
+from dait_edge.engine.plan import FitResult, StageFiles, StagePlan
 from dait_edge.engine.precision import autocast_dtype_for, configure_cuda
+from dait_edge.engine.schedule import LRSchedule
 from dait_edge.errors import UserError
-from dait_edge.losses.schedule import alpha_at, default_alpha_rate
+from dait_edge.losses.schedule import alpha_at
 from dait_edge.methods.base import Distiller
 from dait_edge.methods.batch import Batch, Step
 from dait_edge.records import EpochMetrics, append_metrics, read_metrics, write_metrics
 from dait_edge.utils.faults import fault_point
 from dait_edge.utils.signals import check_stop, stop_requested
-
-
-@dataclass
-class StagePlan:
-    """The recipe of one training stage."""
-
-    stage: int
-    epochs: int
-    batch_size: int
-    lr: float
-    weight_decay: float
-    lr_step: int
-    lr_gamma: float
-    alpha_rate: float | None
-    alpha_bias: float
-    seed: int
-    workers: int = 0
-    eval_batch_size: int = 64
-    log_every: int = 25  # steps between reads of the loss sums (each read waits for the device)
-    sync_bn: bool = False  # DDP: BatchNorm statistics over the global batch (small per-GPU batches)
-
-    @property
-    def rate(self) -> float:
-        return self.alpha_rate if self.alpha_rate is not None else default_alpha_rate(self.epochs)
-
-
-@dataclass
-class FitResult:
-    """What one stage's training ended with: the last epoch's metrics, the best top-1, the time."""
-
-    last: EpochMetrics | None  # None when no epoch has finished
-    best_top1: float
-    best_epoch: int
-    seconds: float
-
-
-@dataclass
-class StageFiles:
-    """Where one stage writes: resume state, the trained model's last and best weights."""
-
-    state: Path
-    last_weights: Path
-    best_weights: Path
 
 
 class TrainingDiverged(UserError):
@@ -119,6 +78,7 @@ class _StageTraining:
         dist_info,
         progress,
         metadata,
+        val_set=None,
     ):
         self.method, self.plan, self.files = method, plan, files
         self.device, self.metrics_path, self.dist, self.progress = device, metrics_path, dist_info, progress
@@ -133,18 +93,30 @@ class _StageTraining:
         self.model = wrap_ddp(method, device, plan.sync_bn) if dist_info.enabled else method
         trainable = [p for p in method.parameters() if p.requires_grad]
         self.optimiser = torch.optim.AdamW(trainable, lr=plan.lr, weight_decay=plan.weight_decay)
-        self.scheduler = torch.optim.lr_scheduler.StepLR(
-            self.optimiser, step_size=plan.lr_step, gamma=plan.lr_gamma
-        )
-        self.start_epoch, self.best_top1, self.best_epoch, self.elapsed = 0, -1.0, -1, 0.0
         self.loader = self._train_loader(train_views)
-        self.test_loader = eval_loader(
-            test_set,
-            batch_size=plan.eval_batch_size,
-            workers=plan.workers,
-            dist_info=dist_info,
-            device=device,
-        )
+        self.scheduler = LRSchedule(
+            kind=plan.lr_schedule,
+            epochs=plan.epochs,
+            steps_per_epoch=len(self.loader),
+            step_epochs=plan.lr_step,
+            gamma=plan.lr_gamma,
+            warmup_epochs=plan.warmup_epochs,
+        ).scheduler(self.optimiser)
+        # best_top1 / best_epoch: the best epoch on validation so far (its validation top-1); best_test its test
+        self.start_epoch, self.best_top1, self.best_epoch, self.elapsed = 0, -1.0, -1, 0.0
+        self.best_test = -1.0
+
+        def loader(dataset):
+            return eval_loader(
+                dataset,
+                batch_size=plan.eval_batch_size,
+                workers=plan.workers,
+                dist_info=dist_info,
+                device=device,
+            )
+
+        self.test_loader = loader(test_set)
+        self.val_loader = loader(val_set) if val_set is not None and len(val_set) else None
 
     # ----------------------------------------------------------------------------- set-up
 
@@ -173,6 +145,7 @@ class _StageTraining:
             torch.manual_seed(torch.initial_seed() + self.dist.rank)
         self.start_epoch = state.epoch + 1
         self.best_top1, self.best_epoch, self.elapsed = state.best_top1, state.best_epoch, state.elapsed
+        self.best_test = state.best_test_top1
 
     def _train_loader(self, train_views) -> DataLoader:
         plan, dist_info = self.plan, self.dist
@@ -184,7 +157,12 @@ class _StageTraining:
             )
         per_rank_batch = plan.batch_size // dist_info.world_size
         paired = paired_sampler(self.method, train_views, per_rank_batch, plan.seed, dist_info)
-        shared = {"workers": plan.workers, "device": self.device, "collate_fn": Batch.collate, "seed": plan.seed}
+        shared = {
+            "workers": plan.workers,
+            "device": self.device,
+            "collate_fn": Batch.collate,
+            "seed": plan.seed,
+        }
         if paired is not None:
             return make_loader(train_views, batch_sampler=paired, **shared)
         sampler = DistributedSampler(
@@ -237,6 +215,7 @@ class _StageTraining:
             self.scaler.scale(out["loss"]).backward()
             self.scaler.step(self.optimiser)
             self.scaler.update()
+            self.scheduler.step()  # per step: warm-up and cosine move within an epoch
 
             keys = sorted(k for k in out if k.startswith("loss"))
             terms = torch.stack([out[k].detach().float() for k in keys])
@@ -309,18 +288,24 @@ class _StageTraining:
         """Evaluate, then write last / best weights, the metrics line and (last) the resume state."""
         method, plan, files = self.method, self.plan, self.files
         broadcast_buffers(method.student, self.dist)  # every rank scores the model rank 0 saves
-        scores = evaluate(
-            method.student,
-            self.test_loader,
-            device=self.device,
-            dist_info=self.dist,
-            autocast_dtype=self.amp_dtype,
-            channels_last=self.channels_last,
-        )
+
+        def score(loader):
+            return evaluate(
+                method.student,
+                loader,
+                device=self.device,
+                dist_info=self.dist,
+                autocast_dtype=self.amp_dtype,
+                channels_last=self.channels_last,
+            )
+
+        scores = score(self.test_loader)
+        val = score(self.val_loader) if self.val_loader is not None else None
         self.elapsed += time.perf_counter() - started
-        improved = scores["top1"] > self.best_top1
+        # the best epoch is chosen on validation alone (the first of equals); no validation, no best epoch
+        improved = val is not None and val["top1"] > self.best_top1
         if improved:
-            self.best_top1, self.best_epoch = scores["top1"], epoch
+            self.best_top1, self.best_epoch, self.best_test = val["top1"], epoch, scores["top1"]
         metrics = EpochMetrics(
             stage=plan.stage,
             epoch=epoch,
@@ -330,6 +315,7 @@ class _StageTraining:
             top1=scores["top1"],
             top5=scores["top5"],
             seconds=round(self.elapsed, 3),
+            val_top1=None if val is None else val["top1"],
         )
         rngs = all_gather_object(rng_state(self.device), self.dist)  # every rank's, restored per rank
 
@@ -353,15 +339,17 @@ class _StageTraining:
                     best_top1=self.best_top1,
                     best_epoch=self.best_epoch,
                     elapsed=self.elapsed,
+                    best_test_top1=self.best_test,
                 ),
             )
             if self.progress:
                 from tqdm import tqdm
 
                 terms = "  ".join(f"{k} {v:.4f}" for k, v in losses.items())
+                on_val = "" if val is None else f"  val top1 {val['top1']:.2f}"
                 tqdm.write(
-                    f"stage {plan.stage} epoch {epoch + 1}/{plan.epochs}  alpha {alpha:.3f}  {terms}"
-                    f"  top1 {scores['top1']:.2f}  top5 {scores['top5']:.2f}"
+                    f"stage {plan.stage} epoch {epoch + 1}/{plan.epochs}  lr {lr:.2e}  alpha {alpha:.3f}  {terms}"
+                    f"{on_val}  test top1 {scores['top1']:.2f}  top5 {scores['top5']:.2f}"
                 )
 
         on_main(self.dist, write)  # every rank waits for the writes, as a barrier would
@@ -392,10 +380,13 @@ def fit(
     progress: bool = True,
     weights_metadata: dict[str, str] | None = None,
     stop_after_epoch: int | None = None,
+    val_set=None,
 ) -> FitResult:
     """Train `method` for `plan.epochs`; returns the last epoch's metrics, the best top-1 and the time.
 
     `train_views` yields dict items (`data.views.TrainViews`) and is indexed with (item, epoch) pairs.
+    `val_set` (validation images held out of training, or None) chooses the best epoch; `test_set` is
+    scored every epoch and reported, never used to choose.
     `stop_after_epoch` ends the call after that (0-based) epoch as if the process were killed there; the
     tests use it to check that `resume` continues exactly.
     """
@@ -410,6 +401,7 @@ def fit(
         dist_info=dist_info,
         progress=progress,
         metadata=dict(weights_metadata or {}),
+        val_set=val_set,
     )
     if resume and files.state.is_file():
         training.resume()
@@ -420,10 +412,9 @@ def fit(
     for epoch in range(training.start_epoch, plan.epochs):
         started = time.perf_counter()
         alpha = alpha_at(epoch, plan.rate, plan.alpha_bias)
-        lr = training.optimiser.param_groups[0]["lr"]  # this epoch's rate, before the scheduler steps
+        lr = training.optimiser.param_groups[0]["lr"]  # the rate of this epoch's first step
         try:
             losses = training.train_epoch(epoch, alpha)
-            training.scheduler.step()
             last = training.end_epoch(epoch, alpha, lr, losses, started)
         except torch.cuda.OutOfMemoryError:
             raise _out_of_memory(plan, epoch, training.saved()) from None
@@ -437,4 +428,8 @@ def fit(
 
     if last is None and files.state.is_file():  # resumed a stage that had already finished
         last = next((m for m in reversed(read_metrics(metrics_path)) if m.stage == plan.stage), None)
-    return FitResult(last, training.best_top1, training.best_epoch, round(training.elapsed, 3))
+    if training.best_epoch < 0:
+        return FitResult(last, None, None, round(training.elapsed, 3))
+    return FitResult(
+        last, training.best_test, training.best_epoch, round(training.elapsed, 3), training.best_top1
+    )

@@ -65,6 +65,8 @@ def export_run(
     out_dir.mkdir(parents=True, exist_ok=True)
 
     job = _Export(info, out_dir, wanted, measure_speed, log)
+    if info.data_config.source != "run":  # a run from before runs chose their preprocessing
+        log(f"preprocessing: {info.data_config.describe()}")
     job.model = load_student(info)
     job.test = load_images(info.dataset, info.data_root, "test", parity_samples, info.data_config)
     if job.test.note:

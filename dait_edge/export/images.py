@@ -83,18 +83,43 @@ def sample_images(samples, data_config: DataConfig, crop_bottom: int, source: st
     return ImageBatch(images.astype(np.float32), labels, source)
 
 
-def int8_images(info, calib_samples: int, val_samples: int) -> tuple[ImageBatch, ImageBatch | None]:
-    """(calibration, validation) images for int8 of a run (`source.RunInfo`), never from the test split and
-    never overlapping:
+def validation_samples(
+    spec, summary, config, calib_samples: int = CALIB_SAMPLES, val_samples: int = VAL_SAMPLES
+) -> tuple[list, list, str]:
+    """(calibration samples, validation samples, where validation came from) of a run's training split,
+    never from the test split and never overlapping: what int8's budget and the report's choice judge on.
 
-    - validation: the run's own validation split (recomputed from its manifest with the seeded functions
-      distill used, and trusted only when it has the size the run's summary records), else training images
-      the calibration does not use; class-balanced, seeded, at most `val_samples`; None when the dataset
-      cannot be read (an empty batch when the calibration takes every training image);
-    - calibration: `calib_samples` training images evenly spread over what validation left (seeded random
-      inputs when the dataset cannot be read)."""
-    from dait_edge.data import load_dataset
+    - validation: the run's own validation split (recomputed from its manifest's `config` with the seeded
+      functions distill used, and trusted only when it has the size `summary` records), else training
+      images the calibration does not use; class-balanced, seeded, at most `val_samples`;
+    - calibration: `calib_samples` training images evenly spread over what validation left."""
     from dait_edge.data.splits import balanced_subset, evenly_spread, labelled_split
+
+    train = spec.split("train")
+    seed = config.seed if config is not None else 0
+    held = []
+    if summary is not None and summary.val_images and config is not None:  # distill's held-out images
+        from dait_edge.methods import validation_fraction
+
+        fraction = validation_fraction(config.method, config.val_fraction)
+        held = labelled_split(train, config.labelled_fraction, fraction, config.seed)[1]
+    if held and len(held) == summary.val_images:
+        validation_indices, source = balanced_subset(train, held, val_samples, seed), RUN_VALIDATION
+        kept = set(held)
+        calibration = evenly_spread([s for i, s in enumerate(train) if i not in kept], calib_samples)
+    else:
+        calibration = evenly_spread(train, calib_samples)
+        taken = {tuple(s) for s in calibration}
+        rest = [i for i, sample in enumerate(train) if tuple(sample) not in taken]
+        validation_indices, source = balanced_subset(train, rest, val_samples, seed), TRAIN_NOT_CALIBRATION
+    return calibration, [train[i] for i in validation_indices], source
+
+
+def int8_images(info, calib_samples: int, val_samples: int) -> tuple[ImageBatch, ImageBatch | None]:
+    """(calibration, validation) images for int8 of a run (`source.RunInfo`), as `validation_samples` picks
+    them, preprocessed; validation None when the dataset cannot be read (an empty batch when the calibration
+    takes every training image), calibration then seeded random inputs."""
+    from dait_edge.data import load_dataset
 
     if not (info.dataset and info.data_root):
         return load_images(None, None, "train", calib_samples, info.data_config, seed=1), None
@@ -104,30 +129,13 @@ def int8_images(info, calib_samples: int, val_samples: int) -> tuple[ImageBatch,
         return load_images(
             info.dataset, info.data_root, "train", calib_samples, info.data_config, seed=1
         ), None
-    train = spec.split("train")
     config = info.manifest.config if info.manifest else None
-    seed = config.seed if config is not None else 0
-    held = []
-    if info.summary.val_images and config is not None:  # the images distill held out, recomputed
-        from dait_edge.methods import validation_fraction
-
-        fraction = validation_fraction(config.method, config.val_fraction)
-        held = labelled_split(train, config.labelled_fraction, fraction, config.seed)[1]
-    if held and len(held) == info.summary.val_images:
-        validation_indices, source = balanced_subset(train, held, val_samples, seed), RUN_VALIDATION
-        kept = set(held)
-        calibration = evenly_spread([s for i, s in enumerate(train) if i not in kept], calib_samples)
-    else:
-        calibration = evenly_spread(train, calib_samples)
-        taken = {tuple(s) for s in calibration}
-        rest = [i for i, sample in enumerate(train) if tuple(sample) not in taken]
-        validation_indices, source = balanced_subset(train, rest, val_samples, seed), TRAIN_NOT_CALIBRATION
+    calibration, validation, source = validation_samples(
+        spec, info.summary, config, calib_samples, val_samples
+    )
     calibration_batch = sample_images(calibration, info.data_config, spec.crop_bottom, "train split")
-    if not validation_indices:  # calibration takes every training image: nothing left to judge on
+    if not validation:  # calibration takes every training image: nothing left to judge on
         c, h, w = info.data_config.input_size
         empty = ImageBatch(np.zeros((0, c, h, w), np.float32), np.zeros(0, np.int64), source)
         return calibration_batch, empty
-    validation = sample_images(
-        [train[i] for i in validation_indices], info.data_config, spec.crop_bottom, source
-    )
-    return calibration_batch, validation
+    return calibration_batch, sample_images(validation, info.data_config, spec.crop_bottom, source)

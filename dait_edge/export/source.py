@@ -61,6 +61,7 @@ class RunInfo:
             std=list(dc.std),
             interpolation=dc.interpolation,
             crop_pct=dc.crop_pct,
+            preprocessing=dc.source,
             classes=list(self.summary.classes) or [str(i) for i in range(self.summary.num_classes)],
             opset=fields.pop("opset", None),
             dynamic_batch=fields.pop("dynamic_batch", True),

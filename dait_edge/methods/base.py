@@ -36,8 +36,9 @@ def register_method(name: str, description: str = "", aliases: tuple[str, ...] =
 
 
 def validation_fraction(method: str, given: float | None) -> float:
-    """The share of labelled images held out for validation: `given` (--val-fraction), else the method's
-    own default (DHO holds 0.1 out; the others none; an unregistered method, e.g. an untrained run, none)."""
+    """The share of labelled images held out for validation: `given` (--val-fraction, one default for every
+    method), else, for manifests written before it was one setting (None), the method's default of that time
+    (DHO held 0.1 out; the others none; an unregistered method, e.g. an untrained run, none)."""
     if given is not None:
         return given
     return METHODS.get(method).default_val_fraction if method in METHODS else 0.0
@@ -68,7 +69,7 @@ class Distiller(nn.Module):
     text_gaussian: bool = False  # needs the per-class Gaussian of the template embeddings (BorLan)
     teacher_choice: bool = False  # the teacher is the VLM or a task checkpoint (--kd-teacher)
     student_head: str = "linear"  # "dual": the student `wrap_student` builds has DHO's two heads
-    default_val_fraction: float = 0.0  # labelled images held out for `calibrate` when --val-fraction is auto
+    default_val_fraction: float = 0.0  # what a manifest without --val-fraction (None) held out: older runs
 
     def __init__(self, student: nn.Module, context: MethodContext):
         super().__init__()

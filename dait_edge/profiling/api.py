@@ -34,7 +34,8 @@ TIMING = (
 
 @dataclass
 class TestScore:
-    """Top-1 on the test split, which images (rows compare only like with like), and image by image."""
+    """Top-1 on a set of images (the test split, or validation images), which images (rows compare only like
+    with like), and image by image."""
 
     top1: float
     where: str
@@ -42,25 +43,43 @@ class TestScore:
     images: str  # records.profile.images_key of the image list
 
 
-def _test_top1(runner: Runner, dataset: str, data_root: str, limit: int | None) -> TestScore:
-    """Top-1 in % on the test split, and which images it was measured on (rows compare only like with like)."""
-    from dait_edge.data import load_dataset
+def _score(runner: Runner, samples, crop_bottom: int, where: str) -> TestScore:
+    """Top-1 in % of the artifact on `samples`, each preprocessed only as its sidecar says."""
     from dait_edge.data.images import load_rgb
-    from dait_edge.data.splits import evenly_spread
     from dait_edge.export.predict import preprocess
 
-    spec = load_dataset(dataset, data_root)
-    _check_classes(spec, runner.sidecar, runner.artifact, data_root)
-    samples = evenly_spread(spec.split("test"), limit) if limit else spec.split("test")
     correct: list[bool] = []
     for start in range(0, len(samples), 32):
         chunk = samples[start : start + 32]
-        batch = np.stack([preprocess(load_rgb(path, spec.crop_bottom), runner.sidecar) for path, _ in chunk])
+        batch = np.stack([preprocess(load_rgb(path, crop_bottom), runner.sidecar) for path, _ in chunk])
         predicted = runner.infer(batch.astype(np.float32)).argmax(axis=1)
         correct += [int(p) == label for p, (_, label) in zip(predicted, chunk, strict=True)]
-    where = f"{dataset} test split of {Path(data_root).expanduser().resolve()}, {len(samples)} images"
     top1 = 100.0 * sum(correct) / max(len(samples), 1)
     return TestScore(top1, where, encode_correct(np.array(correct, bool)), images_key(samples))
+
+
+def _top1s(
+    runner: Runner, dataset: str, data_root: str, limit: int | None, run_dir: Path | None, summary
+) -> tuple[TestScore, TestScore | None]:
+    """(top-1 on the test split: what is reported, top-1 on validation images: what the report chooses by).
+    Validation images are the run's held-out split (else training images int8 calibration did not use),
+    found from the run the artifact lives in; None outside a run."""
+    from dait_edge.data import load_dataset
+    from dait_edge.data.splits import evenly_spread
+    from dait_edge.export.images import validation_samples
+    from dait_edge.records import RunManifest
+
+    spec = load_dataset(dataset, data_root)
+    _check_classes(spec, runner.sidecar, runner.artifact, data_root)
+    root = Path(data_root).expanduser().resolve()
+    samples = evenly_spread(spec.split("test"), limit) if limit else spec.split("test")
+    test = _score(runner, samples, spec.crop_bottom, f"{dataset} test split of {root}, {len(samples)} images")
+    if run_dir is None or not RunManifest.path_in(run_dir).is_file():
+        return test, None
+    _, held, source = validation_samples(spec, summary, RunManifest.read(run_dir).config)
+    if not held:
+        return test, None
+    return test, _score(runner, held, spec.crop_bottom, f"{dataset} {source} of {root}, {len(held)} images")
 
 
 def _check_classes(spec, sidecar: Sidecar, artifact, data_root: str) -> None:
@@ -86,6 +105,7 @@ def _row(
     latency,
     summary: RunSummary | None,
     score: TestScore | None,
+    val: TestScore | None = None,
 ) -> ProfileRow:
     sidecar = runner.sidecar
     return ProfileRow(
@@ -113,6 +133,10 @@ def _row(
         top1_data=score.where if score else None,
         correct=score.correct if score else None,
         test_images=score.images if score else None,
+        val_top1=val.top1 if val else None,
+        val_data=val.where if val else None,
+        val_correct=val.correct if val else None,
+        val_images=val.images if val else None,
         torch_top1=summary.student_top1 if summary else sidecar.student_top1,
         parity_passed=sidecar.parity.passed if sidecar.parity else None,
         within_budget=None if profile.latency_budget_ms is None else latency.p99 <= profile.latency_budget_ms,
@@ -144,12 +168,18 @@ def profile_artifacts(
     skipped: list[str] = []
     by_run: dict[Path, list[ProfileRow]] = {}
     per_artifact_memory = True
+    score_said = False
     for artifact in find_artifacts(paths, profile):
         gc.collect()  # the previous artifact's session and buffers go before the peak restarts
         per_artifact_memory &= reset_peak()  # peak_mem_mb: this artifact's load and timing only
         with runner_cls(artifact, profile) as runner:
             run_dir, summary = runner.run_of()
-            score = _test_top1(runner, dataset, data_root, limit) if dataset else None
+            score, val = (
+                _top1s(runner, dataset, data_root, limit, run_dir, summary) if dataset else (None, None)
+            )
+            if score is not None and not score_said:
+                score_said = True
+                log(f"top-1 preprocessing: {runner.sidecar.data_config.describe()}")
             for mode in runner.modes:
                 for batch in batches:
                     timed = runner.timed(batch, mode)
@@ -164,7 +194,7 @@ def profile_artifacts(
                         duration_s=profile.duration_s,
                         sync=timed.sync,
                     )
-                    row = _row(runner, profile, timed, batch, latency, summary, score)
+                    row = _row(runner, profile, timed, batch, latency, summary, score, val)
                     rows.append(row)
                     log(
                         f"{artifact.name} {timed.backend} batch {batch}: p50 {latency.p50:.2f} ms,"

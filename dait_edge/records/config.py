@@ -16,6 +16,9 @@ from typing import Any
 from dait_edge.errors import UserError
 
 MIN_IMG_SIZE = 16
+LR_SCHEDULES = ("step", "cosine")
+INTERPOLATIONS = ("bicubic", "bilinear", "nearest")
+LR_STEP_SHARE = 0.3  # --lr-step when not given: 30% of the stage's epochs (the paper's 30 of 100)
 MAX_DEFAULT_WORKERS = 8
 DEFAULT_VLM = "convnext_xxlarge"
 DEFAULT_VLM_PRETRAINED = "laion2b_s34b_b82k_augreg_soup"
@@ -40,18 +43,28 @@ class DistillConfig:
     stage1_epochs: int = 100
     stage2_epochs: int = 100
     img_size: int = 224
+    # The run's one input pipeline, from training views to the device: resize the short side to
+    # img_size / crop_pct with this interpolation (views crop at random, evaluation and export at the centre).
+    # One default for every model, so one VLM cache and one intermediate teacher serve every student; the
+    # student's own config supplies only its normalisation.
+    interpolation: str = "bicubic"
+    crop_pct: float = 0.875
     batch_size: int = 32
     lr: float = 1e-4
     weight_decay: float = 1e-4
-    lr_step: int = 30  # step decay every lr_step epochs (VL2Lite's)
+    lr_schedule: str = "step"  # step: halve every lr_step epochs (VL2Lite's); cosine: decay to ~0 at the end
+    lr_step: int | None = None  # None: 30% of the stage's epochs (30 at the paper's 100)
     lr_gamma: float = 0.5
+    warmup_epochs: int = 0  # the rate rises linearly from ~0 over these epochs, step by step
     alpha_rate: float | None = None  # None: 1 / (8 * epochs of the stage)
     alpha_bias: float = 0.0
     temperature: float = 2.0
     sia_weight: float = 0.5  # w_SIA of stage 1; 0.5 matches VL2Lite's released code (method.md)
     labelled_fraction: float = 1.0
     train_unlabelled: bool = True  # the images outside the labelled fraction feed the distillation terms
-    val_fraction: float | None = None  # labelled images held out for validation; None: the method's default
+    # labelled images held out for validation (best epoch, DHO's (a, b), int8's budget), the same for every
+    # method; None in manifests written before it was one setting: the method's default of that time
+    val_fraction: float | None = 0.1
     skip_bad_images: bool = False  # leave out images that cannot be decoded instead of failing up front
     kd_teacher: str = "vlm"  # KD / RKD teacher: the VLM's zero-shot logits, or a task checkpoint / run
     seed: int = 0
@@ -95,9 +108,30 @@ class DistillConfig:
                 f"the validation fraction must be in [0, 1) (got {self.val_fraction}).",
                 setting="val_fraction",
             )
-        for name in ("stage1_epochs", "stage2_epochs", "batch_size", "lr_step"):
+        for name in ("stage1_epochs", "stage2_epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise UserError(f"{name} must be at least 1 (got {getattr(self, name)}).", setting=name)
+        if self.lr_step is not None and self.lr_step < 1:
+            raise UserError(f"lr_step must be at least 1 (got {self.lr_step}).", setting="lr_step")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise UserError(
+                f"lr_schedule must be {' or '.join(LR_SCHEDULES)} (got {self.lr_schedule!r}).",
+                setting="lr_schedule",
+            )
+        if self.warmup_epochs < 0:
+            raise UserError(
+                f"warmup_epochs must be 0 or more (got {self.warmup_epochs}).", setting="warmup_epochs"
+            )
+        if self.interpolation not in INTERPOLATIONS:
+            raise UserError(
+                f"interpolation must be {', '.join(INTERPOLATIONS)} (got {self.interpolation!r}).",
+                setting="interpolation",
+            )
+        if not 0.0 < self.crop_pct <= 1.0:
+            raise UserError(
+                f"crop_pct must be in (0, 1] (got {self.crop_pct}): the share of the resized image the crop keeps.",
+                setting="crop_pct",
+            )
         if self.img_size < MIN_IMG_SIZE:  # the students downsample 32x: smaller leaves no feature map
             raise UserError(
                 f"img_size must be at least {MIN_IMG_SIZE} pixels (got {self.img_size}).", setting="img_size"
@@ -113,6 +147,11 @@ class DistillConfig:
         self.stage_list()
         if self.workers is None:
             self.workers = default_workers()
+
+    def lr_step_for(self, epochs: int) -> int:
+        """The step decay's period for a stage of `epochs`: --lr-step, else 30% of the epochs (at least 1),
+        so that a short run decays too and the paper's 100 epochs halve every 30."""
+        return self.lr_step if self.lr_step is not None else max(1, round(LR_STEP_SHARE * epochs))
 
     def vlm_view_setting(self) -> int | None:
         """--vlm-views as a number; None for "auto" (the epochs of the longest VLM-taught stage)."""

@@ -88,6 +88,9 @@ class Sidecar(Record):
     # The artifact file's SHA-256 when it was exported: profile and predict refuse a file that differs
     # (changed, truncated, half-copied). None in sidecars written before it was recorded.
     artifact_sha256: str | None = None
+    # "run": the resize, crop and normalisation above are the run's one pipeline, which its training views
+    # and its evaluation used; None (sidecars written before it was recorded): the model's upstream config
+    preprocessing: str | None = None
 
     @staticmethod
     def path_for(artifact: str | os.PathLike) -> Path:
@@ -129,7 +132,12 @@ class Sidecar(Record):
     @property
     def data_config(self) -> DataConfig:
         return DataConfig(
-            list(self.input_size), list(self.mean), list(self.std), self.interpolation, self.crop_pct
+            list(self.input_size),
+            list(self.mean),
+            list(self.std),
+            self.interpolation,
+            self.crop_pct,
+            self.preprocessing,
         )
 
     @property

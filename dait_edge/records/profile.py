@@ -101,6 +101,13 @@ class ProfileRow(Record):
     # of that list: two rows with the same `test_images` are paired image by image (report/stats.py).
     correct: str | None = None
     test_images: str | None = None
+    # The same on validation images (the run's held-out split, else training images its int8 calibration
+    # did not use): what `dait-edge report` chooses by, so that no choice sees the test labels. None in
+    # rows measured before they were scored.
+    val_top1: float | None = None
+    val_data: str | None = None
+    val_correct: str | None = None
+    val_images: str | None = None
     # Filled by `dait-edge report` from where the row was found; `profile` leaves them null.
     run_dir: str | None = None
     hardware: str | None = None

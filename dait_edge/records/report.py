@@ -22,8 +22,8 @@ class Candidate(Record):
     batch: int
     run_dir: str | None
     latency_p50: float | None
-    top1: float | None
-    top1_drop: float | None  # points below the reference top-1
+    top1: float | None  # as judged: on validation images (`BestChoice.judged_on`)
+    top1_drop: float | None  # points below the reference top-1, as judged
     status: str = ""  # "chosen" or "lost"
     reason: str = ""
     # the paired 95% interval of top1_drop (exact, on the images only one of the two got right), where both
@@ -31,7 +31,9 @@ class Candidate(Record):
     top1_drop_low: float | None = None
     top1_drop_high: float | None = None
     drop_resolved: bool | None = None
-    test_images: int | None = None
+    test_images: int | None = None  # how many images judged it (validation images where judged on them)
+    test_top1: float | None = None  # its top-1 on the test split: reported, never chosen by
+    judged_on: str | None = None  # what top1 / top1_drop were measured on: "validation images" / "test split"
     # Kept while choosing, not written: why it fails the accuracy gate, the latency budget, its parity.
     accuracy_failures: list[str] = field(default_factory=list, metadata=INTERNAL)
     over_budget: str | None = field(default=None, metadata=INTERNAL)
@@ -59,6 +61,7 @@ class BestChoice(Record):
     max_top1_drop: float
     note: str
     candidates: list[Candidate]
+    judged_on: str | None = None  # "validation images", or "test split" for rows profiled before they were
 
     @property
     def winner(self) -> Candidate | None:

@@ -50,7 +50,9 @@ class RunSummary(Record):
     teacher_top1: float | None = None
     student_top1: float | None = None
     student_top5: float | None = None
-    student_top1_best: float | None = None
+    student_top1_best: float | None = (
+        None  # the test top-1 of the epoch best on validation (None: no validation)
+    )
     params: int | None = None
     macs: int | None = None
     student_sha256: str | None = None
@@ -58,7 +60,9 @@ class RunSummary(Record):
     completed: bool = False
     stage1_key: str | None = None
     teacher_reused: bool | None = None
-    student_best_epoch: int | None = None
+    student_best_epoch: int | None = None  # chosen on the validation images, never on the test split
+    student_val_top1: float | None = None  # the last epoch's top-1 on the validation images
+    student_val_top1_best: float | None = None  # the best epoch's
     img_size: int | None = None
     data_config: DataConfig | None = None
     teacher_seconds: float | None = None  # the teacher's training time, in whichever run trained it
@@ -136,7 +140,7 @@ class TeacherInfo(Record):
     epochs: int
     top1: float
     top5: float
-    top1_best: float
+    top1_best: float | None  # the test top-1 of the epoch best on validation; None: no validation images
     seconds: float
     vlm: str
     vlm_pretrained: str
@@ -161,9 +165,10 @@ class EpochMetrics(Record):
     alpha: float
     lr: float
     losses: dict[str, float]
-    top1: float
+    top1: float  # on the test split: reported, never chosen by
     top5: float
     seconds: float
+    val_top1: float | None = None  # on the validation images held out of training (None: the run holds none)
 
     def to_dict(self) -> dict[str, Any]:
         body = super().to_dict()
@@ -171,6 +176,9 @@ class EpochMetrics(Record):
         return (
             {k: body[k] for k in ("stage", "epoch", "alpha", "lr")}
             | losses
+            | (
+                {"val_top1": body["val_top1"]} if body["val_top1"] is not None else {}
+            )  # runs without validation
             | {k: body[k] for k in ("top1", "top5", "seconds")}
         )
 

@@ -3,6 +3,7 @@ rule's gates and its noise test are here; how each choice is put in words is `re
 
 from __future__ import annotations
 
+import dataclasses
 import zlib
 
 from dait_edge.records import BestChoice, Candidate, ProfileRow
@@ -96,13 +97,42 @@ def reference_top1(rows: list[ProfileRow]) -> tuple[float | None, str | None]:
     return None, None
 
 
+VALIDATION = "validation images"
+TEST = "test split"
+
+
+def judged_rows(rows: list[ProfileRow]) -> tuple[list[ProfileRow], str | None]:
+    """The rows as the accuracy gate sees them, and on what: their validation top-1 (and image-by-image
+    correctness) where every scored row of the group has one, so that no choice sees the test labels; the
+    test split only for rows profiled before validation images were scored, and the note says so."""
+    scored = [row for row in rows if row.top1 is not None or row.val_top1 is not None]
+    if not scored:
+        return rows, None
+    if all(row.val_top1 is not None for row in scored):
+        judged = [
+            dataclasses.replace(
+                row,
+                top1=row.val_top1,
+                top1_data=row.val_data,
+                correct=row.val_correct,
+                test_images=row.val_images,
+                torch_top1=None,  # the run's PyTorch figure is a test top-1: not a validation reference
+            )
+            for row in rows
+        ]
+        return judged, VALIDATION
+    return rows, TEST
+
+
 def _best_of_group(rows: list[ProfileRow], max_top1_drop: float, batch: int) -> BestChoice:
     first = rows[0]
+    test_top1 = {candidate_key(row): row.top1 for row in rows}
+    rows, judged_on = judged_rows(rows)
     reference, reference_label = reference_top1(rows)
     short_reference = "fp32" if reference_label and reference_label.endswith("artifact") else "PyTorch"
     ref_row = reference_row(rows) if reference_label and reference_label.endswith("artifact") else None
     candidates = [
-        _candidate(row, reference, short_reference, max_top1_drop, ref_row)
+        _candidate(row, reference, short_reference, max_top1_drop, ref_row, judged_on)
         for row in rows_at_batch(rows, batch)
     ]
     accurate = [c for c in candidates if not c.accuracy_failures and c.latency_p50 is not None]
@@ -123,6 +153,15 @@ def _best_of_group(rows: list[ProfileRow], max_top1_drop: float, batch: int) -> 
         nothing_meets_budget,
         tied=fastest is not winner,
     )
+    for c, row in zip(candidates, rows_at_batch(rows, batch), strict=True):
+        c.test_top1 = test_top1.get(candidate_key(row))
+    if judged_on == VALIDATION:
+        note += "; accuracy judged on validation images, never on the test split"
+    elif judged_on == TEST:
+        note += (
+            "; accuracy judged on the test split: these rows were profiled before validation images were"
+            " scored (profile them again to choose on validation images)"
+        )
     candidates.sort(key=lambda c: (c.status != "chosen", *_speed_order(c)))
     return BestChoice(
         student=first.student,
@@ -140,6 +179,7 @@ def _best_of_group(rows: list[ProfileRow], max_top1_drop: float, batch: int) -> 
         max_top1_drop=max_top1_drop,
         note=note,
         candidates=candidates,
+        judged_on=judged_on,
     )
 
 
@@ -168,7 +208,12 @@ def _within_noise(fastest: Candidate | None, pool: list[Candidate]) -> tuple[Can
 
 
 def _candidate(
-    row: ProfileRow, reference, short_reference: str, max_top1_drop: float, ref_row: ProfileRow | None = None
+    row: ProfileRow,
+    reference,
+    short_reference: str,
+    max_top1_drop: float,
+    ref_row: ProfileRow | None = None,
+    judged_on: str | None = None,
 ) -> Candidate:
     top1 = row.top1
     drop = reference - top1 if reference is not None and top1 is not None else None
@@ -200,6 +245,7 @@ def _candidate(
         parity_passed=row.parity_passed,
         bits=PRECISION_BITS.get(row.precision, 32),
         latency_values=list(row.latency_ms.values),
+        judged_on=judged_on,
         **interval,
     )
 

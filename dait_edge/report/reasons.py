@@ -66,11 +66,14 @@ def noise_tie(fastest: Candidate, winner: Candidate, low: float, high: float) ->
 def unresolved_text(c: Candidate, budget: float) -> str:
     return (
         f"drop {c.top1_drop:.1f} points, 95% interval {c.top1_drop_low:.1f} to {c.top1_drop_high:.1f}:"
-        f" {c.test_images} test images cannot resolve a {format_points(budget)}-point budget"
+        f" {c.test_images} {'validation' if c.judged_on == 'validation images' else 'test'} images cannot"
+        f" resolve a {format_points(budget)}-point budget"
     )
 
 
-def explain(candidates, winner, fastest, pool, noise: dict, nothing_meets_budget: bool, budget: float, batch: int):
+def explain(
+    candidates, winner, fastest, pool, noise: dict, nothing_meets_budget: bool, budget: float, batch: int
+):
     """Give every candidate its status and the reason it was chosen or lost (`noise`: by candidate id, what
     the noise test said of a tie)."""
     tied = fastest is not winner  # the winner is not the fastest: a tie within the noise went its way
@@ -104,7 +107,9 @@ def why_chosen(
     elif len(pool) == 1:
         reason = f"the only artifact that passes the gates (p50 {format_ms(c.latency_p50)} ms)"
     else:
-        reason = f"fastest of {len(pool)} artifacts within the accuracy budget (p50 {format_ms(c.latency_p50)} ms)"
+        reason = (
+            f"fastest of {len(pool)} artifacts within the accuracy budget (p50 {format_ms(c.latency_p50)} ms)"
+        )
     if nothing_meets_budget:
         reason += f"; {c.over_budget} (no accurate artifact meets it)"
     if c.parity_passed is False and c.top1_drop is not None:

@@ -7,7 +7,7 @@ import io
 from pathlib import Path
 
 from dait_edge.records import BestChoice, Int8Accuracy, Measured, ProfileRow, Report
-from dait_edge.report.best import candidate_key, group_key
+from dait_edge.report.best import candidate_key, group_key, reference_top1
 from dait_edge.report.collect import machine_name
 
 # (key, Markdown/HTML header, CSV header); the display text of each key comes from `display_cells`.
@@ -36,7 +36,12 @@ MISSING = "–"
 def table_records(rows: list[ProfileRow], best: list[BestChoice]) -> list[dict]:
     """Display records, keyed by COLUMNS and CSV_EXTRA: latency percentiles, top-1 drop against the
     group's reference, best or not."""
-    references = {e.group: e.reference_top1 for e in best}
+    by_group: dict[tuple, list[ProfileRow]] = {}
+    for row in rows:
+        by_group.setdefault(group_key(row), []).append(row)
+    # the table reports the test split: each row's drop against its group's fp32 test top-1 (the choice
+    # itself was judged on validation images: `BestChoice.judged_on`)
+    references = {key: reference_top1(group)[0] for key, group in by_group.items()}
     chosen = {(*e.group, e.chosen, e.chosen_backend, e.winner.batch) for e in best if e.winner is not None}
     records = []
     for row in rows:
@@ -201,7 +206,9 @@ def answer_rows(report: Report) -> list[list[str]]:
             text = "nothing qualifies"
         else:
             text = f"{winner.label}, p50 {format_ms(winner.latency_p50)} ms"
-            if winner.top1 is not None:
+            if winner.test_top1 is not None:
+                text += f", test top-1 {winner.test_top1:.1f}%"
+            elif winner.top1 is not None:
                 text += f", top-1 {winner.top1:.1f}%"
             if winner.top1_drop_low is not None and not winner.drop_resolved:
                 text += f" ({unresolved_text(winner, entry.max_top1_drop)})"

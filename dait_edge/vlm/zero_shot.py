@@ -41,8 +41,14 @@ def evaluate_zero_shot(
     limit: int | None = None,
     cache_dir=None,
     progress: bool = True,
+    run_preprocessing=None,
 ) -> dict:
-    """Top-1 / top-5 of the VLM's zero-shot classifier on `dataset` (a DatasetSpec)."""
+    """Top-1 / top-5 of the VLM's zero-shot classifier on `dataset` (a DatasetSpec).
+
+    Images are preprocessed as the VLM's own test-time transform does, or, given `run_preprocessing` (a
+    records.DataConfig: a run's size, interpolation and crop), cut as that run cuts its images and then
+    brought to the VLM's size, as the VLM sees the run's training views: the same split scored the same way
+    as the run's students."""
     from torch.utils.data import DataLoader
     from tqdm import tqdm
 
@@ -53,8 +59,16 @@ def evaluate_zero_shot(
     classes_text = text_classifier(vlm, dataset.classes, templates, cache_dir=cache_dir)
     # every class is reached even when the split is sorted by class (the first N would score a few)
     samples = evenly_spread(dataset.split(split), limit) if limit else dataset.split(split)
+    unit = ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))  # pixels in [0, 1]: to_vlm_input normalises them
+    if run_preprocessing is not None:
+        from dait_edge.data.transforms import eval_transform
+
+        rp = run_preprocessing
+        transform = eval_transform(rp.img_size, *unit, crop_pct=rp.crop_pct, interpolation=rp.interpolation)
+    else:
+        transform = vlm_eval_transform(vlm)
     loader = DataLoader(
-        ImageListDataset(samples, transform=vlm_eval_transform(vlm), crop_bottom=dataset.crop_bottom),
+        ImageListDataset(samples, transform=transform, crop_bottom=dataset.crop_bottom),
         batch_size=batch_size,
         num_workers=workers,
         pin_memory=vlm.mean.device.type == "cuda",
@@ -64,6 +78,8 @@ def evaluate_zero_shot(
     counts = torch.zeros(3, dtype=torch.float64, device=device)  # top-1, top-5, images: read once at the end
     for images, labels, _ in tqdm(loader, desc=f"zero-shot {split}", disable=not progress, unit="batch"):
         images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+        if run_preprocessing is not None:
+            images = vlm.to_vlm_input(images, *unit)
         logits = zero_shot_logits(vlm.encode_images(images), classes_text)
         topk = logits.topk(k, dim=1).indices
         counts[0] += (topk[:, 0] == labels).sum()
@@ -82,4 +98,5 @@ def evaluate_zero_shot(
         "top1": 100.0 * correct1 / max(seen, 1),
         "top5": 100.0 * correct5 / max(seen, 1),
         "chance_top1": 100.0 / dataset.num_classes,
+        "preprocessing": "the VLM's own" if run_preprocessing is None else run_preprocessing.describe(),
     }
