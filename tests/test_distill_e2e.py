@@ -498,6 +498,8 @@ def test_ddp_two_processes_on_cpu(tmp_path, layouts, tiny_vlm, tiny_config, tiny
         stage1_epochs=2,
         stage2_epochs=2,
         alpha_rate=1.0,
+        lr_schedule="cosine",
+        warmup_epochs=1,
     )
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
     command += ["-m", "dait_edge", *args]
@@ -531,6 +533,11 @@ def test_ddp_two_processes_on_cpu(tmp_path, layouts, tiny_vlm, tiny_config, tiny
         "loss_ce",
         "loss_sra",
     }
+    # the per-step schedule under DDP: 13 training images (one of 14 held out), a global batch of 4 split over
+    # two ranks -> 3 steps per epoch on each, as in one process; a one-epoch warm-up starts at 1/3 of the
+    # rate and reaches it exactly at the second epoch's first step
+    base_lr = DistillConfig().lr
+    assert [r["lr"] for r in records] == pytest.approx([base_lr / 3, base_lr] * 2, rel=1e-9)
     assert records[-1]["top1"] == summary.student_top1
     assert records[1]["top1"] == summary.teacher_top1
 

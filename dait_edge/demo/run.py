@@ -24,12 +24,34 @@ DEMO_BATCH_SIZES = [1]  # the single-request latency the best-artifact rule judg
 DEMO_CALIB_SAMPLES = 96
 # The method comparison: the fastest student to train; DAIT-F's row is the sweep's own run of it.
 COMPARE_STUDENT = "shufflenet_v2_x1_0"
-COMPARE_RUNS = (  # (method, labelled fraction): what the issue asks for, kept short for `make demo`
+# (method, labelled fraction), beside the sweep's DAIT-F at 100%; kept short for `make demo` (KD with the VLM
+# as teacher, two more runs, was left out when the comparison grew to two seeds: 10 min 24 s with it)
+COMPARE_RUNS = (
     ("none", 1.0),
-    ("kd", 1.0),
     ("none", 0.3),
     ("dho", 0.3),
+    ("dait_f", 0.3),
 )
+# Every comparison run at the demo's seed and the next: at demo scale a single seed can decide a ranking on
+# its own, so the table shows mean ± std over both (the sweep's DAIT-F run is the first; the second is
+# trained here).
+COMPARE_SEEDS = 2
+
+
+# The demo's training recipe, chosen by measuring it at two seeds (README, "What the numbers mean"): with a
+# cosine decay after one warm-up epoch every student's last three epochs stayed within 4 points of each
+# other; the step decay (halved every 4 epochs of 12) left ResNet-18 climbing 15 points over them (seed 0).
+DEMO_RECIPE = {"lr": 1e-2, "lr_schedule": "cosine", "warmup_epochs": 1}
+
+
+def demo_preprocessing(config: DistillConfig):
+    """The demo runs' one input pipeline (size, resize, crop), for scoring the VLM the same way."""
+    from dait_edge.records import DataConfig
+
+    size = config.img_size
+    return DataConfig(
+        [3, size, size], interpolation=config.interpolation, crop_pct=config.crop_pct, source="run"
+    )
 
 
 def demo_config(
@@ -38,6 +60,7 @@ def demo_config(
     vlm_checkpoint: Path,
     scale: DemoScale = DemoScale(),
     progress: bool = True,
+    seed: int = 0,
 ) -> DistillConfig:
     """Both DAIT stages at demo scale: 64 px, random init, a few epochs, on the synthetic birds."""
     return DistillConfig(
@@ -53,11 +76,13 @@ def demo_config(
         batch_size=32,
         # From scratch at 64 px the paper's 1e-4 (for ImageNet-pretrained models) barely moves; at 1e-2
         # MobileNet-V2 reached 61% where 3e-3 gave 36% (16 epochs, synthetic birds).
-        lr=1e-2,
-        lr_step=30,
+        lr=DEMO_RECIPE["lr"],
+        lr_schedule=DEMO_RECIPE["lr_schedule"],
+        warmup_epochs=DEMO_RECIPE["warmup_epochs"],
         alpha_rate=1.0 / scale.stage1_epochs,  # reaches CE-heavy training within the short schedules
         pretrained=False,  # offline: no ImageNet weights
         val_fraction=scale.val_fraction,
+        seed=seed,
         workers=0,
         cache_dir=str(out_dir / "cache"),
         progress=progress,
@@ -70,6 +95,7 @@ def run_demo(
     progress: bool = True,
     echo=print,
     scale: DemoScale = DemoScale(),
+    seed: int = 0,
 ) -> dict:
     """Data -> demo VLM -> inspect -> zero-shot -> sweep (distill, export, profile) -> report."""
     from dait_edge.data import load_dataset
@@ -108,7 +134,14 @@ def run_demo(
 
     echo("[4/7] dait-edge zero-shot (the VLM loaded back from its local checkpoint file)")
     teacher = load_vlm(str(DEMO_VLM_CONFIG), str(checkpoint))
-    zero_shot = evaluate_zero_shot(teacher, dataset, cache_dir=out_dir / "cache", progress=progress)
+    # the test split cut as the runs cut it (64 px, their resize and crop), then brought to the VLM's size
+    zero_shot = evaluate_zero_shot(
+        teacher,
+        dataset,
+        cache_dir=out_dir / "cache",
+        progress=progress,
+        run_preprocessing=demo_preprocessing(demo_config(out_dir, data_root, checkpoint, scale, seed=seed)),
+    )
     results["zero_shot"] = zero_shot
     echo(
         f"      top-1 {zero_shot['top1']:.1f}% (chance {zero_shot['chance_top1']:.1f}%),"
@@ -124,7 +157,7 @@ def run_demo(
         f" each student), export {DEMO_FORMATS}, profile on {' and '.join(DEMO_PROFILES)} at batch 1"
     )
     state, report = run_sweep(
-        demo_config(out_dir, data_root, checkpoint, scale, progress=progress),
+        demo_config(out_dir, data_root, checkpoint, scale, progress=progress, seed=seed),
         students,
         out_dir,
         profiles=list(DEMO_PROFILES),
@@ -139,16 +172,22 @@ def run_demo(
         summary = RunSummary.read(SweepLayout(out_dir).run(student, "dait_f"))
         results["students"][student] = summary.to_dict()
         reused = " (reused)" if summary.teacher_reused else ""
+        best = (
+            f" (best on validation: epoch {summary.student_best_epoch + 1}, test {summary.student_top1_best:.1f}%)"
+            if summary.student_best_epoch is not None
+            else ""
+        )
         echo(
-            f"      {student}: student top-1 {summary.student_top1:.1f}%, from teacher"
+            f"      {student}: test top-1 {summary.student_top1:.1f}% at the last epoch{best}, from teacher"
             f" {DEMO_TEACHER}{reused} at {summary.teacher_top1 or float('nan'):.1f}%"
         )
 
     echo(
-        f"[6/7] method comparison on {COMPARE_STUDENT}: dait-edge distill --method none and kd (VLM teacher),"
-        " none and dho at 30% labelled; then dait-edge compare (with the sweep's dait_f run)"
+        f"[6/7] method comparison on {COMPARE_STUDENT}, seeds {seed} and {seed + 1}: dait-edge distill --method"
+        f" none and dait_f with all labels (seed {seed}'s dait_f is the sweep's run), none, dho and dait_f at 30%"
+        " labelled; then dait-edge compare"
     )
-    config = demo_config(out_dir, data_root, checkpoint, scale, progress=progress)
+    config = demo_config(out_dir, data_root, checkpoint, scale, progress=progress, seed=seed)
     comparison = compare_methods(config, out_dir, SweepLayout(out_dir).run(COMPARE_STUDENT, "dait_f"), echo)
     results["compare"] = comparison.to_dict()
 
@@ -172,28 +211,33 @@ def compare_methods(config: DistillConfig, out_dir: Path, dait_run: Path, echo=p
     from dait_edge.report.compare import SYNTHETIC_NOTE, compare_runs, markdown
 
     runs_root = out_dir / "compare-runs"
-    for method, fraction in COMPARE_RUNS:
+    seeds = [config.seed + k for k in range(COMPARE_SEEDS)]
+    planned = [(seed, method, fraction) for seed in seeds for method, fraction in COMPARE_RUNS]
+    planned += [(seed, "dait_f", 1.0) for seed in seeds[1:]]  # the sweep ran the first
+    for seed, method, fraction in planned:
         suffix = "" if fraction >= 1 else f"-l{round(fraction * 100)}"
-        run_dir = runs_root / f"{COMPARE_STUDENT}-{method}{suffix}"
+        run_dir = runs_root / f"{COMPARE_STUDENT}-{method}{suffix}-s{seed}"
+        what = f"{method} ({fraction:.0%} labelled, seed {seed})"
         summary = RunSummary.read_if_present(run_dir)
         if summary is not None and summary.student_top1 is not None:
-            echo(f"      {method} ({fraction:.0%} labelled): done earlier")
+            echo(f"      {what}: done earlier")
             continue
         run = dataclasses.replace(
             config,
             student=COMPARE_STUDENT,
             method=method,
             labelled_fraction=fraction,
+            seed=seed,
             out=str(run_dir),
             teacher_cache=str(SweepLayout(out_dir).teachers),
         )
         summary = run_distill(run, resume=RunManifest.path_in(run_dir).is_file())
-        echo(
-            f"      {method} ({fraction:.0%} labelled): top-1 {summary.student_top1:.1f}% in"
-            f" {summary.stage2_seconds:.0f} s"
-        )
+        echo(f"      {what}: test top-1 {summary.student_top1:.1f}% in {summary.stage2_seconds:.0f} s")
     comparison, files = compare_runs(
-        [dait_run, runs_root], SweepLayout(out_dir).compare, note=SYNTHETIC_NOTE, log=lambda msg: echo(f"      {msg}")
+        [dait_run, runs_root],
+        SweepLayout(out_dir).compare,
+        note=SYNTHETIC_NOTE,
+        log=lambda msg: echo(f"      {msg}"),
     )
     for line in markdown(comparison, figure_name=None).splitlines()[2:]:
         echo(f"      {line}")

@@ -15,10 +15,10 @@ class DemoScale:
     # Held out of training for validation (10 per class): int8's accuracy budget is judged on images no
     # model trained on; 60 images clear the search's minimum of 50, and 240 remain to train on.
     val_fraction: float = 0.2
-    # Stage-2 epochs per student, from scratch. With 12, `make demo` took 6 min 13 s on a 2-core AMD EPYC
-    # (slower 2-core machines run about twice as long); alpha reaches 1 halfway, so the second half trains
-    # on labels alone, which the small students need (16 epochs, or 12 with an 8-epoch stage 1, ended lower
-    # on MobileNet-V2 and ShuffleNet-V2).
+    # Stage-2 epochs per student, from scratch. With 12 (and the comparison at two seeds), `make demo` took
+    # 8 min 50 s on a 2-core AMD EPYC; alpha reaches 1 halfway, so the second half trains on labels alone,
+    # which the small students need (16 epochs, or 12 with an 8-epoch stage 1, ended lower on MobileNet-V2
+    # and ShuffleNet-V2, before the cosine schedule).
     epochs: int = 12
 
     @property

@@ -97,8 +97,7 @@ def reference_top1(rows: list[ProfileRow]) -> tuple[float | None, str | None]:
     return None, None
 
 
-VALIDATION = "validation images"
-TEST = "test split"
+VALIDATION, TEST = reasons.VALIDATION, reasons.TEST
 
 
 def judged_rows(rows: list[ProfileRow]) -> tuple[list[ProfileRow], str | None]:
@@ -227,7 +226,7 @@ def _candidate(
         # the PyTorch model is what parity compares against: it needs none
         accuracy.append(reasons.UNVERIFIED if top1 is None else reasons.NOTHING_TO_COMPARE)
     if drop is not None and drop > max_top1_drop + DROP_SLACK:
-        accuracy.append(reasons.below_reference(top1, drop, max_top1_drop, short_reference))
+        accuracy.append(reasons.below_reference(top1, drop, max_top1_drop, short_reference, judged_on))
     over_budget = reasons.over_latency_budget(row) if row.within_budget is False else None
     return Candidate(
         artifact=row.artifact,

@@ -93,7 +93,6 @@ PER_RUN = frozenset(
         "teacher_cache",
         "cache_dir",
         "vlm_views",
-        "val_fraction",
         "extra",
     }
 )
@@ -101,7 +100,15 @@ PER_RUN = frozenset(
 
 def _recipe(run_dir: Path) -> dict:
     manifest = RunManifest.read_if_present(run_dir)
-    return manifest.config.to_dict() if manifest else {}
+    if manifest is None:
+        return {}
+    from dait_edge.methods.base import validation_fraction  # torch: only where runs are compared
+
+    recipe = manifest.config.to_dict()
+    # The validation share decides which images a method trains on, so it must agree across a table; a
+    # manifest from before it was one setting held out its method's default of that time (DHO's 0.1).
+    recipe["val_fraction"] = validation_fraction(manifest.config.method, manifest.config.val_fraction)
+    return recipe
 
 
 def _seed(summary: RunSummary, recipe: dict) -> int | None:

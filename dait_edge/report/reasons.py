@@ -5,6 +5,10 @@ from __future__ import annotations
 
 from dait_edge.records import BestChoice, Candidate, ProfileRow
 
+# which images the accuracy gate judged (Candidate.judged_on, BestChoice.judged_on)
+VALIDATION = "validation images"
+TEST = "test split"
+
 PARITY_FAILED = "failed parity against PyTorch at export"
 PARITY_WAIVED = "below the parity threshold at export, but its measured top-1 is within the budget"
 NO_TOP1 = "top-1 not measured (profile with --dataset/--data-root); accuracy judged by export parity"
@@ -40,10 +44,17 @@ def _drop_text(drop: float, budget: float) -> str:
     return text if float(text) > budget else f"{drop:.2f}"
 
 
-def below_reference(top1: float, drop: float, budget: float, reference: str) -> str:
+def top1_name(judged_on: str | None) -> str:
+    """What a judged top-1 is called: the validation images' must not read as the test split's."""
+    return "validation top-1" if judged_on == VALIDATION else "top-1"
+
+
+def below_reference(
+    top1: float, drop: float, budget: float, reference: str, judged_on: str | None = None
+) -> str:
     """The accuracy gate's failure: top-1 more than the budget below the reference (fp32 or PyTorch)."""
     return (
-        f"top-1 {top1:.1f}% is {_drop_text(drop, budget)} points below {reference}"
+        f"{top1_name(judged_on)} {top1:.1f}% is {_drop_text(drop, budget)} points below {reference}"
         f" (budget {format_points(budget)})"
     )
 
@@ -163,10 +174,10 @@ def note(
     elif reference is None:
         parts.append(NO_REFERENCE)
     elif winner.precision == "fp32" and winner.top1 == reference:
-        parts.append(f"top-1 {winner.top1:.1f}%, the fp32 reference")
+        parts.append(f"{top1_name(winner.judged_on)} {winner.top1:.1f}%, the fp32 reference")
     else:
         parts.append(
-            f"top-1 {winner.top1:.1f}% against {reference:.1f}% for the {reference_label}"
+            f"{top1_name(winner.judged_on)} {winner.top1:.1f}% against {reference:.1f}% for the {reference_label}"
             f" (budget {format_points(max_top1_drop)} point{'' if max_top1_drop == 1 else 's'})"
         )
     if nothing_meets_budget:
