@@ -244,6 +244,37 @@ def test_compare_warns_when_a_table_mixes_recipes_and_splits_no_unlabelled_runs(
     ]
 
 
+def test_compare_judges_sra_form_only_among_dait_f_runs(tiny_cub, fake_run, tmp_path):
+    """A `none` run ignores --sra-form, so it never makes a table mixed; two DAIT-F forms do, and a run made
+    before the setting existed counts as the paper's form."""
+    import dataclasses
+    import json
+
+    from dait_edge.records import RunManifest
+    from dait_edge.report.compare import build_comparison, find_runs
+
+    def run(name, method, form):
+        folder = fake_run(tmp_path / name, "test_resnet", tiny_cub, method=method, student_top1=50.0)
+        manifest = RunManifest.read(folder)
+        dataclasses.replace(manifest, config=dataclasses.replace(manifest.config, sra_form=form)).write(
+            folder
+        )
+        return folder
+
+    run("none", "none", "paper")
+    run("dait_f", "dait_f", "pearson")
+    assert build_comparison(find_runs([tmp_path])[0], [str(tmp_path)]).warnings == []
+    old = run("dait_f_old", "dait_f", "pearson")
+    data = json.loads(RunManifest.path_in(old).read_text())
+    del data["config"]["sra_form"]
+    RunManifest.path_in(old).write_text(json.dumps(data | {"schema_version": 1}))
+    warnings = build_comparison(find_runs([tmp_path])[0], [str(tmp_path)]).warnings
+    assert (
+        "cub, all labelled: its runs differ in sra_form; compare runs of one recipe (as a sweep makes them)"
+        in (warnings)
+    )
+
+
 def test_compare_bad_input(assert_user_error, tmp_path):
     runner = CliRunner()
     assert_user_error(runner.invoke(cli, ["compare", str(tmp_path / "nope")]), "does not exist")

@@ -301,8 +301,8 @@ def test_stages_1_trains_only_the_teacher(run_stage1_only):
 
 def test_teacher_reused_by_a_later_student(env, run_dait_f):
     first, first_dir = run_dait_f
-    summary, run_dir = distill(
-        env.args(env.base / "runs" / "reuse_resnet18", student="resnet18", method="dait_l")
+    summary, run_dir = distill(  # another stage-2 setting (DAIT-F's feature term) leaves the key alone
+        env.args(env.base / "runs" / "reuse_resnet18", student="resnet18", method="dait_l", sra_form="paper")
     )
     assert summary.teacher_reused is True
     assert summary.stage1_key == first.stage1_key

@@ -83,6 +83,33 @@ def test_ira_loss_is_mean_l1(rng):
     assert ira_loss(torch.tensor([[1.0, -1.0]]), torch.tensor([[0.0, 1.0]])).item() == pytest.approx(1.5)
 
 
+def test_sra_pearson_golden_and_blind_to_the_student_map_scale():
+    # one channel over a batch of 2 at 1x2: student (0, 1, 2, 4), teacher (1, 3, 2, 0)
+    student = torch.tensor([[[[0.0, 1.0]]], [[[2.0, 4.0]]]])
+    teacher = torch.tensor([[[[1.0, 3.0]]], [[[2.0, 0.0]]]])
+    zs = (student - 1.75) / np.sqrt(2.1875)  # population mean and std over the batch and positions
+    zt = (teacher - 1.5) / np.sqrt(1.25)
+    expected = ((zs - zt) ** 2).mean().item() / 2
+    assert expected == pytest.approx(1 - np.corrcoef([0, 1, 2, 4], [1, 3, 2, 0])[0, 1])  # 1 - Pearson's r
+    assert sra_loss(student, teacher, "pearson").item() == pytest.approx(expected, rel=1e-5)
+    # the student map's scale and offset per channel cost nothing: shrinking it gains nothing
+    assert sra_loss(0.01 * student + 3, teacher, "pearson").item() == pytest.approx(expected, rel=1e-4)
+    assert sra_loss(teacher * 7 - 1, teacher, "pearson").item() == pytest.approx(0.0, abs=1e-6)
+    assert sra_loss(-teacher, teacher, "pearson").item() == pytest.approx(2.0, rel=1e-5)
+
+
+def test_sra_standardised_targets_the_standardised_teacher_and_dead_channels_stay_finite():
+    teacher = torch.tensor([[[[1.0, 3.0]]], [[[2.0, 0.0]]]])
+    zt = (teacher - 1.5) / np.sqrt(1.25)
+    assert sra_loss(torch.zeros_like(teacher), teacher, "standardised").item() == pytest.approx(1.0, rel=1e-5)
+    assert sra_loss(zt, teacher, "standardised").item() == pytest.approx(0.0, abs=1e-6)
+    dead = torch.zeros(2, 1, 1, 2)  # a ReLU channel that is zero on the whole batch
+    for form in ("standardised", "pearson"):
+        assert torch.isfinite(sra_loss(dead, dead, form)) and sra_loss(dead, dead, form).item() == 0.0
+    with pytest.raises(ValueError, match="unknown SRA form"):
+        sra_loss(dead, dead, "cosine")
+
+
 def test_sra_loss_is_mse(rng):
     a, b = rng.normal(size=(2, 3, 4, 4)), rng.normal(size=(2, 3, 4, 4))
     assert sra_loss(torch.tensor(a), torch.tensor(b)).item() == pytest.approx(((a - b) ** 2).mean(), rel=1e-6)

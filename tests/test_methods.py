@@ -85,10 +85,10 @@ def test_stage1_loss_is_the_documented_combination(vlm_and_text):
     torch.testing.assert_close(out["loss"], alpha * ce + (1 - alpha) / 2 * (0.5 * sia + ira))  # w_SIA = 0.5
 
 
-def _stage2(method_name, student_name="mobilenetv2", teacher_name="resnet18"):
+def _stage2(method_name, student_name="mobilenetv2", teacher_name="resnet18", options=None):
     teacher = build_model(teacher_name, NUM_CLASSES, pretrained=False, role="teacher")
     student = build_model(student_name, NUM_CLASSES, pretrained=False)
-    context = MethodContext(NUM_CLASSES, MEAN, STD, tau=2.0, teacher=teacher)
+    context = MethodContext(NUM_CLASSES, MEAN, STD, tau=2.0, teacher=teacher, options=dict(options or {}))
     return METHODS.get(method_name)(student, context)
 
 
@@ -130,8 +130,25 @@ def test_dait_f_adapter_is_training_only_and_resizes():
                 student_map, size=teacher_map.shape[-2:], mode="bilinear", align_corners=False
             )
         ce = F.cross_entropy(method.student(images), labels)
-    torch.testing.assert_close(out["loss_sra"], sra_loss(student_map, teacher_map))
-    torch.testing.assert_close(out["loss"], 0.2 * ce + 0.8 * sra_loss(student_map, teacher_map))
+    assert method.sra_form == "pearson"  # the default (README: DAIT-F's feature term)
+    torch.testing.assert_close(out["loss_sra"], sra_loss(student_map, teacher_map, "pearson"))
+    torch.testing.assert_close(out["loss"], 0.2 * ce + 0.8 * sra_loss(student_map, teacher_map, "pearson"))
+
+
+@pytest.mark.parametrize("form", ["paper", "standardised", "pearson"])
+def test_dait_f_compares_the_maps_as_its_option_says(form):
+    method = _stage2(
+        "dait_f", student_name="shufflenetv2", teacher_name="resnet18", options={"sra_form": form}
+    )
+    method.eval()
+    images, labels = _batch(4, size=64)
+    with torch.no_grad():
+        out = run(method, images, labels, 0.0)
+        adapted = method.adapter(method.student.forward_features(images))
+        teacher_map = method.teacher.forward_features(images)
+    torch.testing.assert_close(out["loss"], sra_loss(adapted, teacher_map, form))
+    if form == "paper":  # method.md's formula, exactly
+        torch.testing.assert_close(out["loss"], F.mse_loss(adapted, teacher_map))
 
 
 def test_dait_f_resizes_when_maps_differ():
@@ -145,7 +162,7 @@ def test_dait_f_resizes_when_maps_differ():
         adapted = method.adapter(method.student.forward_features(images))
         resized = F.interpolate(adapted, size=(5, 5), mode="bilinear", align_corners=False)
     assert adapted.shape[-2:] == (2, 2)
-    torch.testing.assert_close(out["loss"], sra_loss(resized, teacher_map))
+    torch.testing.assert_close(out["loss"], sra_loss(resized, teacher_map, method.sra_form))
 
 
 def test_dait_l_loss_is_kd_on_teacher_logits():

@@ -23,7 +23,7 @@ from dait_edge.cli.options import (
 )
 from dait_edge.config import MIN_IMG_SIZE, DistillConfig
 from dait_edge.records import RunSummary
-from dait_edge.records.config import INTERPOLATIONS, LR_SCHEDULES
+from dait_edge.records.config import INTERPOLATIONS, LR_SCHEDULES, SRA_FORMS
 
 D = DistillConfig()  # defaults shown in --help come from the one place that defines them
 
@@ -142,6 +142,16 @@ TRAINING_OPTIONS = [
         type=click.FloatRange(min=0.0),
         help="Weight of SIA in stage 1: L1 = alpha CE + (1 - alpha) / 2 (w SIA + IRA). 0.5 matches VL2Lite's"
         " released code, with which the paper's numbers were obtained.",
+    ),
+    click.option(
+        "--sra-form",
+        default=D.sra_form,
+        show_default=True,
+        type=click.Choice(list(SRA_FORMS)),
+        help="How DAIT-F's feature term compares the adapted student map with the teacher map. "
+        + "; ".join(f"{name}: {text}" for name, text in SRA_FORMS.items())
+        + ". pearson is the default because the paper's form stopped from-scratch students learning at demo"
+        " scale (README).",
     ),
     click.option(
         "--labelled-fraction",
@@ -289,7 +299,8 @@ def command(ctx: click.Context, config_file, epochs, no_pretrained, templates, r
 
     \b
     The paper's recipe (defaults): 100 + 100 epochs, AdamW lr 1e-4 halved every 30 epochs,
-    batch 32, 224 px, tau 2, ImageNet-pretrained student and teacher:
+    batch 32, 224 px, tau 2, ImageNet-pretrained student and teacher (DAIT-F's feature
+    term is compared as correlations, --sra-form pearson; --sra-form paper is the formula):
       dait-edge distill --student mobilenetv2 --dataset cub --data-root ~/data/CUB_200_2011 \\
           --vlm-pretrained ~/weights/convnext_xxlarge.safetensors
     \b

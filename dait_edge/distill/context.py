@@ -35,7 +35,12 @@ from dait_edge.utils.device import resolve_device
 
 def method_options(config: DistillConfig) -> dict:
     """The options a stage-2 method is built with (its MethodContext.options)."""
-    return {"sia_weight": config.sia_weight, "kd_teacher": config.kd_teacher, **config.extra}
+    return {
+        "sia_weight": config.sia_weight,
+        "kd_teacher": config.kd_teacher,
+        "sra_form": config.sra_form,
+        **config.extra,
+    }
 
 
 class RunContext:

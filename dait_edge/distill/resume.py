@@ -12,6 +12,7 @@ from dait_edge.distill.manifest import write_manifest
 from dait_edge.engine.distributed import barrier, on_main
 from dait_edge.errors import UserError
 from dait_edge.methods import validation_fraction
+from dait_edge.methods.base import settings_of_other_methods
 from dait_edge.records import DistillConfig, RunManifest, RunSummary
 from dait_edge.utils.lock import exclusive
 
@@ -62,7 +63,8 @@ def _prepare_dir(run: RunContext) -> None:
 
 def comparable(config: DistillConfig, vlm_taught_epochs: int) -> dict:
     """Settings as they act, so that the same run written another way compares equal: paths resolved,
-    stages sorted, `auto` views, a method's default validation fraction and the default step decay as numbers."""
+    stages sorted, `auto` views, a method's default validation fraction and the default step decay as numbers,
+    without the settings only other methods read."""
     values = dataclasses.asdict(config)
     for name in (*PATH_SETTINGS, "kd_teacher"):
         value = values.get(name)
@@ -70,6 +72,8 @@ def comparable(config: DistillConfig, vlm_taught_epochs: int) -> dict:
             values[name] = str(Path(value).resolve())
     values["stages"] = config.stage_list()
     values["val_fraction"] = validation_fraction(config.method, config.val_fraction)
+    for name in settings_of_other_methods(config.method):  # sra_form cannot change a `none` run
+        values.pop(name, None)
     values["lr_step"] = [config.lr_step_for(config.stage1_epochs), config.lr_step_for(config.stage2_epochs)]
     if config.vlm_view_setting() is None:  # auto: as many views as the longest VLM-taught stage's epochs
         values["vlm_views"] = str(vlm_taught_epochs)

@@ -29,6 +29,7 @@ STAGE2_ONLY = frozenset(
         "student_weights",
         "method",
         "kd_teacher",
+        "sra_form",  # DAIT-F's feature term: stage 2 only
         "stage2_epochs",
         "stages",
         "extra",

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from dait_edge.losses.kd import kd_loss
+from dait_edge.records.config import PAPER_SRA_FORM, SRA_FORMS
 
 CLIP_LOGIT_SCALE = 1.0 / 0.07
 
@@ -36,6 +37,33 @@ def ira_loss(img: torch.Tensor, vlm_img: torch.Tensor) -> torch.Tensor:
     return F.l1_loss(img.float(), vlm_img.float())
 
 
-def sra_loss(student_map: torch.Tensor, teacher_map: torch.Tensor) -> torch.Tensor:
-    """Spatial representation alignment: MSE between the adapted student map and the teacher map."""
-    return F.mse_loss(student_map.float(), teacher_map.float())
+def standardise_channels(maps: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Each channel of (B, C, H, W) maps to zero mean and unit variance over the batch and positions; a
+    channel that is constant in the batch (a ReLU map's dead channel) becomes zeros."""
+    mean = maps.mean((0, 2, 3), keepdim=True)
+    std = maps.std((0, 2, 3), keepdim=True, unbiased=False)
+    return (maps - mean) / (std + eps)
+
+
+def sra_pair(
+    student_map: torch.Tensor, teacher_map: torch.Tensor, form: str = PAPER_SRA_FORM
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two maps SRA's MSE compares under `form`, in fp32."""
+    student_map, teacher_map = student_map.float(), teacher_map.float()
+    if form == "paper":
+        return student_map, teacher_map
+    if form == "standardised":
+        return student_map, standardise_channels(teacher_map)
+    if form == "pearson":
+        return standardise_channels(student_map), standardise_channels(teacher_map)
+    raise ValueError(f"unknown SRA form {form!r}; use one of {', '.join(SRA_FORMS)}")
+
+
+def sra_loss(
+    student_map: torch.Tensor, teacher_map: torch.Tensor, form: str = PAPER_SRA_FORM
+) -> torch.Tensor:
+    """Spatial representation alignment: MSE between the adapted student map and the teacher map (B, C, H, W),
+    compared as `form` says (SRA_FORMS); pearson halves it, as PKD does, so that it lies in [0, 2]."""
+    student, teacher = sra_pair(student_map, teacher_map, form)
+    loss = F.mse_loss(student, teacher)
+    return loss / 2 if form == "pearson" else loss

@@ -44,6 +44,12 @@ def validation_fraction(method: str, given: float | None) -> float:
     return METHODS.get(method).default_val_fraction if method in METHODS else 0.0
 
 
+def settings_of_other_methods(method: str) -> frozenset[str]:
+    """Run settings that some method reads but `method` does not: they cannot change what its run computed."""
+    owned = frozenset().union(*(METHODS.get(name).own_settings for name in METHODS))
+    return owned - (METHODS.get(method).own_settings if method in METHODS else frozenset())
+
+
 @dataclass
 class MethodContext:
     """What a method may draw on. Which fields must be set is in the method's `needs`."""
@@ -70,6 +76,7 @@ class Distiller(nn.Module):
     teacher_choice: bool = False  # the teacher is the VLM or a task checkpoint (--kd-teacher)
     student_head: str = "linear"  # "dual": the student `wrap_student` builds has DHO's two heads
     default_val_fraction: float = 0.0  # what a manifest without --val-fraction (None) held out: older runs
+    own_settings: frozenset[str] = frozenset()  # run settings only this method reads (DAIT-F's sra_form)
 
     def __init__(self, student: nn.Module, context: MethodContext):
         super().__init__()

@@ -20,13 +20,25 @@ LR_SCHEDULES = ("step", "cosine")
 INTERPOLATIONS = ("bicubic", "bilinear", "nearest")
 LR_STEP_SHARE = 0.3  # --lr-step when not given: 30% of the stage's epochs (the paper's 30 of 100)
 MAX_DEFAULT_WORKERS = 8
+# How SRA compares the adapted student map with the teacher map (`--sra-form`). method.md's formula is
+# "paper"; "pearson" is the default because the paper's form collapses a from-scratch student at demo scale
+# (README, "DAIT-F's feature term"; issue 23's measurements).
+SRA_FORMS = {
+    "pearson": "both maps standardised per channel over the batch and positions, MSE / 2 (PKD's form:"
+    " 1 - the mean per-channel correlation); the student map's scale and offset cost nothing",
+    "paper": "MSE(phi(F_S), F_M) on the raw maps (the paper's formula)",
+    "standardised": "MSE(phi(F_S), z(F_M)): only the teacher map standardised per channel",
+}
+PAPER_SRA_FORM = "paper"
+DEFAULT_SRA_FORM = "pearson"
 DEFAULT_VLM = "convnext_xxlarge"
 DEFAULT_VLM_PRETRAINED = "laion2b_s34b_b82k_augreg_soup"
 
 
 @dataclass
 class DistillConfig:
-    """Every option of `dait-edge distill`. Defaults are the paper's recipe (method.md)."""
+    """Every option of `dait-edge distill`. Defaults are the paper's recipe (method.md), but for `sra_form`
+    (chosen by measurement: README, "DAIT-F's feature term")."""
 
     dataset: str = ""
     data_root: str = ""
@@ -60,6 +72,9 @@ class DistillConfig:
     alpha_bias: float = 0.0
     temperature: float = 2.0
     sia_weight: float = 0.5  # w_SIA of stage 1; 0.5 matches VL2Lite's released code (method.md)
+    # how DAIT-F's SRA compares the maps (losses.alignment.SRA_FORMS); manifests written before it was a
+    # setting used "paper" (RunManifest.upgrade)
+    sra_form: str = DEFAULT_SRA_FORM
     labelled_fraction: float = 1.0
     train_unlabelled: bool = True  # the images outside the labelled fraction feed the distillation terms
     # labelled images held out for validation (best epoch, DHO's (a, b), int8's budget), the same for every
@@ -144,6 +159,10 @@ class DistillConfig:
         self.vlm_view_setting()
         if self.sia_weight < 0:
             raise UserError(f"sia_weight must be 0 or more (got {self.sia_weight}).", setting="sia_weight")
+        if self.sra_form not in SRA_FORMS:
+            raise UserError(
+                f"unknown SRA form {self.sra_form!r}; use one of {', '.join(SRA_FORMS)}.", setting="sra_form"
+            )
         self.stage_list()
         if self.workers is None:
             self.workers = default_workers()

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from dait_edge.records._base import Record, RecordError
-from dait_edge.records.config import DistillConfig
+from dait_edge.records.config import PAPER_SRA_FORM, DistillConfig
 from dait_edge.records.data_config import DataConfig
 from dait_edge.utils.io import write_text_atomic
 
@@ -110,6 +110,7 @@ class RunManifest(Record):
     LEGACY_KEY = "config"
     WHAT = "run manifest"
     FIX = "start the run again in a new run directory"
+    VERSION = 2  # 2: config.sra_form recorded (version 1 runs used the paper's form)
 
     config: DistillConfig
     seed: int
@@ -119,6 +120,13 @@ class RunManifest(Record):
     created: str
     # images left out as unreadable (--skip-bad-images); None in manifests written before it was recorded
     skipped_images: list[str] | None = None
+
+    @classmethod
+    def upgrade(cls, data: dict, version: int) -> dict:
+        config = data.get("config")
+        if isinstance(config, dict):  # runs made before --sra-form trained DAIT-F with the paper's form
+            data["config"] = {"sra_form": PAPER_SRA_FORM, **config}
+        return data
 
 
 @dataclass

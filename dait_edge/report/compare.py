@@ -98,16 +98,24 @@ PER_RUN = frozenset(
 )
 
 
+NOT_READ = object()  # a recipe's value for a setting only other methods read (DAIT-F's sra_form in `none`)
+
+
 def _recipe(run_dir: Path) -> dict:
     manifest = RunManifest.read_if_present(run_dir)
     if manifest is None:
         return {}
-    from dait_edge.methods.base import validation_fraction  # torch: only where runs are compared
+    from dait_edge.methods.base import (  # torch: only where runs are compared
+        settings_of_other_methods,
+        validation_fraction,
+    )
 
     recipe = manifest.config.to_dict()
     # The validation share decides which images a method trains on, so it must agree across a table; a
     # manifest from before it was one setting held out its method's default of that time (DHO's 0.1).
     recipe["val_fraction"] = validation_fraction(manifest.config.method, manifest.config.val_fraction)
+    for name in settings_of_other_methods(manifest.config.method):  # e.g. sra_form in a `none` run
+        recipe[name] = NOT_READ
     return recipe
 
 
@@ -215,7 +223,9 @@ def build_comparison(runs: list[tuple[Path, RunSummary]], sources: list[str], no
 
 
 def _same(recipes: list[dict], key: str) -> bool:
-    return all(r.get(key) == recipes[0].get(key) for r in recipes)
+    """Do the runs agree on `key`? Runs whose method does not read it (NOT_READ) have no say."""
+    values = [r.get(key) for r in recipes if r.get(key) is not NOT_READ]
+    return all(value == values[0] for value in values)
 
 
 # ------------------------------------------------------------------------------------- rendering
