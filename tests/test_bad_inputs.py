@@ -295,6 +295,12 @@ DISTILL = [
         DISTILL_DONE,
     ),
     Case(
+        "distill-kd-weights-unreadable",
+        lambda e, t: distill(e, t, method="kd", kd_weights="often"),
+        ("kd_weights", "'often' is not a weights setting", "alpha, constant or W_CE,W_KD", "--kd-weights"),
+        DISTILL_DONE,
+    ),
+    Case(
         "distill-val-fraction-1",
         lambda e, t: distill(e, t, val_fraction=1.0),
         ("'--val-fraction'", "1.0 is not in the range 0.0<=x<1.0"),

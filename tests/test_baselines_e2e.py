@@ -242,6 +242,15 @@ def test_compare_warns_when_a_table_mixes_recipes_and_splits_no_unlabelled_runs(
     assert comparison.warnings == [
         "cub, all labelled: its runs differ in img_size; compare runs of one recipe (as a sweep makes them)"
     ]
+    from dait_edge.report.compare import markdown
+
+    text = markdown(comparison)
+    # the paper's Table 3 (the subset alone) and the semi-supervised runs: separate tables, each saying which
+    assert "## cub, 30% labelled\n\nTrained on the 30% labelled images, and on the other 70% without" in text
+    assert (
+        "## cub, 30% labelled (the rest not trained on)\n\nTrained on the 30% labelled images alone" in text
+    )
+    assert "Table 3 setting, `--no-unlabelled`" in text
 
 
 def test_compare_judges_sra_form_only_among_dait_f_runs(tiny_cub, fake_run, tmp_path):

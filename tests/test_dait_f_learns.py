@@ -73,11 +73,18 @@ def test_dait_f_cross_entropy_falls_below_chance_while_the_feature_term_is_on(ta
 
 def test_the_manifest_records_the_feature_term_and_older_runs_read_as_the_paper_form(taught, tmp_path):
     assert RunManifest.read(taught).config.sra_form == "pearson"
+    assert RunManifest.read(taught).config.kd_weights == "constant"
     data = json.loads(RunManifest.path_in(taught).read_text())
-    data["schema_version"] = 1  # a run made before --sra-form existed
-    del data["config"]["sra_form"]
+    data["schema_version"] = 1  # a run made before --sra-form and --kd-weights existed
+    del data["config"]["sra_form"], data["config"]["kd_weights"]
     (tmp_path / "manifest.json").write_text(json.dumps(data))
-    assert RunManifest.read(tmp_path).config.sra_form == "paper"
+    old = RunManifest.read(tmp_path).config
+    assert (old.sra_form, old.kd_weights) == ("paper", "alpha")
+    data["schema_version"] = 2  # after --sra-form, before --kd-weights
+    data["config"]["sra_form"] = "pearson"
+    (tmp_path / "manifest.json").write_text(json.dumps(data))
+    old = RunManifest.read(tmp_path).config
+    assert (old.sra_form, old.kd_weights) == ("pearson", "alpha")
 
 
 def test_the_probe_tool_measures_each_term_where_it_acts(taught, tmp_path, run_tool):

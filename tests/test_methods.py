@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -175,6 +176,56 @@ def test_dait_l_loss_is_kd_on_teacher_logits():
         ce = F.cross_entropy(method.student(images), labels)
     torch.testing.assert_close(out["loss_kd"], kd)
     torch.testing.assert_close(out["loss"], 0.4 * ce + 0.6 * kd)
+
+
+def _kd_reference(
+    student: np.ndarray, teacher: np.ndarray, labels: np.ndarray, tau: float
+) -> tuple[float, float]:
+    """(CE, tau^2 * batch-mean KL(p_T || p_S)) written out in numpy."""
+
+    def log_softmax(z):
+        z = z - z.max(axis=1, keepdims=True)
+        return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+
+    ce = -log_softmax(student)[np.arange(len(labels)), labels].mean()
+    log_t, log_s = log_softmax(teacher / tau), log_softmax(student / tau)
+    kl = (np.exp(log_t) * (log_t - log_s)).sum(axis=1).mean()
+    return float(ce), float(tau**2 * kl)
+
+
+@pytest.mark.parametrize(
+    ("setting", "alpha", "weights"),
+    [
+        ("constant", 0.4, (1.0, 1.0)),
+        ("0.1,0.9", 0.4, (0.1, 0.9)),
+        ("alpha", 0.4, (0.4, 0.6)),
+        ("constant", 1.0, (1, 1)),
+    ],
+)
+def test_kd_weighs_its_terms_as_kd_weights_says(setting, alpha, weights):
+    method = _stage2("kd", options={"kd_teacher": "task.safetensors", "kd_weights": setting})
+    method.eval()
+    images, labels = _batch(5)
+    out = run(method, images, labels, alpha)
+    with torch.no_grad():
+        ce, kd = _kd_reference(
+            method.student(images).double().numpy(),
+            method.teacher(images).double().numpy(),
+            labels.numpy(),
+            2.0,
+        )
+    assert out["loss_kd"].item() == pytest.approx(kd, rel=1e-4)  # constant weights keep KD on at alpha 1
+    assert out["loss"].item() == pytest.approx(weights[0] * ce + weights[1] * kd, rel=1e-4)
+
+
+def test_kd_weights_setting_is_checked():
+    from dait_edge.records.config import term_weights
+
+    assert term_weights("alpha") is None and term_weights(" Constant ") == (1.0, 1.0)
+    assert term_weights("0.1,0.9") == (0.1, 0.9)
+    for bad in ("often", "1", "1,2,3", "-1,1", "0,0"):
+        with pytest.raises(ValueError):
+            term_weights(bad)
 
 
 def test_teacher_sees_its_own_normalisation():

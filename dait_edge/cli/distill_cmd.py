@@ -144,6 +144,14 @@ TRAINING_OPTIONS = [
         " released code, with which the paper's numbers were obtained.",
     ),
     click.option(
+        "--kd-weights",
+        default=D.kd_weights,
+        show_default=True,
+        help="KD's weights on CE and on its KD term: constant (1 and 1, as Hinton et al. ran KD), W_CE,W_KD"
+        " (e.g. 0.1,0.9), or alpha (DAIT's schedule: alpha CE + (1 - alpha) KD, at most 0.124 on CE with the"
+        " paper's rate; runs made before this option used it).",
+    ),
+    click.option(
         "--sra-form",
         default=D.sra_form,
         show_default=True,

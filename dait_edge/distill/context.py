@@ -39,6 +39,7 @@ def method_options(config: DistillConfig) -> dict:
         "sia_weight": config.sia_weight,
         "kd_teacher": config.kd_teacher,
         "sra_form": config.sra_form,
+        "kd_weights": config.kd_weights,
         **config.extra,
     }
 

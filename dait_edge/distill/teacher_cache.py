@@ -30,6 +30,7 @@ STAGE2_ONLY = frozenset(
         "method",
         "kd_teacher",
         "sra_form",  # DAIT-F's feature term: stage 2 only
+        "kd_weights",  # KD's weights: stage 2 only
         "stage2_epochs",
         "stages",
         "extra",

@@ -31,6 +31,31 @@ SRA_FORMS = {
 }
 PAPER_SRA_FORM = "paper"
 DEFAULT_SRA_FORM = "pearson"
+# How KD weighs CE against its KD term (`--kd-weights`): "constant" is Hinton's fixed weights, CE 1 + KD 1;
+# "W_CE,W_KD" other fixed weights; "alpha" DAIT's schedule, alpha CE + (1 - alpha) KD (what runs made before
+# the setting existed used: RunManifest.upgrade).
+DEFAULT_KD_WEIGHTS = "constant"
+
+
+def term_weights(setting: str) -> tuple[float, float] | None:
+    """The fixed (w_CE, w_distillation) a weights setting names, or None for "alpha" (the alpha schedule).
+    Raises ValueError naming the accepted forms."""
+    text = str(setting).strip().lower()
+    if text == "alpha":
+        return None
+    if text == "constant":
+        return (1.0, 1.0)
+    try:
+        ce, distil = (float(part) for part in text.split(","))
+    except ValueError:
+        raise ValueError(
+            f"{setting!r} is not a weights setting; use alpha, constant or W_CE,W_KD (e.g. 0.1,0.9)"
+        ) from None
+    if ce < 0 or distil < 0 or ce + distil == 0:
+        raise ValueError(f"weights {setting!r} must be 0 or more and not both 0")
+    return (ce, distil)
+
+
 DEFAULT_VLM = "convnext_xxlarge"
 DEFAULT_VLM_PRETRAINED = "laion2b_s34b_b82k_augreg_soup"
 
@@ -82,6 +107,7 @@ class DistillConfig:
     val_fraction: float | None = 0.1
     skip_bad_images: bool = False  # leave out images that cannot be decoded instead of failing up front
     kd_teacher: str = "vlm"  # KD / RKD teacher: the VLM's zero-shot logits, or a task checkpoint / run
+    kd_weights: str = DEFAULT_KD_WEIGHTS  # KD's CE and KD weights (term_weights)
     seed: int = 0
     device: str = "auto"
     pretrained: bool = True
@@ -159,6 +185,10 @@ class DistillConfig:
         self.vlm_view_setting()
         if self.sia_weight < 0:
             raise UserError(f"sia_weight must be 0 or more (got {self.sia_weight}).", setting="sia_weight")
+        try:
+            term_weights(self.kd_weights)
+        except ValueError as err:
+            raise UserError(f"kd_weights: {err}.", setting="kd_weights") from None
         if self.sra_form not in SRA_FORMS:
             raise UserError(
                 f"unknown SRA form {self.sra_form!r}; use one of {', '.join(SRA_FORMS)}.", setting="sra_form"

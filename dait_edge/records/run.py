@@ -110,7 +110,9 @@ class RunManifest(Record):
     LEGACY_KEY = "config"
     WHAT = "run manifest"
     FIX = "start the run again in a new run directory"
-    VERSION = 2  # 2: config.sra_form recorded (version 1 runs used the paper's form)
+    VERSION = (
+        3  # 2: config.sra_form recorded (runs before used the paper's form); 3: config.kd_weights (alpha)
+    )
 
     config: DistillConfig
     seed: int
@@ -124,8 +126,14 @@ class RunManifest(Record):
     @classmethod
     def upgrade(cls, data: dict, version: int) -> dict:
         config = data.get("config")
-        if isinstance(config, dict):  # runs made before --sra-form trained DAIT-F with the paper's form
-            data["config"] = {"sra_form": PAPER_SRA_FORM, **config}
+        if isinstance(config, dict):
+            # settings that did not exist yet, as those runs trained: DAIT-F's paper form, KD on the alpha schedule
+            old = {}
+            if version < 2:
+                old["sra_form"] = PAPER_SRA_FORM
+            if version < 3:
+                old["kd_weights"] = "alpha"
+            data["config"] = {**old, **config}
         return data
 
 

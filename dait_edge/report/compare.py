@@ -238,6 +238,23 @@ def table_title(table: ComparisonTable) -> str:
     return f"{table.dataset}, {table.labelled_fraction:.0%} labelled{rest}"
 
 
+def table_setting(table: ComparisonTable) -> str | None:
+    """What the runs of a partly labelled table trained on, in one line (None when every image is labelled):
+    the paper's Table 3 (the subset alone) and the semi-supervised setting are different experiments."""
+    if table.labelled_fraction >= 1:
+        return None
+    if table.unlabelled:
+        return (
+            f"Trained on the {table.labelled_fraction:.0%} labelled images, and on the other"
+            f" {1 - table.labelled_fraction:.0%} without their labels through the distillation terms"
+            " (semi-supervised, `--unlabelled`: not the paper's Table 3)."
+        )
+    return (
+        f"Trained on the {table.labelled_fraction:.0%} labelled images alone; the others are not used (the paper's"
+        " Table 3 setting, `--no-unlabelled`)."
+    )
+
+
 def cell_text(cell: ComparisonCell | None, bold: str = "**") -> str:
     if cell is None:
         return "-"
@@ -263,6 +280,8 @@ def markdown(comparison: Comparison, figure_name: str | None = FILES["figure"]) 
     lines += [f"\nWarning: {warning}." for warning in comparison.warnings]
     for table in comparison.tables:
         lines += ["", f"## {table_title(table)}", ""]
+        if table_setting(table):
+            lines += [table_setting(table), ""]
         lines.append("| method | teacher | train s | " + " | ".join(table.students) + " |")
         lines.append("|---|---|---:|" + "---:|" * len(table.students))
         for row in table.rows:
