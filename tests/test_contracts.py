@@ -391,3 +391,19 @@ def test_an_option_shared_by_commands_is_declared_once():
     for flag, by_command in shared.items():
         if flag not in PER_COMMAND:
             assert len(set(by_command.values())) == 1, (flag, by_command)
+
+
+def test_every_method_own_setting_is_a_run_setting_that_leaves_the_teacher_cache_key_alone():
+    """A method's own settings (`Distiller.own_settings`) reach it through method_options, are compared only
+    among its own runs, and, being stage-2 settings, never retrain an intermediate teacher."""
+    from dait_edge.distill.context import method_options
+    from dait_edge.distill.teacher_cache import STAGE2_ONLY
+    from dait_edge.methods import METHODS
+    from dait_edge.records.config import FIELDS, DistillConfig
+
+    options = method_options(DistillConfig())
+    for name in METHODS:
+        own = METHODS.get(name).own_settings
+        assert own <= FIELDS and own <= STAGE2_ONLY, (name, own)
+        assert all(options[setting] == getattr(DistillConfig(), setting) for setting in own), name
+    assert {"sra_form", "kd_weights"} <= set(options)

@@ -108,7 +108,7 @@ class Probe:
         self.test_set = run.eval_set(student, run.spec.split("test"))
         self.grads: dict[str, list[float]] = {}
         self.rows: list[dict] = []
-        head = set(id(p) for p in _classifier(student).parameters())
+        head = set(id(p) for p in student.classifier().parameters())
         self.head_params = [p for p in student.parameters() if id(p) in head]
         self.backbone_params = [p for p in student.parameters() if id(p) not in head and p.requires_grad]
         with torch.no_grad():
@@ -210,13 +210,6 @@ class Probe:
         row["student_std"] = map_scale(maps_te)["channel_std_avg"]
         self.rows.append(row)
         return row
-
-
-def _classifier(student):
-    model = student.model
-    return (
-        model.fc if hasattr(model, "fc") and not hasattr(model, "get_classifier") else model.get_classifier()
-    )
 
 
 # ------------------------------------------------------------------------------------------- the run

@@ -27,6 +27,7 @@ from dait_edge.engine.distributed import DistInfo, broadcast_object, init_distri
 from dait_edge.engine.trainer import StageFiles, StagePlan, fit
 from dait_edge.errors import UserError
 from dait_edge.methods import METHODS, validation_fraction
+from dait_edge.methods.base import owned_settings
 from dait_edge.models import build_model
 from dait_edge.records import DataConfig, DistillConfig, RunLayout
 from dait_edge.records.layout import default_run_dir
@@ -34,14 +35,10 @@ from dait_edge.utils.device import resolve_device
 
 
 def method_options(config: DistillConfig) -> dict:
-    """The options a stage-2 method is built with (its MethodContext.options)."""
-    return {
-        "sia_weight": config.sia_weight,
-        "kd_teacher": config.kd_teacher,
-        "sra_form": config.sra_form,
-        "kd_weights": config.kd_weights,
-        **config.extra,
-    }
+    """The options a stage-2 method is built with (its MethodContext.options): every method's own settings
+    (`Distiller.own_settings`) and the shared ones methods read."""
+    owned = {name: getattr(config, name) for name in sorted(owned_settings())}
+    return {"sia_weight": config.sia_weight, "kd_teacher": config.kd_teacher, **owned, **config.extra}
 
 
 class RunContext:

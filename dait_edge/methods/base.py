@@ -44,10 +44,14 @@ def validation_fraction(method: str, given: float | None) -> float:
     return METHODS.get(method).default_val_fraction if method in METHODS else 0.0
 
 
+def owned_settings() -> frozenset[str]:
+    """Every run setting that some registered method declares as its own (`Distiller.own_settings`)."""
+    return frozenset().union(*(METHODS.get(name).own_settings for name in METHODS))
+
+
 def settings_of_other_methods(method: str) -> frozenset[str]:
     """Run settings that some method reads but `method` does not: they cannot change what its run computed."""
-    owned = frozenset().union(*(METHODS.get(name).own_settings for name in METHODS))
-    return owned - (METHODS.get(method).own_settings if method in METHODS else frozenset())
+    return owned_settings() - (METHODS.get(method).own_settings if method in METHODS else frozenset())
 
 
 @dataclass

@@ -65,8 +65,12 @@ class ClassifierWithFeatures(nn.Module):
     def pool(self, feature_map: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def classify(self, pooled: torch.Tensor) -> torch.Tensor:
+    def classifier(self) -> nn.Module:
+        """The linear head that maps pooled features to logits."""
         raise NotImplementedError
+
+    def classify(self, pooled: torch.Tensor) -> torch.Tensor:
+        return self.classifier()(pooled)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classify(self.pool(self.forward_features(x)))
@@ -94,8 +98,8 @@ class TimmClassifier(ClassifierWithFeatures):
     def pool(self, feature_map: torch.Tensor) -> torch.Tensor:
         return self.model.forward_head(feature_map, pre_logits=True)
 
-    def classify(self, pooled: torch.Tensor) -> torch.Tensor:
-        return self.model.get_classifier()(pooled)
+    def classifier(self) -> nn.Module:
+        return self.model.get_classifier()
 
 
 class TorchvisionShuffleNet(ClassifierWithFeatures):
@@ -112,8 +116,8 @@ class TorchvisionShuffleNet(ClassifierWithFeatures):
     def pool(self, feature_map: torch.Tensor) -> torch.Tensor:
         return feature_map.mean((2, 3))
 
-    def classify(self, pooled: torch.Tensor) -> torch.Tensor:
-        return self.model.fc(pooled)
+    def classifier(self) -> nn.Module:
+        return self.model.fc
 
 
 # --- timm -----------------------------------------------------------------------------------

@@ -110,9 +110,8 @@ class RunManifest(Record):
     LEGACY_KEY = "config"
     WHAT = "run manifest"
     FIX = "start the run again in a new run directory"
-    VERSION = (
-        3  # 2: config.sra_form recorded (runs before used the paper's form); 3: config.kd_weights (alpha)
-    )
+    # 2: config.sra_form recorded (runs before used the paper's form); 3: config.kd_weights (before: alpha)
+    VERSION = 3
 
     config: DistillConfig
     seed: int
