@@ -269,6 +269,24 @@ DISTILL = [
         DISTILL_DONE,
     ),
     Case(
+        "distill-unknown-recipe",
+        lambda e, t: distill(e, t, recipe="fast"),
+        ("unknown recipe 'fast'", "use shared, own, or one of", "--recipe"),
+        DISTILL_DONE,
+    ),
+    Case(
+        "distill-bad-train-crop",
+        lambda e, t: distill(e, t, train_crop="rrc:2"),
+        ("'rrc:2' is not a crop", "rrc:MIN_SCALE", "--train-crop"),
+        DISTILL_DONE,
+    ),
+    Case(
+        "distill-bad-rise-weights",
+        lambda e, t: distill(e, t, rise_weights="1,1"),
+        ("'1,1' is not a RISE weights setting", "--rise-weights"),
+        DISTILL_DONE,
+    ),
+    Case(
         "distill-zero-temperature",
         lambda e, t: distill(e, t, temperature=0),
         ("temperature must be positive (got 0.0)", "--temperature"),

@@ -62,13 +62,43 @@ def test_dho_run_records_its_split_and_its_chosen_combination(dho_run):
     assert (summary.labelled_images, summary.val_images, summary.unlabelled_images) == (7, 2, 9)
     assert summary.train_images == 16 and summary.student_head == "dual"
     assert not (run / "stage1").exists()  # a single-stage method
-    assert set(summary.calibration) == {"dho_a", "dho_b", "dho_val_top1"}
+    assert set(summary.calibration) == {"dho_a", "dho_b"}
     weights = load_file(str(run / "stage2" / "student_last.safetensors"))
     assert weights["combine.a"].item() == pytest.approx(summary.calibration["dho_a"])
     assert weights["combine.b"].item() == pytest.approx(summary.calibration["dho_b"])
     terms = {k for m in read_metrics(run) for k in m.losses}
     assert terms == {"loss", "loss_ce", "loss_kd_labelled", "loss_kd_unlabelled"}
     assert all(np.isfinite(v) for m in read_metrics(run) for v in m.losses.values())
+
+
+def test_dho_searches_a_b_on_validation_at_every_epoch_and_keeps_the_best_epoch_with_its_pair(env, dho_run):
+    """As DHO's code: (a, b) searched on the validation images with each epoch's weights, the epoch then
+    judged by the validation top-1 of that pair; the best and the last weights each hold their own."""
+    from dait_edge.data.images import ImageListDataset
+    from dait_edge.data.splits import labelled_split
+    from dait_edge.data.transforms import eval_transform_for
+    from dait_edge.losses import choose_combination
+    from dait_edge.records import RunManifest
+
+    run, summary = dho_run
+    config = RunManifest.read(run).config
+    spec = load_dataset("cub", env.cub.root)
+    train = spec.split("train")
+    held = labelled_split(train, config.labelled_fraction, config.val_fraction, config.seed)[1]
+    data = ImageListDataset(
+        [train[i] for i in held], eval_transform_for(summary.data_config), spec.crop_bottom
+    )
+    images = torch.stack([data[i][0] for i in range(len(data))])
+    labels = torch.tensor([data[i][1] for i in range(len(data))])
+    metrics = {m.epoch: m for m in read_metrics(run) if m.stage == 2}
+    for name, epoch in (("student_best", summary.student_best_epoch), ("student_last", max(metrics))):
+        model = DualHeadClassifier.from_file(summary.student, CLASSES, run / "stage2" / f"{name}.safetensors")
+        with torch.no_grad():
+            z_ce, z_kd = model.eval().heads(model.pool(model.forward_features(images)))
+        a, b, top1 = choose_combination(z_ce, z_kd, labels)
+        assert (model.combine.a.item(), model.combine.b.item()) == (pytest.approx(a), pytest.approx(b)), name
+        assert metrics[epoch].val_top1 == pytest.approx(top1)
+    assert summary.student_val_top1_best == max(m.val_top1 for m in metrics.values())
 
 
 def test_dhos_exported_model_outputs_its_combined_prediction(env, dho_run, tmp_path):
@@ -114,6 +144,46 @@ def test_dho_resumes_to_the_same_weights(env):
     assert [m.losses for m in read_metrics(env.base / "dho-killed")] == [
         m.losses for m in read_metrics(env.base / "dho-whole")
     ]
+
+
+# ------------------------------------------------------------------------------------------ RISE
+
+
+def test_rise_trains_with_its_own_recipe_and_exports_its_text_space_head(env):
+    """`--recipe own` fills what was not given from RISE's released recipe (the batch given wins), the
+    manifest and summary say so, and the exported graph is the projected, text-initialised classifier."""
+    from dait_edge.models.heads import load_student
+    from dait_edge.records import RunManifest
+
+    run = env.base / "rise"
+    result = CliRunner().invoke(cli, cli_args(env, run, method="rise", recipe="own", epochs=5))
+    assert result.exit_code == 0, result.output
+    summary = RunSummary.from_dict(json.loads(result.stdout))
+    assert (summary.recipe, summary.student_head) == ("rise", "projected")
+    config = RunManifest.read(run).config
+    assert (config.recipe, config.optimizer, config.lr, config.weight_decay, config.train_crop) == (
+        "rise",
+        "sgd",
+        1e-3,
+        5e-4,
+        "rrc:0.8",
+    )
+    assert (config.lr_schedule, config.lr_step, config.lr_gamma, config.batch_size) == ("step", 4, 0.1, 4)
+    metrics = read_metrics(run)
+    assert [m.lr for m in metrics] == pytest.approx([1e-3] * 4 + [1e-4])  # x0.1 after 80% of the epochs
+    assert {k for m in metrics for k in m.losses} == {"loss", "loss_ce", "loss_kd", "loss_ad", "loss_rd"}
+    exported = export_run(run, formats="onnx", calib_samples=4, measure_speed=False, log=lambda m: None)
+    fp32 = exported.artifacts[0]
+    assert fp32.parity.passed and fp32.parity.agreement == 100.0
+    student = load_student("projected", summary.student, CLASSES, run / "stage2" / "student_last.safetensors")
+    assert student.embed_dim == student.fc.in_features and student.fc.out_features == CLASSES
+
+
+def test_borlan_aligns_its_unlabelled_images_to_the_pseudo_labels_of_each_epoch(env):
+    summary = run_distill(config(env, env.base / "borlan", method="borlan", labelled_fraction=0.5))
+    assert summary.completed and summary.unlabelled_images > 0 and summary.recipe == "shared"
+    metrics = read_metrics(env.base / "borlan")
+    assert len(metrics) == 2 and all(m.losses["loss_align_unlabelled"] > 0 for m in metrics)
 
 
 # ------------------------------------------------------------------------------------------ KD / RKD
@@ -251,6 +321,35 @@ def test_compare_warns_when_a_table_mixes_recipes_and_splits_no_unlabelled_runs(
         "## cub, 30% labelled (the rest not trained on)\n\nTrained on the 30% labelled images alone" in text
     )
     assert "Table 3 setting, `--no-unlabelled`" in text
+
+
+def test_compare_gives_a_method_trained_with_another_recipe_its_own_row_and_says_so(
+    tiny_cub, fake_run, tmp_path
+):
+    """A run with its method's own recipe is not averaged with shared-recipe runs of that method; the table
+    says which rows used which recipe and warns that the protocol differs."""
+    from dait_edge.report.compare import build_comparison, find_runs, markdown
+
+    for seed in (0, 1):
+        fake_run(
+            tmp_path / f"none-{seed}", "test_resnet", tiny_cub, method="none", student_top1=50.0, seed=seed
+        )
+    fake_run(tmp_path / "dho-shared", "test_resnet", tiny_cub, method="dho", student_top1=60.0)
+    fake_run(tmp_path / "dho-own", "test_resnet", tiny_cub, method="dho", student_top1=70.0, recipe="dho")
+    comparison = build_comparison(find_runs([tmp_path])[0], [str(tmp_path)])
+    (table,) = comparison.tables
+    assert [(row.label, row.recipe) for row in table.rows] == [
+        ("none", "shared"),
+        ("dho", "shared"),
+        ("dho [dho recipe]", "dho"),
+    ]
+    assert table.rows[2].cells["test_resnet"].mean == 70.0 and table.rows[1].cells["test_resnet"].runs == 1
+    (warning,) = comparison.warnings
+    assert "differ in" in warning and all(k in warning for k in ("lr", "lr_schedule", "recipe", "train_crop"))
+    text = markdown(comparison)
+    assert "The rows trained with different recipes (dho [dho recipe]: dho; the others shared)" in text
+    same = build_comparison(find_runs([tmp_path / "none-0", tmp_path / "none-1"])[0], ["x"])
+    assert same.warnings == [] and "Every row trained with the shared recipe" in markdown(same)
 
 
 def test_compare_judges_sra_form_only_among_dait_f_runs(tiny_cub, fake_run, tmp_path):

@@ -120,6 +120,71 @@ def test_choose_combination_finds_the_best_pair_of_dhos_grid():
     assert top1 > max(scores[(0.0, 1.0)], scores[(1.0, 1.0)])  # better than either head alone
 
 
+def _dho_search_reference(z_ce: np.ndarray, z_kd: np.ndarray, labels: np.ndarray) -> tuple[float, float, float]:
+    """DHO's `evaluate(search_param=True)` as train_others.py writes it: beta outer, alpha inner, strictly
+    better only, from best_acc 0, best_alpha 0, best_beta 1."""
+
+    def softmax(z):
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+
+    best_acc, best_alpha, best_beta = 0.0, 0.0, 1.0
+    for beta in np.array([0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 4.0]):
+        for alpha in np.arange(0, 1.05, 0.05):
+            probs = alpha * softmax(z_ce) + (1 - alpha) * softmax(z_kd / beta)
+            acc = 100.0 * float((probs.argmax(1) == labels).mean())
+            if acc > best_acc:
+                best_acc, best_alpha, best_beta = acc, float(alpha), float(beta)
+    return best_alpha, best_beta, best_acc
+
+
+def test_choose_combination_breaks_ties_as_dhos_search_does():
+    """On validation splits of 3-5 images most pairs tie: the pair chosen is the one DHO's loop order keeps
+    (the a-outer order of before would pick another pair in some of these draws)."""
+    generator = torch.Generator().manual_seed(5)
+    chosen = set()
+    for _ in range(60):
+        n = int(torch.randint(3, 6, (1,), generator=generator))
+        labels = torch.randint(0, 3, (n,), generator=generator)
+        z_ce = torch.randn(n, 3, generator=generator, dtype=torch.float64) * 2
+        z_kd = torch.randn(n, 3, generator=generator, dtype=torch.float64) * 2
+        a, b, top1 = choose_combination(z_ce, z_kd, labels)
+        ref_a, ref_b, ref_top1 = _dho_search_reference(z_ce.numpy(), z_kd.numpy(), labels.numpy())
+        assert (a, b) == (pytest.approx(ref_a, abs=1e-9), ref_b) and top1 == pytest.approx(ref_top1)
+        chosen.add((a, b))
+    assert len(chosen) > 3  # the draws exercise more than one outcome of the search
+    # no image right whatever the pair: DHO's starting pair stays
+    labels = torch.tensor([0, 0])
+    wrong = torch.tensor([[0.0, 5.0], [0.0, 5.0]])
+    assert choose_combination(wrong, wrong, labels) == (0.0, 1.0, 0.0)
+
+
+# ------------------------------------------------------------------------------ RISE
+
+
+def test_rise_text_terms_match_its_released_loops():
+    """AD and RD against train_rise.py's per-sample loops: CosineEmbeddingLoss(norm(x_p), t_y, 1), and
+    10 * MSE of the softmaxes over each sample's class anchors (teacher: t_y's cosines, student: x_p's)."""
+    from dait_edge.methods.rise import absolute_distance, relational_distance
+
+    generator = torch.Generator().manual_seed(4)
+    x_p = torch.randn(5, 8, generator=generator, dtype=torch.float64)
+    text = F.normalize(torch.randn(3, 8, generator=generator, dtype=torch.float64), dim=-1)
+    anchors = torch.randn(3, 4, 8, generator=generator, dtype=torch.float64)  # (C, A, E)
+    labels = torch.tensor([0, 2, 1, 2, 0])
+    ad = torch.nn.CosineEmbeddingLoss()(F.normalize(x_p, dim=-1), text[labels], torch.ones(5))
+    dist_teacher, dist_student = torch.zeros(5, 4, dtype=torch.float64), torch.zeros(5, 4, dtype=torch.float64)
+    for i in range(5):
+        gt = labels[i]
+        dist_teacher[i] = F.cosine_similarity(text[gt].repeat(4, 1), anchors[gt])
+        dist_student[i] = F.cosine_similarity(x_p[i].repeat(4, 1), anchors[gt])
+    rd = F.mse_loss(dist_student.softmax(dim=1), dist_teacher.softmax(dim=1)) * 10.0
+    assert absolute_distance(x_p, text[labels]).mean().item() == pytest.approx(ad.item(), rel=1e-12)
+    assert relational_distance(x_p, text[labels], anchors[labels]).mean().item() == pytest.approx(
+        rd.item(), rel=1e-12
+    )
+
+
 # ------------------------------------------------------------------------------ BorLan, CE
 
 

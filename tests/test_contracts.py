@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from click.testing import CliRunner
 
 from dait_edge.cli import cli
@@ -65,6 +66,9 @@ def build_method(name: str, tiny_vlm_and_text):
         provider = LiveVLM(vlm, text, MEAN, STD)
         if cls.text_gaussian:
             provider.set_text_gaussian(text, torch.full_like(text, 1e-3))
+        if cls.anchor_phrases:  # each class's anchors: its text embedding, turned a little per phrase
+            turns = torch.randn(len(cls.anchor_phrases), text.shape[1])
+            provider.set_text_anchors(F.normalize(text[:, None] + 0.3 * turns[None], dim=-1))
     context = MethodContext(
         4,
         MEAN,
@@ -74,7 +78,7 @@ def build_method(name: str, tiny_vlm_and_text):
         else None,
         vlm=provider,
     )
-    return cls(cls.wrap_student(build_model("test_efficientnet", 4, pretrained=False)), context)
+    return cls(cls.wrap_student(build_model("test_efficientnet", 4, pretrained=False), context), context)
 
 
 @pytest.mark.parametrize("name", list(METHODS))
@@ -407,3 +411,33 @@ def test_every_method_own_setting_is_a_run_setting_that_leaves_the_teacher_cache
         assert own <= FIELDS and own <= STAGE2_ONLY, (name, own)
         assert all(options[setting] == getattr(DistillConfig(), setting) for setting in own), name
     assert {"sra_form", "kd_weights"} <= set(options)
+
+
+@pytest.mark.parametrize("recipe", ["shared", "own", "dho", "rise", "borlan"])
+def test_every_recipe_fills_only_what_is_open_and_is_recorded_and_read_back(recipe, tmp_path):
+    """For every method: `--recipe` resolves (own: the method's, else the shared one), fills the protocol
+    settings left open, keeps one given (lr here), and the manifest holds the name and the values used."""
+    from dait_edge.distill.manifest import hardware
+    from dait_edge.methods.base import recipes, training_recipe
+    from dait_edge.records import RunManifest
+    from dait_edge.records.recipe import RECIPE_SETTINGS, SHARED
+
+    assert recipe in recipes() or recipe == "own"
+    for method in METHODS:
+        chosen = training_recipe(recipe, method)
+        if recipe == "own":
+            assert chosen is (METHODS.get(method).recipe or SHARED)
+        config = DistillConfig(
+            dataset="cub", data_root="/d", method=method, recipe=recipe, stage2_epochs=10, lr=0.5
+        )
+        config.apply_recipe(chosen)
+        expected = {k: v for k, v in chosen.settings(10).items() if v is not None} | {"lr": 0.5}
+        assert {k: getattr(config, k) for k in expected} == expected, (recipe, method)
+        assert config.recipe == chosen.name and all(
+            getattr(config, k) is not None for k in RECIPE_SETTINGS if k != "lr_step"
+        )
+        manifest = RunManifest(config, 0, {}, None, hardware(torch.device("cpu"), 1), "now")
+        manifest.write(tmp_path)
+        assert RunManifest.read(tmp_path).config == config
+    with pytest.raises(UserError, match="unknown recipe 'fast'.*dho"):
+        training_recipe("fast", "dait_f")

@@ -34,6 +34,7 @@ from dait_edge.engine.checkpoint import save_weights
 from dait_edge.engine.evaluate import evaluate
 from dait_edge.models import build_model
 from dait_edge.records import DataConfig, RunManifest, RunSummary, TeacherInfo, read_metrics
+from dait_edge.records.recipe import SHARED
 
 REPO = Path(__file__).resolve().parents[1]
 NUM_CLASSES = 3
@@ -536,7 +537,7 @@ def test_ddp_two_processes_on_cpu(tmp_path, layouts, tiny_vlm, tiny_config, tiny
     # the per-step schedule under DDP: 13 training images (one of 14 held out), a global batch of 4 split over
     # two ranks -> 3 steps per epoch on each, as in one process; a one-epoch warm-up starts at 1/3 of the
     # rate and reaches it exactly at the second epoch's first step
-    base_lr = DistillConfig().lr
+    base_lr = SHARED.lr  # the recipe the run trained with
     assert [r["lr"] for r in records] == pytest.approx([base_lr / 3, base_lr] * 2, rel=1e-9)
     assert records[-1]["top1"] == summary.student_top1
     assert records[1]["top1"] == summary.teacher_top1

@@ -300,3 +300,128 @@ def test_similarity_logits_stay_fp32_under_bf16_autocast():
     assert sia.dtype == kd.dtype == torch.float32
     torch.testing.assert_close(sia, sia_loss(vlm_img, vlm_txt, img, txt), rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(kd, kd_loss(student, teacher), rtol=1e-6, atol=1e-6)
+
+
+def _rise(vlm_and_text, **options):
+    from dait_edge.methods.rise import RISE_ANCHORS
+
+    vlm, text = vlm_and_text
+    provider = LiveVLM(vlm, text, MEAN, STD)
+    turns = torch.randn(len(RISE_ANCHORS), text.shape[1], generator=torch.Generator().manual_seed(3))
+    provider.set_text_anchors(F.normalize(text[:, None] + 0.5 * turns[None], dim=-1))
+    context = MethodContext(NUM_CLASSES, MEAN, STD, vlm=provider, options=options)
+    cls = METHODS.get("rise")
+    torch.manual_seed(0)
+    student = cls.wrap_student(build_model("mobilenetv2", NUM_CLASSES, pretrained=False), context)
+    return cls(student, context)
+
+
+def test_rise_classifies_in_the_text_space_from_a_text_initialised_fc(vlm_and_text):
+    """RISE's student: fc(projector(pool)), fc's rows the class-text embeddings, the upstream classifier gone
+    (no unused weights for DDP to wait on)."""
+    method = _rise(vlm_and_text)
+    student, text = method.student, vlm_and_text[1]
+    assert student.projector.in_features == student.num_features and student.embed_dim == text.shape[1]
+    torch.testing.assert_close(student.fc.weight.detach(), text.float())
+    assert isinstance(student.base.model.get_classifier(), torch.nn.Identity)
+    images, labels = _batch(8)
+    student.eval()
+    with torch.no_grad():
+        pooled = student.pool(student.forward_features(images))
+        torch.testing.assert_close(student(images), student.fc(student.projector(pooled)))
+    out = run(method.train(), images, labels, 0.3)
+    out["loss"].backward()
+    assert all(p.grad is not None for p in student.parameters() if p.requires_grad)
+
+
+@pytest.mark.parametrize(
+    ("setting", "alpha", "weights"),
+    [("1,1,1", 0.3, (1, 1, 1)), ("2,0.5,0.25", 0.0, (2, 0.5, 0.25)), ("alpha", 0.3, (0.7, 0.3, 1))],
+)
+def test_rise_loss_is_its_released_weighted_sum(vlm_and_text, setting, alpha, weights):
+    """w1 tau^2 KL(VLM || student) at tau 3 + w2 CE + w3 (AD + RD), the parts computed here from the
+    student's own embedding and the VLM's zero-shot logits."""
+    from dait_edge.methods.rise import absolute_distance, relational_distance
+
+    method = _rise(vlm_and_text, rise_weights=setting)
+    method.eval()
+    images, labels = _batch(9)
+    out = run(method, images, labels, alpha)
+    with torch.no_grad():
+        student = method.student
+        x_p = student.projector(student.pool(student.forward_features(images))).double()
+        logits = student.fc(x_p.float()).double()
+        teacher = method.vlm.zero_shot_logits(Batch.of(images, labels)).double()
+        ce, kd = _kd_reference(logits.numpy(), teacher.numpy(), labels.numpy(), 3.0)
+        text = method.vlm.text_embeddings[labels].double()
+        ad = absolute_distance(x_p, text).mean().item()
+        rd = relational_distance(x_p, text, method.vlm.text_anchors[labels].double()).mean().item()
+    w_kd, w_ce, w_dist = weights
+    assert (out["loss_ad"].item(), out["loss_rd"].item()) == (
+        pytest.approx(ad, rel=1e-4),
+        pytest.approx(rd, rel=1e-3),
+    )
+    assert out["loss"].item() == pytest.approx(w_kd * kd + w_ce * ce + w_dist * (ad + rd), rel=1e-4)
+
+
+def test_rise_weights_setting_is_checked():
+    from dait_edge.records.config import rise_weights
+
+    assert rise_weights("alpha") is None and rise_weights("1,1,1") == (1.0, 1.0, 1.0)
+    for bad in ("constant", "1,1", "-1,1,1", "0,0,0", "a,b,c"):
+        with pytest.raises(ValueError):
+            rise_weights(bad)
+
+
+def test_borlan_relabels_its_unlabelled_images_in_eval_mode_once_per_epoch(vlm_and_text, layouts, tmp_path):
+    """Before an epoch's first step: the classifier's argmax in eval mode on the view the epoch shows each
+    unlabelled image (labelled ones keep none); the alignment of unlabelled samples then uses those."""
+    from dait_edge.data import load_dataset
+    from dait_edge.data.images import ImageListDataset
+    from dait_edge.data.views import TrainViews, ViewSpec
+    from dait_edge.methods.borlan import borlan_alignment
+
+    vlm, text = vlm_and_text
+    provider = LiveVLM(vlm, text, MEAN, STD)
+    provider.set_text_gaussian(text, torch.full_like(text, 1e-3))
+    torch.manual_seed(0)
+    method = METHODS.get("borlan")(
+        build_model("mobilenetv2", NUM_CLASSES, pretrained=False),
+        MethodContext(NUM_CLASSES, MEAN, STD, vlm=provider),
+    )
+    data = layouts.cub(tmp_path / "cub", classes=2, train_per_class=3, test_per_class=1)
+    samples = load_dataset("cub", data.root).split("train")
+    views = TrainViews(ImageListDataset(samples), ViewSpec(32), 3, 4, MEAN, STD, labelled=[0, 3])
+
+    def loader(keys):
+        return torch.utils.data.DataLoader(views, batch_size=2, sampler=keys, collate_fn=Batch.collate)
+
+    method.train()
+    method.before_epoch(views, 2, loader)
+    assert method.student.training and method.projection.training  # back to training mode
+    unlabelled = [1, 2, 4, 5]
+    with torch.no_grad():
+        batch = Batch.collate([views[(j, 2)] for j in unlabelled])
+        expected = method.student.eval()(batch.images).argmax(dim=-1)
+    method.train()
+    assert method.pseudo_labels[unlabelled].tolist() == expected.tolist()
+    assert method.pseudo_labels[[0, 3]].tolist() == [-1, -1]
+    # the unlabelled samples are aligned to the stored labels, whatever this batch's own argmax says
+    method.pseudo_labels[unlabelled] = torch.tensor([1, 0, 3, 2])
+    method.eval()
+    out = method(batch, Step(epoch=2, step=0, alpha=0.0))
+    with torch.no_grad():
+        q = F.normalize(method.projection(method.student.forward_all(batch.images)["pooled"]), dim=-1)
+        aligned = borlan_alignment(
+            q, text.float(), torch.full_like(text, 1e-3), torch.tensor([1, 0, 3, 2]), 0.07
+        )
+    assert out["loss_align_unlabelled"].item() == pytest.approx(aligned.item(), rel=1e-5)
+
+
+def test_borlan_gaussians_use_its_80_templates_with_its_prefix():
+    from dait_edge.vlm.prompts import borlan_templates
+
+    templates = borlan_templates()
+    assert len(templates) == 80 and len(set(templates)) == 80
+    assert templates[0] == "This is a bad photo of a {}." and "This is art of the {}." in templates
+    assert "itap of a {}." in templates  # neither "a" nor "the" first: as written

@@ -69,11 +69,39 @@ def test_cosine_warms_up_linearly_then_decays_to_near_zero():
     )
 
 
+def test_linear_schedule_is_dhos_warm_up_then_linear_decay():
+    """transformers' get_linear_schedule_with_warmup (what DHO's code steps every batch) after the warm-up;
+    the warm-up itself starts one step in, at 1 / warm-up steps, as every schedule here does."""
+    total, warmup = 40, 4
+    schedule = LRSchedule("linear", epochs=10, steps_per_epoch=4, warmup_epochs=1)
+    factors = [schedule.factor(s) for s in range(total)]
+    assert factors[:warmup] == pytest.approx([(s + 1) / warmup for s in range(warmup)])
+    assert factors[warmup:] == pytest.approx([(total - s) / (total - warmup) for s in range(warmup, total)])
+
+
+def test_recipes_optimisers_are_the_ones_their_code_builds():
+    from dait_edge.engine.schedule import make_optimiser
+
+    params = [torch.zeros(2, requires_grad=True)]
+    adamw = make_optimiser("adamw", params, 1e-3, 0.01)
+    assert isinstance(adamw, torch.optim.AdamW) and adamw.defaults["weight_decay"] == 0.01
+    for kind, nesterov in (("sgd", False), ("sgd-nesterov", True)):
+        sgd = make_optimiser(kind, params, 1e-3, 5e-4)
+        assert isinstance(sgd, torch.optim.SGD)
+        assert (sgd.defaults["momentum"], sgd.defaults["nesterov"], sgd.defaults["weight_decay"]) == (
+            0.9,
+            nesterov,
+            5e-4,
+        )
+
+
 def test_bad_schedule_settings_are_user_errors():
     from dait_edge.errors import UserError
 
     for bad in (
-        {"lr_schedule": "linear"},
+        {"lr_schedule": "exponential"},
+        {"optimizer": "adam"},
+        {"train_crop": "rrc:1.5"},
         {"warmup_epochs": -1},
         {"lr_step": 0},
         {"interpolation": "lanczos"},

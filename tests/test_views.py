@@ -79,3 +79,21 @@ def test_extra_outputs_are_looked_up_by_index_and_view(samples):
 def test_view_spec_rejects_unknown_interpolation():
     with pytest.raises(ValueError, match="interpolation"):
         ViewSpec(24, interpolation="lanczos")
+
+
+def test_random_resized_crop_views_are_seeded_pure_and_keep_old_cache_keys(samples):
+    """A recipe's RandomResizedCrop (scale in [s, 1]): the same pixels for the same (seed, index, view)
+    whatever the global RNG, other pixels for another view; a spec without it describes itself as before,
+    so VLM caches built before the setting keep their keys."""
+    spec = ViewSpec(24, scale=0.5)
+    views = _views(samples, spec=spec)
+    torch.manual_seed(0)
+    first = views[(1, 2)]["image"]
+    torch.manual_seed(99)
+    state = torch.get_rng_state()
+    assert torch.equal(views[(1, 2)]["image"], first) and torch.equal(torch.get_rng_state(), state)
+    assert first.shape == (3, 24, 24)
+    assert not torch.equal(views[(1, 3)]["image"], first)
+    assert not torch.equal(_views(samples)[(1, 2)]["image"], first)  # the resize-and-crop view differs
+    assert ViewSpec(24).to_dict() == {"size": 24, "crop_pct": 0.875, "interpolation": "bilinear", "flip": True}
+    assert ViewSpec(**spec.to_dict()) == spec

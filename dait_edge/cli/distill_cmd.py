@@ -24,6 +24,7 @@ from dait_edge.cli.options import (
 from dait_edge.config import MIN_IMG_SIZE, DistillConfig
 from dait_edge.records import RunSummary
 from dait_edge.records.config import INTERPOLATIONS, LR_SCHEDULES, SRA_FORMS
+from dait_edge.records.recipe import OPTIMIZERS, SHARED
 
 D = DistillConfig()  # defaults shown in --help come from the one place that defines them
 
@@ -88,44 +89,63 @@ TRAINING_OPTIONS = [
         " cropped to img-size (at random in training views, at the centre in evaluation and deployment).",
     ),
     click.option(
-        "--batch-size",
-        default=D.batch_size,
+        "--recipe",
+        default=D.recipe,
         show_default=True,
+        help="The training protocol: shared (DAIT's, one for every method: the fair comparison), own (the"
+        " method's released recipe; DHO's, RISE's, BorLan's) or a method's name. It fills the optimiser,"
+        " rate, schedule, batch and training crop wherever they are not given; `dait-edge list recipes`.",
+    ),
+    click.option(
+        "--optimizer",
+        type=click.Choice(OPTIMIZERS),
+        help=f"Default: the recipe's (shared: {SHARED.optimizer}). SGD uses momentum 0.9.",
+    ),
+    click.option(
+        "--batch-size",
         type=click.IntRange(min=1),
-        help="Global batch (split across torchrun processes).",
+        help=f"Global batch (split across torchrun processes). Default: the recipe's (shared: {SHARED.batch_size}).",
     ),
     click.option(
         "--lr",
-        default=D.lr,
-        show_default=True,
         type=float,
-        help="AdamW's base learning rate (see --lr-schedule).",
+        help=f"Base learning rate (see --lr-schedule). Default: the recipe's (shared: {SHARED.lr:g}).",
     ),
     click.option(
         "--lr-schedule",
-        default=D.lr_schedule,
-        show_default=True,
         type=click.Choice(LR_SCHEDULES),
-        help="step: multiply by --lr-gamma every --lr-step epochs (the paper's recipe); cosine: decay to near"
-        " zero at the last step. Both move step by step, after --warmup-epochs.",
+        help="step: multiply by --lr-gamma every --lr-step epochs (the paper's recipe); cosine, linear: decay to"
+        " near zero at the last step. All move step by step, after --warmup-epochs. Default: the recipe's"
+        f" (shared: {SHARED.lr_schedule}).",
     ),
     click.option(
         "--lr-step",
         type=click.IntRange(min=1),
-        help="Epochs between step decays. Default: 30% of the stage's epochs (30 at the paper's 100, 4 at 12),"
-        " so that a short run decays too.",
+        help="Epochs between step decays. Default: the recipe's share of the epochs, else 30% of the stage's"
+        " epochs (30 at the paper's 100, 4 at 12), so that a short run decays too.",
     ),
     click.option(
-        "--lr-gamma", default=D.lr_gamma, show_default=True, type=click.FloatRange(0.0, 1.0, min_open=True)
+        "--lr-gamma",
+        type=click.FloatRange(0.0, 1.0, min_open=True),
+        help=f"The step decay's factor. Default: the recipe's (shared: {SHARED.lr_gamma:g}).",
     ),
     click.option(
         "--warmup-epochs",
-        default=D.warmup_epochs,
-        show_default=True,
         type=click.IntRange(min=0),
-        help="Raise the rate linearly from near zero over these first epochs (step by step).",
+        help="Raise the rate linearly from near zero over these first epochs (step by step). Default: the"
+        " recipe's share of the student's epochs (shared: none).",
     ),
-    click.option("--weight-decay", default=D.weight_decay, show_default=True, type=float),
+    click.option(
+        "--weight-decay",
+        type=float,
+        help=f"Default: the recipe's (shared: {SHARED.weight_decay:g}).",
+    ),
+    click.option(
+        "--train-crop",
+        help="How training views are cut: resize (the short side to img-size / crop-pct, a random crop, a flip)"
+        " or rrc:MIN_SCALE (RandomResizedCrop keeping MIN_SCALE to all of the area, a flip). Default: the"
+        f" recipe's (shared: {SHARED.train_crop}).",
+    ),
     click.option(
         "--alpha-rate",
         type=float,
@@ -150,6 +170,20 @@ TRAINING_OPTIONS = [
         help="KD's weights on CE and on its KD term: constant (1 and 1, as Hinton et al. ran KD), W_CE,W_KD"
         " (e.g. 0.1,0.9), or alpha (DAIT's schedule: alpha CE + (1 - alpha) KD, at most 0.124 on CE with the"
         " paper's rate; runs made before this option used it).",
+    ),
+    click.option(
+        "--rise-weights",
+        default=D.rise_weights,
+        show_default=True,
+        help="RISE's weights W_KD,W_CE,W_DIST on its KD term, CE and its two text terms (AD + RD), constant as"
+        " its released code runs them; alpha: DAIT's schedule on KD and CE, 1 on the text terms.",
+    ),
+    click.option(
+        "--rise-temperature",
+        default=D.rise_temperature,
+        show_default=True,
+        type=float,
+        help="RISE's KD temperature (its code's 3; the other methods use --temperature).",
     ),
     click.option(
         "--sra-form",

@@ -11,7 +11,7 @@ import click
 from dait_edge.records.config import DEFAULT_VLM as VLM_NAME
 from dait_edge.records.config import DEFAULT_VLM_PRETRAINED
 
-KINDS = ("students", "teachers", "methods", "datasets", "vlms", "profiles", "runtimes", "formats")
+KINDS = ("students", "teachers", "methods", "recipes", "datasets", "vlms", "profiles", "runtimes", "formats")
 DEFAULT_VLM = (VLM_NAME, DEFAULT_VLM_PRETRAINED)  # method.md's default VLM teacher
 
 Entry = dict  # {"name", "description", "aliases", "default"} (+ "pretrained" for vlms)
@@ -46,6 +46,16 @@ def _methods() -> list[Entry]:
         return []
     registry = getattr(module, "METHODS", None)
     return _from_registry(registry) if registry is not None else []
+
+
+def _recipes() -> list[Entry]:
+    from dait_edge.methods.base import recipes
+    from dait_edge.records.recipe import SHARED_RECIPE
+
+    return [
+        _entry(name, f"{recipe.describe()} (from {recipe.source})", default=name == SHARED_RECIPE)
+        for name, recipe in recipes().items()
+    ]
 
 
 def _datasets() -> list[Entry]:
@@ -117,6 +127,7 @@ _SOURCES: dict[str, Callable[[], list[Entry]]] = {
     "students": _students,
     "teachers": _teachers,
     "methods": _methods,
+    "recipes": _recipes,
     "datasets": _datasets,
     "vlms": _vlms,
     "profiles": _profiles,
@@ -128,6 +139,7 @@ _FOOTERS = {
     "students": "Any timm model name also works (e.g. resnet10t).",
     "teachers": "Any timm model name also works (e.g. convnext_tiny).",
     "vlms": "Any OpenCLIP model works; weights also from a local file, local-dir: or hf-hub:.",
+    "recipes": "--recipe own: the method's own (shared where it has none); an option given beside it wins.",
 }
 
 
@@ -155,7 +167,7 @@ def format_entries(entries: list[Entry]) -> str:
     "--json", "as_json", is_flag=True, help="Print a JSON list of {name, description, aliases, default}."
 )
 def list_cmd(kind: str, as_json: bool) -> None:
-    """List the students, teachers, methods, datasets, VLMs or target profiles you can name.
+    """List the students, teachers, methods, training recipes, datasets, VLMs or target profiles you can name.
 
     Students and intermediate teachers also accept any timm model name.
     """

@@ -24,12 +24,14 @@ from dait_edge.data.images import ImageListDataset
 @dataclass(frozen=True)
 class ViewSpec:
     """How a training view is cut: resize the short side to size / crop_pct, crop size x size at a random
-    place, flip left-right with probability 1/2 (the FGVC recipe)."""
+    place, flip left-right with probability 1/2 (the FGVC recipe); or, with `scale`, torchvision's
+    RandomResizedCrop keeping `scale` to all of the area (DHO's and RISE's recipes), then the flip."""
 
     size: int
     crop_pct: float = 0.875
     interpolation: str = "bilinear"
     flip: bool = True
+    scale: float | None = None  # RandomResizedCrop's smallest area share; None: resize, then crop
 
     def __post_init__(self):
         if self.interpolation not in ("bilinear", "bicubic", "nearest"):
@@ -38,7 +40,10 @@ class ViewSpec:
             )
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        spec = asdict(self)
+        if self.scale is None:  # the views cut before the setting existed: their cache keys stay the same
+            del spec["scale"]
+        return spec
 
 
 def _digest(*parts) -> int:
@@ -66,6 +71,8 @@ def view_pixels(image, spec: ViewSpec, seed: int):
     from torchvision.transforms import InterpolationMode
     from torchvision.transforms import functional as TF
 
+    if spec.scale is not None:
+        return _random_resized_crop(image, spec, seed)
     image = TF.resize(
         image, int(round(spec.size / spec.crop_pct)), interpolation=InterpolationMode(spec.interpolation)
     )
@@ -75,6 +82,25 @@ def view_pixels(image, spec: ViewSpec, seed: int):
     left = int(torch.randint(0, max(width - spec.size, 0) + 1, (1,), generator=generator))
     flip = spec.flip and bool(torch.rand((), generator=generator) < 0.5)
     image = TF.crop(image, top, left, spec.size, spec.size)  # pads where the image is smaller
+    if flip:
+        image = TF.hflip(image)
+    return TF.to_tensor(image)
+
+
+def _random_resized_crop(image, spec: ViewSpec, seed: int):
+    """torchvision's RandomResizedCrop (area share in [scale, 1], aspect ratio in [3/4, 4/3]) and a flip, drawn
+    in a forked generator seeded from `seed` alone."""
+    import torch
+    from torchvision.transforms import InterpolationMode, RandomResizedCrop
+    from torchvision.transforms import functional as TF
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        top, left, height, width = RandomResizedCrop.get_params(image, [spec.scale, 1.0], [3 / 4, 4 / 3])
+        flip = spec.flip and bool(torch.rand(()) < 0.5)
+    image = TF.resized_crop(
+        image, top, left, height, width, [spec.size, spec.size], InterpolationMode(spec.interpolation)
+    )
     if flip:
         image = TF.hflip(image)
     return TF.to_tensor(image)

@@ -30,6 +30,7 @@ from dait_edge.methods import METHODS, validation_fraction
 from dait_edge.methods.base import owned_settings
 from dait_edge.models import build_model
 from dait_edge.records import DataConfig, DistillConfig, RunLayout
+from dait_edge.records.config import parse_train_crop
 from dait_edge.records.layout import default_run_dir
 from dait_edge.utils.device import resolve_device
 
@@ -87,7 +88,10 @@ class RunContext:
         )
         # the same views for every model that sees them, cut as the run evaluates and exports
         self.view_spec = ViewSpec(
-            size=config.img_size, crop_pct=config.crop_pct, interpolation=config.interpolation
+            size=config.img_size,
+            crop_pct=config.crop_pct,
+            interpolation=config.interpolation,
+            scale=parse_train_crop(config.train_crop),
         )
         self.templates = list(config.templates or self.spec.prompt_templates)
         # KD's task teacher is loaded now: a wrong file or class count fails before any folder is written
@@ -191,8 +195,7 @@ class RunContext:
 
     def vlm_teaching(self, model, summary, method_cls=None):
         """(provider, extra) for a VLM-taught stage training `model` (see `VLMTeaching.provider`)."""
-        gaussian = getattr(method_cls or self.method_cls, "text_gaussian", False)
-        return self.vlm.provider(model, summary, self.cached_views(), gaussian)
+        return self.vlm.provider(model, summary, self.cached_views(), method_cls or self.method_cls)
 
     def stage1_options(self) -> dict:
         """The stage-1 method's options (part of the teacher-cache key)."""
@@ -210,6 +213,7 @@ class RunContext:
             lr_gamma=c.lr_gamma,
             lr_schedule=c.lr_schedule,
             warmup_epochs=c.warmup_epochs,
+            optimizer=c.optimizer,
             alpha_rate=c.alpha_rate,
             alpha_bias=c.alpha_bias,
             seed=c.seed,

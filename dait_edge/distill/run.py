@@ -19,17 +19,20 @@ from dait_edge.distill.vlm_teaching import CacheBuildStopped
 from dait_edge.engine.distributed import barrier, on_main, shutdown
 from dait_edge.errors import Interrupted
 from dait_edge.methods import METHODS
+from dait_edge.methods.base import training_recipe
 from dait_edge.models import resolve_model_name
 from dait_edge.records import DistillConfig, RunSummary
 
 
 def resolve_config(config: DistillConfig) -> DistillConfig:
     """Check every value, then resolve names once through the registries: aliases become the canonical
-    model and method names that the run folder, the summary and the sweep all use."""
+    model and method names that the run folder, the summary and the sweep all use. The recipe is checked
+    here and applied by `run_distill` (a sweep resolves one config and gives each method its own copy)."""
     config.validate()
     config.student = resolve_model_name(config.student, "student")
     config.teacher = resolve_model_name(config.teacher, "teacher")
     config.method = METHODS.resolve(config.method)
+    training_recipe(config.recipe, config.method)
     return config
 
 
@@ -42,6 +45,7 @@ def run_distill(
     build, early as if the process were killed (tests).
     """
     resolve_config(config)
+    config.apply_recipe(training_recipe(config.recipe, config.method))
     stops = stop_after_epoch or {}
     run = RunContext(config, resume, stop_cache_after=stops.get("cache"))
     try:
@@ -79,6 +83,7 @@ def _new_summary(run: RunContext) -> RunSummary:
         taught_by=run.taught_by(),
         student_head=run.method_cls.student_head,
         seed=config.seed,
+        recipe=config.recipe,
     )
 
 

@@ -4,7 +4,6 @@ from the VLM) and stage 2 (the student), then the inference settings a method fi
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -14,11 +13,8 @@ import torch
 from dait_edge.distill.teacher_cache import cached_teacher, restore_teacher, stage1_key
 from dait_edge.distill.teachers import store_teacher_locked
 from dait_edge.engine.checkpoint import seed_everything, stage_seed
-from dait_edge.engine.distributed import DistInfo, check_stop_together, on_main
+from dait_edge.engine.distributed import check_stop_together, on_main
 from dait_edge.engine.evaluate import evaluate
-from dait_edge.engine.loaders import make_loader
-from dait_edge.engine.precision import autocast_dtype_for
-from dait_edge.engine.trainer import StageFiles
 from dait_edge.errors import UserError
 from dait_edge.methods import METHODS, Distiller, MethodContext
 from dait_edge.models import build_model, count_macs, count_params
@@ -155,14 +151,12 @@ def stage2(run: RunContext, summary: RunSummary, teacher_path: Path | None, stop
     # Reseeded from (seed, stage, rank) alone: the student's initial weights and adapter are the same whether
     # the teacher was trained in this process, read from the cache or given.
     seed_everything(stage_seed(config.seed, 2, run.dist.rank))
-    student = run.method_cls.wrap_student(
-        build_model(
-            config.student,
-            num_classes,
-            pretrained=config.pretrained,
-            weights=config.student_weights,
-            role="student",
-        )
+    student = build_model(
+        config.student,
+        num_classes,
+        pretrained=config.pretrained,
+        weights=config.student_weights,
+        role="student",
     )
     context = MethodContext(
         num_classes=num_classes,
@@ -179,6 +173,7 @@ def stage2(run: RunContext, summary: RunSummary, teacher_path: Path | None, stop
         context.teacher = run.task_teacher_model
     if vlm_taught:
         context.vlm, extra = run.vlm_teaching(student, summary)
+    student = run.method_cls.wrap_student(student, context)  # the model trained and exported, with its head
     datasets = run.datasets(student, run.views_for(2, vlm_taught), extra)
     method = run.method_cls(student, context)
     if context.teacher is not None and summary.teacher_top1 is None:
@@ -195,8 +190,8 @@ def stage2(run: RunContext, summary: RunSummary, teacher_path: Path | None, stop
     result = run.fit(method, datasets, plan, files, metadata, stop_after)
     if result is None:
         return False
-    if run.method_cls.calibrate is not Distiller.calibrate:
-        summary.calibration = _calibrate(run, method, files, metadata, result)
+    if run.method_cls.calibrate is not Distiller.calibrate:  # fitted at every epoch (engine.trainer)
+        summary.calibration = _calibration(run, method)
     student_cpu = student.to("cpu").eval()
     summary.student = student.name
     summary.student_top1, summary.student_top5 = result.last.top1, result.last.top5
@@ -217,55 +212,15 @@ def stage2(run: RunContext, summary: RunSummary, teacher_path: Path | None, stop
     return True
 
 
-def _calibrate(run: RunContext, method, files: StageFiles, metadata: dict, result) -> dict[str, float]:
-    """After training: the method fits its inference settings (DHO's (a, b)) on the validation split, for
-    the last and the best weights each; both files are rewritten with them and scored again on the test
-    split, which updates `result` (rank 0 works, every rank gets the outcome). Returns the last's settings."""
-    from safetensors.torch import load_file
-
-    from dait_edge.engine.checkpoint import save_weights
-    from dait_edge.models.weights import weights_metadata
-
-    def on_rank0() -> tuple[dict, dict, float | None]:
-        validation = make_loader(
-            run.eval_set(method.student, [run.all_train[i] for i in run.val_indices]),
-            batch_size=64,
-            seed=None,
+def _calibration(run: RunContext, method) -> dict[str, float]:
+    """The inference settings the last weights hold (DHO's (a, b), fitted on the validation images at every
+    epoch); none where no images were held out, which is said."""
+    if run.val_indices:
+        return method.calibration()
+    if run.dist.is_main:
+        print(
+            f"{run.config.method}: no validation images to calibrate on (raise --val-fraction or"
+            " --labelled-fraction); its default inference settings are kept.",
+            file=sys.stderr,
         )
-        test = run.eval_set(method.student, run.spec.split("test"))
-        student, chosen, last, best = method.student, {}, {}, None
-        for path, is_last in ((files.best_weights, False), (files.last_weights, True)):
-            if not path.is_file():
-                continue
-            student.load_state_dict(load_file(str(path), device=str(run.device)))
-            settings = method.calibrate(validation, run.device)
-            if not settings:
-                continue
-            save_weights(path, student, {**metadata, **weights_metadata(path)})
-            scores = evaluate(
-                student,
-                test,
-                device=run.device,
-                dist_info=DistInfo(),
-                autocast_dtype=autocast_dtype_for(run.device),  # as every epoch's top-1 is measured
-            )
-            if is_last:
-                chosen, last = settings, scores
-            else:
-                best = scores["top1"]
-        return chosen, last, best
-
-    with torch.random.fork_rng(devices=[]):
-        chosen, last, best = on_main(run.dist, on_rank0)
-    if not chosen:
-        if run.dist.is_main:
-            print(
-                f"{run.config.method}: no validation images to calibrate on (raise --val-fraction or"
-                " --labelled-fraction); its default inference settings are kept.",
-                file=sys.stderr,
-            )
-        return {}
-    result.last = dataclasses.replace(result.last, top1=last["top1"], top5=last["top5"])
-    if best is not None:
-        result.best_top1 = best
-    return chosen
+    return {}

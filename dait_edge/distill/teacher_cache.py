@@ -31,6 +31,9 @@ STAGE2_ONLY = frozenset(
         "kd_teacher",
         "sra_form",  # DAIT-F's feature term: stage 2 only
         "kd_weights",  # KD's weights: stage 2 only
+        "rise_weights",  # RISE's weights and temperature: stage 2 only
+        "rise_temperature",
+        "recipe",  # a name: the values it filled in (lr, optimizer, ...) are in the key
         "stage2_epochs",
         "stages",
         "extra",
@@ -44,6 +47,10 @@ STAGE2_ONLY = frozenset(
         "vlm_views",  # enters as the views the stage saw (`views`): auto and K = epochs give the same
     }
 )
+
+
+# Settings added after KEY_VERSION 3, at the value every earlier teacher was trained with.
+SETTINGS_ADDED_LATER = {"optimizer": "adamw", "train_crop": "resize"}
 
 
 def loss_code_version(method_cls) -> str:
@@ -73,6 +80,9 @@ def stage1_key(
 ) -> str:
     """The teacher-cache key of a stage-1 run (`vlm_source` a `vlm.VLMSource`)."""
     settings = {k: v for k, v in config.to_dict().items() if k not in STAGE2_ONLY}
+    for name, value in SETTINGS_ADDED_LATER.items():  # teachers trained before they existed keep their key
+        if settings.get(name) == value:
+            del settings[name]
     # as they act on stage 1: the same teacher whether the step decay was given or defaulted to it
     settings["lr_step"] = config.lr_step_for(config.stage1_epochs)
     teacher_weights = config.teacher_weights

@@ -18,8 +18,8 @@ from dait_edge.utils.lock import exclusive
 
 @dataclass(frozen=True)
 class TaskTeacherSource:
-    """Where KD's task teacher comes from: its weights, the model they hold, and its head ("linear", or
-    "dual" for a DHO student)."""
+    """Where KD's task teacher comes from: its weights, the model they hold, and its head ("linear", "dual"
+    for a DHO student, "projected" for a RISE one: models.heads)."""
 
     path: Path
     model: str
@@ -87,20 +87,21 @@ def load_teacher(path: Path, name: str, num_classes: int, dataset: str, setting:
 
 def load_task_teacher(source: TaskTeacherSource, num_classes: int, dataset: str):
     """KD's / RKD's teacher fine-tuned on the task (`--kd-teacher`). A DHO student teaches with its combined
-    prediction (log p: valid logits) and its pooled features."""
-    if source.head != "dual":
-        return load_teacher(source.path, source.model, num_classes, dataset, setting="kd_teacher")
-    from dait_edge.models.dual_head import DualHeadClassifier
+    prediction (log p: valid logits), a RISE student with its text-space classifier; both with their pooled
+    features."""
+    from dait_edge.models.heads import LINEAR_HEAD, head_classes, load_student
     from dait_edge.models.weights import load_state_dict_file
 
-    head = load_state_dict_file(source.path, role="teacher").get("head_kd.weight")
-    if head is not None and head.shape[0] != num_classes:
+    if source.head == LINEAR_HEAD:
+        return load_teacher(source.path, source.model, num_classes, dataset, setting="kd_teacher")
+    classes = head_classes(source.head, load_state_dict_file(source.path, role="teacher"))
+    if classes is not None and classes != num_classes:
         raise UserError(
-            f"teacher checkpoint {source.path} classifies {head.shape[0]} classes but {dataset} has"
+            f"teacher checkpoint {source.path} classifies {classes} classes but {dataset} has"
             f" {num_classes}; pass a teacher trained on this dataset.",
             setting="kd_teacher",
         )
-    return DualHeadClassifier.from_file(source.model, num_classes, source.path, setting="kd_teacher")
+    return load_student(source.head, source.model, num_classes, source.path, setting="kd_teacher")
 
 
 def store_teacher_locked(cache_dir: Path, key: str, stage_dir: Path) -> None:

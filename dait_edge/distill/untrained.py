@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from dait_edge.records import Checkpoints, DataConfig, DistillConfig, RunLayout, RunManifest, RunSummary
+from dait_edge.records.recipe import SHARED_RECIPE
 
 UNTRAINED = "untrained"
 
@@ -34,6 +35,7 @@ def write_untrained_run(
 
     from dait_edge.distill.manifest import git_commit, hardware, package_versions
     from dait_edge.engine.checkpoint import save_weights
+    from dait_edge.methods.base import training_recipe
     from dait_edge.models import build_model
     from dait_edge.utils.io import sha256_file
 
@@ -67,7 +69,8 @@ def write_untrained_run(
             source="run",
         ),
     )
-    dataclasses.replace(summary, **summary_fields).write(run)
+    recipe = summary_fields.pop("recipe", None) or SHARED_RECIPE
+    dataclasses.replace(summary, recipe=recipe, **summary_fields).write(run)
     config = DistillConfig(
         dataset=dataset,
         data_root=str(data_root),
@@ -76,6 +79,7 @@ def write_untrained_run(
         img_size=img_size,
         seed=seed,
     )
+    config.apply_recipe(training_recipe(recipe, method))
     RunManifest(
         config=config,
         seed=seed,

@@ -53,7 +53,7 @@ class VLMTeaching:
         # a config JSON is read and registered with open_clip
         self.source = resolve_vlm_source(config.vlm, config.vlm_pretrained)
 
-    def provider(self, model, summary: RunSummary, views: int, gaussian: bool = False):
+    def provider(self, model, summary: RunSummary, views: int, method_cls=None):
         """What teaches a VLM-taught stage: (provider, extra) where `extra` feeds each training item its cached
         embedding. With `views` K > 0 the cache is opened, or built first (its time goes to
         summary.cache_seconds); when it is complete the VLM's image tower is never loaded."""
@@ -62,25 +62,49 @@ class VLMTeaching:
         # live run, a run that builds the cache and one that finds it complete.
         with torch.random.fork_rng(devices=[]):
             if views == 0:
-                return self.live_vlm(model, gaussian), None
+                return self.live_vlm(model, method_cls), None
             from dait_edge.vlm.provider import CachedVLM
 
             cache, vlm = self.open_or_build_cache(views, summary)
             provider = CachedVLM(self.text_embeddings(vlm))
-            if gaussian:
-                provider.set_text_gaussian(*self.class_gaussian(vlm))
+            self.add_text_priors(provider, method_cls, vlm)
             del vlm  # the 1.2 B-parameter VLM stays off the device during training
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()
             return provider, cache.reader()
 
+    def add_text_priors(self, provider, method_cls, vlm=None) -> None:
+        """What a method reads from the text tower beyond T: BorLan's class Gaussians, RISE's anchors."""
+        if getattr(method_cls, "text_gaussian", False):
+            provider.set_text_gaussian(*self.class_gaussian(vlm))
+        phrases = getattr(method_cls, "anchor_phrases", ())
+        if phrases:
+            provider.set_text_anchors(self.class_anchors(phrases, vlm))
+
+    def class_anchors(self, phrases, vlm=None) -> torch.Tensor:
+        """(C, A, E): the embedding of "a {phrase} of a {class}" for each class and anchor phrase (RISE's
+        relational anchors), each prompt's from the text-embedding cache, else from `vlm` or a VLM loaded."""
+        from dait_edge.vlm import text_classifier
+        from dait_edge.vlm.text_embeddings import cached_text_classifier
+
+        classes, cache_dir = self.spec.classes, self.config.cache_dir
+        per_phrase = []
+        for phrase in phrases:
+            template = [f"a {phrase} of a {{}}"]
+            text = cached_text_classifier(self.source, classes, template, cache_dir)
+            if text is None:
+                vlm = vlm if vlm is not None else self.load_vlm()
+                text = text_classifier(vlm, classes, template, cache_dir=cache_dir)
+            per_phrase.append(text.float().to(self.device))
+        return torch.stack(per_phrase, dim=1)
+
     def class_gaussian(self, vlm=None) -> tuple[torch.Tensor, torch.Tensor]:
-        """BorLan's per-class Gaussian over an ensemble of templates (and the dataset's own): from the
+        """BorLan's per-class Gaussian over its 80 templates (`prompts.borlan_templates`): from the
         text-embedding cache, else from `vlm` or a VLM loaded for it."""
-        from dait_edge.vlm.prompts import ENSEMBLE_TEMPLATES
+        from dait_edge.vlm.prompts import borlan_templates
         from dait_edge.vlm.text_embeddings import text_gaussian
 
-        templates = list(dict.fromkeys([*ENSEMBLE_TEMPLATES, *self.templates]))
+        templates = list(borlan_templates())
         classes, cache_dir = self.spec.classes, self.config.cache_dir
         try:
             mean, var = text_gaussian(self.source, classes, templates, cache_dir=cache_dir)
@@ -217,13 +241,12 @@ class VLMTeaching:
         vlm = vlm if vlm is not None else self.load_vlm()
         return text_classifier(vlm, self.spec.classes, self.templates, cache_dir=cache_dir)
 
-    def live_vlm(self, model, gaussian: bool = False):
+    def live_vlm(self, model, method_cls=None):
         """The live VLM as the provider, for batches normalised like `model`'s, its text tower freed."""
         from dait_edge.vlm.provider import LiveVLM
 
         vlm = self.load_vlm()
         provider = LiveVLM(vlm, self.text_embeddings(vlm), model.data_config.mean, model.data_config.std)
-        if gaussian:
-            provider.set_text_gaussian(*self.class_gaussian(vlm))
+        self.add_text_priors(provider, method_cls, vlm)
         vlm.free_text_tower()
         return provider

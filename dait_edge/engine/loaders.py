@@ -76,3 +76,55 @@ def paired_sampler(method, train_views, per_rank: int, seed: int, dist_info: Dis
     return PairedBatchSampler(
         labelled, unlabelled, per_rank, seed=seed, rank=dist_info.rank, world_size=dist_info.world_size
     )
+
+
+def train_loader(method, train_views, plan, dist_info: DistInfo, device) -> DataLoader:
+    """The training loader of a stage (`plan`: an engine.plan.StagePlan): DHO's paired batches, else a
+    distributed shuffle of (item, epoch) keys in per-rank batches."""
+    from dait_edge.errors import UserError
+    from dait_edge.methods.batch import Batch
+
+    if plan.batch_size % dist_info.world_size:
+        raise UserError(
+            f"batch size {plan.batch_size} must be divisible by the number of processes"
+            f" ({dist_info.world_size}).",
+            setting="batch_size",
+        )
+    per_rank_batch = plan.batch_size // dist_info.world_size
+    paired = paired_sampler(method, train_views, per_rank_batch, plan.seed, dist_info)
+    shared = {"workers": plan.workers, "device": device, "collate_fn": Batch.collate, "seed": plan.seed}
+    if paired is not None:
+        return make_loader(train_views, batch_sampler=paired, **shared)
+    sampler = DistributedSampler(
+        train_views, num_replicas=dist_info.world_size, rank=dist_info.rank, shuffle=True, seed=plan.seed
+    )
+    # Drop a ragged last batch only when there is more than one: BatchNorm cannot train on one image.
+    loader = make_loader(
+        train_views,
+        batch_size=per_rank_batch,
+        sampler=EpochSampler(sampler),
+        drop_last=len(sampler) > per_rank_batch,
+        **shared,
+    )
+    if len(loader) == 0:
+        raise UserError(
+            "the training split is empty; check the data root and the labelled fraction.", setting="data_root"
+        )
+    return loader
+
+
+def keyed_loader(train_views, keys, plan, device) -> DataLoader:
+    """The training views of `keys` ((position, epoch) pairs), in order, in evaluation-sized batches (what
+    `Distiller.before_epoch` reads); its workers' seed is drawn from the (forked) global RNG."""
+    from dait_edge.methods.batch import Batch
+
+    return make_loader(
+        train_views,
+        batch_size=plan.eval_batch_size,
+        sampler=list(keys),
+        collate_fn=Batch.collate,
+        workers=plan.workers,
+        device=device,
+        seed=None,
+        persistent=False,
+    )

@@ -29,6 +29,7 @@ class StagePlan:
     sync_bn: bool = False  # DDP: BatchNorm statistics over the global batch (small per-GPU batches)
     lr_schedule: str = "step"
     warmup_epochs: int = 0
+    optimizer: str = "adamw"  # records.recipe.OPTIMIZERS
 
     @property
     def rate(self) -> float:

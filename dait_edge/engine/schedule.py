@@ -1,4 +1,5 @@
-"""The learning rate of every optimiser step: an optional linear warm-up, then step decay or a cosine.
+"""The learning rate of every optimiser step: an optional linear warm-up, then step decay, a cosine or a
+linear decay to 0 (DHO's `get_linear_schedule_with_warmup`).
 
 The rate is a pure function of the step's index (`LambdaLR` stepped once per optimiser step), so a resumed
 run and every DDP rank (which all take the same number of steps per epoch) follow the same curve exactly.
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 class LRSchedule:
     """How the rate moves over one stage of `epochs` epochs of `steps_per_epoch` steps each."""
 
-    kind: str  # "step" or "cosine"
+    kind: str  # "step", "cosine" or "linear"
     epochs: int
     steps_per_epoch: int
     step_epochs: int = 30  # step: multiply by gamma every step_epochs epochs
@@ -32,11 +33,28 @@ class LRSchedule:
             return warm * self.gamma ** ((step // per_epoch) // max(1, self.step_epochs))
         if step < warmup_steps:
             return warm
-        # cosine over the steps after warm-up: 1 at its first step, near 0 at the stage's last
+        # cosine / linear over the steps after warm-up: 1 at its first step, near 0 at the stage's last
         progress = (step - warmup_steps) / max(1, self.epochs * per_epoch - warmup_steps)
+        if self.kind == "linear":
+            return max(0.0, 1.0 - progress)
         return 0.5 * (1.0 + math.cos(math.pi * progress))
 
     def scheduler(self, optimiser):
         import torch
 
         return torch.optim.lr_scheduler.LambdaLR(optimiser, self.factor)
+
+
+def make_optimiser(kind: str, parameters, lr: float, weight_decay: float):
+    """The optimiser a recipe names (records.recipe.OPTIMIZERS): AdamW, or SGD with momentum 0.9."""
+    import torch
+
+    from dait_edge.records.recipe import SGD_MOMENTUM
+
+    if kind == "adamw":
+        return torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay)
+    if kind in ("sgd", "sgd-nesterov"):
+        return torch.optim.SGD(
+            parameters, lr=lr, momentum=SGD_MOMENTUM, weight_decay=weight_decay, nesterov=kind == "sgd-nesterov"
+        )
+    raise ValueError(f"unknown optimiser {kind!r}")

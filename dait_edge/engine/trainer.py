@@ -1,7 +1,9 @@
 """One training loop for every method and both stages.
 
-AdamW with a per-step learning-rate schedule (warm-up, then step decay or a cosine: engine/schedule.py),
-the alpha schedule, evaluation each epoch (validation images, when the run holds some, and the test split),
+The recipe's optimiser (AdamW or SGD) with a per-step learning-rate schedule (warm-up, then step decay, a
+cosine or a linear decay: engine/schedule.py),
+the alpha schedule, evaluation each epoch (validation images, when the run holds some, and the test split;
+a method's inference settings fitted on the validation images first),
 `last` weights and `best` weights (best on validation: never chosen by the test split), metrics as JSON lines, a progress bar with the loss terms, mixed precision on CUDA (bf16 where the GPU has it
 natively, else fp16 with a GradScaler), channels_last on CUDA, DDP when launched by torchrun, and
 resumable checkpoints that hold the optimiser, scheduler, every rank's RNG and the epoch.
@@ -16,8 +18,6 @@ import time
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader
-from torch.utils.data.distributed import DistributedSampler
 
 from dait_edge.engine.checkpoint import (
     TrainingState,
@@ -37,14 +37,14 @@ from dait_edge.engine.distributed import (
     wrap_ddp,
 )
 from dait_edge.engine.evaluate import eval_loader, evaluate
-from dait_edge.engine.loaders import EpochSampler, make_loader, paired_sampler
+from dait_edge.engine.loaders import keyed_loader, make_loader, train_loader
 from dait_edge.engine.plan import FitResult, StageFiles, StagePlan
 from dait_edge.engine.precision import autocast_dtype_for, configure_cuda
-from dait_edge.engine.schedule import LRSchedule
+from dait_edge.engine.schedule import LRSchedule, make_optimiser
 from dait_edge.errors import UserError
 from dait_edge.losses.schedule import alpha_at
 from dait_edge.methods.base import Distiller
-from dait_edge.methods.batch import Batch, Step
+from dait_edge.methods.batch import Step
 from dait_edge.records import EpochMetrics, append_metrics, read_metrics, write_metrics
 from dait_edge.utils.faults import fault_point
 from dait_edge.utils.signals import check_stop, stop_requested
@@ -92,8 +92,8 @@ class _StageTraining:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.model = wrap_ddp(method, device, plan.sync_bn) if dist_info.enabled else method
         trainable = [p for p in method.parameters() if p.requires_grad]
-        self.optimiser = torch.optim.AdamW(trainable, lr=plan.lr, weight_decay=plan.weight_decay)
-        self.loader = self._train_loader(train_views)
+        self.optimiser = make_optimiser(plan.optimizer, trainable, plan.lr, plan.weight_decay)
+        self.loader = train_loader(method, train_views, plan, dist_info, device)
         self.scheduler = LRSchedule(
             kind=plan.lr_schedule,
             epochs=plan.epochs,
@@ -117,6 +117,14 @@ class _StageTraining:
 
         self.test_loader = loader(test_set)
         self.val_loader = loader(val_set) if val_set is not None and len(val_set) else None
+        # A method with inference settings (DHO's (a, b)) fits them on the validation images at every epoch,
+        # before the epoch is scored: the epoch is then chosen by what it predicts with them. Every rank
+        # reads all validation images (weights and buffers agree across ranks), so all choose alike.
+        self.calibration_loader = (
+            make_loader(val_set, batch_size=plan.eval_batch_size, seed=None, device=device)
+            if self.val_loader is not None and type(method).calibrate is not Distiller.calibrate
+            else None
+        )
 
     # ----------------------------------------------------------------------------- set-up
 
@@ -147,42 +155,6 @@ class _StageTraining:
         self.best_top1, self.best_epoch, self.elapsed = state.best_top1, state.best_epoch, state.elapsed
         self.best_test = state.best_test_top1
 
-    def _train_loader(self, train_views) -> DataLoader:
-        plan, dist_info = self.plan, self.dist
-        if plan.batch_size % dist_info.world_size:
-            raise UserError(
-                f"batch size {plan.batch_size} must be divisible by the number of processes"
-                f" ({dist_info.world_size}).",
-                setting="batch_size",
-            )
-        per_rank_batch = plan.batch_size // dist_info.world_size
-        paired = paired_sampler(self.method, train_views, per_rank_batch, plan.seed, dist_info)
-        shared = {
-            "workers": plan.workers,
-            "device": self.device,
-            "collate_fn": Batch.collate,
-            "seed": plan.seed,
-        }
-        if paired is not None:
-            return make_loader(train_views, batch_sampler=paired, **shared)
-        sampler = DistributedSampler(
-            train_views, num_replicas=dist_info.world_size, rank=dist_info.rank, shuffle=True, seed=plan.seed
-        )
-        # Drop a ragged last batch only when there is more than one: BatchNorm cannot train on one image.
-        loader = make_loader(
-            train_views,
-            batch_size=per_rank_batch,
-            sampler=EpochSampler(sampler),
-            drop_last=len(sampler) > per_rank_batch,
-            **shared,
-        )
-        if len(loader) == 0:
-            raise UserError(
-                "the training split is empty; check the data root and the labelled fraction.",
-                setting="data_root",
-            )
-        return loader
-
     # ----------------------------------------------------------------------------- one epoch
 
     def train_epoch(self, epoch: int, alpha: float) -> dict[str, float]:
@@ -195,6 +167,10 @@ class _StageTraining:
         plan = self.plan
         paired = hasattr(self.loader.batch_sampler, "set_epoch")  # DHO's batches: the batch sampler draws
         (self.loader.batch_sampler if paired else self.loader.sampler).set_epoch(epoch)
+        if type(self.method).before_epoch is not Distiller.before_epoch:
+            with torch.random.fork_rng(devices=[]):  # the epoch's draws stay those of a run without it
+                views = self.loader.dataset
+                self.method.before_epoch(views, epoch, lambda keys: keyed_loader(views, keys, plan, self.device))
         self.method.train()
         sums: dict[str, torch.Tensor] = {}
         seen = torch.zeros((), dtype=torch.float64, device=self.device)
@@ -288,6 +264,9 @@ class _StageTraining:
         """Evaluate, then write last / best weights, the metrics line and (last) the resume state."""
         method, plan, files = self.method, self.plan, self.files
         broadcast_buffers(method.student, self.dist)  # every rank scores the model rank 0 saves
+        if self.calibration_loader is not None:
+            with torch.random.fork_rng(devices=[]):  # training draws stay those of a run without it
+                method.calibrate(self.calibration_loader, self.device)
 
         def score(loader):
             return evaluate(

@@ -169,12 +169,8 @@ def resolve_run(
 
 
 def load_student(info: RunInfo):
-    """The run's trained student as it predicts: DHO's with both heads and their combination."""
-    from dait_edge.models import build_model
+    """The run's trained student as it predicts, with its head (DHO's two and their combination, RISE's
+    projection)."""
+    from dait_edge.models.heads import load_student as load_with_head
 
-    if info.summary.student_head == "dual":
-        from dait_edge.models.dual_head import DualHeadClassifier
-
-        return DualHeadClassifier.from_file(info.student, info.summary.num_classes, info.checkpoint).eval()
-    model = build_model(info.student, info.summary.num_classes, pretrained=False, weights=info.checkpoint)
-    return model.eval()
+    return load_with_head(info.summary.student_head, info.student, info.summary.num_classes, info.checkpoint)

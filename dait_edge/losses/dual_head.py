@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 
@@ -24,20 +22,23 @@ def dho_combine(z_ce: torch.Tensor, z_kd: torch.Tensor, a: float | torch.Tensor,
     return top + torch.log(torch.exp(log_ce - top) + torch.exp(log_kd - top))
 
 
-# The grid DHO's official code searches on its validation split.
+# The grid DHO's official code searches on its validation split (train_others.py `evaluate`):
+# alpha_range = np.arange(0, 1.05, 0.05), beta_range = [0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 4.0].
 DHO_A_GRID = tuple(round(0.05 * i, 2) for i in range(21))
 DHO_B_GRID = (0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 4.0)
+DHO_START = (0.0, 1.0, 0.0)  # its best_alpha, best_beta, best_acc before the search
 
 
 def choose_combination(
     z_ce: torch.Tensor, z_kd: torch.Tensor, labels: torch.Tensor
 ) -> tuple[float, float, float]:
-    """(a, b, top-1 in %) maximising top-1 of `dho_combine` on validation logits. Ties go to the first pair
-    of the grid (a ascending, then b): the choice is deterministic."""
-    best = (0.5, 1.0, -math.inf)
+    """(a, b, top-1 in %) maximising top-1 of `dho_combine` on validation logits, searched as DHO's code
+    does: b in the outer loop, a in the inner one, a pair replaces the best only when strictly better, from
+    (a 0, b 1, top-1 0). On a small validation split many pairs tie; the order decides which wins."""
+    best = DHO_START
     z_ce, z_kd = z_ce.float(), z_kd.float()
-    for a in DHO_A_GRID:
-        for b in DHO_B_GRID:
+    for b in DHO_B_GRID:
+        for a in DHO_A_GRID:
             predictions = dho_combine(z_ce, z_kd, a, b).argmax(dim=-1)
             top1 = 100.0 * (predictions == labels).float().mean().item()
             if top1 > best[2]:

@@ -11,7 +11,8 @@ mode whatever `train()` says and never receive gradients. Only `student` is expo
 A method also says, as class attributes, what the run must prepare for it: which teachers
 (`requirements(options)`), whether unlabelled images serve it (`learns_from_unlabelled`), whether it wants
 one labelled and one unlabelled batch per step (`paired_batches`), and which student it trains
-(`wrap_student`: DHO's has two heads). `calibrate` fits inference-time settings after training.
+(`wrap_student`: DHO's has two heads). `calibrate` fits inference-time settings on validation images
+at every epoch's end.
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from dait_edge.errors import UserError
 from dait_edge.losses.supervised import labelled_ce
 from dait_edge.methods.batch import Batch, Step
+from dait_edge.records.recipe import OWN_RECIPE, SHARED, SHARED_RECIPE, TrainingRecipe
 from dait_edge.registry import Registry
 
 METHODS: Registry[type[Distiller]] = Registry("method")
@@ -54,6 +57,29 @@ def settings_of_other_methods(method: str) -> frozenset[str]:
     return owned_settings() - (METHODS.get(method).own_settings if method in METHODS else frozenset())
 
 
+def recipes() -> dict[str, TrainingRecipe]:
+    """Every training recipe by name: the shared one and each method's own (`Distiller.recipe`)."""
+    own = {name: METHODS.get(name).recipe for name in METHODS if METHODS.get(name).recipe is not None}
+    return {SHARED_RECIPE: SHARED, **own}
+
+
+def training_recipe(name: str, method: str) -> TrainingRecipe:
+    """The recipe --recipe `name` gives a run of `method`: shared, own (the method's, else the shared one:
+    DAIT's own protocol is the shared one) or any method's by its name."""
+    known = recipes()
+    if name == OWN_RECIPE:
+        return known.get(method, SHARED)
+    if name in METHODS and name not in known:  # a method without a recipe of its own trains with shared
+        return SHARED
+    if name not in known:
+        raise UserError(
+            f"unknown recipe {name!r}; use shared, own, or one of {', '.join(sorted(known))}"
+            " (`dait-edge list recipes`).",
+            setting="recipe",
+        )
+    return known[name]
+
+
 @dataclass
 class MethodContext:
     """What a method may draw on. Which fields must be set is in the method's `needs`."""
@@ -77,10 +103,12 @@ class Distiller(nn.Module):
     learns_from_unlabelled: bool = True  # has distillation terms: unlabelled images are trained on
     paired_batches: bool = False  # one labelled and one unlabelled batch per step (DHO)
     text_gaussian: bool = False  # needs the per-class Gaussian of the template embeddings (BorLan)
+    anchor_phrases: tuple[str, ...] = ()  # needs "a {phrase} of a {class}" embedded per class (RISE's RD)
     teacher_choice: bool = False  # the teacher is the VLM or a task checkpoint (--kd-teacher)
-    student_head: str = "linear"  # "dual": the student `wrap_student` builds has DHO's two heads
+    student_head: str = "linear"  # the head of the student `wrap_student` builds (models.heads: dual, projected)
     default_val_fraction: float = 0.0  # what a manifest without --val-fraction (None) held out: older runs
     own_settings: frozenset[str] = frozenset()  # run settings only this method reads (DAIT-F's sra_form)
+    recipe: TrainingRecipe | None = None  # how its released code trains (--recipe own); None: the shared one
 
     def __init__(self, student: nn.Module, context: MethodContext):
         super().__init__()
@@ -101,13 +129,24 @@ class Distiller(nn.Module):
         return cls.needs
 
     @classmethod
-    def wrap_student(cls, student: nn.Module) -> nn.Module:
-        """The model this method trains and exports, built around the plain student (DHO adds a head)."""
+    def wrap_student(cls, student: nn.Module, context: MethodContext) -> nn.Module:
+        """The model this method trains and exports, built around the plain student (DHO adds a head, RISE
+        a text-initialised projection head); its kind is `student_head` (models.heads)."""
         return student
 
+    def before_epoch(self, views, epoch: int, loader) -> None:
+        """At the start of every training epoch, before its first step: `views` are the training views,
+        `loader(keys)` a DataLoader of `Batch`es of the (position, epoch) keys given, in order. BorLan
+        relabels its unlabelled images here; most methods do nothing."""
+
     def calibrate(self, validation, device: torch.device) -> dict[str, float]:
-        """After training: fit inference-time settings on `validation` (batches of (images, labels, ...)) and
-        return them for the run summary. Most methods have none."""
+        """Fit inference-time settings on `validation` (batches of (images, labels, ...)), store them in the
+        student and return them; the trainer calls it at every epoch's end, before the epoch is scored. Most
+        methods have none."""
+        return {}
+
+    def calibration(self) -> dict[str, float]:
+        """The inference-time settings the student holds now (for the run summary)."""
         return {}
 
     @staticmethod

@@ -3,8 +3,12 @@ and a KD head that learns from the VLM, combined at inference.
 
 L = 0.5 * CE(z_ce, y)_labelled + 0.5 * (KD_l + KD_u),  KD = tau^2 KL(softmax(z_vlm / tau) || softmax(z_kd / tau))
 with z_vlm = 100 v T^T and tau 2; one labelled and one unlabelled batch per step, each its own forward pass
-(DHO's train_others.py). p = a softmax(z_ce) + (1 - a) softmax(z_kd / b), (a, b) chosen after training on a
-validation split held out of the labelled images (`calibrate`), stored in the student's weights.
+(erjui/DHO train_others.py). p = a softmax(z_ce) + (1 - a) softmax(z_kd / b): (a, b) searched on the
+validation images at every epoch's end (its loop order: b outer, a inner, strictly better only), stored in
+the student's weights, and the epoch then judged by the validation top-1 with them, as train_others.py
+keeps its checkpoint. An epoch follows the larger of the labelled and unlabelled sets (train_imgnet.py's
+epoch; train_others.py's zip ends with the labelled loader): at a small labelled fraction an epoch here
+holds more steps than one of train_others.py. `--recipe dho` trains with its released recipe (`recipe`).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from dait_edge.losses import choose_combination, kd_loss
 from dait_edge.methods.base import Distiller, MethodContext, register_method
 from dait_edge.methods.batch import Batch, Step
 from dait_edge.models.dual_head import DualHeadClassifier
+from dait_edge.records.recipe import TrainingRecipe
 
 
 @register_method(
@@ -26,9 +31,22 @@ class DualHeadOptimisation(Distiller):
     paired_batches = True
     student_head = "dual"
     default_val_fraction = 0.1  # of the labelled images, per class, for choosing (a, b)
+    recipe = TrainingRecipe(
+        name="dho",
+        source="erjui/DHO train_others.py, scripts_others.sh (AdamW lr 1e-3 with PyTorch's weight decay 0.01,"
+        " get_linear_schedule_with_warmup: 10% warm-up then linear decay per step, 64 labelled + 64 unlabelled"
+        " images per step, RandomResizedCrop(scale=(0.5, 1)) and a flip)",
+        optimizer="adamw",
+        lr=1e-3,
+        weight_decay=0.01,
+        batch_size=64,
+        lr_schedule="linear",
+        warmup_share=0.1,
+        train_crop="rrc:0.5",
+    )
 
     @classmethod
-    def wrap_student(cls, student: nn.Module) -> nn.Module:
+    def wrap_student(cls, student: nn.Module, context: MethodContext) -> nn.Module:
         return student if isinstance(student, DualHeadClassifier) else DualHeadClassifier(student)
 
     def __init__(self, student: nn.Module, context: MethodContext):
@@ -69,7 +87,8 @@ class DualHeadOptimisation(Distiller):
 
     @torch.no_grad()
     def calibrate(self, validation, device: torch.device) -> dict[str, float]:
-        """Choose (a, b) on the validation batches and store them in the student."""
+        """Choose (a, b) on the validation batches and store them in the student (DHO's code searches at
+        every epoch, then keeps the epoch best on validation with its (a, b))."""
         student = self.student.eval()
         z_ce, z_kd, labels = [], [], []
         for images, targets, *_ in validation:
@@ -79,6 +98,10 @@ class DualHeadOptimisation(Distiller):
             labels.append(targets)
         if not labels:
             return {}
-        a, b, top1 = choose_combination(torch.cat(z_ce), torch.cat(z_kd), torch.cat(labels))
+        a, b, _ = choose_combination(torch.cat(z_ce), torch.cat(z_kd), torch.cat(labels))
         student.combine.set(a, b)
-        return {"dho_a": a, "dho_b": b, "dho_val_top1": round(top1, 4)}
+        return self.calibration()
+
+    def calibration(self) -> dict[str, float]:
+        combine = self.student.combine
+        return {"dho_a": round(float(combine.a), 4), "dho_b": round(float(combine.b), 4)}

@@ -72,6 +72,11 @@ class ClassifierWithFeatures(nn.Module):
     def classify(self, pooled: torch.Tensor) -> torch.Tensor:
         return self.classifier()(pooled)
 
+    def drop_classifier(self) -> None:
+        """Replace the upstream classifier by an identity (a student whose head is built around it, RISE's,
+        keeps no unused weights: DDP would wait for their gradients)."""
+        raise NotImplementedError
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classify(self.pool(self.forward_features(x)))
 
@@ -101,6 +106,9 @@ class TimmClassifier(ClassifierWithFeatures):
     def classifier(self) -> nn.Module:
         return self.model.get_classifier()
 
+    def drop_classifier(self) -> None:
+        self.model.reset_classifier(0)
+
 
 class TorchvisionShuffleNet(ClassifierWithFeatures):
     """torchvision's ShuffleNetV2 family: the map is conv5's output, pooling a global mean."""
@@ -118,6 +126,9 @@ class TorchvisionShuffleNet(ClassifierWithFeatures):
 
     def classifier(self) -> nn.Module:
         return self.model.fc
+
+    def drop_classifier(self) -> None:
+        self.model.fc = nn.Identity()
 
 
 # --- timm -----------------------------------------------------------------------------------

@@ -9,13 +9,12 @@ check, the predictor and top-1 all see DHO's real prediction. The combination is
 
 from __future__ import annotations
 
-import os
-
 import torch
 from torch import nn
 
 from dait_edge.losses.dual_head import dho_combine
 from dait_edge.models.builders import ClassifierWithFeatures
+from dait_edge.models.wrapped import WrappedStudent
 
 COMBINE_SCOPE = "/combine/"  # the ONNX node-name prefix of the combination (kept out of quantisation)
 DEFAULT_A, DEFAULT_B = 0.5, 1.0  # used until (a, b) is chosen on a validation split
@@ -35,34 +34,18 @@ class HeadCombination(nn.Module):
         return dho_combine(z_ce, z_kd, self.a, self.b)
 
 
-class DualHeadClassifier(ClassifierWithFeatures):
-    """A `ClassifierWithFeatures` whose logits are DHO's combined log-probabilities."""
+class DualHeadClassifier(WrappedStudent):
+    """A student whose logits are DHO's combined log-probabilities of its two heads."""
+
+    head_name = "dual"
+    source_tag = "dual-head"
+    head_words = "dual-head (DHO)"
+    classes_key = "head_kd.weight"
 
     def __init__(self, base: ClassifierWithFeatures):
-        super().__init__(
-            nn.Identity(),
-            name=base.name,
-            num_classes=base.num_classes,
-            feature_channels=base.feature_channels,
-            num_features=base.num_features,
-            data_config=base.data_config,
-            weights_from=base.weights_from,
-        )
-        del self.model  # the upstream model lives in `base`
-        self.base = base
-        self.source = f"{base.source}+dual-head"
+        super().__init__(base)
         self.head_kd = nn.Linear(base.num_features, base.num_classes)
         self.combine = HeadCombination()
-
-    @property
-    def model(self) -> nn.Module:
-        return self.base.model
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.base.forward_features(x)
-
-    def pool(self, feature_map: torch.Tensor) -> torch.Tensor:
-        return self.base.pool(feature_map)
 
     def heads(self, pooled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(z_ce, z_kd): the CE head's and the KD head's logits."""
@@ -70,25 +53,3 @@ class DualHeadClassifier(ClassifierWithFeatures):
 
     def classify(self, pooled: torch.Tensor) -> torch.Tensor:
         return self.combine(*self.heads(pooled))
-
-    @classmethod
-    def from_file(
-        cls, name: str, num_classes: int, path: str | os.PathLike, setting: str = "checkpoint"
-    ) -> DualHeadClassifier:
-        """A trained DHO student from its weights file (both heads and the chosen (a, b))."""
-        from dait_edge.errors import UserError
-        from dait_edge.models.factory import build_model
-        from dait_edge.models.weights import load_state_dict_file
-
-        model = cls(build_model(name, num_classes, pretrained=False))
-        state = load_state_dict_file(path)
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        if missing or unexpected:
-            keys = [*missing, *unexpected]
-            raise UserError(
-                f"weights file {path} is not a dual-head (DHO) {name}: {len(missing)} missing and"
-                f" {len(unexpected)} unexpected tensors (e.g. {', '.join(keys[:2])}); pass the file a DHO run"
-                " wrote.",
-                setting=setting,
-            )
-        return model

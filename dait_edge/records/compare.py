@@ -28,6 +28,7 @@ class ComparisonRow(Record):
     teacher: str  # what taught it: "VLM", "regnety_016 (stage 1)", "resnet152 checkpoint", "-"
     seconds: float  # mean training seconds of its runs (stage 1 counted once where this run trained it)
     cells: dict[str, ComparisonCell] = field(default_factory=dict)  # student -> cell
+    recipe: str = "shared"  # the training protocol its runs used (--recipe)
 
 
 @dataclass

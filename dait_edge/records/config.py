@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dait_edge.errors import UserError
+from dait_edge.records.recipe import OPTIMIZERS, SHARED_RECIPE, TrainingRecipe
 
 MIN_IMG_SIZE = 16
-LR_SCHEDULES = ("step", "cosine")
+LR_SCHEDULES = ("step", "cosine", "linear")
 INTERPOLATIONS = ("bicubic", "bilinear", "nearest")
 LR_STEP_SHARE = 0.3  # --lr-step when not given: 30% of the stage's epochs (the paper's 30 of 100)
 MAX_DEFAULT_WORKERS = 8
@@ -56,6 +57,30 @@ def term_weights(setting: str) -> tuple[float, float] | None:
     return (ce, distil)
 
 
+# RISE's weights (`--rise-weights`): "W_KD,W_CE,W_DIST", constant as its released code runs them (w1 KD, w2 CE,
+# w3 for both text terms), or "alpha" (CE alpha, KD 1 - alpha, text terms 1: what runs made before the
+# setting existed used, with a side-branch projection and no relational term: RunManifest.upgrade).
+DEFAULT_RISE_WEIGHTS = "1,1,1"
+RISE_TEMPERATURE = 3.0  # RISE's KD temperature (train_rise.py's t)
+
+
+def rise_weights(setting: str) -> tuple[float, float, float] | None:
+    """The fixed (w_KD, w_CE, w_dist) a RISE weights setting names, or None for "alpha". Raises ValueError
+    naming the accepted forms."""
+    text = str(setting).strip().lower()
+    if text == "alpha":
+        return None
+    try:
+        kd, ce, dist = (float(part) for part in text.split(","))
+    except ValueError:
+        raise ValueError(
+            f"{setting!r} is not a RISE weights setting; use alpha or W_KD,W_CE,W_DIST (e.g. 1,1,1)"
+        ) from None
+    if min(kd, ce, dist) < 0 or kd + ce + dist == 0:
+        raise ValueError(f"RISE weights {setting!r} must be 0 or more and not all 0")
+    return (kd, ce, dist)
+
+
 DEFAULT_VLM = "convnext_xxlarge"
 DEFAULT_VLM_PRETRAINED = "laion2b_s34b_b82k_augreg_soup"
 
@@ -63,7 +88,9 @@ DEFAULT_VLM_PRETRAINED = "laion2b_s34b_b82k_augreg_soup"
 @dataclass
 class DistillConfig:
     """Every option of `dait-edge distill`. Defaults are the paper's recipe (method.md), but for `sra_form`
-    (chosen by measurement: README, "DAIT-F's feature term")."""
+    (chosen by measurement: README, "DAIT-F's feature term"). The training protocol's settings (None:
+    `records.recipe.RECIPE_SETTINGS`) are filled by `--recipe` where the run leaves them open
+    (`apply_recipe`); a manifest always holds the values used."""
 
     dataset: str = ""
     data_root: str = ""
@@ -86,13 +113,19 @@ class DistillConfig:
     # student's own config supplies only its normalisation.
     interpolation: str = "bicubic"
     crop_pct: float = 0.875
-    batch_size: int = 32
-    lr: float = 1e-4
-    weight_decay: float = 1e-4
-    lr_schedule: str = "step"  # step: halve every lr_step epochs (VL2Lite's); cosine: decay to ~0 at the end
-    lr_step: int | None = None  # None: 30% of the stage's epochs (30 at the paper's 100)
-    lr_gamma: float = 0.5
-    warmup_epochs: int = 0  # the rate rises linearly from ~0 over these epochs, step by step
+    # the training protocol: "shared" (DAIT's, every method alike), "own" (the method's released one) or a
+    # method's name; it fills the settings below that are None (records.recipe)
+    recipe: str = SHARED_RECIPE
+    optimizer: str | None = None  # adamw, sgd or sgd-nesterov (momentum 0.9)
+    batch_size: int | None = None
+    lr: float | None = None
+    weight_decay: float | None = None
+    # step: x lr_gamma every lr_step epochs (VL2Lite's halving); cosine / linear: decay to ~0 at the end
+    lr_schedule: str | None = None
+    lr_step: int | None = None  # None: the recipe's, else 30% of the stage's epochs (30 at the paper's 100)
+    lr_gamma: float | None = None
+    warmup_epochs: int | None = None  # the rate rises linearly from ~0 over these epochs, step by step
+    train_crop: str | None = None  # training views: "resize" (resize, random crop, flip) or "rrc:MIN_SCALE"
     alpha_rate: float | None = None  # None: 1 / (8 * epochs of the stage)
     alpha_bias: float = 0.0
     temperature: float = 2.0
@@ -108,6 +141,8 @@ class DistillConfig:
     skip_bad_images: bool = False  # leave out images that cannot be decoded instead of failing up front
     kd_teacher: str = "vlm"  # KD / RKD teacher: the VLM's zero-shot logits, or a task checkpoint / run
     kd_weights: str = DEFAULT_KD_WEIGHTS  # KD's CE and KD weights (term_weights)
+    rise_weights: str = DEFAULT_RISE_WEIGHTS  # RISE's KD, CE and text-term weights (rise_weights)
+    rise_temperature: float = RISE_TEMPERATURE  # RISE's KD temperature (the other methods': temperature)
     seed: int = 0
     device: str = "auto"
     pretrained: bool = True
@@ -150,16 +185,29 @@ class DistillConfig:
                 setting="val_fraction",
             )
         for name in ("stage1_epochs", "stage2_epochs", "batch_size"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise UserError(f"{name} must be at least 1 (got {getattr(self, name)}).", setting=name)
         if self.lr_step is not None and self.lr_step < 1:
             raise UserError(f"lr_step must be at least 1 (got {self.lr_step}).", setting="lr_step")
-        if self.lr_schedule not in LR_SCHEDULES:
+        if self.lr_schedule is not None and self.lr_schedule not in LR_SCHEDULES:
             raise UserError(
                 f"lr_schedule must be {' or '.join(LR_SCHEDULES)} (got {self.lr_schedule!r}).",
                 setting="lr_schedule",
             )
-        if self.warmup_epochs < 0:
+        if self.optimizer is not None and self.optimizer not in OPTIMIZERS:
+            raise UserError(
+                f"optimizer must be {', '.join(OPTIMIZERS)} (got {self.optimizer!r}).", setting="optimizer"
+            )
+        if self.train_crop is not None:
+            try:
+                parse_train_crop(self.train_crop)
+            except ValueError as err:
+                raise UserError(f"train_crop: {err}.", setting="train_crop") from None
+        if self.weight_decay is not None and self.weight_decay < 0:
+            raise UserError(
+                f"weight_decay must be 0 or more (got {self.weight_decay}).", setting="weight_decay"
+            )
+        if self.warmup_epochs is not None and self.warmup_epochs < 0:
             raise UserError(
                 f"warmup_epochs must be 0 or more (got {self.warmup_epochs}).", setting="warmup_epochs"
             )
@@ -180,7 +228,7 @@ class DistillConfig:
         for template in self.templates or ():
             check_prompt_template(template)
         for name in ("lr", "temperature"):
-            if getattr(self, name) <= 0:
+            if getattr(self, name) is not None and getattr(self, name) <= 0:
                 raise UserError(f"{name} must be positive (got {getattr(self, name)}).", setting=name)
         self.vlm_view_setting()
         if self.sia_weight < 0:
@@ -189,6 +237,14 @@ class DistillConfig:
             term_weights(self.kd_weights)
         except ValueError as err:
             raise UserError(f"kd_weights: {err}.", setting="kd_weights") from None
+        try:
+            rise_weights(self.rise_weights)
+        except ValueError as err:
+            raise UserError(f"rise_weights: {err}.", setting="rise_weights") from None
+        if self.rise_temperature <= 0:
+            raise UserError(
+                f"rise_temperature must be positive (got {self.rise_temperature}).", setting="rise_temperature"
+            )
         if self.sra_form not in SRA_FORMS:
             raise UserError(
                 f"unknown SRA form {self.sra_form!r}; use one of {', '.join(SRA_FORMS)}.", setting="sra_form"
@@ -214,11 +270,36 @@ class DistillConfig:
             )
         return int(text)
 
+    def apply_recipe(self, recipe: TrainingRecipe) -> None:
+        """Fill the protocol settings this run left open (None) from `recipe`, and record its name; the step
+        and warm-up shares are taken of the student's stage (stage 2)."""
+        self.recipe = recipe.name
+        for name, value in recipe.settings(self.stage2_epochs).items():
+            if getattr(self, name) is None:
+                setattr(self, name, value)
+        self.validate()
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
 FIELDS = {f.name for f in dataclasses.fields(DistillConfig)}
+
+
+def parse_train_crop(setting: str) -> float | None:
+    """The RandomResizedCrop minimum area share a train_crop setting names, None for "resize" (resize the
+    short side, crop at random). Raises ValueError naming the accepted forms."""
+    text = str(setting).strip().lower()
+    if text == "resize":
+        return None
+    if text.startswith("rrc:"):
+        try:
+            scale = float(text[4:])
+        except ValueError:
+            scale = -1.0
+        if 0.0 < scale <= 1.0:
+            return scale
+    raise ValueError(f"{setting!r} is not a crop; use resize or rrc:MIN_SCALE (e.g. rrc:0.5, in (0, 1])")
 
 
 def check_prompt_template(template: str) -> None:

@@ -77,6 +77,7 @@ class RunSummary(Record):
     taught_by: str | None = None  # what taught the student, in words ("VLM convnext_xxlarge", ...)
     student_head: str = "linear"  # "dual": DHO's two heads and their combination
     seed: int | None = None
+    recipe: str | None = None  # the training protocol (--recipe, resolved); None: runs made before it
 
     @property
     def has_student(self) -> bool:
@@ -110,8 +111,10 @@ class RunManifest(Record):
     LEGACY_KEY = "config"
     WHAT = "run manifest"
     FIX = "start the run again in a new run directory"
-    # 2: config.sra_form recorded (runs before used the paper's form); 3: config.kd_weights (before: alpha)
-    VERSION = 3
+    # 2: config.sra_form recorded (runs before used the paper's form); 3: config.kd_weights (before: alpha);
+    # 4: config.recipe, optimizer and train_crop (before: the shared recipe's AdamW and resize crop); RISE's
+    # weights and temperature (before: the alpha schedule and tau 2)
+    VERSION = 4
 
     config: DistillConfig
     seed: int
@@ -132,6 +135,9 @@ class RunManifest(Record):
                 old["sra_form"] = PAPER_SRA_FORM
             if version < 3:
                 old["kd_weights"] = "alpha"
+            if version < 4:  # before --recipe: every run trained with the shared protocol's optimiser and crop
+                old.update(recipe="shared", optimizer="adamw", train_crop="resize")
+                old.update(rise_weights="alpha", rise_temperature=2.0)  # RISE's side-branch form of then
             data["config"] = {**old, **config}
         return data
 

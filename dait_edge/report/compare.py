@@ -27,6 +27,7 @@ from dait_edge.records import (
     RunSummary,
 )
 from dait_edge.records.layout import runs_under
+from dait_edge.records.recipe import SHARED_RECIPE
 from dait_edge.utils.io import write_bytes_atomic, write_text_atomic
 
 FILES = {"markdown": "compare.md", "csv": "compare.csv", "figure": "compare.png", "json": Comparison.FILE}
@@ -123,15 +124,18 @@ def _seed(summary: RunSummary, recipe: dict) -> int | None:
     return summary.seed if summary.seed is not None else recipe.get("seed")
 
 
-def _row_label(summary: RunSummary) -> tuple[str, str]:
-    """(row label, teacher words) of a run: KD and RKD get one row per teacher."""
+def _row_label(summary: RunSummary, recipe: str) -> tuple[str, str]:
+    """(row label, teacher words) of a run: KD and RKD get one row per teacher, and a method trained with
+    another recipe than the shared one its own row."""
     teacher = summary.taught_by or (
         f"{summary.teacher} (stage 1)" if summary.teacher_top1 is not None else "-"
     )
+    label = summary.method
     if summary.kd_teacher:
-        name = "VLM" if summary.kd_teacher == "vlm" else summary.kd_teacher
-        return f"{summary.method} (T: {name})", teacher
-    return summary.method, teacher
+        label += f" (T: {'VLM' if summary.kd_teacher == 'vlm' else summary.kd_teacher})"
+    if recipe != SHARED_RECIPE:
+        label += f" [{recipe} recipe]"
+    return label, teacher
 
 
 def _seconds(summary: RunSummary) -> float:
@@ -151,13 +155,15 @@ def build_comparison(runs: list[tuple[Path, RunSummary]], sources: list[str], no
     teachers: dict[tuple, str] = {}
     seconds: dict[tuple, list[float]] = defaultdict(list)
     recipes: dict[tuple, list[dict]] = defaultdict(list)
+    row_recipe: dict[tuple, str] = {}
     for run_dir, summary in runs:
         recipe = _recipe(run_dir)
         fraction = float(summary.labelled_fraction)
         # --no-unlabelled changes what a semi-supervised run learns from: its own table
         unlabelled = fraction >= 1 or bool(recipe.get("train_unlabelled", True))
         table_key = (summary.dataset, fraction, unlabelled)
-        label, teacher = _row_label(summary)
+        label, teacher = _row_label(summary, recipe.get("recipe") or SHARED_RECIPE)
+        row_recipe[(*table_key, label)] = recipe.get("recipe") or SHARED_RECIPE
         groups[table_key][label][summary.student].append(
             (_seed(summary, recipe), summary.student_top1, run_dir)
         )
@@ -203,6 +209,7 @@ def build_comparison(runs: list[tuple[Path, RunSummary]], sources: list[str], no
                     teacher=teachers[key],
                     seconds=round(statistics.fmean(seconds[key]), 2),
                     cells=cells,
+                    recipe=row_recipe[key],
                 )
             )
         for student in students:  # the best mean of each column (every one that ties)
@@ -255,6 +262,20 @@ def table_setting(table: ComparisonTable) -> str | None:
     )
 
 
+def recipe_line(table: ComparisonTable) -> str:
+    """Which training protocol the table's rows used, in one line."""
+    used = sorted({row.recipe for row in table.rows})
+    if used == [SHARED_RECIPE]:
+        return "Every row trained with the shared recipe (`--recipe shared`: one protocol for every method)."
+    if len(used) == 1:
+        return f"Every row trained with the {used[0]} recipe (`--recipe {used[0]}`)."
+    own = ", ".join(f"{row.label}: {row.recipe}" for row in table.rows if row.recipe != SHARED_RECIPE)
+    return (
+        f"The rows trained with different recipes ({own}; the others shared): their differences are the"
+        " method's and its protocol's together."
+    )
+
+
 def cell_text(cell: ComparisonCell | None, bold: str = "**") -> str:
     if cell is None:
         return "-"
@@ -282,6 +303,7 @@ def markdown(comparison: Comparison, figure_name: str | None = FILES["figure"]) 
         lines += ["", f"## {table_title(table)}", ""]
         if table_setting(table):
             lines += [table_setting(table), ""]
+        lines += [recipe_line(table), ""]
         lines.append("| method | teacher | train s | " + " | ".join(table.students) + " |")
         lines.append("|---|---|---:|" + "---:|" * len(table.students))
         for row in table.rows:

@@ -4,18 +4,15 @@ from __future__ import annotations
 
 GENERIC_TEMPLATES: tuple[str, ...] = ("a photo of a {}.",)
 
-# Several phrasings of one class (from CLIP's ImageNet prompt ensemble): BorLan's class Gaussians are the
-# spread of a class's embedding over templates, so one template alone would give zero variance.
-ENSEMBLE_TEMPLATES: tuple[str, ...] = (
-    "a photo of a {}.",
-    "a bad photo of a {}.",
-    "a close-up photo of a {}.",
-    "a bright photo of a {}.",
-    "a cropped photo of the {}.",
-    "a good photo of the {}.",
-    "a photo of the small {}.",
-    "a photo of the large {}.",
-)
+
+def borlan_templates() -> tuple[str, ...]:
+    """BorLan's templates for its class Gaussians: the 80 ImageNet templates (open_clip's
+    OPENAI_IMAGENET_TEMPLATES), "This is " put before each that starts with "a" or "the", as
+    BIT-DA/BorLan text_features/text_embedding.py does (`use_prefix`; "art of the {}." too)."""
+    from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES
+
+    templates = (template("{}") for template in OPENAI_IMAGENET_TEMPLATES)
+    return tuple(f"This is {t}" if t.startswith(("a", "the")) else t for t in templates)
 
 
 def render_prompts(classname: str, templates: tuple[str, ...] | list[str]) -> list[str]:

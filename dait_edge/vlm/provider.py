@@ -27,6 +27,8 @@ class VLMProvider(nn.Module):
         # the per-class Gaussian over templates (BorLan), when set
         self.register_buffer("text_mean", None)
         self.register_buffer("text_var", None)
+        # (C, A, E): "a {anchor phrase} of a {class}" for RISE's relational term, when set
+        self.register_buffer("text_anchors", None)
 
     @property
     def embed_dim(self) -> int:
@@ -36,6 +38,10 @@ class VLMProvider(nn.Module):
         """The per-class mean and diagonal variance of the template embeddings (C x E each)."""
         self.text_mean = mean.detach().float().clone()
         self.text_var = var.detach().float().clone()
+
+    def set_text_anchors(self, anchors: torch.Tensor) -> None:
+        """The embeddings of each class's anchor prompts (C x A x E, L2-normalised)."""
+        self.text_anchors = anchors.detach().float().clone()
 
     def zero_shot_logits(self, batch) -> torch.Tensor:
         """(B, C) fp32: the VLM's zero-shot logits 100 v T^T, the teacher of KD, RISE and DHO."""
