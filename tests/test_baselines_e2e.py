@@ -177,6 +177,15 @@ def test_rise_trains_with_its_own_recipe_and_exports_its_text_space_head(env):
     assert fp32.parity.passed and fp32.parity.agreement == 100.0
     student = load_student("projected", summary.student, CLASSES, run / "stage2" / "student_last.safetensors")
     assert student.embed_dim == student.fc.in_features and student.fc.out_features == CLASSES
+    # as KD's task teacher, the file alone says which head it holds (RISE's files of before were linear)
+    from dait_edge.distill.teachers import task_teacher_source
+    from dait_edge.models import build_model
+    from dait_edge.models.heads import head_of_state
+
+    assert task_teacher_source(str(run / "stage2" / "student_last.safetensors")).head == "projected"
+    assert head_of_state(build_model(summary.student, CLASSES, pretrained=False).state_dict()) == "linear"
+    result = CliRunner().invoke(cli, cli_args(env, env.base / "kd-rise", method="kd", kd_teacher=run))
+    assert result.exit_code == 0, result.output
 
 
 def test_borlan_aligns_its_unlabelled_images_to_the_pseudo_labels_of_each_epoch(env):

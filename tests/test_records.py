@@ -81,7 +81,11 @@ def test_legacy_values_survive_the_upgrade():
     summary = legacy(R.RunSummary)
     assert summary.checkpoints.student == "stage2/student_last.safetensors"
     assert summary.data_config.input_size == [3, 32, 32] and summary.has_student
-    assert legacy(R.RunManifest).config.stage1_epochs == 1
+    old_config = legacy(R.RunManifest).config
+    assert old_config.stage1_epochs == 1
+    # settings it did not record read as those runs trained: the shared recipe's protocol, RISE's old weights
+    assert (old_config.recipe, old_config.optimizer, old_config.train_crop) == ("shared", "adamw", "resize")
+    assert (old_config.lr_schedule, old_config.warmup_epochs, old_config.rise_weights) == ("step", 0, "alpha")
     assert [m.losses for m in R.read_metrics(V0 / "metrics.jsonl")][1] == {
         "loss": pytest.approx(0.16613169),
         "loss_ce": pytest.approx(8.62727213),

@@ -125,6 +125,16 @@ def test_sweep_resumes_and_keeps_its_recipe(assert_user_error, swept, sweep_env)
     assert rerun.exit_code == 0, rerun.output
     assert rerun.output.count("done earlier") == 3 * len(STUDENTS_ALL)  # distill, export, profile each
     assert {p: p.stat().st_mtime_ns for p in (out / "runs").rglob("*.onnx")} == before
+    # the shared recipe's values are recorded, and a sweep folder from before recipes (no recipe,
+    # optimizer, train_crop nor RISE's settings in it) resumes: its runs trained as the shared recipe does
+    state = SweepState.read(out)
+    assert (state.recipe["recipe"], state.recipe["lr"], state.recipe["optimizer"]) == ("shared", 1e-4, "adamw")
+    added = ("recipe", "optimizer", "train_crop", "rise_weights", "rise_temperature")
+    state.recipe = {k: v for k, v in state.recipe.items() if k not in added}
+    state.write(out)
+    old = CliRunner().invoke(cli, sweep_args(sweep_env, out))
+    assert old.exit_code == 0, old.output
+    assert old.output.count("done earlier") == 3 * len(STUDENTS_ALL)
 
     changed = CliRunner().invoke(cli, [*sweep_args(sweep_env, out), "--lr", "0.5"])
     assert_user_error(changed, "other settings")

@@ -25,7 +25,7 @@ from dait_edge.data.images import ImageListDataset
 class ViewSpec:
     """How a training view is cut: resize the short side to size / crop_pct, crop size x size at a random
     place, flip left-right with probability 1/2 (the FGVC recipe); or, with `scale`, torchvision's
-    RandomResizedCrop keeping `scale` to all of the area (DHO's and RISE's recipes), then the flip."""
+    RandomResizedCrop keeping `scale` to all of the area (the DHO, RISE and BorLan recipes), then the flip."""
 
     size: int
     crop_pct: float = 0.875

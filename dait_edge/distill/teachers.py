@@ -10,7 +10,6 @@ from pathlib import Path
 
 from dait_edge.distill.teacher_cache import store_teacher
 from dait_edge.errors import UserError
-from dait_edge.methods import METHODS
 from dait_edge.models import build_model
 from dait_edge.records import RunSummary
 from dait_edge.utils.lock import exclusive
@@ -58,9 +57,10 @@ def task_teacher_source(kd_teacher: str) -> TaskTeacherSource:
             f"KD teacher {path} does not say which model it holds; pass the run directory it came from.",
             setting="kd_teacher",
         )
-    method = metadata.get("method")
-    head = METHODS.get(method).student_head if method in METHODS else "linear"
-    return TaskTeacherSource(path, metadata["model"], head)
+    from dait_edge.models.heads import head_of_state
+    from dait_edge.models.weights import load_state_dict_file
+
+    return TaskTeacherSource(path, metadata["model"], head_of_state(load_state_dict_file(path, role="teacher")))
 
 
 def load_teacher(path: Path, name: str, num_classes: int, dataset: str, setting: str = "teacher_checkpoint"):

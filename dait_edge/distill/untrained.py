@@ -69,8 +69,8 @@ def write_untrained_run(
             source="run",
         ),
     )
-    recipe = summary_fields.pop("recipe", None) or SHARED_RECIPE
-    dataclasses.replace(summary, recipe=recipe, **summary_fields).write(run)
+    recipe = training_recipe(summary_fields.pop("recipe", None) or SHARED_RECIPE, method)
+    dataclasses.replace(summary, recipe=recipe.name, **summary_fields).write(run)
     config = DistillConfig(
         dataset=dataset,
         data_root=str(data_root),
@@ -79,7 +79,7 @@ def write_untrained_run(
         img_size=img_size,
         seed=seed,
     )
-    config.apply_recipe(training_recipe(recipe, method))
+    config.apply_recipe(recipe)
     RunManifest(
         config=config,
         seed=seed,

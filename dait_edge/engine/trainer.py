@@ -118,11 +118,13 @@ class _StageTraining:
         self.test_loader = loader(test_set)
         self.val_loader = loader(val_set) if val_set is not None and len(val_set) else None
         # A method with inference settings (DHO's (a, b)) fits them on the validation images at every epoch,
-        # before the epoch is scored: the epoch is then chosen by what it predicts with them. Every rank
-        # reads all validation images (weights and buffers agree across ranks), so all choose alike.
+        # before the epoch is scored: the epoch is then chosen by what it predicts with them. Rank 0 reads
+        # all validation images and chooses; its settings (buffers) reach every rank before scoring.
         self.calibration_loader = (
             make_loader(val_set, batch_size=plan.eval_batch_size, seed=None, device=device)
-            if self.val_loader is not None and type(method).calibrate is not Distiller.calibrate
+            if self.val_loader is not None
+            and type(method).calibrate is not Distiller.calibrate
+            and dist_info.is_main
             else None
         )
 
@@ -263,10 +265,10 @@ class _StageTraining:
     def end_epoch(self, epoch: int, alpha: float, lr: float, losses: dict[str, float], started: float):
         """Evaluate, then write last / best weights, the metrics line and (last) the resume state."""
         method, plan, files = self.method, self.plan, self.files
-        broadcast_buffers(method.student, self.dist)  # every rank scores the model rank 0 saves
-        if self.calibration_loader is not None:
+        if self.calibration_loader is not None:  # rank 0 (above)
             with torch.random.fork_rng(devices=[]):  # training draws stay those of a run without it
                 method.calibrate(self.calibration_loader, self.device)
+        broadcast_buffers(method.student, self.dist)  # every rank scores the model rank 0 saves
 
         def score(loader):
             return evaluate(

@@ -41,6 +41,7 @@ class DualHeadClassifier(WrappedStudent):
     source_tag = "dual-head"
     head_words = "dual-head (DHO)"
     classes_key = "head_kd.weight"
+    marker_key = "head_kd.weight"
 
     def __init__(self, base: ClassifierWithFeatures):
         super().__init__(base)

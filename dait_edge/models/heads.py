@@ -28,3 +28,12 @@ def head_classes(head: str, state: dict) -> int | None:
     key = WRAPPED_HEADS[head].classes_key if head in WRAPPED_HEADS else None
     tensor = state.get(key) if key else None
     return None if tensor is None else int(tensor.shape[0])
+
+
+def head_of_state(state: dict) -> str:
+    """The head a weights file's tensors hold: a wrapped head's own tensor names it, else the linear one
+    (a file's method is no guide: RISE's students had a linear head before it classified in the text space)."""
+    for name, cls in WRAPPED_HEADS.items():
+        if cls.marker_key in state:
+            return name
+    return LINEAR_HEAD

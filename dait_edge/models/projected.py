@@ -21,6 +21,7 @@ class ProjectedClassifier(WrappedStudent):
     source_tag = "text-projection"
     head_words = "text-projected (RISE)"
     classes_key = "fc.weight"
+    marker_key = "projector.weight"
 
     def __init__(self, base: ClassifierWithFeatures, embed_dim: int, text: torch.Tensor | None = None):
         super().__init__(base)

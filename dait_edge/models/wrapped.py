@@ -23,6 +23,7 @@ class WrappedStudent(ClassifierWithFeatures):
     source_tag = ""  # appended to the base's source ("timm+dual-head")
     head_words = ""  # what the head is, for error messages
     classes_key = ""  # the state-dict tensor whose rows are the classes
+    marker_key = ""  # a state-dict tensor only this head has
 
     def __init__(self, base: ClassifierWithFeatures):
         super().__init__(

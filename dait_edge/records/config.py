@@ -58,8 +58,9 @@ def term_weights(setting: str) -> tuple[float, float] | None:
 
 
 # RISE's weights (`--rise-weights`): "W_KD,W_CE,W_DIST", constant as its released code runs them (w1 KD, w2 CE,
-# w3 for both text terms), or "alpha" (CE alpha, KD 1 - alpha, text terms 1: what runs made before the
-# setting existed used, with a side-branch projection and no relational term: RunManifest.upgrade).
+# w3 for both text terms), or "alpha" (CE alpha, KD 1 - alpha, text terms 1). Runs made before the setting
+# existed weighed so (RunManifest.upgrade reads them as "alpha"), but with a side-branch projection and no
+# relational term, a form no longer built: such a run is compared, not resumed.
 DEFAULT_RISE_WEIGHTS = "1,1,1"
 RISE_TEMPERATURE = 3.0  # RISE's KD temperature (train_rise.py's t)
 

@@ -44,7 +44,7 @@ class TrainingRecipe:
     lr_step_share: float | None = None  # step decay every this share of the epochs; None: the run's default
     lr_gamma: float = 0.5
     warmup_share: float = 0.0  # linear warm-up over this share of the epochs
-    train_crop: str = "resize"  # data.views.parse_train_crop: "resize" or "rrc:MIN_SCALE"
+    train_crop: str = "resize"  # records.config.parse_train_crop: "resize" or "rrc:MIN_SCALE"
 
     def settings(self, epochs: int) -> dict:
         """The DistillConfig values of this recipe for a stage of `epochs` epochs."""

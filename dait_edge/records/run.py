@@ -12,6 +12,7 @@ from typing import Any
 from dait_edge.records._base import Record, RecordError
 from dait_edge.records.config import PAPER_SRA_FORM, DistillConfig
 from dait_edge.records.data_config import DataConfig
+from dait_edge.records.recipe import SHARED, SHARED_RECIPE
 from dait_edge.utils.io import write_text_atomic
 
 
@@ -135,9 +136,10 @@ class RunManifest(Record):
                 old["sra_form"] = PAPER_SRA_FORM
             if version < 3:
                 old["kd_weights"] = "alpha"
-            if version < 4:  # before --recipe: every run trained with the shared protocol's optimiser and crop
-                old.update(recipe="shared", optimizer="adamw", train_crop="resize")
-                old.update(rise_weights="alpha", rise_temperature=2.0)  # RISE's side-branch form of then
+            if version < 4:  # before --recipe: the shared protocol's values for whatever a run did not record
+                shared = {k: v for k, v in SHARED.settings(1).items() if k != "lr_step"}
+                old.update(recipe=SHARED_RECIPE, **shared)
+                old.update(rise_weights="alpha", rise_temperature=2.0)  # RISE's weights and tau of then
             data["config"] = {**old, **config}
         return data
 

@@ -162,8 +162,9 @@ def build_comparison(runs: list[tuple[Path, RunSummary]], sources: list[str], no
         # --no-unlabelled changes what a semi-supervised run learns from: its own table
         unlabelled = fraction >= 1 or bool(recipe.get("train_unlabelled", True))
         table_key = (summary.dataset, fraction, unlabelled)
-        label, teacher = _row_label(summary, recipe.get("recipe") or SHARED_RECIPE)
-        row_recipe[(*table_key, label)] = recipe.get("recipe") or SHARED_RECIPE
+        recipe_name = recipe.get("recipe") or summary.recipe or SHARED_RECIPE
+        label, teacher = _row_label(summary, recipe_name)
+        row_recipe[(*table_key, label)] = recipe_name
         groups[table_key][label][summary.student].append(
             (_seed(summary, recipe), summary.student_top1, run_dir)
         )

@@ -65,8 +65,22 @@ def resolve_students(spec: str | list[str]) -> list[str]:
 
 
 def _recipe(config: DistillConfig) -> dict:
-    values = config.to_dict()
-    return {k: v for k, v in values.items() if k not in FREE_SETTINGS}
+    """The sweep's settings as its runs train with them: a training recipe that is the same for every
+    method (not `own`) is resolved, so the values are recorded, not None."""
+    from dait_edge.methods.base import training_recipe
+    from dait_edge.records.recipe import OWN_RECIPE
+
+    if config.recipe != OWN_RECIPE:
+        config = dataclasses.replace(config)
+        config.apply_recipe(training_recipe(config.recipe, config.method))
+    return {k: v for k, v in config.to_dict().items() if k not in FREE_SETTINGS}
+
+
+def _unrecorded(name: str):
+    """What a sweep made before setting `name` existed trained with (its runs' manifests read so)."""
+    from dait_edge.records import RunManifest
+
+    return RunManifest.upgrade({"config": {}}, 1)["config"].get(name)
 
 
 def _check_or_start(out_dir: Path, state: SweepState) -> SweepState:
@@ -75,6 +89,13 @@ def _check_or_start(out_dir: Path, state: SweepState) -> SweepState:
         return state
     previous = SweepState.read(out_dir)
     before = {k: v for k, v in previous.recipe.items() if k not in FREE_SETTINGS}  # older ones kept "method"
+    # a setting added since is compared with what the sweep's runs used before it existed, unless none of
+    # its methods reads it (RISE's weights in a sweep of DAIT-F)
+    from dait_edge.methods.base import settings_of_other_methods
+
+    unread = frozenset.intersection(*(settings_of_other_methods(m) for m in state.methods or [None]))
+    for k in set(state.recipe) - set(previous.recipe):
+        before[k] = state.recipe[k] if k in unread else _unrecorded(k)
     changed = sorted(k for k in set(before) | set(state.recipe) if before.get(k) != state.recipe.get(k))
     if changed:
         raise UserError(
