@@ -28,6 +28,23 @@ from dait_edge.records import ExportSummary
     is_flag=True,
     help="Also a TensorRT fp16 engine (needs tensorrt and a CUDA GPU; skipped otherwise).",
 )
+@click.option(
+    "--qat",
+    is_flag=True,
+    help="Also int8 from quantisation-aware training (onnx-int8-qat): the student with int8 fake quantisers,"
+    " fine-tuned on the run's training images with KD from its own fp32 weights, exported as signed int8"
+    " Q/DQ (TensorRT's explicit quantisation; ONNX Runtime). Needs nvidia-modelopt (the full install).",
+)
+@click.option(
+    "--qat-epochs",
+    type=click.IntRange(min=0),
+    help="QAT's fine-tuning epochs (default: the recipe's, 5; 0: calibration only).",
+)
+@click.option(
+    "--qat-lr",
+    type=click.FloatRange(0.0, min_open=True),
+    help="QAT's AdamW rate (default: the recipe's, 1e-4).",
+)
 @formats_option()
 @click.option("--out", type=click.Path(file_okay=False), help="Output folder. Default RUN/export.")
 @click.option(
@@ -70,6 +87,9 @@ def command(
     fp16,
     int8,
     trt,
+    qat,
+    qat_epochs,
+    qat_lr,
     formats,
     out,
     checkpoint,
@@ -104,6 +124,7 @@ def command(
       dait-edge export runs/cub-mobilenetv2-dait_f-... --fp16 --int8
       dait-edge export RUN --int8 --max-top1-drop 0.5 --calibration minmax
       dait-edge export --formats onnx,onnx-int8-s8s8,trt-int8
+      dait-edge export RUN --int8 --qat --qat-epochs 5     # post-training and QAT int8 side by side
     """
     from dait_edge.export.api import export_run
 
@@ -128,6 +149,10 @@ def command(
             calibration_method=calibration,
             max_fallback_nodes=max_fallback_nodes,
             val_samples=val_samples,
+            qat=qat,
+            qat_epochs=qat_epochs,
+            qat_lr=qat_lr,
+            progress=not as_json,
             log=log,
         )
     if as_json:

@@ -47,16 +47,22 @@ def export_run(
     calibration_method: str | None = None,
     max_fallback_nodes: int | None = None,
     val_samples: int = VAL_SAMPLES,
+    qat: bool = False,
+    qat_epochs: int | None = None,
+    qat_lr: float | None = None,
+    progress: bool = True,
     log=print,
 ) -> ExportSummary:
     """Export one run's student; returns the export summary (also written to OUT/summary.json).
 
     int8 artifacts keep their accuracy: `max_top1_drop` (None: the recipe's [accuracy] value) is the top-1
     budget on validation images, `calibration_method` minmax / entropy / percentile / search (None: the
-    recipe's), `max_fallback_nodes` the most nodes returned to float (None: 20% of the quantisable ones)."""
+    recipe's), `max_fallback_nodes` the most nodes returned to float (None: 20% of the quantisable ones).
+    `qat` adds the quantisation-aware int8 (`onnx-int8-qat`; `qat_epochs`, `qat_lr` override its recipe)."""
     recipes, wanted = _checked_recipes(
-        formats, fp16, int8, trt, opset, max_top1_drop, calibration_method, max_fallback_nodes
+        formats, fp16, int8, trt, opset, max_top1_drop, calibration_method, max_fallback_nodes, qat
     )
+    overrides = {k: v for k, v in (("epochs", qat_epochs), ("lr", qat_lr)) if v is not None}
     for setting, value in (("calib_samples", calib_samples), ("parity_samples", parity_samples)):
         if value < 1:
             raise UserError(f"{setting.replace('_', ' ')} must be at least 1, not {value}.", setting=setting)
@@ -86,7 +92,16 @@ def export_run(
             measure_speed=measure_speed,
             input_size=info.data_config.input_size,
             log=log,
+            progress=progress,
         )
+        if any(r.qat for r in recipes):
+            from dait_edge.export.images import qat_images
+            from dait_edge.export.qat import require_modelopt
+
+            require_modelopt()  # before any image is read
+            run_tau = info.manifest.config.temperature if info.manifest else None
+            job.judge.qat = overrides | ({"temperature": run_tau} if run_tau else {})
+            job.judge.training = qat_images(info, calib_samples, val_samples)
     try:
         for recipe in recipes:
             check_stop(f"export stopped before {recipe.name}", f"the finished artifacts are in {out_dir}")
@@ -103,13 +118,13 @@ def export_run(
 
 
 def _checked_recipes(
-    formats, fp16, int8, trt, opset, max_top1_drop, calibration_method, max_fallback_nodes
+    formats, fp16, int8, trt, opset, max_top1_drop, calibration_method, max_fallback_nodes, qat=False
 ) -> tuple[list[Recipe], set[str]]:
     """The recipes to run (sources first) and the formats asked for; every setting is checked before
     anything is built, even where no format uses it: a typo never passes silently."""
     from dait_edge.export.int8_search import check_settings
 
-    recipes, wanted = plan_recipes(expand_formats(formats, fp16=fp16, int8=int8, trt=trt))
+    recipes, wanted = plan_recipes(expand_formats(formats, fp16=fp16, int8=int8, trt=trt, qat=qat))
     check_settings(calibration_method or "minmax", 1.0 if max_top1_drop is None else max_top1_drop)
     check_opset(opset)
     for recipe in recipes:
@@ -160,7 +175,11 @@ class _Export:
             recipe, self.model, tmp, self.built, input_size, self.calibration, self.judge, self.temps
         )
         result = parity.ort_logits(tmp, self.test.images)
-        check = parity.compare(self.reference, result, self.test, recipe.threshold)
+        # QAT's file is checked against its own fake-quantised PyTorch model, every other against the student
+        reference = accuracy.reference if accuracy is not None and accuracy.reference is not None else None
+        check = parity.compare(
+            self.reference if reference is None else reference, result, self.test, recipe.threshold
+        )
         if not check.passed and recipe.parity_fatal:
             raise UserError(
                 f"{recipe.name} disagrees with PyTorch: top-1 agreement {check.agreement:.2f}% <"
@@ -181,6 +200,8 @@ class _Export:
             self.judge.finish(accuracy, final, result, recipe.name, self.latencies.get(recipe.name))
         sidecar = artifacts.sidecar(recipe, self.info, check, "onnxruntime", opset=onnx_opset(final))
         sidecar.quantization = artifacts.quantization(recipe, final, self.calibration, accuracy)
+        if accuracy is not None and accuracy.qat:
+            sidecar.quantization["qat"] = accuracy.qat
         sidecar.write_for(final)
         entry = artifacts.entry(recipe, final, check)
         entry.accuracy = accuracy.record if accuracy is not None else None

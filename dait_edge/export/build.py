@@ -15,6 +15,7 @@ from dait_edge.export.recipes import Recipe
 from dait_edge.utils.io import temp_path_beside
 
 MIN_OPSET = 9  # torch.onnx exports nothing older
+FP32_FORMAT = "onnx-fp32"  # what every int8 artifact is judged against
 
 
 def check_opset(opset: int | None) -> None:
@@ -49,11 +50,14 @@ def accuracy_settings(recipe: Recipe, budget: float | None, method: str | None) 
 
 
 class Built(dict):
-    """format -> where its file is now (final or temp), and each source's graph prepared for the quantiser."""
+    """format -> where its file is now (final or temp), each source's graph prepared for the quantiser, and
+    each QAT format's fine-tuned weights as a float graph (what its QOperator conversion quantises)."""
 
     def __init__(self):
         super().__init__()
         self.prepared: dict[str, Path] = {}
+        self.qat_float: dict[str, Path] = {}
+        self.qat_reference: dict[str, Any] = {}  # its PyTorch logits on the parity images
 
 
 @dataclass
@@ -61,6 +65,8 @@ class Int8Built:
     record: Any  # Int8Accuracy
     layers: list
     plain: Path | None  # plain int8 (a temp file) when it differs from the artifact kept
+    reference: Any = None  # what parity compares with, when not the fp32 student: QAT's fake-quantised model
+    qat: dict | None = None  # what QAT did (the sidecar's quantization.qat)
 
 
 @dataclass
@@ -79,6 +85,9 @@ class Int8Judge:
     input_size: list[int]
     log: Any
     fp32_logits: dict[str, Any] = field(default_factory=dict)
+    training: ImageBatch | None = None  # QAT's fine-tuning images (training split, not validation)
+    qat: dict[str, Any] = field(default_factory=dict)  # QAT settings given on the command line, the run's tau
+    progress: bool = True
 
     def fp32(self, source: str, path: Path):
         """The fp32 artifact's logits on the validation images (None without labelled ones)."""
@@ -116,10 +125,13 @@ def _build_int8(recipe: Recipe, tmp: Path, built: Built, calibration, judge: Int
     from dait_edge.export.int8_search import build_int8
     from dait_edge.export.quantize import prepare_for_quantization
 
+    # a QAT source: quantise its fine-tuned weights (their float graph), judged against the fp32 artifact
+    graph = built.qat_float.get(recipe.source, built[recipe.source])
+    fp32_source = FP32_FORMAT if recipe.source in built.qat_float else recipe.source
     if recipe.source not in built.prepared:  # shared by the int8 variants of one source
         prepared = temp_path_beside(tmp.parent / f"{recipe.source}-prepared.onnx")
         temps.append(prepared)  # removed at the end, also when preparing fails
-        built.prepared[recipe.source] = prepare_for_quantization(built[recipe.source], prepared)
+        built.prepared[recipe.source] = prepare_for_quantization(graph, prepared)
     budget, method = accuracy_settings(recipe, judge.budget, judge.method)
     plain = temp_path_beside(tmp.parent / f"{recipe.name}-plain.onnx")
     temps.append(plain)
@@ -129,7 +141,7 @@ def _build_int8(recipe: Recipe, tmp: Path, built: Built, calibration, judge: Int
         calibration.images,
         recipe.quantize,
         validation=judge.validation,
-        fp32_val_logits=judge.fp32(recipe.source, built[recipe.source]),
+        fp32_val_logits=judge.fp32(fp32_source, built[fp32_source]),
         num_classes=judge.num_classes,
         budget=budget,
         method=method,
@@ -137,13 +149,69 @@ def _build_int8(recipe: Recipe, tmp: Path, built: Built, calibration, judge: Int
         plain_copy=plain,
         log=judge.log,
     )
-    return Int8Built(record, layers, plain if record.nodes_in_float else None)
+    # a QAT source's conversion is checked against the fine-tuned weights it quantised, not the student
+    reference = built.qat_reference.get(recipe.source)
+    return Int8Built(record, layers, plain if record.nodes_in_float else None, reference=reference)
+
+
+def _build_qat(
+    recipe: Recipe, model, tmp: Path, built: Built, input_size, calibration, judge: Int8Judge, temps: list
+):
+    """QAT's int8 (export/qat.py): calibrated and fine-tuned from the fp32 student, exported as Q/DQ, judged
+    on the validation images against the fp32 artifact like post-training int8 (no layer returns to float:
+    the budget is checked and reported)."""
+    import time
+
+    from dait_edge.export.int8_search import judged_accuracy
+    from dait_edge.export.parity import torch_logits
+    from dait_edge.export.qat import (
+        QATSettings,
+        export_float,
+        export_qdq,
+        fake_quantised,
+        fine_tune,
+        float_layers,
+    )
+
+    settings = QATSettings(**{**recipe.qat, **judge.qat})
+    settings.check(recipe.path or recipe.name)
+    started = time.perf_counter()
+    quantised = fake_quantised(model, calibration.images, settings.batch_size)
+    validation = judge.validation
+    has_val = validation is not None and validation.labels is not None and len(validation.images) > 0
+    before = torch_logits(quantised, validation.images) if has_val else None
+    training = judge.training
+    if training is None or training.labels is None or len(training.images) == 0:
+        raise UserError("QAT needs labelled training images; export from a run whose dataset can be read.")
+    history = fine_tune(quantised, model, training.images, training.labels, settings, progress=judge.progress)
+    export_qdq(quantised, tmp, input_size, recipe.dynamic_batch, recipe.opset)
+    # the fine-tuned weights without their quantisers, for a QOperator conversion (onnx-int8-qat-u8s8)
+    weights_only = temp_path_beside(tmp.parent / f"{recipe.name}-float.onnx")
+    temps.append(weights_only)
+    export_float(quantised, weights_only, input_size, recipe.dynamic_batch, recipe.opset)
+    built.qat_float[recipe.name] = weights_only
+    built.qat_reference[recipe.name] = ort_logits(weights_only, judge.test.images)
+    budget, _ = accuracy_settings(recipe, judge.budget, "minmax")
+    fp32 = judge.fp32(recipe.source, built[recipe.source]) if recipe.source else None
+    record = judged_accuracy(tmp, validation, fp32, before, budget, judge.num_classes)
+    record.seconds = round(time.perf_counter() - started, 2)
+    qat = {
+        **{k: getattr(settings, k) for k in ("epochs", "lr", "batch_size", "temperature", "teacher")},
+        "train_images": int(len(training.images)),
+        "float_layers": float_layers(quantised),
+        "losses": history,
+        "seconds": record.seconds,
+        "tool": "nvidia-modelopt INT8_DEFAULT_CFG",
+    }
+    return Int8Built(record, [], None, reference=torch_logits(quantised, judge.test.images), qat=qat)
 
 
 def build_onnx(
     recipe: Recipe, model, tmp: Path, built: Built, input_size, calibration, judge=None, temps=None
 ) -> Int8Built | None:
     """Write `recipe`'s artifact to `tmp`: exported from `model`, or converted from the `built` source."""
+    if recipe.qat:
+        return _build_qat(recipe, model, tmp, built, input_size, calibration, judge, temps)
     if recipe.source is None:
         from dait_edge.export.onnx_export import export_onnx
 

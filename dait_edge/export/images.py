@@ -139,3 +139,34 @@ def int8_images(info, calib_samples: int, val_samples: int) -> tuple[ImageBatch,
         empty = ImageBatch(np.zeros((0, c, h, w), np.float32), np.zeros(0, np.int64), source)
         return calibration_batch, empty
     return calibration_batch, sample_images(validation, info.data_config, spec.crop_bottom, source)
+
+
+def qat_images(info, calib_samples: int = CALIB_SAMPLES, val_samples: int = VAL_SAMPLES) -> ImageBatch:
+    """QAT's fine-tuning images (`source.RunInfo`): the run's training images outside the validation ones
+    `int8_images` judges on, preprocessed as the sidecar says. Those the run trained without labels carry
+    label -1 (they get the KD term only), and are left out when the run did not train on them at all."""
+    from dait_edge.data import load_dataset
+    from dait_edge.data.splits import labelled_split
+
+    if not (info.dataset and info.data_root):
+        raise UserError("QAT needs the run's training images; the run records no dataset.", setting="data_root")
+    spec = load_dataset(info.dataset, info.data_root)
+    train = spec.split("train")
+    config = info.manifest.config if info.manifest else None
+    # the images int8_images judges on with the same counts: never trained on here
+    judged = {tuple(s) for s in validation_samples(spec, info.summary, config, calib_samples, val_samples)[1]}
+    labelled, held_out, keep_unlabelled = set(range(len(train))), set(), True
+    if config is not None:  # the run's own split: its labelled images, its held-out ones (never trained on)
+        from dait_edge.methods import validation_fraction
+
+        held = validation_fraction(config.method, config.val_fraction)
+        chosen_labelled, chosen_held = labelled_split(train, config.labelled_fraction, held, config.seed)
+        labelled, held_out, keep_unlabelled = set(chosen_labelled), set(chosen_held), config.train_unlabelled
+    chosen = [
+        i
+        for i, sample in enumerate(train)
+        if i not in held_out and tuple(sample) not in judged and (i in labelled or keep_unlabelled)
+    ]
+    batch = sample_images([train[i] for i in chosen], info.data_config, spec.crop_bottom, "train split")
+    batch.labels = np.array([train[i][1] if i in labelled else -1 for i in chosen], dtype=np.int64)
+    return batch

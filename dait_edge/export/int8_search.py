@@ -225,6 +225,52 @@ def build_int8(
     return record, layers
 
 
+def judged_accuracy(
+    path: Path,
+    validation: ImageBatch | None,
+    fp32_val_logits: np.ndarray | None,
+    before_logits: np.ndarray | None,
+    budget: float,
+    num_classes: int,
+) -> Int8Accuracy:
+    """A QAT artifact judged as post-training int8 is: top-1 and agreement with the fp32 artifact on the
+    validation images against `budget`. `before_logits`: the calibrated fake-quantised model before its
+    fine-tuning (what calibration alone gives: the record's `plain_*`). No layer returns to float."""
+    from dait_edge.export.quantize import graph_stats
+
+    usable, reason = _usable(validation, num_classes)
+    if usable and fp32_val_logits is None:
+        usable, reason = False, "has no fp32 artifact to be compared with"
+    record = Int8Accuracy(
+        budget=budget,
+        checked=usable,
+        calibration="minmax",
+        reason=None if usable else reason,
+        val_images=0 if validation is None else len(validation.images),
+        val_source=None if validation is None else validation.source,
+        quantised_nodes=graph_stats(path)["QuantizeLinear"],
+    )
+    if not usable:
+        return record
+    fp32_top1 = top1_of(fp32_val_logits, validation.labels)
+    judge = _Judge(validation, fp32_val_logits, fp32_top1, budget)
+    kept = judge.score(path, [])
+    record.fp32_val_top1, record.val_top1, record.val_agreement = fp32_top1, kept.top1, kept.agreement
+    if before_logits is not None:
+        record.plain_val_top1 = top1_of(before_logits, validation.labels)
+        record.plain_val_agreement = compare(fp32_val_logits, before_logits)[1]
+    record.drop = round(fp32_top1 - kept.top1, 3)
+    record.budget_met = judge.within(kept)
+    record.fp32_margin_median, record.logit_error_rms = judge.sensitivity(kept)
+    if not record.budget_met:
+        record.diagnosis = (
+            f"after QAT int8 still changes fp32's prediction on {100.0 - kept.agreement:.0f}% of the validation"
+            f" images (logit error rms {record.logit_error_rms:.3g}, fp32's median top-two margin"
+            f" {record.fp32_margin_median:.3g}); train longer (--qat-epochs), or ship fp32 or fp16"
+        )
+    return record
+
+
 def diagnose(record: Int8Accuracy) -> str:
     """Why the budget was missed, in the terms a user can act on."""
     margin, error = record.fp32_margin_median, record.logit_error_rms

@@ -40,6 +40,7 @@ class Recipe:
     parity: dict[str, Any] = field(default_factory=dict)
     trt: dict[str, Any] = field(default_factory=dict)
     accuracy: dict[str, Any] = field(default_factory=dict)  # int8: max_top1_drop, calibration
+    qat: dict[str, Any] = field(default_factory=dict)  # int8 from QAT (export/qat.py QATSettings); empty: PTQ
     path: str | None = None
     description: str = ""
 
@@ -113,7 +114,12 @@ def load_recipe(name_or_path: str) -> Recipe:
 
 
 def expand_formats(
-    formats: str | list[str] | None = None, *, fp16: bool = False, int8: bool = False, trt: bool = False
+    formats: str | list[str] | None = None,
+    *,
+    fp16: bool = False,
+    int8: bool = False,
+    trt: bool = False,
+    qat: bool = False,
 ) -> list[str]:
     """The requested format names, aliases expanded, in request order, without duplicates."""
     names: list[str] = []
@@ -126,6 +132,8 @@ def expand_formats(
         names += ["onnx", "onnx-int8"]
     if trt:
         names += ["trt-fp16"]
+    if qat:
+        names += ["onnx", "onnx-int8-qat", "onnx-int8-qat-u8s8"]
     out: list[str] = []
     for name in names:
         for n in ALIASES.get(name, (name,)):

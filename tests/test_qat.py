@@ -1,0 +1,190 @@
+"""Quantisation-aware int8 (`dait-edge export --qat`): norms folded without changing the function, int8 fake
+quantisers with the classifier in float, and, end to end on a tiny trained run, a signed Q/DQ file checked
+against its own fake-quantised model, judged on validation images, described by its sidecar."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from click.testing import CliRunner
+from torch import nn
+
+from dait_edge.cli import cli
+from dait_edge.export.qat import fake_quantised, float_layers, fold_batchnorm, quantiser_count
+from dait_edge.models import build_model
+from dait_edge.records import ExportSummary, Sidecar
+
+pytest.importorskip("modelopt.torch.quantization", reason="QAT needs nvidia-modelopt (the full install)")
+
+
+@pytest.mark.parametrize("name", ["test_efficientnet", "shufflenet_v2_x1_0"])
+def test_folding_the_norms_leaves_the_students_function_unchanged(name):
+    torch.manual_seed(0)
+    student = build_model(name, 3, pretrained=False).eval()
+    for module in student.modules():  # statistics other than the initial ones, as a trained student has
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+    images = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        before = student(images)
+        folded = fold_batchnorm(student)
+        after = student(images)
+    assert folded > 5 and not any(type(m) is nn.BatchNorm2d for m in student.modules())
+    torch.testing.assert_close(after, before, rtol=1e-4, atol=1e-5)
+
+
+def test_a_model_whose_module_order_misleads_the_folding_is_quantised_unfolded():
+    """A norm declared after a conv it does not follow: folding would change the function, so the model
+    is quantised as it is."""
+
+    class Misleading(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv_a = nn.Conv2d(3, 4, 3, padding=1)
+            self.conv_b = nn.Conv2d(4, 4, 1)
+            self.bn = nn.BatchNorm2d(4)  # normalises conv_a's output, not conv_b's
+            self.fc = nn.Linear(4, 2)
+
+        def forward(self, x):
+            x = self.conv_b(torch.relu(self.bn(self.conv_a(x))))
+            return self.fc(x.mean((2, 3)))
+
+    torch.manual_seed(1)
+    model = Misleading().eval()
+    model.bn.running_mean.uniform_(-1, 1)
+    calibration = np.random.default_rng(0).standard_normal((4, 3, 8, 8), dtype=np.float32)
+    quantised = fake_quantised(model, calibration)
+    assert isinstance(quantised.bn, nn.BatchNorm2d)  # not folded into conv_b
+    assert isinstance(model.bn, nn.BatchNorm2d)  # the student itself is never changed
+
+
+def test_fake_quantisers_leave_the_classifier_in_float():
+    torch.manual_seed(0)
+    student = build_model("test_efficientnet", 3, pretrained=False).eval()
+    calibration = np.random.default_rng(0).standard_normal((4, 3, 32, 32), dtype=np.float32)
+    quantised = fake_quantised(student, calibration)
+    enabled, total = quantiser_count(quantised)
+    assert 0 < enabled < total
+    classifier = dict(quantised.named_modules())[float_layers(quantised)[0]]
+    assert not classifier.weight_quantizer.is_enabled and not classifier.input_quantizer.is_enabled
+    assert float_layers(quantised) == ["model.classifier"]
+    with pytest.raises(Exception, match="calibration images"):
+        fake_quantised(student, calibration[:0])
+
+
+@pytest.fixture(scope="module")
+def qat_export(tmp_path_factory, layouts, tiny_vlm, tiny_config):
+    """A tiny trained run (labels only, 3 epochs), exported with post-training and QAT int8."""
+    from dait_edge.distill import run_distill
+
+    base = tmp_path_factory.mktemp("qat")
+    cub = layouts.cub(base / "cub", classes=3, train_per_class=8, test_per_class=3)
+    config = tiny_config(
+        cub.root, tiny_vlm.config, tiny_vlm.weights, base, method="none", stage2_epochs=3, val_fraction=0.25
+    )
+    summary = run_distill(config)
+    result = CliRunner().invoke(
+        cli,
+        [
+            "export",
+            summary.run_dir,
+            "--qat",
+            "--qat-epochs",
+            "2",
+            "--calib-samples",
+            "6",
+            "--parity-samples",
+            "9",
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    return summary, ExportSummary.from_dict(json.loads(result.stdout))
+
+
+def test_qat_exports_signed_qdq_int8_checked_against_its_fake_quantised_model(qat_export):
+    summary, exported = qat_export
+    qat = next(a for a in exported.artifacts if a.format == "onnx-int8-qat")
+    graph = onnx.load(qat.path).graph
+    ops = [n.op_type for n in graph.node]
+    assert ops.count("QuantizeLinear") > 5 and ops.count("DequantizeLinear") >= ops.count("QuantizeLinear")
+    sidecar = Sidecar.read(Sidecar.path_for(qat.path))
+    stats = sidecar.quantization["graph"]
+    # signed int8 with zero point 0 throughout: what TensorRT's explicit quantisation reads
+    assert set(stats["zero_point_dtypes"]) == {"int8"} and stats["nonzero_zero_points"] == 0
+    # per-channel weights: a DequantizeLinear with an axis and one scale per output channel
+    inits = {i.name: onnx.numpy_helper.to_array(i) for i in graph.initializer}
+    constants = {
+        n.output[0]: onnx.numpy_helper.to_array(n.attribute[0].t)
+        for n in graph.node
+        if n.op_type == "Constant"
+    }
+    scales = [
+        (inits | constants).get(n.input[1])
+        for n in graph.node
+        if n.op_type == "DequantizeLinear" and any(a.name == "axis" for a in n.attribute)
+    ]
+    assert any(s is not None and s.size > 1 for s in scales)
+    assert qat.parity.samples == 9 and qat.parity.agreement >= 50.0  # against its own fake-quantised model
+    details = sidecar.quantization["qat"]
+    assert details["epochs"] == 2 and len(details["losses"]) == 2 and details["teacher"] == "student"
+    assert details["float_layers"] == ["model.classifier"] and details["train_images"] > 0
+    assert all(np.isfinite(epoch["loss"]) for epoch in details["losses"])
+    accuracy = qat.accuracy
+    assert accuracy.val_images == summary.val_images and accuracy.calibration == "minmax"
+    assert accuracy.checked == (accuracy.reason is None)
+    if accuracy.checked:
+        assert accuracy.drop == pytest.approx(accuracy.fp32_val_top1 - accuracy.val_top1, abs=1e-3)
+        assert accuracy.plain_val_top1 is not None  # the calibrated model before its fine-tuning
+
+
+def test_qat_never_trains_on_the_images_it_is_judged_on(qat_export):
+    from dait_edge.export.images import int8_images, qat_images
+    from dait_edge.export.source import resolve_run
+
+    summary, _ = qat_export
+    info = resolve_run(summary.run_dir)
+    _, validation = int8_images(info, 6, 500)
+    training = qat_images(info, 6, 500)
+    judged = {image.tobytes() for image in validation.images}
+    assert training.labels is not None and len(training.images) == summary.labelled_images
+    assert not judged & {image.tobytes() for image in training.images}
+
+
+def test_qat_weights_also_get_onnx_runtimes_qoperator_int8_judged_against_fp32(qat_export):
+    """QOperator kernels can be faster than a Q/DQ graph on a CPU: the fine-tuned weights go through ONNX
+    Runtime's u8s8 quantiser too, judged against the fp32 artifact like the QAT file itself."""
+    _, exported = qat_export
+    by_format = {a.format: a for a in exported.artifacts}
+    assert {"onnx-fp32", "onnx-int8-qat", "onnx-int8-qat-u8s8"} <= set(by_format)
+    converted = by_format["onnx-int8-qat-u8s8"]
+    ops = {n.op_type for n in onnx.load(converted.path).graph.node}
+    assert "QLinearConv" in ops
+    qat, conv = by_format["onnx-int8-qat"].accuracy, converted.accuracy
+    if qat.checked:
+        assert conv.fp32_val_top1 == qat.fp32_val_top1  # both against onnx-fp32
+    assert Sidecar.read(Sidecar.path_for(converted.path)).variant == "qat-u8s8"
+
+
+def test_the_qoperator_conversion_is_checked_against_the_weights_it_quantised(qat_export):
+    """Its parity reference is the fine-tuned float graph, so it measures the conversion, not QAT's change:
+    the recorded logit drift is not the drift from the fp32 student's logits on the same images."""
+    from dait_edge.export.images import load_images
+    from dait_edge.export.parity import ort_logits
+    from dait_edge.export.source import resolve_run
+
+    summary, exported = qat_export
+    by_format = {a.format: a for a in exported.artifacts}
+    converted = by_format["onnx-int8-qat-u8s8"]
+    info = resolve_run(summary.run_dir)
+    images = load_images(info.dataset, info.data_root, "test", 9, info.data_config).images
+    from_student = np.abs(
+        ort_logits(converted.path, images) - ort_logits(by_format["onnx-fp32"].path, images)
+    )
+    assert converted.parity.samples == 9
+    assert abs(converted.parity.max_abs_diff - float(from_student.max())) > 1e-4
