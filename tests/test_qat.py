@@ -188,3 +188,21 @@ def test_the_qoperator_conversion_is_checked_against_the_weights_it_quantised(qa
     )
     assert converted.parity.samples == 9
     assert abs(converted.parity.max_abs_diff - float(from_student.max())) > 1e-4
+
+
+def test_bench_int8_adds_the_qat_columns_from_its_own_figures(qat_export, run_tool, tmp_path):
+    """`tools/bench_int8.py --qat`: both QAT files timed beside fp32 and post-training int8, each entry's
+    ratio and drop following from its own figures."""
+    from pathlib import Path
+
+    summary, _ = qat_export
+    out = tmp_path / "int8.json"
+    args = ["--runs", Path(summary.run_dir).parent, "--calib-samples", "6", "--parity-samples", "9"]
+    done = run_tool("bench_int8.py", *args, "--iterations", "5", "--rounds", "1", "--qat", "--json", out)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "qat-u8s8 val/test" in done.stdout
+    (row,) = json.loads(out.read_text())["rows"]
+    for name in ("qat", "qat_u8s8"):
+        entry = row[name]
+        assert entry["speedup_vs_fp32"] == round(row["fp32"]["p50_ms"] / entry["p50_ms"], 3)
+        assert entry["test_drop"] == round(row["fp32"]["test_top1"] - entry["test_top1"], 3)

@@ -1,4 +1,5 @@
-"""Plain against accuracy-aware int8 (u8s8, ONNX Runtime), side by side, on trained students.
+"""Plain against accuracy-aware int8 (u8s8, ONNX Runtime), and with `--qat` against quantisation-aware int8
+(its Q/DQ file and its u8s8 conversion), side by side, on trained students.
 
 For each run (by default the four students `make demo` distils, trained briefly on its synthetic data): export
 ONNX fp32 and u8s8 int8 twice, plain (no layer back to float) and accuracy-aware (`--max-top1-drop`), then
@@ -9,6 +10,7 @@ an int8 artifact within the budget of fp32 on the test split that is faster than
 
     python tools/bench_int8.py                                  # runs/demo/runs (runs the demo first if absent)
     python tools/bench_int8.py --runs runs/sweep-cub/runs --calibration minmax --json int8.json
+    python tools/bench_int8.py --qat                            # + onnx-int8-qat and onnx-int8-qat-u8s8
 """
 
 from __future__ import annotations
@@ -39,6 +41,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--iterations", type=int, default=100, help="Timed requests per artifact and round.")
     parser.add_argument("--rounds", type=int, default=5, help="Alternations between the artifacts.")
     parser.add_argument("--json", type=Path, help="Also write every figure to this JSON file.")
+    parser.add_argument(
+        "--qat", action="store_true", help="Also QAT's int8 (Q/DQ and its u8s8 conversion; export --qat)."
+    )
     return parser.parse_args(argv)
 
 
@@ -105,8 +110,19 @@ def bench_run(run: Path, args, folder: Path) -> dict:
         artifact(plain, "onnx-int8-u8s8"),
         artifact(aware, "onnx-int8-u8s8"),
     )
+    compared = {"plain": int8_plain, "aware": int8_aware}
+    if args.qat:
+        qat = export_run(
+            run,
+            out=folder / "qat",
+            qat=True,
+            max_top1_drop=args.max_top1_drop,
+            progress=False,
+            **(common | {"formats": "onnx"}),
+        )
+        compared |= {name: artifact(qat, fmt) for name, fmt in QAT_FORMATS.items()}
     samples = timings(
-        {"fp32": Path(fp32.path), "plain": Path(int8_plain.path), "aware": Path(int8_aware.path)},
+        {"fp32": Path(fp32.path)} | {name: Path(a.path) for name, a in compared.items()},
         plain.input_size,
         args.threads,
         args.iterations,
@@ -139,7 +155,17 @@ def bench_run(run: Path, args, folder: Path) -> dict:
             "seconds": acc_aware.seconds,
         },
     }
-    for name in ("plain", "aware"):
+    for name in QAT_FORMATS if args.qat else ():
+        made, accuracy = compared[name], compared[name].accuracy
+        row[name] = {
+            "val_top1": accuracy.val_top1,
+            "val_agreement": accuracy.val_agreement,
+            "test_top1": made.parity.top1_artifact,
+            "p50_ms": p50[name],
+            "budget_met": accuracy.budget_met,
+            "seconds": accuracy.seconds,
+        }
+    for name in compared:
         entry = row[name]
         entry["test_drop"] = (
             None
@@ -151,9 +177,12 @@ def bench_run(run: Path, args, folder: Path) -> dict:
         low, high = p50_difference_interval(samples["fp32"], samples[name], seed=0)
         entry["p50_saving_ms_95"] = [round(low, 4), round(high, 4)]
         entry["faster"] = low > 0
-    candidates = [row[n] for n in ("plain", "aware") if row[n]["test_drop"] is not None]
+    candidates = [row[n] for n in compared if row[n]["test_drop"] is not None]
     row["target_met"] = any(c["test_drop"] <= args.max_top1_drop and c["faster"] for c in candidates)
     return row
+
+
+QAT_FORMATS = {"qat": "onnx-int8-qat", "qat_u8s8": "onnx-int8-qat-u8s8"}  # row key -> export format
 
 
 def main(argv=None) -> int:
@@ -196,28 +225,32 @@ def main(argv=None) -> int:
         "aware val/test (drop), val agreement",
         "float nodes",
         "p50 ms (x fp32)",
-        "target",
     )
-    print(" | ".join(header))
+    qat_names = tuple(QAT_FORMATS) if args.qat else ()
+    for name in qat_names:
+        header += (f"{name.replace('_', '-')} val/test (drop), val agreement", "p50 ms (x fp32)")
+    print(" | ".join((*header, "target")))
     for r in rows:
         f, p, a = r["fp32"], r["plain"], r["aware"]
-        print(
-            " | ".join(
-                [
-                    r["student"],
-                    str(r["val_images"]),
-                    r["calibration"],
-                    f"{_pct(f['val_top1'])}/{_pct(f['test_top1'])}",
-                    f"{f['p50_ms']:.3f}",
-                    f"{_pct(p['val_top1'])}/{_pct(p['test_top1'])} ({_pts(p['test_drop'])})",
-                    f"{p['p50_ms']:.3f} ({_speed(p)})",
-                    f"{_pct(a['val_top1'])}/{_pct(a['test_top1'])} ({_pts(a['test_drop'])}), {_pct(a['val_agreement'])}%",
-                    f"{a['nodes_in_float']}/{a['quantised_nodes']}",
-                    f"{a['p50_ms']:.3f} ({_speed(a)})",
-                    "met" if r["target_met"] else "NOT met",
-                ]
-            )
-        )
+        cells = [
+            r["student"],
+            str(r["val_images"]),
+            r["calibration"],
+            f"{_pct(f['val_top1'])}/{_pct(f['test_top1'])}",
+            f"{f['p50_ms']:.3f}",
+            f"{_pct(p['val_top1'])}/{_pct(p['test_top1'])} ({_pts(p['test_drop'])})",
+            f"{p['p50_ms']:.3f} ({_speed(p)})",
+            f"{_pct(a['val_top1'])}/{_pct(a['test_top1'])} ({_pts(a['test_drop'])}), {_pct(a['val_agreement'])}%",
+            f"{a['nodes_in_float']}/{a['quantised_nodes']}",
+            f"{a['p50_ms']:.3f} ({_speed(a)})",
+        ]
+        for name in qat_names:
+            q = r[name]
+            cells += [
+                f"{_pct(q['val_top1'])}/{_pct(q['test_top1'])} ({_pts(q['test_drop'])}), {_pct(q['val_agreement'])}%",
+                f"{q['p50_ms']:.3f} ({_speed(q)})",
+            ]
+        print(" | ".join([*cells, "met" if r["target_met"] else "NOT met"]))
     for r in rows:
         if r["diagnosis"]:
             print(f"{r['student']}: {r['diagnosis']}")
