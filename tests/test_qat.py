@@ -206,3 +206,74 @@ def test_bench_int8_adds_the_qat_columns_from_its_own_figures(qat_export, run_to
         entry = row[name]
         assert entry["speedup_vs_fp32"] == round(row["fp32"]["p50_ms"] / entry["p50_ms"], 3)
         assert entry["test_drop"] == round(row["fp32"]["test_top1"] - entry["test_top1"], 3)
+
+
+def test_qat_auto_runs_only_where_post_training_int8_missed_its_budget(qat_export, tmp_path):
+    """--qat-auto: post-training u8s8 is built first and decides; a met budget leaves QAT unbuilt, saying
+    why, and a missed one (or any int8 that missed) calls for it."""
+    from dait_edge.export.api import qat_unneeded
+    from dait_edge.records import ArtifactEntry, Int8Accuracy
+
+    summary, _ = qat_export
+    result = CliRunner().invoke(
+        cli,
+        ["export", summary.run_dir, "--qat-auto", "--max-top1-drop", "100", "--calib-samples", "6"]
+        + ["--parity-samples", "9", "--out", str(tmp_path / "auto"), "--json"],
+    )
+    assert result.exit_code == 0, result.output
+    exported = ExportSummary.from_dict(json.loads(result.stdout))
+    formats = {a.format for a in exported.artifacts}
+    assert "onnx-int8-u8s8" in formats and not formats & {"onnx-int8-qat", "onnx-int8-qat-u8s8"}
+    ptq = next(a for a in exported.artifacts if a.format == "onnx-int8-u8s8").accuracy
+    # this tiny run holds out too few images to check a budget: QAT could not be judged either
+    why = "kept the 100-point budget" if ptq.checked else "could not be checked"
+    assert any(s.startswith("onnx-int8-qat: not built (--qat-auto):") and why in s for s in exported.skipped)
+
+    def made(met: bool | None, checked: bool = True, variant: str = "u8s8") -> ArtifactEntry:
+        accuracy = Int8Accuracy(budget=1.0, checked=checked, calibration="minmax", budget_met=met, drop=0.5)
+        return ArtifactEntry("f", "int8", variant, "p", "s", 1.0, None, accuracy=accuracy)
+
+    assert qat_unneeded([made(True)]) and qat_unneeded([made(True), made(False, variant="qat")])
+    assert qat_unneeded([made(True), made(False, variant="s8s8")]) is None
+    assert qat_unneeded([made(False)]) is None
+    assert "could not be checked" in qat_unneeded([made(None, checked=False)])
+    assert "no post-training int8" in qat_unneeded([])
+
+
+def test_qat_can_learn_from_the_runs_intermediate_teacher(
+    qat_export, tiny_vlm, tiny_config, assert_user_error
+):
+    """--qat-teacher teacher: a DAIT run's stage-1 teacher, in its own normalisation, teaches QAT; a run
+    that trained none says so in one line."""
+    from pathlib import Path
+
+    from dait_edge.distill import run_distill
+
+    summary, _ = qat_export
+    runner = CliRunner()
+    refused = runner.invoke(cli, ["export", summary.run_dir, "--qat", "--qat-teacher", "teacher"])
+    assert_user_error(refused, "has no intermediate teacher", "--qat-teacher")
+    from dait_edge.records import RunManifest
+
+    base = Path(summary.run_dir).parent
+    dait = run_distill(
+        tiny_config(
+            RunManifest.read(summary.run_dir).config.data_root,
+            tiny_vlm.config,
+            tiny_vlm.weights,
+            base / "dait",
+            method="dait_l",
+            stage1_epochs=1,
+            stage2_epochs=2,
+            val_fraction=0.25,
+        )
+    )
+    args = ["export", dait.run_dir, "--qat", "--qat-teacher", "teacher", "--qat-epochs", "1"]
+    result = runner.invoke(cli, [*args, "--calib-samples", "6", "--parity-samples", "9", "--json"])
+    assert result.exit_code == 0, result.output
+    qat = next(
+        a for a in ExportSummary.from_dict(json.loads(result.stdout)).artifacts if a.format == "onnx-int8-qat"
+    )
+    details = Sidecar.read(Sidecar.path_for(qat.path)).quantization["qat"]
+    assert details["teacher"] == "teacher" and len(details["losses"]) == 1
+    assert np.isfinite(details["losses"][0]["loss_kd"])

@@ -36,9 +36,20 @@ from dait_edge.records import ExportSummary
     " Q/DQ (TensorRT's explicit quantisation; ONNX Runtime). Needs nvidia-modelopt (the full install).",
 )
 @click.option(
+    "--qat-auto",
+    is_flag=True,
+    help="QAT only for a student whose post-training int8 (built too) misses --max-top1-drop; otherwise its"
+    " QAT formats are reported as not built, with the drop that made QAT unneeded.",
+)
+@click.option(
     "--qat-epochs",
     type=click.IntRange(min=0),
     help="QAT's fine-tuning epochs (default: the recipe's, 5; 0: calibration only).",
+)
+@click.option(
+    "--qat-teacher",
+    type=click.Choice(["student", "teacher"]),
+    help="What QAT distils from: the run's fp32 student (default) or its intermediate teacher (stage 1).",
 )
 @click.option(
     "--qat-lr",
@@ -88,7 +99,9 @@ def command(
     int8,
     trt,
     qat,
+    qat_auto,
     qat_epochs,
+    qat_teacher,
     qat_lr,
     formats,
     out,
@@ -149,9 +162,10 @@ def command(
             calibration_method=calibration,
             max_fallback_nodes=max_fallback_nodes,
             val_samples=val_samples,
-            qat=qat,
+            qat="auto" if qat_auto and not qat else qat,
             qat_epochs=qat_epochs,
             qat_lr=qat_lr,
+            qat_teacher=qat_teacher,
             progress=not as_json,
             log=log,
         )

@@ -47,9 +47,10 @@ def export_run(
     calibration_method: str | None = None,
     max_fallback_nodes: int | None = None,
     val_samples: int = VAL_SAMPLES,
-    qat: bool = False,
+    qat: bool | str = False,
     qat_epochs: int | None = None,
     qat_lr: float | None = None,
+    qat_teacher: str | None = None,
     progress: bool = True,
     log=print,
 ) -> ExportSummary:
@@ -58,11 +59,15 @@ def export_run(
     int8 artifacts keep their accuracy: `max_top1_drop` (None: the recipe's [accuracy] value) is the top-1
     budget on validation images, `calibration_method` minmax / entropy / percentile / search (None: the
     recipe's), `max_fallback_nodes` the most nodes returned to float (None: 20% of the quantisable ones).
-    `qat` adds the quantisation-aware int8 (`onnx-int8-qat`; `qat_epochs`, `qat_lr` override its recipe)."""
+    `qat` adds the quantisation-aware int8 (`onnx-int8-qat` and its u8s8 conversion; `qat_epochs`, `qat_lr`
+    override its recipe); `qat="auto"` builds them only where post-training u8s8 int8 missed its budget."""
+    if qat not in (False, True, AUTO):
+        raise UserError(f"qat must be on, off or {AUTO!r}, not {qat!r}.", setting="qat")
     recipes, wanted = _checked_recipes(
         formats, fp16, int8, trt, opset, max_top1_drop, calibration_method, max_fallback_nodes, qat
     )
-    overrides = {k: v for k, v in (("epochs", qat_epochs), ("lr", qat_lr)) if v is not None}
+    given = (("epochs", qat_epochs), ("lr", qat_lr), ("teacher", qat_teacher))
+    overrides = {k: v for k, v in given if v is not None}
     for setting, value in (("calib_samples", calib_samples), ("parity_samples", parity_samples)):
         if value < 1:
             raise UserError(f"{setting.replace('_', ' ')} must be at least 1, not {value}.", setting=setting)
@@ -102,10 +107,20 @@ def export_run(
             run_tau = info.manifest.config.temperature if info.manifest else None
             job.judge.qat = overrides | ({"temperature": run_tau} if run_tau else {})
             job.judge.training = qat_images(info, calib_samples, val_samples)
+            teachers = {overrides.get("teacher", r.qat.get("teacher", "student")) for r in recipes if r.qat}
+            if "teacher" in teachers:
+                from dait_edge.export.qat import run_teacher
+
+                job.judge.qat_teacher = run_teacher(info, job.model)
     try:
         for recipe in recipes:
             check_stop(f"export stopped before {recipe.name}", f"the finished artifacts are in {out_dir}")
-            if recipe.kind == "trt":
+            skip = qat_unneeded(job.artifacts) if qat == AUTO and _from_qat(recipe, recipes) else None
+            if skip:
+                message = f"{recipe.name}: not built (--qat-auto): {skip}"
+                log(message)
+                job.skipped.append(message)
+            elif recipe.kind == "trt":
                 job.export_trt(recipe)
             else:
                 job.export_onnx(recipe)
@@ -117,6 +132,33 @@ def export_run(
     return summary
 
 
+AUTO = "auto"  # export_run(qat=AUTO): QAT only where post-training int8 misses its budget
+
+
+def _from_qat(recipe: Recipe, recipes: list[Recipe]) -> bool:
+    """Is `recipe` a QAT format or built from one?"""
+    qat_names = {r.name for r in recipes if r.qat}
+    return bool(recipe.qat) or recipe.source in qat_names
+
+
+def qat_unneeded(artifacts: list[ArtifactEntry]) -> str | None:
+    """Why QAT need not run, judged by the post-training int8 artifacts built so far (None: it must): every
+    one kept its budget, or none could be judged (then QAT could not be judged either)."""
+    judged = [
+        a.accuracy
+        for a in artifacts
+        if a.precision == "int8" and a.accuracy is not None and not (a.variant or "").startswith("qat")
+    ]
+    if not judged:
+        return "no post-training int8 artifact to judge by; add --int8, or pass --qat to run it anyway"
+    if any(not accuracy.checked for accuracy in judged):
+        return "post-training int8's budget could not be checked (no validation images); pass --qat to run it"
+    if all(accuracy.budget_met for accuracy in judged):
+        drops = ", ".join(f"{accuracy.drop:+.2f}" for accuracy in judged)
+        return f"post-training int8 kept the {judged[0].budget:g}-point budget (drop {drops} points)"
+    return None
+
+
 def _checked_recipes(
     formats, fp16, int8, trt, opset, max_top1_drop, calibration_method, max_fallback_nodes, qat=False
 ) -> tuple[list[Recipe], set[str]]:
@@ -124,7 +166,14 @@ def _checked_recipes(
     anything is built, even where no format uses it: a typo never passes silently."""
     from dait_edge.export.int8_search import check_settings
 
-    recipes, wanted = plan_recipes(expand_formats(formats, fp16=fp16, int8=int8, trt=trt, qat=qat))
+    # --qat-auto needs post-training u8s8 first: it judges whether QAT must run
+    names = expand_formats(formats, fp16=fp16, int8=int8, trt=trt, qat=bool(qat))
+    if qat == AUTO:
+        qat_names = [n for n in names if n.startswith("onnx-int8-qat")]
+        names = [n for n in names if n not in qat_names]
+        names += [] if any(n.startswith("onnx-int8-") for n in names) else ["onnx-int8-u8s8"]
+        names += qat_names
+    recipes, wanted = plan_recipes(names)
     check_settings(calibration_method or "minmax", 1.0 if max_top1_drop is None else max_top1_drop)
     check_opset(opset)
     for recipe in recipes:

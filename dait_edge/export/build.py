@@ -87,6 +87,7 @@ class Int8Judge:
     fp32_logits: dict[str, Any] = field(default_factory=dict)
     training: ImageBatch | None = None  # QAT's fine-tuning images (training split, not validation)
     qat: dict[str, Any] = field(default_factory=dict)  # QAT settings given on the command line, the run's tau
+    qat_teacher: Any = None  # the run's intermediate teacher, where QAT learns from it
     progress: bool = True
 
     def fp32(self, source: str, path: Path):
@@ -183,7 +184,8 @@ def _build_qat(
     training = judge.training
     if training is None or training.labels is None or len(training.images) == 0:
         raise UserError("QAT needs labelled training images; export from a run whose dataset can be read.")
-    history = fine_tune(quantised, model, training.images, training.labels, settings, progress=judge.progress)
+    teacher = judge.qat_teacher if settings.teacher == "teacher" else model
+    history = fine_tune(quantised, teacher, training.images, training.labels, settings, progress=judge.progress)
     export_qdq(quantised, tmp, input_size, recipe.dynamic_batch, recipe.opset)
     # the fine-tuned weights without their quantisers, for a QOperator conversion (onnx-int8-qat-u8s8)
     weights_only = temp_path_beside(tmp.parent / f"{recipe.name}-float.onnx")

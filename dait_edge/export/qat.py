@@ -27,6 +27,7 @@ from torch import nn
 
 from dait_edge.errors import UserError
 
+QAT_TEACHERS = ("student", "teacher")  # the run's fp32 student, or its stage-1 intermediate teacher
 QAT_OPSET = 17  # per-channel QuantizeLinear / DequantizeLinear need 13; the recipes' 17 or 18 both work
 
 
@@ -50,11 +51,33 @@ class QATSettings:
                 f" {self.batch_size}, temperature {self.temperature}).",
                 setting="qat_lr",
             )
-        if self.teacher != "student":
+        if self.teacher not in QAT_TEACHERS:
             raise UserError(
-                f"{where}: QAT teacher {self.teacher!r} is not available; use student (the run's fp32 student).",
+                f"{where}: QAT teacher {self.teacher!r} is not one of {', '.join(QAT_TEACHERS)} (the run's fp32"
+                " student, or its intermediate teacher).",
                 setting="qat_teacher",
             )
+
+
+def run_teacher(info, student: nn.Module) -> nn.Module:
+    """The run's intermediate teacher (stage 1) as QAT's teacher, fed the student's images in its own
+    normalisation; a run without one is a one-line error."""
+    from dait_edge.methods.base import MethodContext
+    from dait_edge.methods.teacher_input import TeacherInput
+    from dait_edge.models import build_model
+
+    summary = info.summary
+    path = summary.checkpoint("teacher", info.run_dir) if summary.checkpoints.teacher else None
+    if path is None or not path.is_file():
+        raise UserError(
+            f"run {info.run_dir} has no intermediate teacher to teach QAT ({summary.method} trains none);"
+            " use --qat-teacher student.",
+            setting="qat_teacher",
+        )
+    teacher = build_model(summary.teacher, summary.num_classes, pretrained=False, weights=path, role="teacher")
+    config = student.data_config
+    context = MethodContext(summary.num_classes, config.mean, config.std)
+    return nn.Sequential(TeacherInput(context, teacher), teacher).eval()
 
 
 def require_modelopt():
