@@ -79,13 +79,14 @@ def test_fake_quantisers_leave_the_classifier_in_float():
 
 @pytest.fixture(scope="module")
 def qat_export(tmp_path_factory, layouts, tiny_vlm, tiny_config):
-    """A tiny trained run (labels only, 3 epochs), exported with post-training and QAT int8."""
+    """A tiny trained run (labels only, 3 epochs; 54 of its 72 training images held out, enough to check an
+    int8 budget on), exported with post-training and QAT int8."""
     from dait_edge.distill import run_distill
 
     base = tmp_path_factory.mktemp("qat")
-    cub = layouts.cub(base / "cub", classes=3, train_per_class=8, test_per_class=3)
+    cub = layouts.cub(base / "cub", classes=3, train_per_class=24, test_per_class=3)
     config = tiny_config(
-        cub.root, tiny_vlm.config, tiny_vlm.weights, base, method="none", stage2_epochs=3, val_fraction=0.25
+        cub.root, tiny_vlm.config, tiny_vlm.weights, base, method="none", stage2_epochs=3, val_fraction=0.75
     )
     summary = run_distill(config)
     result = CliRunner().invoke(
@@ -136,11 +137,11 @@ def test_qat_exports_signed_qdq_int8_checked_against_its_fake_quantised_model(qa
     assert details["float_layers"] == ["model.classifier"] and details["train_images"] > 0
     assert all(np.isfinite(epoch["loss"]) for epoch in details["losses"])
     accuracy = qat.accuracy
-    assert accuracy.val_images == summary.val_images and accuracy.calibration == "minmax"
-    assert accuracy.checked == (accuracy.reason is None)
-    if accuracy.checked:
-        assert accuracy.drop == pytest.approx(accuracy.fp32_val_top1 - accuracy.val_top1, abs=1e-3)
-        assert accuracy.plain_val_top1 is not None  # the calibrated model before its fine-tuning
+    assert accuracy.val_images == summary.val_images == 54 and accuracy.calibration == "minmax"
+    assert accuracy.checked and accuracy.reason is None
+    assert accuracy.drop == pytest.approx(accuracy.fp32_val_top1 - accuracy.val_top1, abs=1e-3)
+    assert accuracy.budget_met == (accuracy.drop <= accuracy.budget + 1e-9)
+    assert accuracy.plain_val_top1 is not None  # the calibrated model before its fine-tuning
 
 
 def test_qat_never_trains_on_the_images_it_is_judged_on(qat_export):
@@ -166,8 +167,8 @@ def test_qat_weights_also_get_onnx_runtimes_qoperator_int8_judged_against_fp32(q
     ops = {n.op_type for n in onnx.load(converted.path).graph.node}
     assert "QLinearConv" in ops
     qat, conv = by_format["onnx-int8-qat"].accuracy, converted.accuracy
-    if qat.checked:
-        assert conv.fp32_val_top1 == qat.fp32_val_top1  # both against onnx-fp32
+    assert qat.checked and conv.checked
+    assert conv.fp32_val_top1 == qat.fp32_val_top1  # both against onnx-fp32
     assert Sidecar.read(Sidecar.path_for(converted.path)).variant == "qat-u8s8"
 
 
@@ -225,9 +226,13 @@ def test_qat_auto_runs_only_where_post_training_int8_missed_its_budget(qat_expor
     formats = {a.format for a in exported.artifacts}
     assert "onnx-int8-u8s8" in formats and not formats & {"onnx-int8-qat", "onnx-int8-qat-u8s8"}
     ptq = next(a for a in exported.artifacts if a.format == "onnx-int8-u8s8").accuracy
-    # this tiny run holds out too few images to check a budget: QAT could not be judged either
-    why = "kept the 100-point budget" if ptq.checked else "could not be checked"
-    assert any(s.startswith("onnx-int8-qat: not built (--qat-auto):") and why in s for s in exported.skipped)
+    assert ptq.checked and ptq.budget_met
+    reason = "onnx-int8-qat: not built (--qat-auto): post-training int8 kept the 100-point budget"
+    assert any(s.startswith(reason) for s in exported.skipped)
+    refused = CliRunner().invoke(cli, ["export", summary.run_dir, "--qat-epochs", "2"])
+    assert refused.exit_code == 2 and "given without QAT; add --qat or --qat-auto" in refused.stderr
+    both = CliRunner().invoke(cli, ["export", summary.run_dir, "--qat", "--qat-auto"])
+    assert both.exit_code == 2 and "pass one" in both.stderr
 
     def made(met: bool | None, checked: bool = True, variant: str = "u8s8") -> ArtifactEntry:
         accuracy = Int8Accuracy(budget=1.0, checked=checked, calibration="minmax", budget_met=met, drop=0.5)

@@ -117,6 +117,7 @@ def bench_run(run: Path, args, folder: Path) -> dict:
             out=folder / "qat",
             qat=True,
             max_top1_drop=args.max_top1_drop,
+            calibration_method=args.calibration,
             progress=False,
             **(common | {"formats": "onnx"}),
         )

@@ -15,6 +15,7 @@ from dait_edge.cli.options import (
     max_top1_drop_option,
     parity_samples_option,
 )
+from dait_edge.errors import UserError
 from dait_edge.export.images import VAL_SAMPLES
 from dait_edge.records import ExportSummary
 
@@ -162,7 +163,7 @@ def command(
             calibration_method=calibration,
             max_fallback_nodes=max_fallback_nodes,
             val_samples=val_samples,
-            qat="auto" if qat_auto and not qat else qat,
+            qat=_qat_mode(qat, qat_auto),
             qat_epochs=qat_epochs,
             qat_lr=qat_lr,
             qat_teacher=qat_teacher,
@@ -173,6 +174,14 @@ def command(
         click.echo(json.dumps(summary.to_dict(), indent=2))
         return
     click.echo(_describe(summary))
+
+
+def _qat_mode(qat: bool, qat_auto: bool) -> bool | str:
+    if qat and qat_auto:
+        raise UserError(
+            "--qat always trains QAT and --qat-auto only where post-training int8 misses its budget; pass one."
+        )
+    return "auto" if qat_auto else qat
 
 
 def _describe(summary: ExportSummary) -> str:

@@ -68,6 +68,11 @@ def export_run(
     )
     given = (("epochs", qat_epochs), ("lr", qat_lr), ("teacher", qat_teacher))
     overrides = {k: v for k, v in given if v is not None}
+    if overrides and not qat:
+        raise UserError(
+            f"QAT settings ({', '.join(overrides)}) were given without QAT; add --qat or --qat-auto.",
+            setting="qat",
+        )
     for setting, value in (("calib_samples", calib_samples), ("parity_samples", parity_samples)):
         if value < 1:
             raise UserError(f"{setting.replace('_', ' ')} must be at least 1, not {value}.", setting=setting)
@@ -100,22 +105,18 @@ def export_run(
             progress=progress,
         )
         if any(r.qat for r in recipes):
-            from dait_edge.export.images import qat_images
-            from dait_edge.export.qat import require_modelopt
-
-            require_modelopt()  # before any image is read
-            run_tau = info.manifest.config.temperature if info.manifest else None
-            job.judge.qat = overrides | ({"temperature": run_tau} if run_tau else {})
-            job.judge.training = qat_images(info, calib_samples, val_samples)
-            teachers = {overrides.get("teacher", r.qat.get("teacher", "student")) for r in recipes if r.qat}
-            if "teacher" in teachers:
-                from dait_edge.export.qat import run_teacher
-
-                job.judge.qat_teacher = run_teacher(info, job.model)
+            try:
+                _prepare_qat(job, info, recipes, overrides, calib_samples, val_samples)
+            except UserError as err:
+                if qat != AUTO:
+                    raise
+                job.qat_blocked = str(err)  # --qat-auto: reported in `skipped` if QAT turns out to be needed
     try:
         for recipe in recipes:
             check_stop(f"export stopped before {recipe.name}", f"the finished artifacts are in {out_dir}")
             skip = qat_unneeded(job.artifacts) if qat == AUTO and _from_qat(recipe, recipes) else None
+            if not skip and job.qat_blocked and _from_qat(recipe, recipes):
+                skip = f"post-training int8 missed its budget, but QAT cannot run: {job.qat_blocked}"
             if skip:
                 message = f"{recipe.name}: not built (--qat-auto): {skip}"
                 log(message)
@@ -133,6 +134,21 @@ def export_run(
 
 
 AUTO = "auto"  # export_run(qat=AUTO): QAT only where post-training int8 misses its budget
+
+
+def _prepare_qat(job, info, recipes, overrides, calib_samples: int, val_samples: int) -> None:
+    """What QAT needs before any format is built: Model Optimizer, the fine-tuning images, the run's tau,
+    and the intermediate teacher where it teaches."""
+    from dait_edge.export.images import qat_images
+    from dait_edge.export.qat import require_modelopt, run_teacher
+
+    require_modelopt()  # before any image is read
+    run_tau = info.manifest.config.temperature if info.manifest else None
+    job.judge.qat = overrides | ({"temperature": run_tau} if run_tau else {})
+    job.judge.training = qat_images(info, calib_samples, val_samples)
+    teachers = {overrides.get("teacher", r.qat.get("teacher", "student")) for r in recipes if r.qat}
+    if "teacher" in teachers:
+        job.judge.qat_teacher = run_teacher(info, job.model)
 
 
 def _from_qat(recipe: Recipe, recipes: list[Recipe]) -> bool:
@@ -210,6 +226,7 @@ class _Export:
     artifacts: list[ArtifactEntry] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     latencies: dict[str, float] = field(default_factory=dict)
+    qat_blocked: str | None = None  # --qat-auto: why QAT could not be prepared
 
     def export_onnx(self, recipe: Recipe) -> None:
         """Build, check and (when asked for) keep one ONNX format; a format wanted only as another's source

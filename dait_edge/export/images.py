@@ -144,7 +144,9 @@ def int8_images(info, calib_samples: int, val_samples: int) -> tuple[ImageBatch,
 def qat_images(info, calib_samples: int = CALIB_SAMPLES, val_samples: int = VAL_SAMPLES) -> ImageBatch:
     """QAT's fine-tuning images (`source.RunInfo`): the run's training images outside the validation ones
     `int8_images` judges on, preprocessed as the sidecar says. Those the run trained without labels carry
-    label -1 (they get the KD term only), and are left out when the run did not train on them at all."""
+    label -1 (they get the KD term only), and are left out when the run did not train on them at all
+    (--no-unlabelled, or a method without distillation terms). A run without a manifest counts as fully
+    labelled."""
     from dait_edge.data import load_dataset
     from dait_edge.data.splits import labelled_split
 
@@ -161,7 +163,12 @@ def qat_images(info, calib_samples: int = CALIB_SAMPLES, val_samples: int = VAL_
 
         held = validation_fraction(config.method, config.val_fraction)
         chosen_labelled, chosen_held = labelled_split(train, config.labelled_fraction, held, config.seed)
-        labelled, held_out, keep_unlabelled = set(chosen_labelled), set(chosen_held), config.train_unlabelled
+        # unlabelled images only where the run trained on them: --unlabelled and a method that learns from them
+        from dait_edge.methods import METHODS
+
+        learns = METHODS.get(config.method).learns_from_unlabelled if config.method in METHODS else False
+        keep_unlabelled = config.train_unlabelled and learns
+        labelled, held_out = set(chosen_labelled), set(chosen_held)
     chosen = [
         i
         for i, sample in enumerate(train)

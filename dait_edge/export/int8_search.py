@@ -235,7 +235,9 @@ def judged_accuracy(
 ) -> Int8Accuracy:
     """A QAT artifact judged as post-training int8 is: top-1 and agreement with the fp32 artifact on the
     validation images against `budget`. `before_logits`: the calibrated fake-quantised model before its
-    fine-tuning (what calibration alone gives: the record's `plain_*`). No layer returns to float."""
+    fine-tuning (what calibration alone gives: the record's `plain_val_*`; its `plain_test_top1` and
+    `plain_latency_ms`, filled by export, are the artifact's own, there being no plain file). No layer
+    returns to float."""
     from dait_edge.export.quantize import graph_stats
 
     usable, reason = _usable(validation, num_classes)
