@@ -241,11 +241,9 @@ class _Export:
             recipe, self.model, tmp, self.built, input_size, self.calibration, self.judge, self.temps
         )
         result = parity.ort_logits(tmp, self.test.images)
-        # QAT's file is checked against its own fake-quantised PyTorch model, every other against the student
-        reference = accuracy.reference if accuracy is not None and accuracy.reference is not None else None
-        check = parity.compare(
-            self.reference if reference is None else reference, result, self.test, recipe.threshold
-        )
+        # QAT's files are checked against the model they were made from, every other against the student
+        own = accuracy.reference if accuracy is not None else None
+        check = parity.compare(self.reference if own is None else own, result, self.test, recipe.threshold)
         if not check.passed and recipe.parity_fatal:
             raise UserError(
                 f"{recipe.name} disagrees with PyTorch: top-1 agreement {check.agreement:.2f}% <"

@@ -97,6 +97,13 @@ class _Judge:
         """Within the budget first, then agreement, top-1, and fewer nodes in float."""
         return (self.within(candidate), candidate.agreement, candidate.top1, -len(candidate.nodes))
 
+    def record_kept(self, record: Int8Accuracy, kept: Candidate) -> None:
+        """What `record` says of the artifact kept: its top-1, agreement and drop, the verdict, the margins."""
+        record.val_top1, record.val_agreement = kept.top1, kept.agreement
+        record.drop = round(self.fp32_top1 - kept.top1, 3)
+        record.budget_met = self.within(kept)
+        record.fp32_margin_median, record.logit_error_rms = self.sensitivity(kept)
+
     def sensitivity(self, candidate: Candidate) -> tuple[float, float]:
         """(fp32's median top-two logit margin, the candidate's logit error as rms over every logit)."""
         return median_margin(self.fp32_logits), compare(self.fp32_logits, candidate.logits)[0]
@@ -207,10 +214,7 @@ def build_int8(
                     ranges=ranges,
                 )
                 best = _fall_back(folder, quantise, layers, cap, judge, best, record, log)
-            record.val_top1, record.val_agreement = best.top1, best.agreement
-            record.drop = round(fp32_val_top1 - best.top1, 3)
-            record.budget_met = judge.within(best)
-            record.fp32_margin_median, record.logit_error_rms = judge.sensitivity(best)
+            judge.record_kept(record, best)
             if not record.budget_met:
                 record.diagnosis = diagnose(record)
         best_path, best_nodes = (best.path, best.nodes) if best is not None else (plain, [])
@@ -257,13 +261,11 @@ def judged_accuracy(
     fp32_top1 = top1_of(fp32_val_logits, validation.labels)
     judge = _Judge(validation, fp32_val_logits, fp32_top1, budget)
     kept = judge.score(path, [])
-    record.fp32_val_top1, record.val_top1, record.val_agreement = fp32_top1, kept.top1, kept.agreement
+    record.fp32_val_top1 = fp32_top1
     if before_logits is not None:
         record.plain_val_top1 = top1_of(before_logits, validation.labels)
         record.plain_val_agreement = compare(fp32_val_logits, before_logits)[1]
-    record.drop = round(fp32_top1 - kept.top1, 3)
-    record.budget_met = judge.within(kept)
-    record.fp32_margin_median, record.logit_error_rms = judge.sensitivity(kept)
+    judge.record_kept(record, kept)
     if not record.budget_met:
         record.diagnosis = (
             f"after QAT int8 still changes fp32's prediction on {100.0 - kept.agreement:.0f}% of the validation"

@@ -17,15 +17,14 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from dait_edge.errors import UserError
+from dait_edge.losses import kd_loss, labelled_ce
 
 QAT_TEACHERS = ("student", "teacher")  # the run's fp32 student, or its stage-1 intermediate teacher
 QAT_OPSET = 17  # per-channel QuantizeLinear / DequantizeLinear need 13; the recipes' 17 or 18 both work
@@ -179,7 +178,6 @@ def fine_tune(
     labels: np.ndarray,
     settings: QATSettings,
     progress: bool = True,
-    on_epoch: Callable[[int, dict], None] | None = None,
 ) -> list[dict]:
     """QAT: `settings.epochs` passes over (images, labels), CE + tau^2 KL to `teacher`'s logits, AdamW on
     the student's weights (the quantisers' ranges stay as calibrated), BatchNorm frozen. Returns each
@@ -206,11 +204,10 @@ def fine_tune(
             flip = torch.rand(len(index), generator=generator) < 0.5
             batch = torch.where(flip[:, None, None, None], batch.flip(-1), batch)
             with torch.no_grad():
-                soft = F.softmax(teacher(batch).float() / tau, dim=-1)
-            logits = model(batch).float()
-            labelled = target >= 0  # -1: an image the run trained without its label (KD only)
-            loss_ce = F.cross_entropy(logits[labelled], target[labelled]) if labelled.any() else logits.sum() * 0
-            loss_kd = F.kl_div(F.log_softmax(logits / tau, dim=-1), soft, reduction="batchmean") * tau * tau
+                taught = teacher(batch)
+            logits = model(batch)
+            loss_ce = labelled_ce(logits, target)  # -1: an image the run trained without its label (KD only)
+            loss_kd = kd_loss(logits, taught, tau=tau)
             loss = loss_ce + loss_kd
             if not torch.isfinite(loss):
                 raise UserError(
@@ -224,30 +221,15 @@ def fine_tune(
             seen += len(index)
         bar.close()
         history.append({k: round(v / max(seen, 1), 6) for k, v in sums.items()})
-        if on_epoch is not None:
-            on_epoch(epoch, history[-1])
     return history
 
 
 def export_qdq(model: nn.Module, path, input_size, dynamic_batch: bool = True, opset: int = QAT_OPSET) -> None:
-    """The fake-quantised model as Q/DQ ONNX (signed int8, zero-point 0) at `path`."""
-    import warnings
+    """The fake-quantised model as Q/DQ ONNX (signed int8, zero-point 0) at `path`, through the export every
+    student takes (TorchScript exporter, onnx.checker); Q/DQ per channel needs opset 13 or newer."""
+    from dait_edge.export.onnx_export import export_onnx
 
-    channels, height, width = input_size
-    dummy = torch.zeros(1, channels, height, width)
-    axes = {"input": {0: "batch"}, "logits": {0: "batch"}} if dynamic_batch else None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notices
-        torch.onnx.export(
-            model.eval(),
-            dummy,
-            str(path),
-            input_names=["input"],
-            output_names=["logits"],
-            dynamic_axes=axes,
-            opset_version=max(opset, 13),
-            dynamo=False,
-        )
+    export_onnx(model, path, input_size, opset=max(opset, 13), dynamic_batch=dynamic_batch)
 
 
 def export_float(model: nn.Module, path, input_size, dynamic_batch: bool = True, opset: int = QAT_OPSET) -> None:

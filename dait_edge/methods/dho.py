@@ -29,7 +29,7 @@ from dait_edge.records.recipe import TrainingRecipe
 class DualHeadOptimisation(Distiller):
     needs = frozenset({"vlm"})
     paired_batches = True
-    student_head = "dual"
+    student_head = DualHeadClassifier.head_name
     default_val_fraction = 0.1  # of the labelled images, per class, for choosing (a, b)
     recipe = TrainingRecipe(
         name="dho",
