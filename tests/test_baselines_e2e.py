@@ -107,7 +107,7 @@ def test_dhos_exported_model_outputs_its_combined_prediction(env, dho_run, tmp_p
     exported = export_run(
         run, formats="onnx,onnx-int8-u8s8", out=out, calib_samples=6, measure_speed=False, log=lambda m: None
     )
-    fp32 = next(a for a in exported.artifacts if a.format == "onnx-fp32")
+    fp32 = exported.by_format("onnx-fp32")
     assert fp32.parity.passed and fp32.parity.agreement == 100.0
     # what the artifact outputs is log p of DHO's rule with the (a, b) chosen on the validation split
     model = DualHeadClassifier.from_file(
@@ -124,7 +124,7 @@ def test_dhos_exported_model_outputs_its_combined_prediction(env, dho_run, tmp_p
     np.testing.assert_allclose(logits, expected.numpy(), atol=1e-4)
     np.testing.assert_allclose(np.exp(logits).sum(axis=1), 1.0, atol=1e-4)  # log-probabilities
     # int8 leaves the combination in float: its nodes are there, and no quantised tensor feeds them
-    int8 = next(a for a in exported.artifacts if a.format == "onnx-int8-u8s8")
+    int8 = exported.by_format("onnx-int8-u8s8")
     graph = onnx.load(int8.path).graph
     combine = [n for n in graph.node if n.name.startswith(COMBINE_SCOPE)]
     assert combine and not any("Quant" in n.op_type or n.op_type.startswith("QLinear") for n in combine)

@@ -110,7 +110,7 @@ def qat_export(tmp_path_factory, layouts, tiny_vlm, tiny_config):
 
 def test_qat_exports_signed_qdq_int8_checked_against_its_fake_quantised_model(qat_export):
     summary, exported = qat_export
-    qat = next(a for a in exported.artifacts if a.format == "onnx-int8-qat")
+    qat = exported.by_format("onnx-int8-qat")
     graph = onnx.load(qat.path).graph
     ops = [n.op_type for n in graph.node]
     assert ops.count("QuantizeLinear") > 5 and ops.count("DequantizeLinear") >= ops.count("QuantizeLinear")
@@ -142,6 +142,32 @@ def test_qat_exports_signed_qdq_int8_checked_against_its_fake_quantised_model(qa
     assert accuracy.drop == pytest.approx(accuracy.fp32_val_top1 - accuracy.val_top1, abs=1e-3)
     assert accuracy.budget_met == (accuracy.drop <= accuracy.budget + 1e-9)
     assert accuracy.plain_val_top1 is not None  # the calibrated model before its fine-tuning
+
+
+def test_qat_files_get_the_per_layer_error_table(qat_export):
+    """Each activation the Q/DQ file quantises, measured against the fine-tuned float weights: its own
+    error (its grid on the float activation) and the error accumulated through the quantised model."""
+    import csv
+
+    from dait_edge.export.layer_error import qat_layer_errors
+
+    _, exported = qat_export
+    qat = exported.by_format("onnx-int8-qat")
+    with open(qat.accuracy.layers_csv) as table:
+        rows = list(csv.DictReader(table))
+    graph = onnx.load(qat.path).graph
+    quantised_inputs = {n.input[0] for n in graph.node if n.op_type == "QuantizeLinear"}
+    assert len(rows) >= 5 and {r["tensor"] for r in rows} <= quantised_inputs
+    own = [float(r["channel_sqnr_db"]) for r in rows]
+    assert own == sorted(own) and all(r["in_float"] == "0" for r in rows)  # worst first; none falls back
+    accumulated = [float(r["xmodel_sqnr_db"]) for r in rows if r["xmodel_sqnr_db"]]
+    assert len(accumulated) == len(rows) and all(np.isfinite(v) for v in accumulated)
+    # the Q/DQ graph as its own reference: each dequantised activation is then exactly the grid applied to
+    # the activation it quantised, so both measures agree: the grids and the Q -> DQ pairs are read right
+    images = np.random.default_rng(0).standard_normal((4, *exported.input_size), dtype=np.float32)
+    itself = qat_layer_errors(qat.path, qat.path, images)
+    assert len(itself) >= 5
+    assert all(r.xmodel_sqnr_db == pytest.approx(r.sqnr_db, abs=0.05) for r in itself)
 
 
 def test_qat_never_trains_on_the_images_it_is_judged_on(qat_export):
@@ -225,7 +251,7 @@ def test_qat_auto_runs_only_where_post_training_int8_missed_its_budget(qat_expor
     exported = ExportSummary.from_dict(json.loads(result.stdout))
     formats = {a.format for a in exported.artifacts}
     assert "onnx-int8-u8s8" in formats and not formats & {"onnx-int8-qat", "onnx-int8-qat-u8s8"}
-    ptq = next(a for a in exported.artifacts if a.format == "onnx-int8-u8s8").accuracy
+    ptq = exported.by_format("onnx-int8-u8s8").accuracy
     assert ptq.checked and ptq.budget_met
     reason = "onnx-int8-qat: not built (--qat-auto): post-training int8 kept the 100-point budget"
     assert any(s.startswith(reason) for s in exported.skipped)
@@ -282,3 +308,36 @@ def test_qat_can_learn_from_the_runs_intermediate_teacher(
     details = Sidecar.read(Sidecar.path_for(qat.path)).quantization["qat"]
     assert details["teacher"] == "teacher" and len(details["losses"]) == 1
     assert np.isfinite(details["losses"][0]["loss_kd"])
+
+
+def test_a_qat_killed_after_an_epoch_continues_where_it_stopped(qat_export, tmp_path, monkeypatch):
+    """Each finished QAT epoch is saved beside the artifact; the same export run again continues after it,
+    and ends with the losses of the uninterrupted QAT. A state from other settings is never resumed."""
+    from dait_edge.export import export_run
+    from dait_edge.utils import faults
+
+    summary, exported = qat_export
+    uninterrupted = Sidecar.read(Sidecar.path_for(exported.by_format("onnx-int8-qat").path))
+    out = tmp_path / "export"
+    args = dict(formats="onnx-int8-qat", qat=True, qat_epochs=2, calib_samples=6, parity_samples=9, out=out)
+    args |= dict(measure_speed=False, progress=False)
+    state = out / ".onnx-int8-qat.qat-state.pt"
+    faults.reset()
+    monkeypatch.setenv(faults.ENV, "enospc@qat-epoch-end#1")  # dies after epoch 1's state is on disk
+    with pytest.raises(OSError):
+        export_run(summary.run_dir, **args, log=lambda line: None)
+    monkeypatch.delenv(faults.ENV)
+    assert state.is_file() and not (out / "student-onnx-int8-qat.onnx").exists()
+
+    lines: list[str] = []
+    resumed = export_run(summary.run_dir, **args, log=lines.append)
+    assert "QAT: resuming after epoch 1/2 (.onnx-int8-qat.qat-state.pt)" in lines
+    details = Sidecar.read(Sidecar.path_for(resumed.by_format("onnx-int8-qat").path)).quantization["qat"]
+    assert details["losses"] == uninterrupted.quantization["qat"]["losses"]
+    assert not state.exists()  # finished: nothing left to resume
+
+    torch.save({"key": "other settings"}, state)
+    lines.clear()
+    export_run(summary.run_dir, **{**args, "qat_epochs": 1}, log=lines.append)
+    assert any("is from other settings" in line for line in lines)
+    assert not any("resuming" in line for line in lines) and not state.exists()

@@ -76,7 +76,6 @@ def timings(
 
 def bench_run(run: Path, args, folder: Path) -> dict:
     from dait_edge.export.api import export_run
-    from dait_edge.records import ExportSummary
     from dait_edge.report.stats import p50_difference_interval
 
     common = dict(
@@ -102,13 +101,10 @@ def bench_run(run: Path, args, folder: Path) -> dict:
         **common,
     )
 
-    def artifact(summary: ExportSummary, fmt: str):
-        return next(a for a in summary.artifacts if a.format == fmt)
-
     fp32, int8_plain, int8_aware = (
-        artifact(plain, "onnx-fp32"),
-        artifact(plain, "onnx-int8-u8s8"),
-        artifact(aware, "onnx-int8-u8s8"),
+        plain.by_format("onnx-fp32"),
+        plain.by_format("onnx-int8-u8s8"),
+        aware.by_format("onnx-int8-u8s8"),
     )
     compared = {"plain": int8_plain, "aware": int8_aware}
     if args.qat:
@@ -121,7 +117,7 @@ def bench_run(run: Path, args, folder: Path) -> dict:
             progress=False,
             **(common | {"formats": "onnx"}),
         )
-        compared |= {name: artifact(qat, fmt) for name, fmt in QAT_FORMATS.items()}
+        compared |= {name: qat.by_format(fmt) for name, fmt in QAT_FORMATS.items()}
     samples = timings(
         {"fp32": Path(fp32.path)} | {name: Path(a.path) for name, a in compared.items()},
         plain.input_size,

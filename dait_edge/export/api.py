@@ -103,6 +103,7 @@ def export_run(
             input_size=info.data_config.input_size,
             log=log,
             progress=progress,
+            student_sha256=info.checkpoint_sha256 or "",
         )
         if any(r.qat for r in recipes):
             try:

@@ -88,6 +88,7 @@ class Int8Judge:
     training: ImageBatch | None = None  # QAT's fine-tuning images (training split, not validation)
     qat: dict[str, Any] = field(default_factory=dict)  # QAT settings given on the command line, the run's tau
     qat_teacher: Any = None  # the run's intermediate teacher, where QAT learns from it
+    student_sha256: str = ""  # the trained weights QAT starts from (part of its resume key)
     progress: bool = True
 
     def fp32(self, source: str, path: Path):
@@ -164,14 +165,17 @@ def _build_qat(
     import time
 
     from dait_edge.export.int8_search import judged_accuracy
+    from dait_edge.export.layer_error import qat_layer_errors
     from dait_edge.export.parity import torch_logits
     from dait_edge.export.qat import (
+        QATResume,
         QATSettings,
         export_float,
         export_qdq,
         fake_quantised,
         fine_tune,
         float_layers,
+        state_key,
     )
 
     settings = QATSettings(**{**recipe.qat, **judge.qat})
@@ -185,7 +189,12 @@ def _build_qat(
     if training is None or training.labels is None or len(training.images) == 0:
         raise UserError("QAT needs labelled training images; export from a run whose dataset can be read.")
     teacher = judge.qat_teacher if settings.teacher == "teacher" else model
-    history = fine_tune(quantised, teacher, training.images, training.labels, settings, progress=judge.progress)
+    # saved after each epoch beside the artifact: a killed or stopped export continues from there
+    key = state_key(settings, judge.student_sha256, calibration.images, training.images, training.labels)
+    resume = QATResume(tmp.parent / f".{recipe.name}.qat-state.pt", key, judge.log)
+    history = fine_tune(
+        quantised, teacher, training.images, training.labels, settings, progress=judge.progress, resume=resume
+    )
     export_qdq(quantised, tmp, input_size, recipe.dynamic_batch, recipe.opset)
     # the fine-tuned weights without their quantisers, for a QOperator conversion (onnx-int8-qat-u8s8)
     weights_only = temp_path_beside(tmp.parent / f"{recipe.name}-float.onnx")
@@ -205,7 +214,9 @@ def _build_qat(
         "seconds": record.seconds,
         "tool": "nvidia-modelopt INT8_DEFAULT_CFG",
     }
-    return Int8Built(record, [], None, reference=torch_logits(quantised, judge.test.images), qat=qat)
+    resume.finish()  # the file is exported and judged: nothing left to resume
+    layers = qat_layer_errors(tmp, weights_only, calibration.images)
+    return Int8Built(record, layers, None, reference=torch_logits(quantised, judge.test.images), qat=qat)
 
 
 def build_onnx(

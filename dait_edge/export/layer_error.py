@@ -152,54 +152,109 @@ def layer_errors(
             consumers[name].append(node)
     shapes = _per_sample_shapes(graph)
     rows = []
-    for tensor, (scale, zero_point, low, high) in grids.items():
+    for tensor, grid in grids.items():
         node = producers.get(tensor)
         if node is None or tensor not in float_acts:
             continue  # the graph input (normalised pixels)
-        # the debug graph saves every tensor flattened: restore (N, C, ...) for the per-channel measure
-        x = _batched(float_acts[tensor], shapes.get(tensor)).astype(np.float64)
-        q = (np.clip(np.round(x / scale) + zero_point, low, high) - zero_point) * scale
-        sqnr, rel = _sqnr_db(x.ravel(), q.ravel())
-        xmodel = None
         match = accumulated.get(tensor, {})
-        if match.get("float") and match.get("post_qdq"):
-            post = np.concatenate([a.ravel() for a in match["post_qdq"]])
-            xmodel = _sqnr_db(np.concatenate([a.ravel() for a in match["float"]]), post)[0]
-        rows.append(
-            LayerError(
-                node=node.name,
-                op=node.op_type,
-                tensor=tensor,
-                channel_sqnr_db=round(_channel_sqnr_db(x, q), 3),
-                sqnr_db=round(sqnr, 3),
-                rel_l2=round(rel, 6),
-                xmodel_sqnr_db=None if xmodel is None else round(xmodel, 3),
-                fallback=[n for n in _fallback(node, producers, consumers[tensor]) if n not in always_float],
-            )
-        )
-    rows.sort(key=lambda r: (r.channel_sqnr_db, r.sqnr_db, r.node))
-    return rows
+        post = match.get("post_qdq") if match.get("float") else None
+        fallback = [n for n in _fallback(node, producers, consumers[tensor]) if n not in always_float]
+        rows.append(_layer_row(node, tensor, grid, float_acts[tensor], post, shapes.get(tensor), fallback))
+    return _worst_first(rows)
+
+
+def _layer_row(node, tensor: str, grid, float_act: list, post_qdq: list | None, shape, fallback: list[str]):
+    """One activation's row: its own error (`grid` applied to the float model's activation) and, where the
+    quantised model's dequantised activation `post_qdq` is known, the error accumulated up to it."""
+    scale, zero_point, low, high = grid
+    # the debug graph saves every tensor flattened: restore (N, C, ...) for the per-channel measure
+    x = _batched(float_act, shape).astype(np.float64)
+    q = (np.clip(np.round(x / scale) + zero_point, low, high) - zero_point) * scale
+    sqnr, rel = _sqnr_db(x.ravel(), q.ravel())
+    xmodel = None
+    if post_qdq:
+        post = np.concatenate([a.ravel() for a in post_qdq])
+        xmodel = _sqnr_db(x.ravel(), post)[0]
+    return LayerError(
+        node=node.name,
+        op=node.op_type,
+        tensor=tensor,
+        channel_sqnr_db=round(_channel_sqnr_db(x, q), 3),
+        sqnr_db=round(sqnr, 3),
+        rel_l2=round(rel, 6),
+        xmodel_sqnr_db=None if xmodel is None else round(xmodel, 3),
+        fallback=fallback,
+    )
+
+
+def _worst_first(rows: list[LayerError]) -> list[LayerError]:
+    return sorted(rows, key=lambda r: (r.channel_sqnr_db, r.sqnr_db, r.node))
+
+
+def qat_layer_errors(
+    qdq: str | Path, float_graph: str | Path, images: np.ndarray, samples: int = LAYER_SAMPLES
+) -> list[LayerError]:
+    """Every activation a QAT Q/DQ graph quantises, worst first, measured against `float_graph` (the same
+    fine-tuned weights exported without their quantisers, so both graphs name their tensors alike). A layer's
+    own error is the QuantizeLinear's grid applied to the float activation; the accumulated one compares the
+    Q/DQ graph's dequantised activation with it. Nothing falls back: QAT's quantisers are fixed in training."""
+    import onnx
+    from onnxruntime.quantization.qdq_loss_debug import (
+        collect_activations,
+        modify_model_output_intermediate_tensors,
+    )
+
+    from dait_edge.export.quantize import ArrayCalibrationReader
+
+    chosen = images[: max(1, samples)]
+    with tempfile.TemporaryDirectory(prefix="dait-qat-layers-") as tmp:
+        folder = Path(tmp)
+        modify_model_output_intermediate_tensors(str(float_graph), str(folder / "float-all.onnx"))
+        modify_model_output_intermediate_tensors(str(qdq), str(folder / "qdq-all.onnx"))
+        float_acts = collect_activations(str(folder / "float-all.onnx"), ArrayCalibrationReader(chosen))
+        qdq_acts = collect_activations(str(folder / "qdq-all.onnx"), ArrayCalibrationReader(chosen))
+    qdq_graph = onnx.load(str(qdq), load_external_data=False).graph
+    dequantised = {n.input[0]: n.output[0] for n in qdq_graph.node if n.op_type == "DequantizeLinear"}
+    graph = onnx.load(str(float_graph), load_external_data=False).graph
+    producers = {output: node for node in graph.node for output in node.output}
+    shapes = _per_sample_shapes(graph)
+    rows: dict[str, LayerError] = {}
+    for tensor, grid, quantised in _activation_grids(qdq_graph):
+        node = producers.get(tensor)
+        if node is None or tensor not in float_acts:
+            continue  # the graph input, or a tensor the float graph names otherwise
+        post = qdq_acts.get(dequantised.get(quantised, ""))
+        row = _layer_row(node, tensor, grid, float_acts[tensor], post, shapes.get(tensor), [])
+        if tensor not in rows or row.channel_sqnr_db < rows[tensor].channel_sqnr_db:
+            rows[tensor] = row  # one tensor quantised for several consumers: its worst grid
+    return _worst_first(list(rows.values()))
+
+
+def _activation_grids(qdq_graph):
+    """(float tensor, (scale, zero point, lowest, highest code), quantised tensor) for each per-tensor
+    QuantizeLinear, its scale an initializer or a Constant (the TorchScript exporter writes both)."""
+    import onnx
+
+    values = {i.name: onnx.numpy_helper.to_array(i) for i in qdq_graph.initializer}
+    for node in qdq_graph.node:
+        if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
+            values[node.output[0]] = onnx.numpy_helper.to_array(node.attribute[0].t)
+    for node in qdq_graph.node:
+        scale = values.get(node.input[1]) if node.op_type == "QuantizeLinear" else None
+        if scale is None or scale.size != 1:
+            continue  # per-channel: weights, not activations
+        zero = values.get(node.input[2]) if len(node.input) > 2 else None
+        info = np.iinfo(zero.dtype if zero is not None else np.dtype(np.uint8))
+        grid = (float(scale), int(zero) if zero is not None else 0, int(info.min), int(info.max))
+        yield node.input[0], grid, node.output[0]
 
 
 def quantisation_grids(qdq_graph) -> dict[str, tuple[float, int, int, int]]:
     """Each activation's (scale, zero point, lowest and highest code) from the QDQ graph's QuantizeLinear
     nodes, by the float graph's tensor name (ORT renames a graph output's input `<name>_QuantizeLinear_Input`)."""
-    import onnx
-
-    inits = {i.name: onnx.numpy_helper.to_array(i) for i in qdq_graph.initializer}
-    grids = {}
-    for node in qdq_graph.node:
-        if node.op_type != "QuantizeLinear" or node.input[1] not in inits:
-            continue
-        scale = inits[node.input[1]]
-        zero = inits.get(node.input[2]) if len(node.input) > 2 else None
-        if scale.size != 1:
-            continue  # per-channel: weights, not activations
-        dtype = zero.dtype if zero is not None else np.dtype(np.uint8)
-        info = np.iinfo(dtype)
-        name = node.input[0].removesuffix("_QuantizeLinear_Input")
-        grids[name] = (float(scale), int(zero) if zero is not None else 0, int(info.min), int(info.max))
-    return grids
+    return {
+        tensor.removesuffix("_QuantizeLinear_Input"): grid for tensor, grid, _ in _activation_grids(qdq_graph)
+    }
 
 
 def quantisable_nodes(prepared: str | Path) -> int:

@@ -17,7 +17,9 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -43,7 +45,9 @@ class QATSettings:
 
     def check(self, where: str) -> None:
         if self.epochs < 0:
-            raise UserError(f"{where}: QAT epochs must be 0 or more (got {self.epochs}).", setting="qat_epochs")
+            raise UserError(
+                f"{where}: QAT epochs must be 0 or more (got {self.epochs}).", setting="qat_epochs"
+            )
         if self.lr <= 0 or self.batch_size < 1 or self.temperature <= 0:
             raise UserError(
                 f"{where}: QAT needs a positive rate, batch size and temperature (got lr {self.lr}, batch"
@@ -73,7 +77,9 @@ def run_teacher(info, student: nn.Module) -> nn.Module:
             " use --qat-teacher student.",
             setting="qat_teacher",
         )
-    teacher = build_model(summary.teacher, summary.num_classes, pretrained=False, weights=path, role="teacher")
+    teacher = build_model(
+        summary.teacher, summary.num_classes, pretrained=False, weights=path, role="teacher"
+    )
     config = student.data_config
     context = MethodContext(summary.num_classes, config.mean, config.std)
     return nn.Sequential(TeacherInput(context, teacher), teacher).eval()
@@ -120,7 +126,13 @@ def fold_batchnorm(model: nn.Module) -> int:
             conv = None
             continue
         weight, bias = fuse_conv_bn_weights(
-            conv.weight, conv.bias, module.running_mean, module.running_var, module.eps, module.weight, module.bias
+            conv.weight,
+            conv.bias,
+            module.running_mean,
+            module.running_var,
+            module.eps,
+            module.weight,
+            module.bias,
         )
         conv.weight, conv.bias = weight, bias
         act = getattr(module, "act", None)  # timm's BatchNormAct2d: norm, dropout, activation
@@ -171,6 +183,61 @@ def quantiser_count(model: nn.Module) -> tuple[int, int]:
     return sum(bool(q.is_enabled) for q in quantisers), len(quantisers)
 
 
+def state_key(settings: QATSettings, student_sha256: str, *arrays: np.ndarray) -> str:
+    """What a QAT's outcome depends on: its settings, the student's weights, and the calibration and
+    fine-tuning images (their bytes). A saved state with another key is stale and never resumed."""
+    import hashlib
+
+    from dait_edge.utils.io import sha256_json
+
+    digest = hashlib.sha256()
+    for array in arrays:
+        digest.update(np.ascontiguousarray(array).tobytes())
+    fields = ("epochs", "lr", "batch_size", "temperature", "teacher", "seed")
+    return sha256_json(
+        {
+            "settings": {k: getattr(settings, k) for k in fields},
+            "student": student_sha256,
+            "images": digest.hexdigest(),
+        }
+    )
+
+
+@dataclass
+class QATResume:
+    """Where a QAT saves its state after each epoch (atomically), and the key that state must carry to be
+    resumed: a killed or stopped export continues from its last finished epoch."""
+
+    path: Path
+    key: str
+    log: Callable[[str], None] = print
+
+    def load(self) -> dict | None:
+        """The saved state when it is this QAT's, else None (a stale or damaged one is set aside)."""
+        from dait_edge.utils.safe_load import load_data_only
+
+        if not self.path.is_file():
+            return None
+        try:
+            state = load_data_only(self.path, what="QAT state", fix="it is started again")
+        except UserError as err:
+            self.log(f"QAT: not resuming ({err})")
+            return None
+        if not isinstance(state, dict) or state.get("key") != self.key:
+            self.log(f"QAT: {self.path.name} is from other settings, images or weights; starting afresh")
+            return None
+        return state
+
+    def save(self, state: dict) -> None:
+        from dait_edge.utils.io import atomic_path
+
+        with atomic_path(self.path) as tmp:
+            torch.save({**state, "key": self.key}, tmp)
+
+    def finish(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
 def fine_tune(
     model: nn.Module,
     teacher: nn.Module,
@@ -178,11 +245,17 @@ def fine_tune(
     labels: np.ndarray,
     settings: QATSettings,
     progress: bool = True,
+    resume: QATResume | None = None,
 ) -> list[dict]:
     """QAT: `settings.epochs` passes over (images, labels), CE + tau^2 KL to `teacher`'s logits, AdamW on
     the student's weights (the quantisers' ranges stay as calibrated), BatchNorm frozen. Returns each
-    epoch's mean losses; a NaN or infinite loss stops it naming the epoch."""
+    epoch's mean losses; a NaN or infinite loss stops it naming the epoch. With `resume`, each finished
+    epoch's weights, optimiser and shuffling state are saved, and a saved state is continued from: the
+    epochs after it are the ones an uninterrupted QAT would have run."""
     from tqdm import tqdm
+
+    from dait_edge.utils.faults import fault_point
+    from dait_edge.utils.signals import check_stop
 
     if settings.epochs == 0 or len(images) == 0:
         return []
@@ -192,8 +265,15 @@ def fine_tune(
     generator = torch.Generator().manual_seed(settings.seed)
     pixels, targets = torch.from_numpy(np.ascontiguousarray(images)), torch.from_numpy(labels).long()
     tau, history = settings.temperature, []
+    saved = resume.load() if resume is not None else None
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        optimiser.load_state_dict(saved["optimiser"])
+        generator.set_state(saved["generator"])
+        history = list(saved["history"])
+        resume.log(f"QAT: resuming after epoch {len(history)}/{settings.epochs} ({resume.path.name})")
     model.eval()  # BatchNorm statistics and dropout frozen; the fake quantisers act alike in both modes
-    for epoch in range(settings.epochs):
+    for epoch in range(len(history), settings.epochs):
         order = torch.randperm(len(pixels), generator=generator)
         sums, seen = {"loss": 0.0, "loss_ce": 0.0, "loss_kd": 0.0}, 0
         steps = range(0, len(order), settings.batch_size)
@@ -211,7 +291,8 @@ def fine_tune(
             loss = loss_ce + loss_kd
             if not torch.isfinite(loss):
                 raise UserError(
-                    f"QAT epoch {epoch + 1}: the loss became NaN or infinite; lower --qat-lr.", setting="qat_lr"
+                    f"QAT epoch {epoch + 1}: the loss became NaN or infinite; lower --qat-lr.",
+                    setting="qat_lr",
                 )
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
@@ -221,10 +302,20 @@ def fine_tune(
             seen += len(index)
         bar.close()
         history.append({k: round(v / max(seen, 1), 6) for k, v in sums.items()})
+        if resume is not None:
+            state = {"model": model.state_dict(), "optimiser": optimiser.state_dict()}
+            resume.save({**state, "generator": generator.get_state(), "history": history})
+            fault_point("qat-epoch-end")
+            check_stop(
+                f"QAT stopped after epoch {epoch + 1}/{settings.epochs}",
+                f"its state is in {resume.path}; run the same export again to continue",
+            )
     return history
 
 
-def export_qdq(model: nn.Module, path, input_size, dynamic_batch: bool = True, opset: int = QAT_OPSET) -> None:
+def export_qdq(
+    model: nn.Module, path, input_size, dynamic_batch: bool = True, opset: int = QAT_OPSET
+) -> None:
     """The fake-quantised model as Q/DQ ONNX (signed int8, zero-point 0) at `path`, through the export every
     student takes (TorchScript exporter, onnx.checker); Q/DQ per channel needs opset 13 or newer."""
     from dait_edge.export.onnx_export import export_onnx
@@ -232,7 +323,9 @@ def export_qdq(model: nn.Module, path, input_size, dynamic_batch: bool = True, o
     export_onnx(model, path, input_size, opset=max(opset, 13), dynamic_batch=dynamic_batch)
 
 
-def export_float(model: nn.Module, path, input_size, dynamic_batch: bool = True, opset: int = QAT_OPSET) -> None:
+def export_float(
+    model: nn.Module, path, input_size, dynamic_batch: bool = True, opset: int = QAT_OPSET
+) -> None:
     """The fine-tuned weights as a float graph (its quantisers off), for ONNX Runtime's QOperator quantiser:
     on CPUs where u8s8 QOperator kernels run faster than a Q/DQ graph."""
     mtq = require_modelopt()

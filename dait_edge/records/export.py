@@ -243,3 +243,10 @@ class ExportSummary(Record):
 
     def formats(self) -> set[str]:
         return {artifact.format for artifact in self.artifacts}
+
+    def by_format(self, name: str) -> ArtifactEntry:
+        """The artifact of format `name` (a KeyError naming the formats there when it is absent)."""
+        for artifact in self.artifacts:
+            if artifact.format == name:
+                return artifact
+        raise KeyError(f"no {name} artifact in this export (it has {', '.join(sorted(self.formats()))})")
