@@ -341,3 +341,140 @@ def test_a_qat_killed_after_an_epoch_continues_where_it_stopped(qat_export, tmp_
     export_run(summary.run_dir, **{**args, "qat_epochs": 1}, log=lines.append)
     assert any("is from other settings" in line for line in lines)
     assert not any("resuming" in line for line in lines) and not state.exists()
+
+
+class _RecordingTrt:
+    """A stand-in for the `tensorrt` module that records what the engine builder asks of it (no GPU here):
+    enough of the 10.x / 11.x API for `build_engine`."""
+
+    __version__ = "10.9.0"
+
+    class NetworkDefinitionCreationFlag:
+        STRONGLY_TYPED = 1
+
+    class MemoryPoolType:
+        WORKSPACE = "workspace"
+
+    class Logger:
+        WARNING = 2
+
+        def __init__(self, level):
+            pass
+
+    def __init__(self):
+        module = self
+
+        class Config:
+            def __init__(self):
+                module.config = self
+                self.flags, self.pools = [], {}
+
+            def set_memory_pool_limit(self, pool, size):
+                self.pools[pool] = size
+
+            def set_flag(self, flag):  # INT8 / FP16: what would make TensorRT choose precisions itself
+                self.flags.append(flag)
+
+            def add_optimization_profile(self, profile):
+                self.profile = profile
+
+            def create_timing_cache(self, data):
+                return data
+
+            def set_timing_cache(self, cache, ignore_mismatch):
+                self.cache = cache
+
+            def get_timing_cache(self):
+                return type("Cache", (), {"serialize": lambda _self: b"cache"})()
+
+        class Profile:
+            def set_shape(self, name, low, opt, high):
+                module.shapes = (name, low, opt, high)
+
+        class Builder:
+            def __init__(self, logger):
+                pass
+
+            def create_network(self, flags):
+                module.network_flags = flags
+                return "network"
+
+            def create_builder_config(self):
+                return Config()
+
+            def create_optimization_profile(self):
+                return Profile()
+
+            def build_serialized_network(self, network, config):
+                return b"engine"
+
+        class OnnxParser:
+            def __init__(self, network, logger):
+                pass
+
+            def parse_from_file(self, path):
+                module.parsed = path
+                return True
+
+        self.Builder, self.OnnxParser = Builder, OnnxParser
+
+
+def test_tensorrt_reads_the_qat_file_by_explicit_quantisation_never_recalibrating(
+    qat_export, tmp_path, monkeypatch
+):
+    """trt-int8-qat builds from the Q/DQ file as a strongly typed network: no INT8 flag, no calibrator, the
+    scales QAT trained; an int8 engine from a graph without Q/DQ (it would be fp32) is refused."""
+    import sys
+
+    from dait_edge.errors import UserError
+    from dait_edge.export import tensorrt
+    from dait_edge.export.recipes import expand_formats, load_recipe, plan_recipes
+
+    recipe = load_recipe("trt-int8-qat")
+    assert (recipe.kind, recipe.precision, recipe.source) == ("trt", "int8", "onnx-int8-qat")
+    assert "trt-int8-qat" in expand_formats(None, trt=True, qat=True)
+    recipes, _ = plan_recipes(["trt-int8-qat"])
+    assert [r.name for r in recipes] == ["onnx-fp32", "onnx-int8-qat", "trt-int8-qat"]
+
+    _, exported = qat_export
+    fake = _RecordingTrt()
+    monkeypatch.setitem(sys.modules, "tensorrt", fake)
+    qdq = exported.by_format("onnx-int8-qat").path
+    build = dict(input_name="input", input_size=exported.input_size, batch_range=recipe.batch_range)
+    facts = tensorrt.build_engine(qdq, tmp_path / "e.engine", **build, precision="int8")
+    assert fake.network_flags == 2 and fake.config.flags == []  # strongly typed, nothing else
+    assert not hasattr(fake.config, "int8_calibrator") and fake.parsed == str(qdq)
+    count = sum(n.op_type == "QuantizeLinear" for n in onnx.load(qdq).graph.node)
+    assert facts.quantization.startswith(f"explicit: {count} QuantizeLinear") and facts.strongly_typed
+    assert (tmp_path / "e.engine").read_bytes() == b"engine"
+    fp32 = exported.by_format("onnx-fp32").path
+    with pytest.raises(UserError, match="has no QuantizeLinear nodes"):
+        tensorrt.build_engine(fp32, tmp_path / "f.engine", **build, precision="int8")
+    assert tensorrt.build_engine(fp32, tmp_path / "g.engine", **build).quantization is None  # fp16/fp32
+
+
+def _trt_ready() -> bool:
+    from dait_edge.export.tensorrt import trt_availability
+
+    return trt_availability().ok
+
+
+@pytest.mark.skipif(not _trt_ready(), reason="needs tensorrt and a CUDA GPU (builds a real engine)")
+def test_trt_int8_qat_engine_builds_on_gpu(qat_export, tmp_path):  # pragma: no cover - GPU machines only
+    from dait_edge.export import export_run
+
+    summary, _ = qat_export
+    exported = export_run(
+        summary.run_dir,
+        formats="trt-int8-qat",
+        qat=True,
+        qat_epochs=1,
+        calib_samples=6,
+        parity_samples=8,
+        out=tmp_path,
+        measure_speed=False,
+        progress=False,
+    )
+    engine = exported.by_format("trt-int8-qat")
+    facts = Sidecar.read(Sidecar.path_for(engine.path)).tensorrt
+    assert facts.quantization.startswith("explicit:")

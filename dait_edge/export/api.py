@@ -303,6 +303,7 @@ class _Export:
                 batch_range=recipe.batch_range,
                 workspace_mb=int(recipe.trt.get("workspace_mb", 2048)),
                 timing_cache=self.out_dir / recipe.trt.get("timing_cache", "trt-timing.cache"),
+                precision=recipe.precision,
             )
             os.replace(tmp, final)
         finally:

@@ -215,11 +215,14 @@ def qat_layer_errors(
         qdq_acts = collect_activations(str(folder / "qdq-all.onnx"), ArrayCalibrationReader(chosen))
     qdq_graph = onnx.load(str(qdq), load_external_data=False).graph
     dequantised = {n.input[0]: n.output[0] for n in qdq_graph.node if n.op_type == "DequantizeLinear"}
+    casts = {n.output[0]: n.input[0] for n in qdq_graph.node if n.op_type in ("Cast", "Identity")}
     graph = onnx.load(str(float_graph), load_external_data=False).graph
     producers = {output: node for node in graph.node for output in node.output}
     shapes = _per_sample_shapes(graph)
     rows: dict[str, LayerError] = {}
     for tensor, grid, quantised in _activation_grids(qdq_graph):
+        while tensor not in producers and tensor in casts:  # a quantiser's own cast of a float tensor
+            tensor = casts[tensor]
         node = producers.get(tensor)
         if node is None or tensor not in float_acts:
             continue  # the graph input, or a tensor the float graph names otherwise

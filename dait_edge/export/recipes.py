@@ -133,7 +133,7 @@ def expand_formats(
     if trt:
         names += ["trt-fp16"]
     if qat:
-        names += ["onnx", "onnx-int8-qat", "onnx-int8-qat-u8s8"]
+        names += ["onnx", "onnx-int8-qat", "onnx-int8-qat-u8s8"] + (["trt-int8-qat"] if trt else [])
     out: list[str] = []
     for name in names:
         for n in ALIASES.get(name, (name,)):

@@ -1,4 +1,4 @@
-"""TensorRT engines (10.x and 11.x) from the fp16 / s8s8 ONNX graphs, as strongly typed networks.
+"""TensorRT engines (10.x and 11.x) from the fp16 / s8s8 / QAT Q/DQ ONNX graphs, as strongly typed networks.
 
 TensorRT 11 removed the FP16/INT8 builder flags and calibrators: precision comes from the graph
 (fp16 tensors, explicit Q/DQ). The strongly typed flag gives the same behaviour on 10.x (JetPack 6
@@ -88,6 +88,24 @@ def network_flags(trt: Any) -> int:
     return 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
 
 
+def explicit_quantization(onnx_path: str | Path, precision: str) -> str | None:
+    """What an int8 engine's precision comes from: the graph's own Q/DQ nodes (explicit quantisation, as
+    QAT's and the s8s8 files carry them). A strongly typed network from a graph without them would build an
+    fp32 engine under an int8 name, so that is refused; TensorRT never calibrates here."""
+    if precision != "int8":
+        return None
+    import onnx
+
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    count = sum(node.op_type == "QuantizeLinear" for node in graph.node)
+    if count == 0:
+        raise UserError(
+            f"{onnx_path} has no QuantizeLinear nodes, so a TensorRT engine built from it would not be int8;"
+            " build int8 engines from a Q/DQ graph (onnx-int8-s8s8 or onnx-int8-qat as the recipe's source)."
+        )
+    return f"explicit: {count} QuantizeLinear nodes from the graph (no calibrator, no INT8 flag)"
+
+
 def build_engine(
     onnx_path: str | Path,
     engine_path: str | Path,
@@ -97,8 +115,12 @@ def build_engine(
     batch_range: tuple[int, int, int],
     workspace_mb: int = 2048,
     timing_cache: str | Path | None = None,
+    precision: str = "fp16",
 ) -> TensorRTBuild:
-    """Parse the ONNX file, build and serialise the engine to `engine_path`; returns build facts."""
+    """Parse the ONNX file, build and serialise the engine to `engine_path`; returns build facts. The
+    network is strongly typed, so an int8 engine takes its scales from the graph's Q/DQ nodes as they are:
+    no builder flag or calibrator could re-calibrate what QAT trained."""
+    quantization = explicit_quantization(onnx_path, precision)
     import tensorrt as trt
 
     logger = trt.Logger(trt.Logger.WARNING)
@@ -135,4 +157,5 @@ def build_engine(
         profile={"min": list(shape_min), "opt": list(shape_opt), "max": list(shape_max)},
         strongly_typed=True,
         timing_cache=str(cache_path) if cache_path else None,
+        quantization=quantization,
     )

@@ -40,6 +40,8 @@ class TensorRTBuild(Record):
     profile: dict[str, list[int]]  # min / opt / max input shapes
     strongly_typed: bool = True
     timing_cache: str | None = None
+    # int8 engines: "explicit: N QuantizeLinear nodes from the graph" (never calibrated by TensorRT)
+    quantization: str | None = None
 
 
 @dataclass
