@@ -53,6 +53,34 @@ def find_runs(folder: Path) -> list[Path]:
     return sorted(p.parent for p in folder.glob("*/summary.json") if RunSummary.read(p.parent).has_student)
 
 
+def sidecar_top1(artifact: str | Path, run: Path, limit: int) -> float | None:
+    """Test top-1 of `artifact` measured from its sidecar alone (export/predict.py: PIL, the sidecar's
+    resize / crop / normalisation, ONNX Runtime; no torch, not the export's loader) on the test split's
+    files, evenly spread up to `limit` as the export's parity picks them; None without readable data."""
+    from dait_edge.data import load_dataset
+    from dait_edge.data.splits import evenly_spread
+    from dait_edge.errors import UserError
+    from dait_edge.export.predict import predict_logits
+    from dait_edge.export.source import resolve_run
+    from dait_edge.records import Sidecar
+
+    info = resolve_run(run)
+    try:
+        spec = load_dataset(info.dataset, info.data_root)
+    except UserError:
+        return None
+    samples = evenly_spread(spec.split("test"), limit)
+    classes = Sidecar.read_for(artifact).classes  # the artifact's own class order, by name
+    expected = np.array([classes.index(spec.classes[label]) for _, label in samples])
+    logits = np.concatenate(
+        [
+            predict_logits(artifact, [path for path, _ in samples[i : i + 128]])
+            for i in range(0, len(samples), 128)
+        ]
+    )
+    return round(100.0 * float(np.mean(logits.argmax(1) == expected)), 3)
+
+
 def timings(
     paths: dict[str, Path], input_size, threads: int, iterations: int, rounds: int
 ) -> dict[str, list[float]]:
@@ -162,8 +190,10 @@ def bench_run(run: Path, args, folder: Path) -> dict:
             "budget_met": accuracy.budget_met,
             "seconds": accuracy.seconds,
         }
+    row["fp32"]["sidecar_test_top1"] = sidecar_top1(fp32.path, run, args.parity_samples)
     for name in compared:
         entry = row[name]
+        entry["sidecar_test_top1"] = sidecar_top1(compared[name].path, run, args.parity_samples)
         entry["test_drop"] = (
             None
             if test_fp32 is None or entry["test_top1"] is None
@@ -251,6 +281,13 @@ def main(argv=None) -> int:
     for r in rows:
         if r["diagnosis"]:
             print(f"{r['student']}: {r['diagnosis']}")
+    for r in rows:  # the same files, evaluated from their sidecars alone (PIL + ORT, not the export's loader)
+        names = ("fp32", *(n for n in ("plain", "aware", *qat_names) if n in r))
+        figures = ", ".join(f"{n} {_pct(r[n]['sidecar_test_top1'])}" for n in names)
+        same = all(r[n]["sidecar_test_top1"] == r[n]["test_top1"] for n in names)
+        print(
+            f"{r['student']}: test top-1 from the sidecars: {figures} ({'as' if same else 'NOT as'} exported)"
+        )
     met = all(r["target_met"] for r in rows)
     print(
         f"target (an int8 artifact within {args.max_top1_drop:g} point of fp32 on the test split and faster than"
