@@ -20,6 +20,11 @@ class UserError(Exception):
         self.settings: tuple[str, ...] = (setting,) if isinstance(setting, str) else tuple(setting or ())
 
 
+class QATDiverged(UserError):
+    """Quantisation-aware training's loss became NaN or infinite: a training outcome, not bad input. An
+    export reports the QAT formats as not built, with this line, and builds the others."""
+
+
 class Interrupted(Exception):
     """SIGINT / SIGTERM stopped the work at a safe point. The CLI prints the message (what was running, what
     is saved) and how to resume, and exits with 128 + the signal's number, as a shell does."""

@@ -233,6 +233,10 @@ def test_bench_int8_adds_the_qat_columns_from_its_own_figures(qat_export, run_to
         entry = row[name]
         assert entry["speedup_vs_fp32"] == round(row["fp32"]["p50_ms"] / entry["p50_ms"], 3)
         assert entry["test_drop"] == round(row["fp32"]["test_top1"] - entry["test_top1"], 3)
+    # each file evaluated again from its sidecar alone (PIL + ORT) reproduces the exported test top-1
+    for name in ("fp32", "plain", "aware", "qat", "qat_u8s8"):
+        assert row[name]["sidecar_test_top1"] == pytest.approx(row[name]["test_top1"], abs=1e-3), name
+    assert "(as exported)" in done.stdout
 
 
 def test_qat_auto_runs_only_where_post_training_int8_missed_its_budget(qat_export, tmp_path):
@@ -478,3 +482,69 @@ def test_trt_int8_qat_engine_builds_on_gpu(qat_export, tmp_path):  # pragma: no 
     engine = exported.by_format("trt-int8-qat")
     facts = Sidecar.read(Sidecar.path_for(engine.path)).tensorrt
     assert facts.quantization.startswith("explicit:")
+
+
+def test_the_int8_profile_measures_both_qat_files_and_the_report_says_what_qat_did(qat_export, tmp_path):
+    """x86-ort-cpu-int8 measures QAT's Q/DQ file and its u8s8 conversion beside fp32 (and post-training u8s8);
+    the report's rule chooses among them, and a QAT candidate's reason says how it was trained and what
+    the validation images made of it."""
+    import dataclasses
+
+    from dait_edge.profiling.api import profile_artifacts
+    from dait_edge.profiling.profiles import load_profile
+    from dait_edge.records import Report, RunManifest
+    from dait_edge.report import build_report
+    from dait_edge.report.tables import int8_layer_sections, loser_reason
+
+    summary, exported = qat_export
+    profile = dataclasses.replace(load_profile("x86-ort-cpu-int8"), warmup=1, iterations=3, batch_sizes=[1])
+    data_root = RunManifest.read(summary.run_dir).config.data_root
+    result = profile_artifacts(
+        [exported.out], profile, dataset="cub", data_root=data_root, log=lambda m: None
+    )
+    assert {r.format for r in result.rows} == {"onnx-fp32", "onnx-int8-qat", "onnx-int8-qat-u8s8"}
+    (tmp_path / "result.json").write_text(json.dumps(result.to_dict()))
+    build_report([tmp_path / "result.json"], tmp_path / "report", log=lambda m: None)
+    report = Report.read(tmp_path / "report")
+    (entry,) = report.best
+    qat = next(c for c in entry.candidates if c.format == "onnx-int8-qat")
+    accuracy = exported.by_format("onnx-int8-qat").accuracy
+    said = loser_reason(qat)
+    assert said.startswith(qat.reason.rstrip(".")) and "QAT: 2 epoch(s)" in said
+    assert f"validation top-1 {accuracy.val_top1}% vs fp32 {accuracy.fp32_val_top1}%" in said
+    converted = next(c for c in entry.candidates if c.format == "onnx-int8-qat-u8s8")
+    assert "QAT:" not in loser_reason(converted)  # post-training int8 of the fine-tuned weights
+    for candidate in entry.candidates:  # whichever this machine's timing chose: the QAT file's section
+        candidate.status = "chosen" if candidate is qat else "lost"
+    ((title, note, table),) = int8_layer_sections(report)
+    assert "onnx-int8-qat" in title and note.startswith("QAT: 2 epoch(s)") and len(table) > 1
+
+
+def test_a_diverged_qat_is_reported_and_the_rest_of_the_export_is_built(qat_export, tmp_path, monkeypatch):
+    """A NaN loss is a training outcome, not bad input: the QAT formats (and what is built from them) are
+    listed as not built with the line that says what to change; fp32 is still exported."""
+    from dait_edge.export import export_run
+    from dait_edge.utils import faults
+
+    summary, _ = qat_export
+    faults.reset()
+    monkeypatch.setenv(faults.ENV, "nan@qat-step")
+    lines: list[str] = []
+    exported = export_run(
+        summary.run_dir,
+        qat=True,
+        qat_epochs=1,
+        calib_samples=6,
+        parity_samples=9,
+        out=tmp_path,
+        measure_speed=False,
+        progress=False,
+        log=lines.append,
+    )
+    assert exported.formats() == {"onnx-fp32"}
+    assert exported.skipped == [
+        "onnx-int8-qat: not built: QAT epoch 1: the loss became NaN or infinite; lower --qat-lr.",
+        "onnx-int8-qat-u8s8: not built: its QAT source diverged (QAT epoch 1: the loss became NaN or infinite;"
+        " lower --qat-lr.)",
+    ]
+    assert lines == exported.skipped and not list(tmp_path.glob("*qat*.onnx"))

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dait_edge.errors import UserError
+from dait_edge.errors import QATDiverged, UserError
 from dait_edge.export import artifacts, parity
 from dait_edge.export.build import Built, Int8Judge, accuracy_settings, build_onnx, check_opset, onnx_opset
 from dait_edge.export.images import CALIB_SAMPLES, PARITY_SAMPLES, VAL_SAMPLES, int8_images, load_images
@@ -115,17 +115,19 @@ def export_run(
     try:
         for recipe in recipes:
             check_stop(f"export stopped before {recipe.name}", f"the finished artifacts are in {out_dir}")
-            skip = qat_unneeded(job.artifacts) if qat == AUTO and _from_qat(recipe, recipes) else None
-            if not skip and job.qat_blocked and _from_qat(recipe, recipes):
-                skip = f"post-training int8 missed its budget, but QAT cannot run: {job.qat_blocked}"
+            skip = _qat_skip(job, recipe, recipes, qat)
             if skip:
-                message = f"{recipe.name}: not built (--qat-auto): {skip}"
-                log(message)
-                job.skipped.append(message)
+                log(skip)
+                job.skipped.append(skip)
             elif recipe.kind == "trt":
                 job.export_trt(recipe)
             else:
-                job.export_onnx(recipe)
+                try:
+                    job.export_onnx(recipe)
+                except QATDiverged as err:  # a training outcome, not bad input: the rest is still built
+                    job.qat_diverged = str(err)
+                    job.skipped.append(f"{recipe.name}: not built: {err}")
+                    log(job.skipped[-1])
     finally:
         for tmp in [*job.temps, *job.built.prepared.values()]:
             tmp.unlink(missing_ok=True)
@@ -150,6 +152,18 @@ def _prepare_qat(job, info, recipes, overrides, calib_samples: int, val_samples:
     teachers = {overrides.get("teacher", r.qat.get("teacher", "student")) for r in recipes if r.qat}
     if "teacher" in teachers:
         job.judge.qat_teacher = run_teacher(info, job.model)
+
+
+def _qat_skip(job, recipe: Recipe, recipes: list[Recipe], qat) -> str | None:
+    """Why `recipe` (a QAT format, or one built from it) is not built, in the line `skipped` keeps; None: build."""
+    if not _from_qat(recipe, recipes):
+        return None
+    if job.qat_diverged:
+        return f"{recipe.name}: not built: its QAT source diverged ({job.qat_diverged})"
+    unneeded = qat_unneeded(job.artifacts) if qat == AUTO else None
+    if not unneeded and job.qat_blocked:
+        unneeded = f"post-training int8 missed its budget, but QAT cannot run: {job.qat_blocked}"
+    return f"{recipe.name}: not built (--qat-auto): {unneeded}" if unneeded else None
 
 
 def _from_qat(recipe: Recipe, recipes: list[Recipe]) -> bool:
@@ -228,6 +242,7 @@ class _Export:
     skipped: list[str] = field(default_factory=list)
     latencies: dict[str, float] = field(default_factory=dict)
     qat_blocked: str | None = None  # --qat-auto: why QAT could not be prepared
+    qat_diverged: str | None = None  # QAT's loss became NaN: its formats are reported, the rest is built
 
     def export_onnx(self, recipe: Recipe) -> None:
         """Build, check and (when asked for) keep one ONNX format; a format wanted only as another's source

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from dait_edge.errors import UserError
+from dait_edge.errors import QATDiverged, UserError
 from dait_edge.losses import kd_loss, labelled_ce
 
 QAT_TEACHERS = ("student", "teacher")  # the run's fp32 student, or its stage-1 intermediate teacher
@@ -289,8 +289,10 @@ def fine_tune(
             loss_ce = labelled_ce(logits, target)  # -1: an image the run trained without its label (KD only)
             loss_kd = kd_loss(logits, taught, tau=tau)
             loss = loss_ce + loss_kd
+            if fault_point("qat-step") == "nan":  # the reliability tests' planted divergence
+                loss = loss * float("nan")
             if not torch.isfinite(loss):
-                raise UserError(
+                raise QATDiverged(
                     f"QAT epoch {epoch + 1}: the loss became NaN or infinite; lower --qat-lr.",
                     setting="qat_lr",
                 )

@@ -254,8 +254,9 @@ def int8_layer_sections(report: Report, worst: int = 10) -> list[tuple[str, str,
             continue
         with table.open(newline="", encoding="utf-8") as handle:
             layers = list(csv.DictReader(handle))[:worst]
-        accuracy = _int8_accuracy(winner.artifact)
-        sections.append((f"{entry.where}: {winner.label}", _fallback_note(accuracy), _layer_rows(layers)))
+        accuracy, qat = _int8_accuracy(winner.artifact), _qat_details(winner.artifact)
+        note = _qat_note(accuracy, qat) if qat else _fallback_note(accuracy)
+        sections.append((f"{entry.where}: {winner.label}", note, _layer_rows(layers)))
     return sections
 
 
@@ -266,19 +267,48 @@ def loser_reason(candidate) -> str:
 
     if candidate.precision != "int8" or not Path(candidate.artifact).is_file():
         return candidate.reason
-    return candidate.reason + _diagnosis(_int8_accuracy(candidate.artifact), "The export's reading")
+    accuracy, qat = _int8_accuracy(candidate.artifact), _qat_details(candidate.artifact)
+    reason = candidate.reason + _diagnosis(accuracy, "The export's reading")
+    return f"{reason.rstrip('.')}. {_qat_note(accuracy, qat)}" if qat else reason
 
 
-def _int8_accuracy(artifact: str) -> dict:
-    """The int8 accuracy search's record from the artifact's sidecar; {} without a sidecar this version can
-    read (the report may be built on another machine, or from older exports)."""
+def _quantization(artifact: str) -> dict:
+    """The sidecar's `quantization` table; {} without a sidecar this version can read (the report may be
+    built on another machine, or from older exports)."""
     from dait_edge.errors import UserError
     from dait_edge.records import RecordError, Sidecar
 
     try:
-        return (Sidecar.read_for(artifact).quantization or {}).get("accuracy") or {}
+        return Sidecar.read_for(artifact).quantization or {}
     except (RecordError, UserError, OSError):
         return {}
+
+
+def _int8_accuracy(artifact: str) -> dict:
+    """The int8 accuracy search's record from the artifact's sidecar ({} where there is none)."""
+    return _quantization(artifact).get("accuracy") or {}
+
+
+def _qat_details(artifact: str) -> dict:
+    """What QAT did (`quantization.qat`: epochs, teacher, losses, seconds); {} for post-training int8. The
+    u8s8 conversion of a QAT file carries none: it is post-training int8 of the fine-tuned weights."""
+    return _quantization(artifact).get("qat") or {}
+
+
+def _qat_note(accuracy: dict, qat: dict) -> str:
+    """A QAT file in one sentence: how it was trained and what the validation images made of it."""
+    how = (
+        f"QAT: {qat.get('epochs')} epoch(s) on {qat.get('train_images')} training images, taught by the run's"
+        f" {'fp32 student' if qat.get('teacher') == 'student' else 'intermediate teacher'}, {qat.get('seconds')} s"
+    )
+    if not accuracy.get("checked"):
+        return f"{how}; budget not checked: {accuracy.get('reason')}."
+    verdict = "within" if accuracy.get("budget_met") else "over"
+    return (
+        f"{how}; validation top-1 {accuracy.get('val_top1')}% vs fp32 {accuracy.get('fp32_val_top1')}% (calibrated,"
+        f" before fine-tuning: {accuracy.get('plain_val_top1')}%), {verdict} the {accuracy.get('budget'):g}-point"
+        f" budget{_diagnosis(accuracy)}."
+    )
 
 
 def _fallback_note(accuracy: dict) -> str:

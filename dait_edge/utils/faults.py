@@ -8,7 +8,7 @@ returns "nan" for the caller to poison its loss with. Unset (always, outside tes
 
 Points: `train-step` (after each optimiser step), `epoch-end:S` (stage S's epoch outputs all on disk),
 `stage-start:S`, `cache-chunk` (a VLM cache chunk on disk), `write:NAME` (an atomic write of file NAME,
-its data in the temporary file, before the rename).
+its data in the temporary file, before the rename), `qat-step` and `qat-epoch-end` (export --qat).
 """
 
 from __future__ import annotations
