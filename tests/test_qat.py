@@ -196,6 +196,17 @@ def test_qat_weights_also_get_onnx_runtimes_qoperator_int8_judged_against_fp32(q
     assert qat.checked and conv.checked
     assert conv.fp32_val_top1 == qat.fp32_val_top1  # both against onnx-fp32
     assert Sidecar.read(Sidecar.path_for(converted.path)).variant == "qat-u8s8"
+    # export's text output puts them side by side with fp32: validation, test top-1 and latency
+    from dait_edge.cli.export_cmd import _describe
+
+    text = _describe(exported)
+    side = text[text.index("int8 side by side") :].splitlines()[2:]
+    assert [line.split()[0] for line in side] == ["onnx-fp32", "onnx-int8-qat", "onnx-int8-qat-u8s8"]
+    for line, artifact in zip(side[1:], (by_format["onnx-int8-qat"], converted), strict=True):
+        fields = line.split()
+        assert float(fields[1]) == pytest.approx(artifact.accuracy.val_top1, abs=0.01)
+        assert float(fields[2]) == pytest.approx(artifact.parity.top1_artifact, abs=0.01)
+        assert float(fields[3]) == pytest.approx(artifact.latency_ms_batch1, abs=0.01)
 
 
 def test_the_qoperator_conversion_is_checked_against_the_weights_it_quantised(qat_export):

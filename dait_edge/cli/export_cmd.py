@@ -14,8 +14,9 @@ from dait_edge.cli.options import (
     json_option,
     max_top1_drop_option,
     parity_samples_option,
+    qat_mode,
+    qat_options,
 )
-from dait_edge.errors import UserError
 from dait_edge.export.images import VAL_SAMPLES
 from dait_edge.records import ExportSummary
 
@@ -29,19 +30,7 @@ from dait_edge.records import ExportSummary
     is_flag=True,
     help="Also a TensorRT fp16 engine (needs tensorrt and a CUDA GPU; skipped otherwise).",
 )
-@click.option(
-    "--qat",
-    is_flag=True,
-    help="Also int8 from quantisation-aware training (onnx-int8-qat): the student with int8 fake quantisers,"
-    " fine-tuned on the run's training images with KD from its own fp32 weights, exported as signed int8"
-    " Q/DQ (TensorRT's explicit quantisation; ONNX Runtime). Needs nvidia-modelopt (the full install).",
-)
-@click.option(
-    "--qat-auto",
-    is_flag=True,
-    help="QAT only for a student whose post-training int8 (built too) misses --max-top1-drop; otherwise its"
-    " QAT formats are reported as not built, with the drop that made QAT unneeded.",
-)
+@qat_options
 @click.option(
     "--qat-epochs",
     type=click.IntRange(min=0),
@@ -163,7 +152,7 @@ def command(
             calibration_method=calibration,
             max_fallback_nodes=max_fallback_nodes,
             val_samples=val_samples,
-            qat=_qat_mode(qat, qat_auto),
+            qat=qat_mode(qat, qat_auto),
             qat_epochs=qat_epochs,
             qat_lr=qat_lr,
             qat_teacher=qat_teacher,
@@ -174,14 +163,6 @@ def command(
         click.echo(json.dumps(summary.to_dict(), indent=2))
         return
     click.echo(_describe(summary))
-
-
-def _qat_mode(qat: bool, qat_auto: bool) -> bool | str:
-    if qat and qat_auto:
-        raise UserError(
-            "--qat always trains QAT and --qat-auto only where post-training int8 misses its budget; pass one."
-        )
-    return "auto" if qat_auto else qat
 
 
 def _describe(summary: ExportSummary) -> str:
@@ -197,7 +178,34 @@ def _describe(summary: ExportSummary) -> str:
             lines.append(f"  {'':<16} {_describe_accuracy(a.accuracy)}")
     lines += [f"  {note}" for note in summary.performance]
     lines += [f"  {note}" for note in summary.skipped]
-    return "\n".join(lines)
+    return "\n".join(lines + _int8_side_by_side(summary))
+
+
+def _int8_side_by_side(summary: ExportSummary) -> list[str]:
+    """Post-training and QAT int8 beside fp32: validation top-1 (what the budget judges), test top-1 (only
+    reported) and ORT batch-1 latency, where two or more int8 artifacts were judged."""
+    judged = [a for a in summary.artifacts if a.accuracy is not None and a.accuracy.checked]
+    fp32 = next((a for a in summary.artifacts if a.format == "onnx-fp32"), None)
+    if len(judged) < 2 or fp32 is None:
+        return []
+
+    def cell(value, width: int = 9) -> str:
+        return f"{'-' if value is None else f'{value:.2f}':>{width}}"
+
+    def test(a) -> float | None:
+        return a.parity.top1_artifact if a.parity else None
+
+    lines = ["  int8 side by side (validation judges the budget; the test split is only reported):"]
+    lines.append(f"    {'format':<20} {'val top-1':>9} {'test top-1':>10} {'ORT ms':>9}  budget")
+    first = judged[0].accuracy
+    lines.append(
+        f"    {'onnx-fp32':<20} {cell(first.fp32_val_top1)} {cell(test(fp32), 10)} {cell(fp32.latency_ms_batch1)}"
+    )
+    for a in judged:
+        verdict = "met" if a.accuracy.budget_met else "NOT met"
+        row = f"{cell(a.accuracy.val_top1)} {cell(test(a), 10)} {cell(a.latency_ms_batch1)}"
+        lines.append(f"    {a.format:<20} {row}  {verdict}")
+    return lines
 
 
 def _describe_accuracy(accuracy) -> str:

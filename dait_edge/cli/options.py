@@ -285,3 +285,32 @@ def json_option(func):
     return click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON on stdout.")(
         func
     )
+
+
+def qat_options(func):
+    """--qat and --qat-auto: quantisation-aware int8 always, or where post-training int8 misses the budget."""
+    func = click.option(
+        "--qat-auto",
+        is_flag=True,
+        help="QAT only for a student whose post-training int8 (built too) misses --max-top1-drop; otherwise its"
+        " QAT formats are reported as not built, with the drop that made QAT unneeded.",
+    )(func)
+    return click.option(
+        "--qat",
+        is_flag=True,
+        help="Also int8 from quantisation-aware training (onnx-int8-qat and its u8s8 conversion): the student"
+        " with int8 fake quantisers, fine-tuned on the run's training images with KD from its own fp32"
+        " weights, exported as signed int8 Q/DQ (TensorRT's explicit quantisation; ONNX Runtime). Needs"
+        " nvidia-modelopt (the full install).",
+    )(func)
+
+
+def qat_mode(qat: bool, qat_auto: bool) -> bool | str:
+    """The flags as `export_run`'s `qat`: True, False or "auto"; both at once is a one-line error."""
+    if qat and qat_auto:
+        from dait_edge.errors import UserError
+
+        raise UserError(
+            "--qat always trains QAT and --qat-auto only where post-training int8 misses its budget; pass one."
+        )
+    return "auto" if qat_auto else qat
