@@ -53,7 +53,8 @@ from dait_edge.records import ExportSummary
     type=click.Choice(["last", "best"]),
     default="last",
     show_default=True,
-    help="last = the weights student_top1 describes; best = the best test epoch.",
+    help="last = the weights student_top1 describes; best = the epoch best on the validation images (a run"
+    " without validation images has none).",
 )
 @calib_samples_option
 @parity_samples_option
