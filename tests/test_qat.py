@@ -559,3 +559,19 @@ def test_a_diverged_qat_is_reported_and_the_rest_of_the_export_is_built(qat_expo
         " lower --qat-lr.)",
     ]
     assert lines == exported.skipped and not list(tmp_path.glob("*qat*.onnx"))
+
+
+def test_qat_settings_tool_scores_each_setting_across_seeds(qat_export, run_tool):
+    """tools/qat_settings.py: one row per setting with mean ± std over the seeds; a bad setting is one line."""
+    summary, _ = qat_export
+    args = ["--settings", "1,1e-4,1", "--settings", "1,1e-4,0", "--seeds", "0,1", "--calib-samples", "6"]
+    done = run_tool("qat_settings.py", summary.run_dir, *args)
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = [line.split(" | ") for line in done.stdout.splitlines() if line.startswith("1 | ")]
+    assert [row[2] for row in rows] == ["1", "0"]
+    for row in rows:
+        for cell in row[3:7]:
+            mean, std = (float(v) for v in cell.split(" ± "))
+            assert 0.0 <= mean <= 100.0 and std >= 0.0
+    bad = run_tool("qat_settings.py", summary.run_dir, "--settings", "5,fast")
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "epochs,lr,ce_weight" in bad.stderr
