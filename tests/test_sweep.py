@@ -8,6 +8,7 @@ finished step) and bad input. `--students all` with every registered student run
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -128,7 +129,11 @@ def test_sweep_resumes_and_keeps_its_recipe(assert_user_error, swept, sweep_env)
     # the shared recipe's values are recorded, and a sweep folder from before recipes (no recipe,
     # optimizer, train_crop nor RISE's settings in it) resumes: its runs trained as the shared recipe does
     state = SweepState.read(out)
-    assert (state.recipe["recipe"], state.recipe["lr"], state.recipe["optimizer"]) == ("shared", 1e-4, "adamw")
+    assert (state.recipe["recipe"], state.recipe["lr"], state.recipe["optimizer"]) == (
+        "shared",
+        1e-4,
+        "adamw",
+    )
     added = ("recipe", "optimizer", "train_crop", "rise_weights", "rise_temperature")
     state.recipe = {k: v for k, v in state.recipe.items() if k not in added}
     state.write(out)
@@ -139,6 +144,19 @@ def test_sweep_resumes_and_keeps_its_recipe(assert_user_error, swept, sweep_env)
     changed = CliRunner().invoke(cli, [*sweep_args(sweep_env, out), "--lr", "0.5"])
     assert_user_error(changed, "other settings")
 
+    # a student exported again after its profile was measured (a sweep extended with --qat, say): that
+    # profile is stale and measured again; the other students' are kept
+    import os
+
+    run = next(p for p in sorted((out / "runs").iterdir()) if (p / "export").is_dir())
+    summary = ExportSummary.path_in(run / "export")
+    later = summary.stat().st_mtime + 60
+    os.utime(summary, (later, later))
+    again = CliRunner().invoke(cli, sweep_args(sweep_env, out))
+    assert again.exit_code == 0, again.output
+    assert again.output.count("done earlier") == 3 * len(STUDENTS_ALL) - 1
+    assert f"{run.name.rsplit('-', 1)[0]} dait_f] profile" in again.output
+
 
 def test_sweep_bad_input(assert_user_error, sweep_env, tmp_path):
     runner = CliRunner()
@@ -148,7 +166,11 @@ def test_sweep_bad_input(assert_user_error, sweep_env, tmp_path):
     assert_user_error(
         runner.invoke(cli, [*sweep_args(sweep_env, tmp_path / "s2"), "--profile", "x86"]), "unknown profile"
     )
+    assert_user_error(
+        runner.invoke(cli, [*sweep_args(sweep_env, tmp_path / "s3"), "--qat", "--qat-auto"]), "pass one"
+    )
     assert not (tmp_path / "s1").exists() and not (tmp_path / "s2").exists()
+    assert not (tmp_path / "s3").exists()
 
 
 def test_sweep_runs_methods_by_students_and_ends_with_the_comparison(sweep_env):
@@ -176,3 +198,85 @@ def test_sweep_runs_methods_by_students_and_ends_with_the_comparison(sweep_env):
     assert "| kd (T: VLM) |" in result.output  # the table is printed at the end
     report = (out / "report" / "report.md").read_text()
     assert "compare/compare.md" in report  # the report links the comparison of the runs it profiled
+
+
+def _runs_of(out: Path) -> dict[str, RunSummary]:
+    return {
+        p.name: RunSummary.read(p) for p in sorted((out / "runs").iterdir()) if (p / "summary.json").is_file()
+    }
+
+
+def test_sweep_fans_out_over_two_local_processes_with_one_teacher_and_one_cache(sweep_env):
+    """--parallel 2: each run its own process (the CPU's cores split between them); the first run builds the
+    VLM cache and trains the stage-1 teacher alone, the second starts once those exist; the table lists both.
+    Run again, it starts nothing."""
+    out = sweep_env[0] / "parallel"
+    args = [*sweep_args(sweep_env, out, "--parallel", "2"), "--cache-dir", str(out / "cache")]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    state = SweepState.read(out)
+    assert {e.status for e in state.students.values()} == {"done"} and len(state.students) == 2
+    assert all(e.launcher == "local" and e.job_id.isdigit() for e in state.students.values())
+    logs = [Path(e.log).read_text() for e in state.students.values()]
+    runs = _runs_of(out)
+    assert sorted(s.teacher_reused for s in runs.values()) == [False, True]  # one stage-1 teacher
+    assert len(list((out / "cache" / "vlm_embeddings").iterdir())) == 1  # one VLM cache, built once
+    assert sum(len(re.findall(r"VLM embedding cache: \d+ images", log)) for log in logs) == 1  # its build line
+    assert all(
+        f"{name}] running as job" in result.output
+        for name in ("test_efficientnet dait_f", "mobilenetv2_100 dait_f")
+    )
+    markdown = (out / "report" / "report.md").read_text()
+    assert all(f"| {student} |" in markdown for student in STUDENTS_ALL)
+    # profiles were measured afterwards in the sweep's own process, never beside a training job
+    assert all((out / "runs" / name / "profile" / "x86-ort-cpu-int8.json").is_file() for name in runs)
+    assert not any("profile x86-ort-cpu-int8" in log for log in logs)
+
+    before = {p: p.stat().st_mtime_ns for p in (out / "runs").rglob("*.onnx")}
+    again = CliRunner().invoke(cli, args)
+    assert again.exit_code == 0, again.output
+    assert "running as job" not in again.output and again.output.count("] done earlier") == 2
+    assert {p: p.stat().st_mtime_ns for p in (out / "runs").rglob("*.onnx")} == before
+
+
+def test_sweep_through_submitit_reports_a_killed_job_and_resumes_it_when_run_again(sweep_env, monkeypatch):
+    """--launcher submitit-local: the SLURM code path through submitit's local executor. A job killed mid-run
+    (the machine gone under it) is reported failed with its log, the sweep exits 1 naming it; the same
+    sweep again resubmits it, and the run continues from its last epoch."""
+    pytest.importorskip("submitit")
+    out = sweep_env[0] / "submitit"
+    args = [*sweep_args(sweep_env, out, "--launcher", "submitit-local"), "--cache-dir", str(out / "cache")]
+    args[args.index("--epochs") + 1] = "2"
+    monkeypatch.setenv("DAIT_EDGE_FAULT", "kill@epoch-end:2")  # each job dies after its first stage-2 epoch
+    first = CliRunner().invoke(cli, args)
+    assert first.exit_code == 1, first.output
+    state = SweepState.read(out)
+    statuses = sorted(e.status for e in state.students.values())
+    assert "failed" in statuses and set(statuses) <= {"failed", "blocked"}
+    failed = next(e for e in state.students.values() if e.status == "failed")
+    assert failed.launcher == "submitit-local" and failed.reason and Path(failed.log).is_file()
+    assert "did not finish; run the same sweep again to retry them" in first.output
+
+    monkeypatch.delenv("DAIT_EDGE_FAULT")
+    second = CliRunner().invoke(cli, args)
+    assert second.exit_code == 0, second.output
+    state = SweepState.read(out)
+    assert {e.status for e in state.students.values()} == {"done"}
+    resumed = Path(state.students[Path(failed.run_dir).name].log).read_text()
+    assert "distill (resuming)" in resumed  # from its last finished epoch, not from scratch
+    runs = _runs_of(out)
+    assert sorted(s.teacher_reused for s in runs.values()) == [False, True]
+    assert all(f"| {student} |" in (out / "report" / "report.md").read_text() for student in STUDENTS_ALL)
+
+
+def test_fan_out_options_are_checked_before_anything_runs(assert_user_error, sweep_env, tmp_path):
+    runner = CliRunner()
+    bad = [
+        (["--launcher", "slurm", "--parallel", "2"], "--parallel and --gpus are for --launcher local"),
+        (["--slurm-arg", "account"], "KEY=VALUE"),
+        (["--slurm-partition", "gpu"], "are for --launcher slurm"),
+    ]
+    for index, (extra, message) in enumerate(bad):
+        out = tmp_path / f"s{index}"
+        assert_user_error(runner.invoke(cli, sweep_args(sweep_env, out, *extra)), message)
+        assert not out.exists()

@@ -16,6 +16,8 @@ from dait_edge.cli.options import (
     max_top1_drop_option,
     parity_samples_option,
     profiles_option,
+    qat_mode,
+    qat_options,
     students_option,
 )
 
@@ -32,6 +34,7 @@ DEFAULT_FORMATS = "onnx,onnx-fp16,onnx-int8"
 @max_top1_drop_option
 @calib_samples_option
 @parity_samples_option
+@qat_options
 @click.option(
     "--methods",
     help="Several methods, comma-separated (e.g. dait_f,none,kd,dho; all: every registered one): the sweep"
@@ -41,6 +44,36 @@ DEFAULT_FORMATS = "onnx,onnx-fp16,onnx-int8"
     "--out",
     type=click.Path(file_okay=False),
     help="Sweep folder (runs/, report/, compare/, sweep.json). Default runs/sweep-<dataset>-<method>.",
+)
+@click.option(
+    "--launcher",
+    type=click.Choice(["local", "slurm", "submitit-local"]),
+    default="local",
+    show_default=True,
+    help="Where the runs execute: this machine (one after another, or --parallel N processes), SLURM jobs"
+    " through submitit, or submitit's local executor (the SLURM code path as local processes).",
+)
+@click.option(
+    "--parallel",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Local runs at once, each its own process (one GPU each with --gpus; on a CPU the cores are split).",
+)
+@click.option("--gpus", help="GPUs for --parallel runs, comma-separated (e.g. 0,1): one per process.")
+@click.option("--slurm-partition", help="SLURM partition for --launcher slurm.")
+@click.option(
+    "--slurm-time", type=click.IntRange(min=1), default=240, show_default=True, help="Minutes per SLURM job."
+)
+@click.option(
+    "--gpus-per-run",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="GPUs per SLURM job; more than 1 makes the run a DDP process group over them.",
+)
+@click.option(
+    "--slurm-arg", multiple=True, help="An extra sbatch option as KEY=VALUE (repeatable), e.g. account=abc."
 )
 @json_option
 @click.pass_context
@@ -57,8 +90,17 @@ def command(
     max_top1_drop,
     calib_samples,
     parity_samples,
+    qat,
+    qat_auto,
     methods,
     out,
+    launcher,
+    parallel,
+    gpus,
+    slurm_partition,
+    slurm_time,
+    gpus_per_run,
+    slurm_arg,
     as_json,
     **options,
 ):
@@ -84,10 +126,15 @@ def command(
       dait-edge sweep --methods none,kd,rkd,vl2lite,rise,borlan,dho,dait_f --students resnet18,mobilenetv2 \
           --dataset cub --data-root ~/data/CUB_200_2011 --profile x86-ort-cpu-fp32
     \b
+    int8 that keeps its accuracy on every student (quantisation-aware where post-training int8 misses):
+      dait-edge sweep --students all --dataset cub --data-root ... --qat-auto
+    \b
     Offline, tiny: --no-pretrained --epochs 2 --img-size 64
     """
     from dait_edge.distill import resolve_config
     from dait_edge.records.layout import default_sweep_dir
+
+    qat = qat_mode(qat, qat_auto)
     from dait_edge.sweep import resolve_students, run_sweep
     from dait_edge.sweep.run import resolve_methods
 
@@ -105,6 +152,7 @@ def command(
     method_list = resolve_methods(methods, config.method)
     label = config.method if len(method_list) == 1 else "methods"
     out_dir = out or default_sweep_dir(config.dataset, label)
+    fan = _launcher(launcher, parallel, gpus, out_dir, slurm_partition, slurm_time, gpus_per_run, slurm_arg)
     log = (lambda msg: click.echo(msg, err=True)) if as_json else click.echo
     again = "the same `dait-edge sweep` command again (finished steps are reused, a stopped run resumes)"
     with stoppable(lambda err: again):
@@ -119,14 +167,46 @@ def command(
             calib_samples=calib_samples,
             parity_samples=parity_samples,
             methods=method_list,
+            qat=qat,
+            launcher=fan,
             log=log,
         )
     if as_json:
-        click.echo(json.dumps({"state": state.to_dict(), "report": report.to_dict()}, indent=2))
-        return
-    click.echo(f"sweep finished in {state.seconds} s; report: {state.report}/report.md")
-    if state.compare:
-        from dait_edge.records import Comparison
-        from dait_edge.report.compare import markdown
+        made = report.to_dict() if report is not None else None
+        click.echo(json.dumps({"state": state.to_dict(), "report": made}, indent=2))
+    elif report is not None:
+        click.echo(f"sweep finished in {state.seconds} s; report: {state.report}/report.md")
+        if state.compare:
+            from dait_edge.records import Comparison
+            from dait_edge.report.compare import markdown
 
-        click.echo(markdown(Comparison.read(state.compare), figure_name=None).rstrip())
+            click.echo(markdown(Comparison.read(state.compare), figure_name=None).rstrip())
+    if state.unfinished():  # said above, run by run; the table covers the runs that finished
+        ctx.exit(1)
+
+
+def _launcher(kind, parallel, gpus, out_dir, partition, time_min, gpus_per_run, slurm_args):
+    """The launcher the options ask for; None: one run after another in this process (the default)."""
+    from pathlib import Path
+
+    from dait_edge.errors import UserError
+    from dait_edge.sweep.launch import LocalLauncher, SubmititLauncher
+
+    extra = {}
+    for item in slurm_args:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--slurm-arg takes KEY=VALUE (e.g. account=abc), not {item!r}.")
+        extra[key.strip()] = value.strip()
+    if kind == "local":
+        if slurm_args or partition or gpus_per_run:
+            raise UserError("--slurm-partition, --slurm-arg and --gpus-per-run are for --launcher slurm.")
+        gpu_list = [g.strip() for g in (gpus or "").split(",") if g.strip()]
+        if parallel == 1 and not gpu_list:
+            return None
+        return LocalLauncher(parallel, gpu_list)
+    if parallel != 1 or gpus:
+        raise UserError("--parallel and --gpus are for --launcher local; SLURM places the jobs itself.")
+    cluster = "slurm" if kind == "slurm" else "local"
+    folder = Path(out_dir) / "slurm"
+    return SubmititLauncher(folder, cluster, partition, time_min, gpus_per_run, extra=extra)

@@ -13,6 +13,7 @@ reads these files by key. The files and their producers:
     ProfileResult  RUN/profile/PROFILE.json     profile        -> profile (merge), report
     Report         REPORT/report.json           report         -> (users, tests)
     SweepState     SWEEP/sweep.json             sweep          -> sweep (resume)
+    SweepJob       SWEEP/jobs/RUN.json          sweep          -> sweep worker (one run's process or job)
     VLMCacheInfo   CACHE/vlm_embeddings/KEY/cache.json  distill -> distill, cache list/verify/clear
     Comparison     COMPARE/compare.json         compare, report, sweep -> (users, tests)
 
@@ -52,7 +53,7 @@ from dait_edge.records.run import (
     read_metrics,
     write_metrics,
 )
-from dait_edge.records.sweep import StudentProgress, SweepState
+from dait_edge.records.sweep import StudentProgress, SweepJob, SweepState
 
 # Every record that is a file of its own and had an unversioned shape before (the round-trip and legacy
 # tests loop over these); VLMCacheInfo and Comparison were born versioned and are tested where they are made.
@@ -100,6 +101,7 @@ __all__ = [
     "SourceCheckpoint",
     "StudentProgress",
     "SweepLayout",
+    "SweepJob",
     "SweepState",
     "TeacherInfo",
     "TensorRTBuild",

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dait_edge.records._base import Record
+from dait_edge.records.config import DistillConfig
 
 
 @dataclass
@@ -18,6 +19,12 @@ class StudentProgress(Record):
     distilled: bool = False
     exported: bool = False
     profiled: list[str] = field(default_factory=list)
+    # fanned out (--parallel, --launcher slurm): the job that runs it, and how it went
+    status: str | None = None  # queued / running / done / failed / blocked (a run it needs failed)
+    job_id: str | None = None  # a process id (local) or a SLURM job id
+    launcher: str | None = None
+    log: str | None = None  # the job's own log file
+    reason: str | None = None  # why it failed or could not start
 
 
 @dataclass
@@ -37,3 +44,30 @@ class SweepState(Record):
     seconds: float | None = None
     methods: list[str] = field(default_factory=list)  # empty: the recipe's method alone (older sweeps)
     compare: str | None = None  # the method comparison's folder
+
+    def unfinished(self) -> dict[str, StudentProgress]:
+        """The runs a fanned-out sweep could not finish (failed, or blocked by a run they need)."""
+        return {name: e for name, e in self.students.items() if e.status in ("failed", "blocked")}
+
+
+@dataclass
+class SweepJob(Record):
+    """One run of a fanned-out sweep, as the process (or SLURM job) that runs it reads it:
+    SWEEP/jobs/<run>.json, written by the sweep, read by `python -m dait_edge.sweep.worker`."""
+
+    FILE = "job.json"
+    KIND = "sweep-job"
+    WHAT = "sweep job"
+    FIX = "run the sweep again: it writes its jobs anew"
+
+    config: DistillConfig  # the run's (student, method and out filled in)
+    profiles: list[str]
+    formats: list[str]
+    batch_sizes: list[int] | None = None
+    max_top1_drop: float = 1.0
+    calib_samples: int = 256
+    parity_samples: int = 512
+    qat: bool | str = False
+    tag: str = ""  # "[2/4 resnet18 dait_f]": how its lines start
+    threads: int | None = None  # torch / ONNX Runtime threads (CPU: the cores split between the jobs)
+    profiles_here: bool = True  # False: the sweep measures the profiles afterwards, one run at a time

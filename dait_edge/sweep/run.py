@@ -18,16 +18,7 @@ from pathlib import Path
 
 from dait_edge.errors import UserError
 from dait_edge.export.images import CALIB_SAMPLES, PARITY_SAMPLES
-from dait_edge.records import (
-    DistillConfig,
-    ExportSummary,
-    RunLayout,
-    RunManifest,
-    RunSummary,
-    StudentProgress,
-    SweepLayout,
-    SweepState,
-)
+from dait_edge.records import DistillConfig, StudentProgress, SweepJob, SweepLayout, SweepState
 from dait_edge.report.api import BuiltReport
 from dait_edge.utils.signals import check_stop
 
@@ -149,16 +140,6 @@ def _shared_views(base: DistillConfig, methods: list[str]) -> DistillConfig:
     return dataclasses.replace(base, vlm_views=str(max(epochs))) if epochs else base
 
 
-def _export_done(run_dir: Path, formats: list[str]) -> bool:
-    exported = ExportSummary.read_if_present(RunLayout(run_dir).export)
-    if exported is None:
-        return False
-    have = exported.formats()
-    # formats this machine cannot build (TensorRT without a GPU) were skipped with a message naming them
-    have |= {f for f in formats if any(f in message for message in exported.skipped)}
-    return set(formats) <= have
-
-
 def run_sweep(
     base: DistillConfig,
     students: list[str],
@@ -173,17 +154,19 @@ def run_sweep(
     parity_samples: int = PARITY_SAMPLES,
     methods: list[str] | None = None,
     compare_note: str = "",
+    qat: bool | str = False,
+    launcher=None,
     log=print,
-) -> tuple[SweepState, BuiltReport]:
+) -> tuple[SweepState, BuiltReport | None]:
     """The whole comparison for `students` x `methods` (default: `base.method`) on `base`'s dataset;
-    returns the sweep state and report."""
-    from dait_edge.distill import resolve_config, run_distill
-    from dait_edge.export import export_run
+    returns the sweep state and report (None when a fanned-out sweep finished no run). `qat` (True, or "auto": only where post-training int8 misses its
+    budget) adds each student's quantisation-aware int8 (`export_run`'s). `launcher` (a `launch.Launcher`)
+    fans the runs out as processes or SLURM jobs; None runs them one after another in this process."""
+    from dait_edge.distill import resolve_config
     from dait_edge.export.recipes import expand_formats, plan_recipes
-    from dait_edge.profiling.api import profile_artifacts
     from dait_edge.profiling.profiles import load_profile
-    from dait_edge.profiling.runner import runner_for
     from dait_edge.report import build_report
+    from dait_edge.sweep.one import run_one
 
     out_dir = Path(out_dir)
     loaded = [load_profile(p) for p in profiles]  # bad profile names fail before any training
@@ -210,66 +193,41 @@ def run_sweep(
         state.write(out_dir)
 
     matrix = [(method, student) for method in methods for student in students]
+    jobs = []
     for index, (method, student) in enumerate(matrix, 1):
-        tag = f"[{index}/{len(matrix)} {student} {method}]"
-        check_stop(f"the sweep stopped before {student} {method}", f"its progress is in {out_dir}")
         run_dir = sweep.run(student, method)
-        entry = state.students.setdefault(run_dir.name, StudentProgress(run_dir=str(run_dir), method=method))
         config = dataclasses.replace(
             base, student=student, method=method, out=str(run_dir), teacher_cache=str(sweep.teachers)
         )
-
-        summary = RunSummary.read_if_present(run_dir)
-        if summary is not None and summary.student_top1 is not None:
-            log(f"{tag} distill: done earlier, reusing {run_dir}")
-        else:
-            resume = RunManifest.path_in(run_dir).is_file()
-            if resume:  # views as the run started with them (a sweep extended with methods shares another K)
-                config = dataclasses.replace(config, vlm_views=RunManifest.read(run_dir).config.vlm_views)
-            log(f"{tag} distill{' (resuming)' if resume else ''} -> {run_dir}")
-            summary = run_distill(config, resume=resume)
-        entry.student_top1, entry.teacher_top1 = summary.student_top1, summary.teacher_top1
-        entry.teacher_reused, entry.distilled = summary.teacher_reused, True
-        save()
-
-        if _export_done(run_dir, format_list):
-            log(f"{tag} export: done earlier")
-        else:
-            log(f"{tag} export {', '.join(format_list)} (each artifact checked against PyTorch)")
-            exported = export_run(
-                run_dir,
+        jobs.append(
+            SweepJob(
+                config=config,
+                profiles=[p.name for p in loaded],
                 formats=format_list,
+                batch_sizes=batch_sizes,
+                max_top1_drop=max_top1_drop,
                 calib_samples=calib_samples,
                 parity_samples=parity_samples,
-                measure_speed=False,
-                log=lambda *_: None,
+                qat=qat,
+                tag=f"[{index}/{len(matrix)} {student} {method}]",
             )
-            for artifact in exported.artifacts:
-                agreement = artifact.parity.agreement if artifact.parity else float("nan")
-                log(
-                    f"{tag}   {Path(artifact.path).name}: agrees with PyTorch on {agreement:.1f}% of test images"
-                )
-        entry.exported = True
-        save()
+        )
+        state.students.setdefault(run_dir.name, StudentProgress(run_dir=str(run_dir), method=method))
+    if launcher is None:  # one run after another, in this process
+        for job in jobs:
+            run_dir = Path(job.config.out)
+            check_stop(f"the sweep stopped before {job.tag.strip('[]')}", f"its progress is in {out_dir}")
+            run_one(job, state.students[run_dir.name], save, log, profile_limit=profile_limit)
+    else:
+        from dait_edge.sweep.fan_out import fan_out
 
-        for profile in loaded:
-            check_stop(f"the sweep stopped before profiling {student}", f"its progress is in {out_dir}")
-            if RunLayout(run_dir).profile(profile.name).is_file():
-                log(f"{tag} profile {profile.name}: done earlier")
-                continue
-            log(f"{tag} profile {profile.name}")
-            profile_artifacts(
-                [runner_for(profile.runtime).in_run(run_dir)],  # where the run keeps what it measures
-                profile,
-                batch_sizes=batch_sizes,
-                dataset=base.dataset,
-                data_root=base.data_root,
-                limit=profile_limit,
-                log=lambda msg, tag=tag: log(f"{tag}   {msg}"),
-            )
-        entry.profiled = sorted({*entry.profiled, *(p.name for p in loaded)})
-        save()
+        fan_out(state, jobs, launcher, out_dir, save, log)  # a failed run is recorded and said, not raised
 
+    if launcher is not None and not any(e.status == "done" for e in state.students.values()):
+        log("no run finished: nothing to report yet")
+        state.seconds = round(time.perf_counter() - started, 1)
+        save()
+        return state, None
     log(f"report -> {sweep.report}")
     report = build_report([sweep.runs], sweep.report, max_top1_drop=max_top1_drop, log=log)
     state.report = str(sweep.report)
