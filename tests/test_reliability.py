@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -548,3 +549,39 @@ def test_a_cache_hash_is_remembered_until_the_file_changes_and_cache_verify_hash
     cache = EmbeddingCache.open(root, key)  # size, inode and time as remembered: not hashed again
     with pytest.raises(UserError, match="differs from the hash written when it was built"):
         cache.check(full=True)  # what `dait-edge cache verify` runs
+
+
+def test_two_processes_needing_one_vlm_cache_build_it_once(tmp_path, tiny_cub, tiny_vlm, tiny_args):
+    """Two real distill processes start at once on one data set and one cache folder (what a fanned-out
+    sweep or two users do): one builds the VLM embedding cache while the other waits on its lock, then
+    reads the finished entry; neither sees a half-built one, and the entry verifies."""
+    procs = []
+    for name in ("a", "b"):
+        args = tiny_args(
+            tiny_cub.root,
+            tiny_vlm.config,
+            tiny_vlm.weights,
+            tmp_path,
+            method="kd",
+            student="test_efficientnet",
+        )
+        args[args.index("--out") + 1] = str(tmp_path / f"run-{name}")
+        env = {k: v for k, v in os.environ.items() if k != faults.ENV}
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "dait_edge", *args],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
+    outputs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [err[-1500:] for _, err in outputs]
+    built = [err for _, err in outputs if re.search(r"VLM embedding cache: \d+ images", err)]
+    assert len(built) == 1  # one build; the other process found it finished
+    (entry,) = (tmp_path / "cache" / "vlm_embeddings").iterdir()
+    verified = _cli(["cache", "verify", "--cache-dir", str(tmp_path / "cache")])
+    assert verified.returncode == 0 and entry.name[:12] in verified.stdout + verified.stderr
+    tops = [json.loads(out)["student_top1"] for out, _ in outputs]
+    assert tops[0] == tops[1]  # the same cache, the same seed: the same run

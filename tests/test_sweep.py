@@ -221,7 +221,9 @@ def test_sweep_fans_out_over_two_local_processes_with_one_teacher_and_one_cache(
     runs = _runs_of(out)
     assert sorted(s.teacher_reused for s in runs.values()) == [False, True]  # one stage-1 teacher
     assert len(list((out / "cache" / "vlm_embeddings").iterdir())) == 1  # one VLM cache, built once
-    assert sum(len(re.findall(r"VLM embedding cache: \d+ images", log)) for log in logs) == 1  # its build line
+    assert (
+        sum(len(re.findall(r"VLM embedding cache: \d+ images", log)) for log in logs) == 1
+    )  # its build line
     assert all(
         f"{name}] running as job" in result.output
         for name in ("test_efficientnet dait_f", "mobilenetv2_100 dait_f")
@@ -280,3 +282,104 @@ def test_fan_out_options_are_checked_before_anything_runs(assert_user_error, swe
         out = tmp_path / f"s{index}"
         assert_user_error(runner.invoke(cli, sweep_args(sweep_env, out, *extra)), message)
         assert not out.exists()
+
+
+class _ScriptedLauncher:
+    """A launcher whose jobs end as the test says, after a poll or two, writing the log a worker would:
+    the scheduler's rules without processes."""
+
+    name = "scripted"
+    profiles_in_job = True  # nothing measured afterwards
+    slots = 4
+
+    def __init__(self, outcomes: dict[str, str], logs: dict[str, str], polls: dict[str, int] | None = None):
+        self.outcomes, self.logs, self.started, self.polls, self.slot_of = outcomes, logs, [], {}, {}
+        self.lengths = polls or {}  # how many polls each job runs for (default 2)
+
+    def threads(self):
+        return None
+
+    def submit(self, job_file, log, slot):
+        name = Path(job_file).stem
+        alive = {self.slot_of[n] for n in self.started if self.polls.get(n, 0) < self.lengths.get(n, 2)}
+        assert slot not in alive, f"{name} was given slot {slot}, which a running job holds"
+        self.started.append(name)
+        self.slot_of[name] = slot
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text(self.logs.get(name, "") + "\n")
+        return name
+
+    def poll(self, job_id):
+        self.polls[job_id] = self.polls.get(job_id, 0) + 1
+        return None if self.polls[job_id] < self.lengths.get(job_id, 2) else self.outcomes.get(job_id, "done")
+
+    def reattach(self, job_id):
+        return False
+
+    def log_of(self, job_id, log):
+        return log
+
+    def stop(self):
+        pass
+
+
+def test_the_fan_out_starts_each_methods_first_run_alone_and_blocks_runs_whose_first_run_failed(tmp_path):
+    """Pioneers (each method's first run) start one at a time and before their method's other runs; a
+    pioneer that failed (here a full disk while building what the others need) leaves its method's other
+    runs blocked, each saying which run it needed, and the failure's own line is the reason."""
+    from dait_edge.records import DistillConfig, StudentProgress, SweepJob
+    from dait_edge.sweep.fan_out import fan_out
+
+    jobs, state = [], SweepState(recipe={}, students={}, profiles=[], formats=["onnx"], created="now")
+    for method in ("dait_f", "none"):
+        for student in ("resnet18", "mobilenetv2_100", "shufflenet_v2_x1_0"):
+            run_dir = tmp_path / "runs" / f"{student}-{method}"
+            config = DistillConfig(student=student, method=method, out=str(run_dir))
+            jobs.append(SweepJob(config=config, profiles=[], formats=["onnx"], tag=f"[{student} {method}]"))
+            state.students[run_dir.name] = StudentProgress(run_dir=str(run_dir), method=method)
+    disk_full = "error: the disk is full while writing cache.json (nothing was written); free space on /c"
+    launcher = _ScriptedLauncher({"resnet18-dait_f": "exit code 2"}, {"resnet18-dait_f": disk_full})
+    lines: list[str] = []
+    fan_out(state, jobs, launcher, tmp_path, lambda: None, lines.append, poll_s=0.0)
+
+    assert launcher.started[0] == "resnet18-dait_f"  # the first pioneer alone
+    assert launcher.started[1] == "resnet18-none"  # the next pioneer after it, before its method's others
+    assert set(launcher.started[2:]) == {"mobilenetv2_100-none", "shufflenet_v2_x1_0-none"}
+    status = {name: entry.status for name, entry in state.students.items()}
+    assert status["resnet18-dait_f"] == "failed" and state.students["resnet18-dait_f"].reason == disk_full
+    for name in ("mobilenetv2_100-dait_f", "shufflenet_v2_x1_0-dait_f"):
+        assert status[name] == "blocked"
+        assert state.students[name].reason.startswith("resnet18-dait_f failed")
+    assert {status[f"{s}-none"] for s in ("resnet18", "mobilenetv2_100", "shufflenet_v2_x1_0")} == {"done"}
+    assert set(state.unfinished()) == {
+        "resnet18-dait_f",
+        "mobilenetv2_100-dait_f",
+        "shufflenet_v2_x1_0-dait_f",
+    }
+    assert lines[-1] == "3 of 6 run(s) did not finish; run the same sweep again to retry them"
+    assert (tmp_path / "jobs" / "mobilenetv2_100-none.json").is_file()  # what the worker would have read
+    assert set(launcher.slot_of.values()) <= set(range(launcher.slots))  # one slot (GPU) per running job
+
+
+def test_a_job_started_while_others_run_never_gets_a_slot_one_of_them_holds(tmp_path):
+    """With --parallel 2 --gpus 0,1: the job that starts when one of two running jobs ends takes the GPU that
+    job freed, not one still in use."""
+    from dait_edge.records import DistillConfig, StudentProgress, SweepJob
+    from dait_edge.sweep.fan_out import fan_out
+
+    jobs, state = [], SweepState(recipe={}, students={}, profiles=[], formats=["onnx"], created="now")
+    for student in ("a", "b", "c", "d"):
+        run_dir = tmp_path / "runs" / f"{student}-none"
+        jobs.append(
+            SweepJob(
+                config=DistillConfig(student=student, method="none", out=str(run_dir)),
+                profiles=[],
+                formats=["onnx"],
+            )
+        )
+        state.students[run_dir.name] = StudentProgress(run_dir=str(run_dir), method="none")
+    launcher = _ScriptedLauncher({}, {}, polls={"c-none": 6})  # b ends while c still runs; then d starts
+    launcher.slots = 2
+    fan_out(state, jobs, launcher, tmp_path, lambda: None, lambda line: None, poll_s=0.0)
+    assert launcher.started == ["a-none", "b-none", "c-none", "d-none"]
+    assert launcher.slot_of["d-none"] == launcher.slot_of["b-none"] != launcher.slot_of["c-none"]

@@ -83,7 +83,7 @@ def _epochs_text(job: SweepJob) -> str:
         return "starting"
     stage, epoch = last
     total = job.config.stage1_epochs if stage == 1 else job.config.stage2_epochs
-    return f"stage {stage} epoch {epoch}/{total}"
+    return f"stage {stage} epoch {epoch + 1}/{total} done"  # metrics.jsonl counts epochs from 0
 
 
 def _reason(log: Path | None, outcome: str) -> str:
@@ -137,6 +137,7 @@ def fan_out(
             job.write(job_dir / f"{name}.json")
     save()
     shown: dict[str, str] = {}
+    slots: dict[str, int] = {}  # run -> the launcher slot (GPU) it holds while it runs
     try:
         while pending or running:
             check_stop("the sweep stopped", f"its progress is in {out_dir}; finished runs are kept")
@@ -153,7 +154,9 @@ def fan_out(
                 elif len(running) < launcher.slots and schedule.ready(job):
                     pending.remove(job)
                     log_file = log_dir / f"{name}.log"
-                    entry.job_id = launcher.submit(job_dir / f"{name}.json", log_file, len(running))
+                    # the lowest slot no running job holds: with --gpus, no two jobs share a GPU
+                    slots[name] = min(set(range(len(running) + 1)) - {slots.get(n) for n in running})
+                    entry.job_id = launcher.submit(job_dir / f"{name}.json", log_file, slots[name])
                     entry.launcher, entry.status = launcher.name, "running"
                     entry.log = str(launcher.log_of(entry.job_id, log_file))
                     running[name] = entry.job_id
