@@ -249,14 +249,15 @@ def test_sweep_through_submitit_reports_a_killed_job_and_resumes_it_when_run_aga
     out = sweep_env[0] / "submitit"
     args = [*sweep_args(sweep_env, out, "--launcher", "submitit-local"), "--cache-dir", str(out / "cache")]
     args[args.index("--epochs") + 1] = "2"
+    args[args.index("--students") + 1] = "test_efficientnet"  # one job: killed, then resubmitted
     monkeypatch.setenv("DAIT_EDGE_FAULT", "kill@epoch-end:2")  # each job dies after its first stage-2 epoch
     first = CliRunner().invoke(cli, args)
     assert first.exit_code == 1, first.output
     state = SweepState.read(out)
-    statuses = sorted(e.status for e in state.students.values())
-    assert "failed" in statuses and set(statuses) <= {"failed", "blocked"}
-    failed = next(e for e in state.students.values() if e.status == "failed")
-    assert failed.launcher == "submitit-local" and failed.reason and Path(failed.log).is_file()
+    (failed,) = state.students.values()
+    assert failed.status == "failed" and failed.launcher == "submitit-local" and Path(failed.log).is_file()
+    assert failed.reason.startswith("the job ended without finishing, submitit: ")  # a kill leaves no error line
+    assert "no run finished: nothing to report yet" in first.output
     assert "did not finish; run the same sweep again to retry them" in first.output
 
     monkeypatch.delenv("DAIT_EDGE_FAULT")
@@ -266,9 +267,7 @@ def test_sweep_through_submitit_reports_a_killed_job_and_resumes_it_when_run_aga
     assert {e.status for e in state.students.values()} == {"done"}
     resumed = Path(state.students[Path(failed.run_dir).name].log).read_text()
     assert "distill (resuming)" in resumed  # from its last finished epoch, not from scratch
-    runs = _runs_of(out)
-    assert sorted(s.teacher_reused for s in runs.values()) == [False, True]
-    assert all(f"| {student} |" in (out / "report" / "report.md").read_text() for student in STUDENTS_ALL)
+    assert "| test_efficientnet |" in (out / "report" / "report.md").read_text()
 
 
 def test_fan_out_options_are_checked_before_anything_runs(assert_user_error, sweep_env, tmp_path):
