@@ -256,7 +256,9 @@ def test_sweep_through_submitit_reports_a_killed_job_and_resumes_it_when_run_aga
     state = SweepState.read(out)
     (failed,) = state.students.values()
     assert failed.status == "failed" and failed.launcher == "submitit-local" and Path(failed.log).is_file()
-    assert failed.reason.startswith("the job ended without finishing, submitit: ")  # a kill leaves no error line
+    assert failed.reason.startswith(
+        "the job ended without finishing, submitit: "
+    )  # a kill leaves no error line
     assert "no run finished: nothing to report yet" in first.output
     assert "did not finish; run the same sweep again to retry them" in first.output
 
@@ -298,7 +300,7 @@ class _ScriptedLauncher:
     def threads(self):
         return None
 
-    def submit(self, job_file, log, slot):
+    def submit(self, job_file, log, slot, after=("", [])):
         name = Path(job_file).stem
         alive = {self.slot_of[n] for n in self.started if self.polls.get(n, 0) < self.lengths.get(n, 2)}
         assert slot not in alive, f"{name} was given slot {slot}, which a running job holds"
@@ -382,3 +384,70 @@ def test_a_job_started_while_others_run_never_gets_a_slot_one_of_them_holds(tmp_
     fan_out(state, jobs, launcher, tmp_path, lambda: None, lambda line: None, poll_s=0.0)
     assert launcher.started == ["a-none", "b-none", "c-none", "d-none"]
     assert launcher.slot_of["d-none"] == launcher.slot_of["b-none"] != launcher.slot_of["c-none"]
+
+
+def test_on_slurm_every_job_is_queued_at_once_waiting_on_its_pioneer_and_cancelled_if_it_fails(
+    tmp_path, monkeypatch
+):
+    """--launcher slurm: the jobs go to the queue together, each with the sbatch dependency that orders it
+    (afterok on its method's first run, afterany between first runs); when a first run fails, the jobs
+    held on it are cancelled and reported blocked. submitit's executor is a recording stand-in (no SLURM)."""
+    submitit = pytest.importorskip("submitit")
+    from dait_edge.records import DistillConfig, StudentProgress, SweepJob
+    from dait_edge.sweep.fan_out import fan_out
+    from dait_edge.sweep.launch import SubmititLauncher
+
+    submitted, cancelled = [], []
+
+    class Job:
+        def __init__(self, job_id, fails):
+            self.job_id, self.fails, self.polls = job_id, fails, 0
+            self.paths = type("Paths", (), {"stdout": tmp_path / f"{job_id}.out"})()
+
+        def done(self):
+            self.polls += 1
+            return self.polls > 1
+
+        def result(self):
+            if self.fails:
+                raise RuntimeError("error: the disk is full while writing stage1/teacher.pt")
+
+        def cancel(self, check=True):
+            cancelled.append(self.job_id)
+
+    class Executor:
+        def __init__(self, folder, cluster):
+            self.parameters = {}
+
+        def update_parameters(self, **params):
+            self.parameters |= params
+
+        def submit(self, fn, path):
+            job_id = str(100 + len(submitted))
+            extra = self.parameters.get("slurm_additional_parameters", {})
+            submitted.append((Path(path).stem, extra.get("dependency"), extra.get("account")))
+            return Job(job_id, fails=Path(path).stem == "resnet18-dait_f")
+
+    monkeypatch.setattr(submitit, "AutoExecutor", Executor)
+    launcher = SubmititLauncher(tmp_path / "slurm", "slurm", partition="gpu", extra={"account": "lab"})
+    jobs, state = [], SweepState(recipe={}, students={}, profiles=[], formats=["onnx"], created="now")
+    for method, student in (("dait_f", "resnet18"), ("dait_f", "mobilenetv2_100"), ("none", "resnet18")):
+        run_dir = tmp_path / "runs" / f"{student}-{method}"
+        config = DistillConfig(student=student, method=method, out=str(run_dir))
+        jobs.append(SweepJob(config=config, profiles=[], formats=["onnx"], tag=f"[{student} {method}]"))
+        state.students[run_dir.name] = StudentProgress(run_dir=str(run_dir), method=method)
+    lines: list[str] = []
+    fan_out(state, jobs, launcher, tmp_path, lambda: None, lines.append, poll_s=0.0)
+    assert submitted == [
+        ("resnet18-dait_f", None, "lab"),
+        ("mobilenetv2_100-dait_f", "afterok:100", "lab"),
+        ("resnet18-none", "afterany:100", "lab"),
+    ]
+    assert cancelled == ["101"]
+    status = {name: (e.status, e.job_id) for name, e in state.students.items()}
+    assert status == {
+        "resnet18-dait_f": ("failed", "100"),
+        "mobilenetv2_100-dait_f": ("blocked", "101"),
+        "resnet18-none": ("done", "102"),
+    }
+    assert "error: the disk is full" in state.students["resnet18-dait_f"].reason

@@ -51,8 +51,11 @@ def _in_last_stage(job: SweepJob) -> bool:
 class _Schedule:
     """Which job may start now: pioneers one at a time, the others after their method's pioneer."""
 
-    def __init__(self, jobs: list[SweepJob], state: SweepState):
+    def __init__(self, jobs: list[SweepJob], state: SweepState, native: bool = False):
         self.jobs, self.state = jobs, state
+        # SLURM orders the jobs itself (sbatch --dependency): a job is handed over once what it waits for
+        # has been submitted, not finished
+        self.native = native
         self.pioneer: dict[str, SweepJob] = {}
         for job in jobs:
             self.pioneer.setdefault(job.config.method, job)
@@ -67,8 +70,23 @@ class _Schedule:
             return _name(pioneer)
         return None
 
+    def after(self, job: SweepJob) -> tuple[str, list[str]]:
+        """(SLURM dependency type, the job ids) this job waits for: a pioneer for every earlier pioneer to
+        have ended (afterany), another run for its method's pioneer to have succeeded (afterok)."""
+        pioneer = self.pioneer[job.config.method]
+        if pioneer is job:
+            earlier = [p for p in self.pioneer.values() if self.jobs.index(p) < self.jobs.index(job)]
+            ids = [self.state.students[_name(p)].job_id for p in earlier if self.status(p) == "running"]
+            return "afterany", [i for i in ids if i]
+        entry = self.state.students[_name(pioneer)]
+        return "afterok", [entry.job_id] if entry.status == "running" and entry.job_id else []
+
     def ready(self, job: SweepJob) -> bool:
         pioneer = self.pioneer[job.config.method]
+        if self.native:  # submitted as soon as what it waits for is submitted (or over)
+            waits = [p for p in self.pioneer.values() if self.jobs.index(p) < self.jobs.index(job)]
+            waits = waits if pioneer is job else [pioneer]
+            return all(self.status(p) != "queued" for p in waits)
         if pioneer is job:  # earlier pioneers first: they may build what this one needs
             earlier = [p for p in self.pioneer.values() if self.jobs.index(p) < self.jobs.index(job)]
             return all(self.status(p) in ("done", "failed", "blocked") or _in_last_stage(p) for p in earlier)
@@ -112,7 +130,7 @@ def fan_out(
 ) -> None:
     """Run `jobs` through `launcher`, recording each run's progress in `state` (saved with `save`); the
     local launcher's profiles are measured afterwards in this process, one run at a time."""
-    schedule = _Schedule(jobs, state)
+    schedule = _Schedule(jobs, state, native=getattr(launcher, "native_dependencies", False))
     job_dir, log_dir = out_dir / "jobs", out_dir / "logs"
     pending, running = [], {}
     for job in jobs:
@@ -156,12 +174,15 @@ def fan_out(
                     log_file = log_dir / f"{name}.log"
                     # the lowest slot no running job holds: with --gpus, no two jobs share a GPU
                     slots[name] = min(set(range(len(running) + 1)) - {slots.get(n) for n in running})
-                    entry.job_id = launcher.submit(job_dir / f"{name}.json", log_file, slots[name])
+                    after = schedule.after(job) if schedule.native else ("", [])
+                    entry.job_id = launcher.submit(job_dir / f"{name}.json", log_file, slots[name], after)
                     entry.launcher, entry.status = launcher.name, "running"
                     entry.log = str(launcher.log_of(entry.job_id, log_file))
                     running[name] = entry.job_id
                     log(f"{job.tag} running as job {entry.job_id} (log: {entry.log})")
             for name, job_id in list(running.items()):
+                if name not in running:  # cancelled above: its pioneer failed
+                    continue
                 job = next(j for j in jobs if _name(j) == name)
                 entry = state.students[name]
                 outcome = launcher.poll(job_id)
@@ -181,6 +202,15 @@ def fan_out(
                     entry.status = "failed"
                     entry.reason = _reason(Path(entry.log) if entry.log else None, outcome)
                     log(f"{job.tag} failed: {entry.reason} (log: {entry.log})")
+                    for other in jobs:  # held by SLURM on this run's success, which will not come
+                        if schedule.native and schedule.blocked_by(other) == name and _name(other) in running:
+                            launcher.cancel(running.pop(_name(other)))
+                            waiting = state.students[_name(other)]
+                            waiting.status, waiting.reason = (
+                                "blocked",
+                                f"{name} failed, and this run needs what it builds",
+                            )
+                            log(f"{other.tag} cancelled: {waiting.reason}")
             save()
             if pending or running:
                 time.sleep(poll_s)

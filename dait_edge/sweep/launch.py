@@ -56,7 +56,7 @@ class LocalLauncher:
         """Each job's CPU threads: the cores split between the jobs (None with GPUs: the defaults)."""
         return None if self.gpus else max(1, (os.cpu_count() or 1) // self.parallel)
 
-    def submit(self, job_file: Path, log: Path, slot: int) -> str:
+    def submit(self, job_file: Path, log: Path, slot: int, after: tuple[str, list[str]] = ("", [])) -> str:
         env = dict(os.environ)
         if self.gpus:
             env["CUDA_VISIBLE_DEVICES"] = self.gpus[slot % len(self.gpus)]
@@ -91,6 +91,11 @@ class LocalLauncher:
 
     def log_of(self, job_id: str, log: Path) -> Path:
         return log
+
+    def cancel(self, job_id: str) -> None:
+        process = self._processes.get(job_id)
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGTERM)
 
     def stop(self) -> None:
         """Ask every job this process started to stop at its next safe point (SIGTERM), and wait for them."""
@@ -156,9 +161,21 @@ class SubmititLauncher:
     def threads(self) -> int | None:
         return self.cpus_per_run
 
-    def submit(self, job_file: Path, log: Path, slot: int) -> str:
+    @property
+    def native_dependencies(self) -> bool:
+        """On SLURM the jobs wait on each other in the queue (sbatch --dependency); the local executor has
+        no queue, so the sweep's process holds them back instead."""
+        return self.cluster == "slurm"
+
+    def submit(self, job_file: Path, log: Path, slot: int, after: tuple[str, list[str]] = ("", [])) -> str:
         from dait_edge.sweep.worker import run_job_file
 
+        kind, ids = after
+        if self.cluster == "slurm":
+            extra = dict(self.extra)
+            if ids:
+                extra["dependency"] = f"{kind}:{':'.join(ids)}"
+            self.executor.update_parameters(slurm_additional_parameters=extra)
         job = self.executor.submit(run_job_file, str(job_file))
         self._jobs[str(job.job_id)] = job
         return str(job.job_id)
@@ -199,6 +216,11 @@ class SubmititLauncher:
     def log_of(self, job_id: str, log: Path) -> Path:
         job = self._jobs.get(job_id)
         return Path(job.paths.stdout) if job is not None else log
+
+    def cancel(self, job_id: str) -> None:
+        job = self._jobs.get(job_id)
+        if job is not None:
+            job.cancel(check=False)
 
     def stop(self) -> None:
         """A stopped sweep leaves SLURM jobs running (they are the cluster's); local-executor jobs are
