@@ -109,10 +109,9 @@ def test_demo_runs_offline_at_a_small_scale_and_reports(tmp_path):
         assert 0.0 <= summary["student_top1"] <= 100.0
         assert (run_dir / summary["checkpoints"]["student"]).is_file()
         exported = ExportSummary.read(run_dir / "export")
-        # QAT for every student; a QAT that diverged (a near-random student after one epoch can) is listed
-        qat = {"onnx-int8-qat", "onnx-int8-qat-u8s8"}
-        qat -= {f for f in qat if any(m.startswith(f"{f}: not built: ") for m in exported.skipped)}
-        assert exported.formats() == {"onnx-fp32", "onnx-fp16", "onnx-int8-u8s8"} | qat
+        # no QAT at this size (4 validation images cannot judge its budget); `make demo`'s 60 can
+        assert "no QAT int8 at this size: too few validation images" in result.stderr
+        assert exported.formats() == {"onnx-fp32", "onnx-fp16", "onnx-int8-u8s8"}
         for artifact in exported.artifacts:
             sidecar = Sidecar.read_for(artifact.path)
             assert sidecar.classes == summary["classes"]
@@ -120,7 +119,7 @@ def test_demo_runs_offline_at_a_small_scale_and_reports(tmp_path):
                 assert artifact.parity.passed
         for profile, formats in (
             ("x86-ort-cpu-fp32", {"onnx-fp32"}),
-            ("x86-ort-cpu-int8", {"onnx-fp32", "onnx-int8-u8s8"} | qat),
+            ("x86-ort-cpu-int8", {"onnx-fp32", "onnx-int8-u8s8"}),
         ):
             rows = ProfileResult.read(run_dir / "profile" / f"{profile}.json").rows
             assert {r.format for r in rows} == formats
