@@ -451,3 +451,41 @@ def test_on_slurm_every_job_is_queued_at_once_waiting_on_its_pioneer_and_cancell
         "resnet18-none": ("done", "102"),
     }
     assert "error: the disk is full" in state.students["resnet18-dait_f"].reason
+
+
+def test_the_local_launcher_pins_each_job_to_its_gpu_or_its_share_of_the_cores(tmp_path, monkeypatch):
+    """--gpus 0,1: a job's process sees only its slot's GPU; without GPUs, --parallel 2 gives each job half
+    the cores (OMP_NUM_THREADS and the job's own thread count)."""
+    import os
+    import subprocess
+
+    from dait_edge.records import DistillConfig, SweepJob
+    from dait_edge.sweep.launch import LocalLauncher
+
+    seen = []
+
+    class Process:
+        pid = 4242
+
+        def __init__(self, args, env, **kwargs):
+            seen.append((args, env))
+
+    monkeypatch.setattr(subprocess, "Popen", Process)
+    job_file = SweepJob(config=DistillConfig(out=str(tmp_path / "run")), profiles=[], formats=["onnx"]).write(
+        tmp_path / "job.json"
+    )
+    gpus = LocalLauncher(2, ["0", "1"])
+    assert gpus.threads() is None
+    gpus.submit(job_file, tmp_path / "a.log", 1)
+    assert seen[-1][1]["CUDA_VISIBLE_DEVICES"] == "1" and seen[-1][0][-2:] == [
+        "dait_edge.sweep.worker",
+        str(job_file),
+    ]
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    cores = LocalLauncher(2)
+    assert cores.threads() == 4
+    cores.submit(job_file, tmp_path / "b.log", 0)
+    env = seen[-1][1]
+    assert env["OMP_NUM_THREADS"] == "4" and env.get("CUDA_VISIBLE_DEVICES") == os.environ.get(
+        "CUDA_VISIBLE_DEVICES"
+    )
