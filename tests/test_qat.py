@@ -351,6 +351,21 @@ def test_a_qat_killed_after_an_epoch_continues_where_it_stopped(qat_export, tmp_
     assert details["losses"] == uninterrupted.quantization["qat"]["losses"]
     assert not state.exists()  # finished: nothing left to resume
 
+    # a state with this QAT's key whose tensors do not fit the model (another Model Optimizer's layout)
+    faults.reset()
+    monkeypatch.setenv(faults.ENV, "enospc@qat-epoch-end#1")
+    with pytest.raises(OSError):
+        export_run(summary.run_dir, **args, log=lambda line: None)
+    monkeypatch.delenv(faults.ENV)
+    saved = torch.load(state, weights_only=True)
+    saved["model"].pop(next(iter(saved["model"])))
+    torch.save(saved, state)
+    lines.clear()
+    refitted = export_run(summary.run_dir, **args, log=lines.append)
+    assert any("does not fit this model's quantisers; starting afresh" in line for line in lines)
+    again = Sidecar.read(Sidecar.path_for(refitted.by_format("onnx-int8-qat").path)).quantization["qat"]
+    assert again["losses"] == uninterrupted.quantization["qat"]["losses"] and not state.exists()
+
     torch.save({"key": "other settings"}, state)
     lines.clear()
     export_run(summary.run_dir, **{**args, "qat_epochs": 1}, log=lines.append)

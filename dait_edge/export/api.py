@@ -272,6 +272,8 @@ class _Export:
             self.latencies[recipe.name] = parity.latency_ms(tmp, input_size)
         if recipe.name not in self.wanted:
             self.built[recipe.name] = tmp  # only a source for another format; removed at the end
+            if accuracy is not None and accuracy.qat_state is not None:
+                accuracy.qat_state.unlink(missing_ok=True)  # checked and in use: nothing left to resume
             return
         os.replace(tmp, final)
         self.temps.remove(tmp)
@@ -283,6 +285,8 @@ class _Export:
         if accuracy is not None and accuracy.qat:
             sidecar.quantization["qat"] = accuracy.qat
         sidecar.write_for(final)
+        if accuracy is not None and accuracy.qat_state is not None:
+            accuracy.qat_state.unlink(missing_ok=True)  # finished: nothing left to resume
         entry = artifacts.entry(recipe, final, check)
         entry.accuracy = accuracy.record if accuracy is not None else None
         self.artifacts.append(entry)

@@ -67,6 +67,7 @@ class Int8Built:
     plain: Path | None  # plain int8 (a temp file) when it differs from the artifact kept
     reference: Any = None  # what parity compares with, when not the fp32 student: QAT's fake-quantised model
     qat: dict | None = None  # what QAT did (the sidecar's quantization.qat)
+    qat_state: Path | None = None  # its resume state: removed once the artifact is final
 
 
 @dataclass
@@ -214,9 +215,9 @@ def _build_qat(
         "seconds": record.seconds,
         "tool": "nvidia-modelopt INT8_DEFAULT_CFG",
     }
-    resume.finish()  # the file is exported and judged: nothing left to resume
     layers = qat_layer_errors(tmp, weights_only, calibration.images)
-    return Int8Built(record, layers, None, reference=torch_logits(quantised, judge.test.images), qat=qat)
+    reference = torch_logits(quantised, judge.test.images)
+    return Int8Built(record, layers, None, reference=reference, qat=qat, qat_state=resume.path)
 
 
 def build_onnx(

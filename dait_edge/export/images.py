@@ -151,7 +151,9 @@ def qat_images(info, calib_samples: int = CALIB_SAMPLES, val_samples: int = VAL_
     from dait_edge.data.splits import labelled_split
 
     if not (info.dataset and info.data_root):
-        raise UserError("QAT needs the run's training images; the run records no dataset.", setting="data_root")
+        raise UserError(
+            "QAT needs the run's training images; the run records no dataset.", setting="data_root"
+        )
     spec = load_dataset(info.dataset, info.data_root)
     train = spec.split("train")
     config = info.manifest.config if info.manifest else None

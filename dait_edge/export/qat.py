@@ -228,14 +228,20 @@ class QATResume:
             return None
         return state
 
+    def fits(self, state: dict, model: nn.Module) -> bool:
+        """Do the saved weights fit `model` tensor by tensor (another Model Optimizer version may lay its
+        quantisers out otherwise)? Said and started afresh when not: load_state_dict would fail half-way."""
+        saved, own = state.get("model") or {}, model.state_dict()
+        same = saved.keys() == own.keys() and all(saved[k].shape == own[k].shape for k in own)
+        if not same:
+            self.log(f"QAT: {self.path.name} does not fit this model's quantisers; starting afresh")
+        return same
+
     def save(self, state: dict) -> None:
         from dait_edge.utils.io import atomic_path
 
         with atomic_path(self.path) as tmp:
             torch.save({**state, "key": self.key}, tmp)
-
-    def finish(self) -> None:
-        self.path.unlink(missing_ok=True)
 
 
 def fine_tune(
@@ -266,7 +272,7 @@ def fine_tune(
     pixels, targets = torch.from_numpy(np.ascontiguousarray(images)), torch.from_numpy(labels).long()
     tau, history = settings.temperature, []
     saved = resume.load() if resume is not None else None
-    if saved is not None:
+    if saved is not None and resume.fits(saved, model):
         model.load_state_dict(saved["model"])
         optimiser.load_state_dict(saved["optimiser"])
         generator.set_state(saved["generator"])

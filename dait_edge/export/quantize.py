@@ -199,7 +199,9 @@ def graph_stats(path: str | Path) -> dict[str, Any]:
     ops = Counter(node.op_type for node in model.graph.node)
     inits = {init.name: init for init in model.graph.initializer}
     # exporters that write Q/DQ parameters as Constant nodes (Model Optimizer's QAT graphs)
-    inits |= {n.output[0]: n.attribute[0].t for n in model.graph.node if n.op_type == "Constant" and n.attribute}
+    inits |= {
+        n.output[0]: n.attribute[0].t for n in model.graph.node if n.op_type == "Constant" and n.attribute
+    }
     zero_point_types: Counter = Counter()
     nonzero_zero_points = 0
     for node in model.graph.node:

@@ -107,10 +107,13 @@ def _epochs_text(job: SweepJob) -> str:
 def _reason(log: Path | None, outcome: str) -> str:
     """Why a job failed: the `error:` / `stopped:` line it ended with, else what the launcher saw (an exit
     code, a signal, submitit's message) and the last line of its log (a kill leaves no error line)."""
-    try:
-        text = log.read_text(encoding="utf-8", errors="replace") if log else ""
-    except OSError:
-        text = ""
+    text = ""
+    # submitit splits a job's output: its lines in *_log.out, the `error:` line (stderr) in *_log.err
+    for path in [log, log.with_name(log.name.replace("_log.out", "_log.err"))] if log else []:
+        try:
+            text += path.read_text(encoding="utf-8", errors="replace") + "\n" if path.is_file() else ""
+        except OSError:
+            pass
     lines = [line.strip() for line in text.replace("\r", "\n").splitlines() if line.strip()]
     said = [line for line in lines if line.startswith(("error:", "stopped:"))]
     if said:
@@ -175,11 +178,20 @@ def fan_out(
                     # the lowest slot no running job holds: with --gpus, no two jobs share a GPU
                     slots[name] = min(set(range(len(running) + 1)) - {slots.get(n) for n in running})
                     after = schedule.after(job) if schedule.native else ("", [])
-                    entry.job_id = launcher.submit(job_dir / f"{name}.json", log_file, slots[name], after)
+                    try:
+                        entry.job_id = launcher.submit(job_dir / f"{name}.json", log_file, slots[name], after)
+                    except Exception as err:  # noqa: BLE001 - sbatch refusing a job (partition, option)
+                        entry.status, entry.reason = (
+                            "failed",
+                            f"could not be submitted: {err}".splitlines()[0],
+                        )
+                        log(f"{job.tag} {entry.reason}")
+                        continue
                     entry.launcher, entry.status = launcher.name, "running"
                     entry.log = str(launcher.log_of(entry.job_id, log_file))
                     running[name] = entry.job_id
                     log(f"{job.tag} running as job {entry.job_id} (log: {entry.log})")
+                    save()  # its job id on disk at once: a sweep that dies now finds the job again
             for name, job_id in list(running.items()):
                 if name not in running:  # cancelled above: its pioneer failed
                     continue
@@ -193,7 +205,10 @@ def fan_out(
                         log(f"{job.tag} running ({text})")
                     continue
                 del running[name]
-                done = outcome == "done" or (outcome == "ended" and (finished(job) or _trained(job)))
+                # a job found again after a restart: done when its folder says so (profiles included
+                # where the job measures them)
+                trained = _trained(job) and not launcher.profiles_in_job
+                done = outcome == "done" or (outcome == "ended" and (finished(job) or trained))
                 progress_from_disk(entry, job)
                 if done:
                     entry.status, entry.reason = "done", None

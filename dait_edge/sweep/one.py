@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -102,6 +103,8 @@ def run_one(
     entry.student_top1, entry.teacher_top1 = summary.student_top1, summary.teacher_top1
     entry.teacher_reused, entry.distilled = summary.teacher_reused, True
     save()
+    if int(os.environ.get("RANK", "0")) > 0:  # a multi-GPU job: rank 0 alone exports and profiles
+        return entry
 
     if export_done(run_dir, expected_formats(job)):
         log(f"{tag} export: done earlier")

@@ -217,7 +217,9 @@ def run_sweep(
         for job in jobs:
             run_dir = Path(job.config.out)
             check_stop(f"the sweep stopped before {job.tag.strip('[]')}", f"its progress is in {out_dir}")
-            run_one(job, state.students[run_dir.name], save, log, profile_limit=profile_limit)
+            entry = run_one(job, state.students[run_dir.name], save, log, profile_limit=profile_limit)
+            entry.status, entry.reason = "done", None  # a run an earlier fanned-out sweep left failed
+            save()
     else:
         from dait_edge.sweep.fan_out import fan_out
 
