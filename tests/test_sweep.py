@@ -489,3 +489,58 @@ def test_the_local_launcher_pins_each_job_to_its_gpu_or_its_share_of_the_cores(t
     assert env["OMP_NUM_THREADS"] == "4" and env.get("CUDA_VISIBLE_DEVICES") == os.environ.get(
         "CUDA_VISIBLE_DEVICES"
     )
+
+
+def test_a_restarted_slurm_sweep_cancels_jobs_held_on_a_first_run_it_submits_again(tmp_path, monkeypatch):
+    """Run again after its first run failed, the sweep resubmits that run; a job SLURM still holds on the old
+    job id (afterok, never to be met) is cancelled and submitted again, now after the new id."""
+    submitit = pytest.importorskip("submitit")
+    from dait_edge.records import DistillConfig, StudentProgress, SweepJob
+    from dait_edge.sweep.fan_out import fan_out
+    from dait_edge.sweep.launch import SubmititLauncher
+
+    submitted, cancelled = [], []
+
+    class Job:
+        def __init__(self, folder=None, job_id="", state="COMPLETED"):
+            self.job_id, self.state = job_id, state
+            self.paths = type("Paths", (), {"stdout": tmp_path / f"{job_id}_log.out"})()
+
+        def done(self):
+            return True
+
+        def result(self):
+            return None
+
+        def cancel(self, check=True):
+            cancelled.append(self.job_id)
+
+    class Executor:
+        def __init__(self, folder, cluster):
+            self.parameters = {}
+
+        def update_parameters(self, **params):
+            self.parameters |= params
+
+        def submit(self, fn, path):
+            extra = self.parameters.get("slurm_additional_parameters", {})
+            submitted.append((Path(path).stem, extra.get("dependency")))
+            return Job(job_id=str(200 + len(submitted)))
+
+    monkeypatch.setattr(submitit, "AutoExecutor", Executor)
+    monkeypatch.setattr(submitit, "SlurmJob", lambda folder, job_id: Job(job_id=job_id, state="PENDING"))
+    launcher = SubmititLauncher(tmp_path / "slurm", "slurm")
+    jobs, state = [], SweepState(recipe={}, students={}, profiles=[], formats=["onnx"], created="now")
+    before = {"resnet18": ("failed", "100"), "mobilenetv2_100": ("running", "101")}
+    for student, (status, job_id) in before.items():
+        run_dir = tmp_path / "runs" / f"{student}-dait_f"
+        jobs.append(
+            SweepJob(config=DistillConfig(student=student, out=str(run_dir)), profiles=[], formats=["onnx"])
+        )
+        entry = StudentProgress(run_dir=str(run_dir), method="dait_f", status=status, job_id=job_id)
+        entry.launcher = "slurm"
+        state.students[run_dir.name] = entry
+    fan_out(state, jobs, launcher, tmp_path, lambda: None, lambda line: None, poll_s=0.0)
+    assert cancelled == ["101"]
+    assert submitted == [("resnet18-dait_f", None), ("mobilenetv2_100-dait_f", "afterok:201")]
+    assert {e.status for e in state.students.values()} == {"done"}

@@ -156,6 +156,17 @@ def fan_out(
         if job in pending:
             entry.status, entry.job_id, entry.reason = "queued", None, None
             job.write(job_dir / f"{name}.json")
+    if schedule.native:  # a job found again that SLURM holds on a first run about to be resubmitted waits on
+        for job in jobs:  # the old job id, which will never succeed: cancelled, and submitted again after it
+            name, pioneer = _name(job), schedule.pioneer[job.config.method]
+            if name in running and pioneer in pending:
+                launcher.cancel(running.pop(name))
+                entry = state.students[name]
+                entry.status, entry.job_id, entry.reason = "queued", None, None
+                pending.append(job)
+                job.write(job_dir / f"{name}.json")
+                log(f"{job.tag} cancelled and queued again: its method's first run is submitted anew")
+        pending.sort(key=jobs.index)
     save()
     shown: dict[str, str] = {}
     slots: dict[str, int] = {}  # run -> the launcher slot (GPU) it holds while it runs
