@@ -386,23 +386,17 @@ def test_a_job_started_while_others_run_never_gets_a_slot_one_of_them_holds(tmp_
     assert launcher.slot_of["d-none"] == launcher.slot_of["b-none"] != launcher.slot_of["c-none"]
 
 
-def test_on_slurm_every_job_is_queued_at_once_waiting_on_its_pioneer_and_cancelled_if_it_fails(
-    tmp_path, monkeypatch
-):
-    """--launcher slurm: the jobs go to the queue together, each with the sbatch dependency that orders it
-    (afterok on its method's first run, afterany between first runs); when a first run fails, the jobs
-    held on it are cancelled and reported blocked. submitit's executor is a recording stand-in (no SLURM)."""
-    submitit = pytest.importorskip("submitit")
-    from dait_edge.records import DistillConfig, StudentProgress, SweepJob
-    from dait_edge.sweep.fan_out import fan_out
-    from dait_edge.sweep.launch import SubmititLauncher
-
+def _slurm_stand_in(monkeypatch, submitit, tmp_path, first_id: int, fails: str = ""):
+    """submitit's executor and SlurmJob replaced by recording stand-ins (no SLURM): each submit is recorded as
+    (run, sbatch dependency, account) and numbered from `first_id`; a job ends at its second poll, the
+    run named `fails` with a disk-full error; a job found again by id reads PENDING. Returns the lists of
+    submits and cancelled job ids."""
     submitted, cancelled = [], []
 
     class Job:
-        def __init__(self, job_id, fails):
-            self.job_id, self.fails, self.polls = job_id, fails, 0
-            self.paths = type("Paths", (), {"stdout": tmp_path / f"{job_id}.out"})()
+        def __init__(self, job_id, fails=False, state="COMPLETED"):
+            self.job_id, self.fails, self.state, self.polls = job_id, fails, state, 0
+            self.paths = type("Paths", (), {"stdout": tmp_path / f"{job_id}_log.out"})()
 
         def done(self):
             self.polls += 1
@@ -423,12 +417,30 @@ def test_on_slurm_every_job_is_queued_at_once_waiting_on_its_pioneer_and_cancell
             self.parameters |= params
 
         def submit(self, fn, path):
-            job_id = str(100 + len(submitted))
+            job_id = str(first_id + len(submitted))
             extra = self.parameters.get("slurm_additional_parameters", {})
             submitted.append((Path(path).stem, extra.get("dependency"), extra.get("account")))
-            return Job(job_id, fails=Path(path).stem == "resnet18-dait_f")
+            return Job(job_id, fails=Path(path).stem == fails)
 
     monkeypatch.setattr(submitit, "AutoExecutor", Executor)
+    monkeypatch.setattr(submitit, "SlurmJob", lambda folder, job_id: Job(job_id, state="PENDING"))
+    return submitted, cancelled
+
+
+def test_on_slurm_every_job_is_queued_at_once_waiting_on_its_pioneer_and_cancelled_if_it_fails(
+    tmp_path, monkeypatch
+):
+    """--launcher slurm: the jobs go to the queue together, each with the sbatch dependency that orders it
+    (afterok on its method's first run, afterany between first runs); when a first run fails, the jobs
+    held on it are cancelled and reported blocked. submitit's executor is a recording stand-in (no SLURM)."""
+    submitit = pytest.importorskip("submitit")
+    from dait_edge.records import DistillConfig, StudentProgress, SweepJob
+    from dait_edge.sweep.fan_out import fan_out
+    from dait_edge.sweep.launch import SubmititLauncher
+
+    submitted, cancelled = _slurm_stand_in(
+        monkeypatch, submitit, tmp_path, first_id=100, fails="resnet18-dait_f"
+    )
     launcher = SubmititLauncher(tmp_path / "slurm", "slurm", partition="gpu", extra={"account": "lab"})
     jobs, state = [], SweepState(recipe={}, students={}, profiles=[], formats=["onnx"], created="now")
     for method, student in (("dait_f", "resnet18"), ("dait_f", "mobilenetv2_100"), ("none", "resnet18")):
@@ -499,36 +511,7 @@ def test_a_restarted_slurm_sweep_cancels_jobs_held_on_a_first_run_it_submits_aga
     from dait_edge.sweep.fan_out import fan_out
     from dait_edge.sweep.launch import SubmititLauncher
 
-    submitted, cancelled = [], []
-
-    class Job:
-        def __init__(self, folder=None, job_id="", state="COMPLETED"):
-            self.job_id, self.state = job_id, state
-            self.paths = type("Paths", (), {"stdout": tmp_path / f"{job_id}_log.out"})()
-
-        def done(self):
-            return True
-
-        def result(self):
-            return None
-
-        def cancel(self, check=True):
-            cancelled.append(self.job_id)
-
-    class Executor:
-        def __init__(self, folder, cluster):
-            self.parameters = {}
-
-        def update_parameters(self, **params):
-            self.parameters |= params
-
-        def submit(self, fn, path):
-            extra = self.parameters.get("slurm_additional_parameters", {})
-            submitted.append((Path(path).stem, extra.get("dependency")))
-            return Job(job_id=str(200 + len(submitted)))
-
-    monkeypatch.setattr(submitit, "AutoExecutor", Executor)
-    monkeypatch.setattr(submitit, "SlurmJob", lambda folder, job_id: Job(job_id=job_id, state="PENDING"))
+    submitted, cancelled = _slurm_stand_in(monkeypatch, submitit, tmp_path, first_id=201)
     launcher = SubmititLauncher(tmp_path / "slurm", "slurm")
     jobs, state = [], SweepState(recipe={}, students={}, profiles=[], formats=["onnx"], created="now")
     before = {"resnet18": ("failed", "100"), "mobilenetv2_100": ("running", "101")}
@@ -542,5 +525,5 @@ def test_a_restarted_slurm_sweep_cancels_jobs_held_on_a_first_run_it_submits_aga
         state.students[run_dir.name] = entry
     fan_out(state, jobs, launcher, tmp_path, lambda: None, lambda line: None, poll_s=0.0)
     assert cancelled == ["101"]
-    assert submitted == [("resnet18-dait_f", None), ("mobilenetv2_100-dait_f", "afterok:201")]
+    assert submitted == [("resnet18-dait_f", None, None), ("mobilenetv2_100-dait_f", "afterok:201", None)]
     assert {e.status for e in state.students.values()} == {"done"}

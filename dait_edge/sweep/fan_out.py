@@ -140,7 +140,7 @@ def fan_out(
         name, entry = _name(job), state.students[_name(job)]
         job.profiles_here = launcher.profiles_in_job
         job.threads = launcher.threads()
-        if finished(job) or (not launcher.profiles_in_job and _trained(job)):
+        if finished(job):
             progress_from_disk(entry, job)
             entry.status = "done"
             log(f"{job.tag} done earlier{_top1(entry)}")
@@ -216,10 +216,8 @@ def fan_out(
                         log(f"{job.tag} running ({text})")
                     continue
                 del running[name]
-                # a job found again after a restart: done when its folder says so (profiles included
-                # where the job measures them)
-                trained = _trained(job) and not launcher.profiles_in_job
-                done = outcome == "done" or (outcome == "ended" and (finished(job) or trained))
+                # a job found again after a restart: done when its folder says so
+                done = outcome == "done" or (outcome == "ended" and finished(job))
                 progress_from_disk(entry, job)
                 if done:
                     entry.status, entry.reason = "done", None
@@ -256,14 +254,6 @@ def fan_out(
     if unfinished:
         log(f"{len(unfinished)} of {len(jobs)} run(s) did not finish; run the same sweep again to retry them")
     save()
-
-
-def _trained(job: SweepJob) -> bool:
-    """Distilled and exported (all a job does when profiles are measured afterwards)?"""
-    from dait_edge.sweep.one import distilled, expected_formats, export_done
-
-    run_dir = Path(job.config.out)
-    return distilled(run_dir) is not None and export_done(run_dir, expected_formats(job))
 
 
 def _top1(entry: StudentProgress) -> str:

@@ -53,13 +53,11 @@ def distilled(run_dir: Path) -> RunSummary | None:
 
 
 def finished(job: SweepJob) -> bool:
-    """Is everything this job does on disk already (distilled, exported, every profile measured)?"""
+    """Is everything this job does on disk already (distilled, exported and, where the job measures its
+    profiles itself, every profile measured)?"""
     run_dir = Path(job.config.out)
-    return (
-        distilled(run_dir) is not None
-        and export_done(run_dir, expected_formats(job))
-        and all(profile_done(run_dir, p) for p in job.profiles)
-    )
+    profiled = not job.profiles_here or all(profile_done(run_dir, p) for p in job.profiles)
+    return distilled(run_dir) is not None and export_done(run_dir, expected_formats(job)) and profiled
 
 
 def progress_from_disk(entry: StudentProgress, job: SweepJob) -> StudentProgress:
