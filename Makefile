@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	# torch first, pinned to the releases these machines hold on disk (a CUDA build that runs on the CPU;
 	# about 5.5 GB in the venv: no second copy in pip's cache)
 	$(BIN)/python -m pip install --quiet --no-cache-dir $(TORCH_SPEC)
-	$(BIN)/python -m pip install --quiet --no-cache-dir -e ".[full,cluster,dev]"
+	$(BIN)/python -m pip install --quiet --no-cache-dir -e ".[full,cluster,executorch,litert,litert-export,dev]"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -555,8 +555,36 @@ def exported_run(tmp_path_factory, tiny_cub):
     run = make_fake_run(
         tmp_path_factory.mktemp("exported"), "test_efficientnet", tiny_cub, params=123, macs=456
     )
-    export_run(run, formats="onnx,onnx-int8-u8s8", calib_samples=8, measure_speed=False, log=lambda m: None)
+    formats = ["onnx", "onnx-int8-u8s8"] + [
+        f for kind in MOBILE_EXTRAS if mobile_extra(kind) for f in MOBILE_EXTRAS[kind]
+    ]
+    export_run(run, formats=formats, calib_samples=8, measure_speed=False, log=lambda m: None)
     return run
+
+
+# The on-device runtimes' formats, exported into `exported_run` where their optional packages are installed
+# (`make test` installs them; a plain `pip install -e .[full,dev]` does not, and their tests then skip).
+MOBILE_EXTRAS = {
+    "executorch": ("executorch-fp32", "executorch-int8"),
+    "litert": ("litert-fp32", "litert-int8"),
+}
+_MOBILE_MODULES = {"executorch": ("executorch",), "litert": ("ai_edge_litert", "litert_torch")}
+
+
+def mobile_extra(kind: str) -> bool:
+    """Are the packages of `kind`'s extra installed (both its runtime and its exporter)?"""
+    import importlib.util
+
+    return all(importlib.util.find_spec(name) is not None for name in _MOBILE_MODULES[kind])
+
+
+def needs_mobile(kind: str):
+    """A skip mark naming the extra to install."""
+    extra = "executorch" if kind == "executorch" else "litert,litert-export"
+    return pytest.mark.skipif(
+        not mobile_extra(kind),
+        reason=f"needs the {kind} extra: pip install -e '.[{extra}]' (make test installs it)",
+    )
 
 
 # ---------------------------------------------------------------------------------- tools

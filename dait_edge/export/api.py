@@ -66,6 +66,11 @@ def export_run(
     recipes, wanted = _checked_recipes(
         formats, fp16, int8, trt, opset, max_top1_drop, calibration_method, max_fallback_nodes, qat
     )
+    for recipe in recipes:  # a missing runtime or converter is said before the student is loaded
+        if recipe.mobile:
+            from dait_edge.export.mobile import backend_for
+
+            backend_for(recipe).require()
     given = (("epochs", qat_epochs), ("lr", qat_lr), ("teacher", qat_teacher))
     overrides = {k: v for k, v in given if v is not None}
     if overrides and not qat:
@@ -88,7 +93,7 @@ def export_run(
     if job.test.note:
         log(f"parity: {job.test.note}")
     job.reference = parity.torch_logits(job.model, job.test.images)
-    if any(r.precision == "int8" and r.kind == "onnx" for r in recipes):
+    if any(r.precision == "int8" and (r.kind == "onnx" or r.mobile) for r in recipes):
         job.calibration, validation = int8_images(info, calib_samples, val_samples)
         if job.calibration.note:
             log(f"calibration: {job.calibration.note}")
@@ -121,6 +126,8 @@ def export_run(
                 job.skipped.append(skip)
             elif recipe.kind == "trt":
                 job.export_trt(recipe)
+            elif recipe.mobile:
+                job.export_mobile(recipe)
             else:
                 try:
                     job.export_onnx(recipe)
@@ -259,15 +266,7 @@ class _Export:
         result = parity.ort_logits(tmp, self.test.images)
         # QAT's files are checked against the model they were made from, every other against the student
         own = accuracy.reference if accuracy is not None else None
-        check = parity.compare(self.reference if own is None else own, result, self.test, recipe.threshold)
-        if not check.passed and recipe.parity_fatal:
-            raise UserError(
-                f"{recipe.name} disagrees with PyTorch: top-1 agreement {check.agreement:.2f}% <"
-                f" {recipe.threshold}% on {check.samples} {check.data} inputs (max |logit diff|"
-                f" {check.max_abs_diff:.3g}); artifact removed; try another opset, or another exporter in"
-                " the recipe.",
-                setting="opset",
-            )
+        check = self._parity(recipe, self.reference if own is None else own, result)
         if self.measure_speed:
             self.latencies[recipe.name] = parity.latency_ms(tmp, input_size)
         if recipe.name not in self.wanted:
@@ -290,6 +289,27 @@ class _Export:
         entry = artifacts.entry(recipe, final, check)
         entry.accuracy = accuracy.record if accuracy is not None else None
         self.artifacts.append(entry)
+        self._warn_parity(recipe, check)
+
+    def _parity(self, recipe: Recipe, reference, result):
+        """The parity record; a fatal disagreement is an error (the temp file is removed at the end)."""
+        check = parity.compare(reference, result, self.test, recipe.threshold)
+        if not check.passed and recipe.parity_fatal:
+            hint = (
+                "try another opset, or another exporter in the recipe"
+                if recipe.kind == "onnx"
+                else f"report it with the model name; export the onnx formats meanwhile ({recipe.kind} lowering"
+                " changed the model's output)"
+            )
+            raise UserError(
+                f"{recipe.name} disagrees with PyTorch: top-1 agreement {check.agreement:.2f}% <"
+                f" {recipe.threshold}% on {check.samples} {check.data} inputs (max |logit diff|"
+                f" {check.max_abs_diff:.3g}); artifact removed; {hint}.",
+                setting="opset" if recipe.kind == "onnx" else "formats",
+            )
+        return check
+
+    def _warn_parity(self, recipe: Recipe, check) -> None:
         if not check.passed:
             cost = ""
             if check.top1_pytorch is not None:
@@ -298,6 +318,59 @@ class _Export:
                 f"warning: {recipe.name} agrees with PyTorch on {check.agreement:.2f}% of inputs"
                 f" (< {recipe.threshold}%){cost}; kept with parity.passed = false."
             )
+
+    def export_mobile(self, recipe: Recipe) -> None:
+        """An ExecuTorch .pte or LiteRT .tflite lowered from the student (export/mobile.py), checked by its own
+        runtime against PyTorch, int8 judged on the validation images like the ONNX files."""
+        from dait_edge.export.mobile import backend_for, build_mobile
+        from dait_edge.export.parity import top1_of
+
+        backend = backend_for(recipe)
+        final = artifacts.artifact_path(self.out_dir, recipe.name, backend.suffix)
+        artifacts.remove_artifact(final)
+        tmp = temp_path_beside(final)
+        self.temps.append(tmp)
+        input_size = self.info.data_config.input_size
+        self.log(f"{recipe.name}: lowering the student ({recipe.lowering.get('backend', recipe.kind)})")
+        built = build_mobile(recipe, self.model, tmp, input_size, self.calibration, self.judge, self.log)
+        program = backend.load(tmp)
+        check = self._parity(recipe, self.reference, program.logits(self.test.images))
+        if self.measure_speed:
+            self.latencies[recipe.name] = parity.latency_ms(tmp, input_size, run=program.run)
+        os.replace(tmp, final)
+        self.temps.remove(tmp)
+        accuracy = built.int8
+        if accuracy is not None:
+            self.judge.finish(accuracy, final, program.logits(self.test.images), recipe.name, None)
+            record = accuracy.record
+            record.latency_ms = self.latencies.get(recipe.name)
+            if built.plain_test_logits is not None:  # modules went back to float: plain int8's own test top-1
+                record.plain_test_top1 = top1_of(built.plain_test_logits, self.test.labels)
+                record.plain_latency_ms = None  # plain int8 was judged as a graph, never lowered
+        sidecar = artifacts.sidecar(
+            recipe,
+            self.info,
+            check,
+            backend.runtime,
+            opset=None,
+            dynamic_batch=False,
+            delegation=built.lowered.delegation,
+        )
+        if accuracy is not None:
+            sidecar.quantization = {
+                **built.quantizer,
+                "calibration": {
+                    "samples": int(len(self.calibration.images)),
+                    "data": self.calibration.source,
+                },
+                "io": built.lowered.io,
+                "accuracy": accuracy.record.to_dict(),
+            }
+        sidecar.write_for(final)
+        entry = artifacts.entry(recipe, final, check)
+        entry.accuracy = accuracy.record if accuracy is not None else None
+        self.artifacts.append(entry)
+        self._warn_parity(recipe, check)
 
     def export_trt(self, recipe: Recipe) -> None:
         """A TensorRT engine from its ONNX source, or a message naming why it was skipped."""
@@ -345,11 +418,20 @@ class _Export:
     def summary(self) -> ExportSummary:
         """export/summary.json: the artifacts, what was skipped, and how fast each ran against fp32."""
         fp32_ms = self.latencies.get("onnx-fp32")
-        notes = [
-            parity.speed_note(name, ms, fp32_ms)
-            for name, ms in self.latencies.items()
-            if name != "onnx-fp32" and fp32_ms and name in self.wanted
-        ]
+        notes = []
+        for name, ms in self.latencies.items():
+            if name == "onnx-fp32" or name not in self.wanted:
+                continue
+            # an on-device runtime's int8 file against its own fp32 file where both were built
+            own = f"{name.split('-')[0]}-fp32"
+            if not name.startswith("onnx") and own != name and self.latencies.get(own):
+                notes.append(parity.speed_note(name, ms, self.latencies[own], than=own))
+            elif fp32_ms:
+                notes.append(
+                    parity.speed_note(
+                        name, ms, fp32_ms, than="fp32" if name.startswith("onnx") else "onnx-fp32"
+                    )
+                )
         for entry in self.artifacts:
             if entry.format in self.latencies:
                 entry.latency_ms_batch1 = round(self.latencies[entry.format], 3)
@@ -364,6 +446,9 @@ class _Export:
             artifacts=self.artifacts,
             skipped=self.skipped,
             performance=notes,
-            performance_how="ONNX Runtime CPUExecutionProvider, batch 1, median of 20 runs after 3 warm-up",
+            performance_how=(
+                "each file in its runtime on this CPU (ONNX Runtime CPUExecutionProvider, ExecuTorch XNNPACK, LiteRT"
+                " interpreter), batch 1, median of 20 runs after 3 warm-up"
+            ),
             created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         )

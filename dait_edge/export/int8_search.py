@@ -21,6 +21,7 @@ import math
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,7 +66,7 @@ def top1(path: Path, images: ImageBatch) -> float:
 class Candidate:
     """One int8 graph the search built, as the validation images judge it."""
 
-    path: Path
+    path: Any  # the file (or, for ExecuTorch and LiteRT, the quantised PyTorch graph) judged
     nodes: list[str]  # kept in float
     top1: float
     agreement: float  # % of validation images predicted as fp32 predicts them
@@ -84,9 +85,10 @@ class _Judge:
     fp32_logits: np.ndarray
     fp32_top1: float
     budget: float
+    logits_of: Callable[[Any, np.ndarray], np.ndarray] = ort_logits  # an ONNX file's, by default
 
-    def score(self, path: Path, nodes: list[str]) -> Candidate:
-        logits = ort_logits(path, self.validation.images)
+    def score(self, path: Any, nodes: list[str]) -> Candidate:
+        logits = self.logits_of(path, self.validation.images)
         agreement = compare(self.fp32_logits, logits)[1]
         return Candidate(path, nodes, top1_of(logits, self.validation.labels), agreement, logits)
 
@@ -236,8 +238,10 @@ def judged_accuracy(
     before_logits: np.ndarray | None,
     budget: float,
     num_classes: int,
+    logits_of: Callable[[Any, np.ndarray], np.ndarray] = ort_logits,
+    quantised_nodes: int | None = None,
 ) -> Int8Accuracy:
-    """A QAT artifact judged as post-training int8 is: top-1 and agreement with the fp32 artifact on the
+    """A QAT artifact (or an ExecuTorch / LiteRT file, `logits_of` running it) judged as post-training int8 is: top-1 and agreement with the fp32 artifact on the
     validation images against `budget`. `before_logits`: the calibrated fake-quantised model before its
     fine-tuning (what calibration alone gives: the record's `plain_val_*`; its `plain_test_top1` and
     `plain_latency_ms`, filled by export, are the artifact's own, there being no plain file). No layer
@@ -254,12 +258,12 @@ def judged_accuracy(
         reason=None if usable else reason,
         val_images=0 if validation is None else len(validation.images),
         val_source=None if validation is None else validation.source,
-        quantised_nodes=graph_stats(path)["QuantizeLinear"],
+        quantised_nodes=graph_stats(path)["QuantizeLinear"] if quantised_nodes is None else quantised_nodes,
     )
     if not usable:
         return record
     fp32_top1 = top1_of(fp32_val_logits, validation.labels)
-    judge = _Judge(validation, fp32_val_logits, fp32_top1, budget)
+    judge = _Judge(validation, fp32_val_logits, fp32_top1, budget, logits_of)
     kept = judge.score(path, [])
     record.fp32_val_top1 = fp32_top1
     if before_logits is not None:

@@ -71,28 +71,35 @@ def compare(reference: np.ndarray, artifact: np.ndarray, batch: ImageBatch, thre
 
 
 def latency_ms(
-    path: str | Path, input_size: list[int] | tuple[int, ...], runs: int = 20, warmup: int = 3
+    path: str | Path, input_size: list[int] | tuple[int, ...], runs: int = 20, warmup: int = 3, run=None
 ) -> float:
-    """Median ORT CPU latency at batch 1: a quick relative measure for the summary, not a benchmark."""
-    session = ort_session(path)
-    name = session.get_inputs()[0].name
+    """Median CPU latency at batch 1 (ORT, or `run(image)`: another runtime's request): a quick relative
+    measure for the summary, not a benchmark."""
     x = np.random.default_rng(0).standard_normal((1, *input_size), dtype=np.float32)
+    if run is None:
+        session = ort_session(path)
+        name = session.get_inputs()[0].name
+
+        def run(image):
+            return session.run(None, {name: image})
+
     for _ in range(warmup):
-        session.run(None, {name: x})
+        run(x)
     times = []
     for _ in range(runs):
         start = time.perf_counter()
-        session.run(None, {name: x})
+        run(x)
         times.append(time.perf_counter() - start)
     return float(np.median(times) * 1000)
 
 
-def speed_note(name: str, ms: float, fp32_ms: float) -> str:
+def speed_note(name: str, ms: float, fp32_ms: float, than: str = "fp32") -> str:
     ratio = fp32_ms / ms if ms > 0 else float("inf")
     if ratio >= 1.05:
-        verdict = f"{ratio:.1f}x faster than fp32"
+        verdict = f"{ratio:.1f}x faster than {than}"
     elif ratio <= 0.95:
-        verdict = f"{1 / ratio:.1f}x slower than fp32"
+        verdict = f"{1 / ratio:.1f}x slower than {than}"
     else:
-        verdict = "as fast as fp32"
-    return f"{name} {verdict} on this CPU (ORT, batch 1: {ms:.2f} ms vs {fp32_ms:.2f} ms)"
+        verdict = f"as fast as {than}"
+    how = "ORT" if than == "fp32" else "each in its runtime"
+    return f"{name} {verdict} on this CPU ({how}, batch 1: {ms:.2f} ms vs {fp32_ms:.2f} ms)"

@@ -1,4 +1,5 @@
-"""Classify images with an exported ONNX artifact using only its sidecar: no torch, no dait_edge model code.
+"""Classify images with an exported artifact using only its sidecar: no torch, no dait_edge model code (ONNX
+through ONNX Runtime, .tflite through the LiteRT interpreter; a .pte through ExecuTorch, which brings torch).
 
 This is what a deployment needs and the proof that the sidecar is complete: resize the short side to
 size / crop_pct with the sidecar's interpolation, centre crop, scale to [0, 1], normalise, run ORT,
@@ -51,14 +52,32 @@ def preprocess(image: Image.Image, sidecar: Sidecar) -> np.ndarray:
     return np.ascontiguousarray(((pixels - mean) / std).transpose(2, 0, 1), dtype=np.float32)
 
 
-def predict_logits(artifact_path: str | Path, image_paths: Sequence[str | Path]) -> np.ndarray:
-    import onnxruntime as ort
+def _on_device_model(artifact_path: Path):
+    """An ExecuTorch .pte or LiteRT .tflite in its own runtime (None for ONNX): `logits(images)`."""
+    if artifact_path.suffix == ".pte":
+        from dait_edge.profiling.runners.executorch import PteProgram, require_executorch
 
+        require_executorch(f"predicting with {artifact_path.name}")
+        return PteProgram(artifact_path)
+    if artifact_path.suffix == ".tflite":
+        from dait_edge.profiling.runners.litert import TfliteModel, require_litert
+
+        require_litert(f"predicting with {artifact_path.name}")
+        return TfliteModel(artifact_path)
+    return None
+
+
+def predict_logits(artifact_path: str | Path, image_paths: Sequence[str | Path]) -> np.ndarray:
     sidecar = Sidecar.verified_for(artifact_path)
     batch = []
     for path in image_paths:
         with Image.open(path) as img:
             batch.append(preprocess(img, sidecar))
+    model = _on_device_model(Path(artifact_path))
+    if model is not None:
+        return model.logits(np.stack(batch))
+    import onnxruntime as ort
+
     session = ort.InferenceSession(str(artifact_path), providers=["CPUExecutionProvider"])
     if sidecar.dynamic_batch:
         return session.run([sidecar.output_name], {sidecar.input_name: np.stack(batch)})[0]

@@ -15,9 +15,19 @@ from dait_edge.utils.io import read_toml
 from dait_edge.utils.shipped import shipped_dir
 
 RECIPES_DIR = shipped_dir("export")
-# Short names for recipe files: `onnx` is the fp32 graph, `onnx-int8` both int8 variants.
-ALIASES = {"onnx": ("onnx-fp32",), "onnx-int8": ("onnx-int8-u8s8", "onnx-int8-s8s8")}
+# Short names for recipe files: `onnx` is the fp32 graph, `onnx-int8` both int8 variants, `executorch` and
+# `litert` the fp32 and int8 files of each on-device runtime.
+ALIASES = {
+    "onnx": ("onnx-fp32",),
+    "onnx-int8": ("onnx-int8-u8s8", "onnx-int8-s8s8"),
+    "executorch": ("executorch-fp32", "executorch-int8"),
+    "litert": ("litert-fp32", "litert-int8"),
+}
 _PRECISIONS = ("fp32", "fp16", "int8")
+# What each kind of recipe makes: ONNX graphs, TensorRT engines (from an ONNX graph), and the on-device
+# runtimes' files lowered from the PyTorch student itself (export/mobile.py).
+KINDS = ("onnx", "trt", "executorch", "litert")
+MOBILE_KINDS = ("executorch", "litert")
 
 
 def format_names() -> list[str]:
@@ -28,7 +38,7 @@ def format_names() -> list[str]:
 @dataclass
 class Recipe:
     name: str  # the format name used in file names and the summary, e.g. "onnx-int8-s8s8"
-    kind: str  # "onnx" or "trt"
+    kind: str  # one of KINDS
     precision: str
     variant: str | None = None
     source: str | None = None  # the format this one is converted from (None: from PyTorch)
@@ -41,12 +51,19 @@ class Recipe:
     trt: dict[str, Any] = field(default_factory=dict)
     accuracy: dict[str, Any] = field(default_factory=dict)  # int8: max_top1_drop, calibration
     qat: dict[str, Any] = field(default_factory=dict)  # int8 from QAT (export/qat.py QATSettings); empty: PTQ
+    # executorch / litert: how the student is lowered (export/mobile.py: backend, partitioner checks)
+    lowering: dict[str, Any] = field(default_factory=dict)
     path: str | None = None
     description: str = ""
 
     @property
     def threshold(self) -> float:
         return float(self.parity.get("threshold", {"fp32": 99.9, "fp16": 99.0}.get(self.precision, 97.0)))
+
+    @property
+    def mobile(self) -> bool:
+        """An on-device runtime's file (ExecuTorch .pte, LiteRT .tflite), lowered from PyTorch."""
+        return self.kind in MOBILE_KINDS
 
     @property
     def parity_fatal(self) -> bool:
@@ -74,8 +91,12 @@ def parse_recipe(data: dict[str, Any], path: str | None = None) -> Recipe:
         raise UserError(
             f"{where} has no {err.args[0]!r} key; every recipe needs name, kind and precision."
         ) from err
-    if kind not in ("onnx", "trt"):
-        raise UserError(f"{where}: kind must be 'onnx' or 'trt', not {kind!r}.")
+    if kind not in KINDS:
+        raise UserError(f"{where}: kind must be one of {', '.join(KINDS)}, not {kind!r}.")
+    if kind in MOBILE_KINDS and (data.get("source") or precision == "fp16"):
+        raise UserError(
+            f"{where}: a {kind} recipe is lowered from the PyTorch student (no source), in fp32 or int8."
+        )
     if precision not in _PRECISIONS:
         raise UserError(f"{where}: precision must be one of {', '.join(_PRECISIONS)}, not {precision!r}.")
     known = set(Recipe.__dataclass_fields__) - {"path"}
@@ -160,6 +181,9 @@ def plan_recipes(requested: list[str]) -> tuple[list[Recipe], set[str]]:
 
     for name in requested:
         add(name)
-    ordered = sorted(recipes.values(), key=lambda r: (r.kind != "onnx", r.source is not None))
+    # ONNX first (sources before conversions), then engines, then the on-device runtimes' files
+    ordered = sorted(
+        recipes.values(), key=lambda r: (r.kind != "onnx", r.kind in MOBILE_KINDS, r.source is not None)
+    )
     wanted = {load_recipe(n).name for n in requested}
     return ordered, wanted

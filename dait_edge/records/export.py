@@ -86,6 +86,9 @@ class Sidecar(Record):
     tensorrt: TensorRTBuild | None = None
     gpu: str | None = None  # engines: the GPU it was built on
     onnx_source: str | None = None  # engines: the ONNX format it was built from
+    # ExecuTorch / LiteRT: the delegate, its partitions, and the ops it did not take (they run on the
+    # runtime's own portable / builtin kernels, much slower)
+    delegation: dict[str, Any] | None = None
     created: str = ""
     # The artifact file's SHA-256 when it was exported: profile and predict refuse a file that differs
     # (changed, truncated, half-copied). None in sidecars written before it was recorded.

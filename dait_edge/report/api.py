@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dait_edge.records import BestChoice, Record, Report, ReportSettings
-from dait_edge.report.best import choose_best
+from dait_edge.report.best import choose_across_runtimes, choose_best
 from dait_edge.report.collect import collect
 from dait_edge.report.compare import FILES as COMPARE_FILES
 from dait_edge.report.html import render_html
@@ -48,6 +48,8 @@ def build_report(
     collected = collect(sources)
     log(f"{len(collected.rows)} rows from {len(collected.files)} profile result(s)")
     best = choose_best(collected.rows, max_top1_drop=max_top1_drop, batch=batch)
+    # and per machine across runtimes: ONNX Runtime against ExecuTorch against LiteRT, where several were measured
+    best += choose_across_runtimes(collected.rows, max_top1_drop=max_top1_drop, batch=batch)
     report = Report(
         settings=ReportSettings(
             sources=[str(source) for source in sources],

@@ -60,6 +60,34 @@ def choose_best(rows: list[ProfileRow], max_top1_drop: float = 1.0, batch: int =
     return entries
 
 
+ACROSS_RUNTIMES = "all runtimes"  # the profile name of a choice made across every runtime measured on a machine
+
+
+def runtime_of(row: ProfileRow) -> str:
+    """The runtime a row measured: its backend without the mode (onnxruntime-cudagraph -> onnxruntime)."""
+    return (row.backend or "").split("-")[0]
+
+
+def choose_across_runtimes(
+    rows: list[ProfileRow], max_top1_drop: float = 1.0, batch: int = 1
+) -> list[BestChoice]:
+    """Per trained model and machine, the fastest accurate artifact among every runtime measured there (ONNX
+    Runtime, ExecuTorch, LiteRT, TensorRT): the rows of all its profiles as one group, judged by the same
+    rule against the best fp32 artifact of any runtime. Only where two runtimes or more were measured."""
+    from dait_edge.report.collect import machine_of
+
+    groups: dict[tuple, list[ProfileRow]] = {}
+    for row in rows:
+        groups.setdefault((row.student, row.model or row.run_dir, machine_of(row.hardware)), []).append(row)
+    merged = [
+        dataclasses.replace(row, profile=ACROSS_RUNTIMES, hardware=machine_of(row.hardware))
+        for group in groups.values()
+        if len({runtime_of(row) for row in group if not row.reference}) >= 2
+        for row in group
+    ]
+    return choose_best(merged, max_top1_drop, batch) if merged else []
+
+
 def _name_places(entries: list[BestChoice]) -> None:
     """`where` of each entry: 'resnet18 on x86-ort-cpu-int8', plus the run and machine where one student and
     profile hold several choices."""

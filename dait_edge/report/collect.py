@@ -105,12 +105,19 @@ def short_hardware(hardware: Hardware) -> str:
     parts = [machine_name(hardware)]
     if hardware.cpu_count:
         parts.append(f"{hardware.cpu_count} CPUs")
-    parts += [
-        f"{name} {version}"
-        for name, version in hardware.versions.items()
-        if name in ("onnxruntime", "tensorrt")
-    ]
+    parts += [f"{name} {version}" for name, version in hardware.versions.items() if name in RUNTIME_VERSIONS]
     return ", ".join(parts)
+
+
+# The runtimes whose version is part of a row's machine key: a choice never mixes two versions of one runtime.
+RUNTIME_VERSIONS = ("onnxruntime", "tensorrt", "executorch", "ai-edge-litert")
+
+
+def machine_of(short: str | None) -> str | None:
+    """`short_hardware` without the runtime versions: the machine alone (choices across runtimes group by it)."""
+    if short is None:
+        return None
+    return ", ".join(part for part in short.split(", ") if part.split(" ")[0] not in RUNTIME_VERSIONS)
 
 
 def _profile_results(source: Path) -> list[tuple[Path, ProfileResult]]:
