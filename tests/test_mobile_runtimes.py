@@ -161,8 +161,7 @@ def test_predict_serves_the_file_and_refuses_it_once_changed(name, tmp_path, exp
 
 
 def test_a_missing_runtime_is_one_line_naming_the_extra(monkeypatch, tmp_path, exported_run):
-    from dait_edge.profiling.runners.executorch import require_executorch
-    from dait_edge.profiling.runners.litert import require_litert
+    from dait_edge.export.on_device import require_executorch, require_litert
 
     for module in (
         "executorch",
@@ -240,9 +239,67 @@ def test_int8_over_its_budget_keeps_the_worst_module_float(tmp_path):
     assert record.fp32_val_top1 == 100.0 and record.plain_val_top1 < 95.0  # plain int8 over the budget
     assert [step.nodes for step in record.steps] == [1] and record.nodes_in_float == ["0"]
     assert record.budget_met and record.quantised_nodes == 3 and record.max_fallback_nodes == 2
-    from dait_edge.profiling.runners.executorch import PteProgram
+    from dait_edge.export.on_device import PteProgram
 
     kept = PteProgram(tmp_path / "m.pte").logits(validation.images)  # the record is the file's
     assert record.val_top1 == pytest.approx(100.0 * (kept.argmax(1) == validation.labels).mean(), abs=1e-3)
     assert record.drop <= 5.0 and built.plain_test_logits.shape == (9, 5)
     assert any("1 node(s) in float" in line for line in lines)
+
+
+LITERT_LOG = """STARTING!
+Num threads: [4]
+Graph: [/data/local/tmp/student-litert-int8.tflite]
+INFO: Created TensorFlow Lite XNNPACK delegate for CPU.
+Running benchmark for at least 1 iterations and at least 0.5 seconds but terminate if exceeding 150 seconds.
+count=9 first=87112 curr=51629 min=51629 max=87112 avg=58147.4 std=11478 p5=51629 median=51962 p95=87112
+Running benchmark for at least 50 iterations and at least 1 seconds but terminate if exceeding 150 seconds.
+count=50 first=2990 curr=2913 min=2727 max=3189 avg=2950.34 std=109 p5=2750 median=2901 p95=3100
+Inference timings in us: Init: 17187, First inference: 3512, Warmup (avg): 3512.39, Inference (avg): 2950.34
+Memory footprint delta from the start of the tool (MB): init=4.21094 overall=46.0859
+"""
+EXECUTORCH_LOG = """I 00:00:00.001 executorch:executor_runner.cpp:84] Model file student-executorch-int8.pte is loaded.
+I 00:00:00.250 executorch:executor_runner.cpp:203] Model executed successfully 50 time(s) in 612.5 ms.
+"""
+
+
+@executorch_only
+@litert_only
+def test_a_phones_benchmark_log_becomes_a_row_the_report_reads(tmp_path, exported_run):
+    run = tmp_path / "run"
+    shutil.copytree(exported_run, run, ignore=shutil.ignore_patterns("profile"))
+    export = run / "export"
+    (tmp_path / "litert.txt").write_text(LITERT_LOG)
+    (tmp_path / "et.txt").write_text(EXECUTORCH_LOG)
+    cases = [
+        ("student-litert-int8.tflite", "arm64-litert-cpu", "litert.txt", 2.901, 3.189),  # median, max
+        ("student-executorch-int8.pte", "arm64-executorch-xnnpack", "et.txt", 12.25, 12.25),  # mean only
+    ]
+    for name, profile, log, p50, p99 in cases:
+        args = ["profile", str(export / name), "--profile", profile, "--from-log", str(tmp_path / log)]
+        result = CliRunner().invoke(cli, [*args, "--device-name", "Pixel 8", "--json"])
+        assert result.exit_code == 0, result.output
+        row = json.loads(result.output[result.output.index("{") :])["rows"][0]
+        assert row["latency_ms"]["p50"] == pytest.approx(p50) and row["latency_ms"]["p99"] == pytest.approx(
+            p99
+        )
+        assert row["batch"] == 1 and row["top1"] is None and "log" in row["note"]
+        assert (run / "profile" / f"{profile}.json").is_file()  # saved in the run, as profile does
+    litert = json.loads((run / "profile" / "arm64-litert-cpu.json").read_text())
+    assert litert["measured"]["threads"] == 4 and litert["rows"][0]["peak_mem_mb"] == pytest.approx(46.0859)
+    result = CliRunner().invoke(cli, ["report", str(run), "--out", str(tmp_path / "report")])
+    assert result.exit_code == 0 and "test_efficientnet on arm64-litert-cpu" in result.output
+    # a log about another file, or one without a timed run, is refused in one line
+    wrong = [("student-litert-fp32.tflite", "litert.txt", "measured student-litert-int8.tflite")]
+    wrong += [("student-litert-int8.tflite", "et.txt", "no litert benchmark result")]
+    for name, log, message in wrong:
+        args = [
+            "profile",
+            str(export / name),
+            "--profile",
+            "arm64-litert-cpu",
+            "--from-log",
+            str(tmp_path / log),
+        ]
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output

@@ -42,13 +42,17 @@ def test_shipped_profiles_parse():
         "cuda-trt",
         "cuda-ort-trt",
         "jetson-orin-trt-fp16",
+        "x86-executorch-xnnpack",
+        "x86-litert-cpu",
+        "arm64-executorch-xnnpack",
+        "arm64-litert-cpu",
     } <= names
     for name in names:
         profile = load_profile(name)
         assert (
             profile.name == name
             and profile.device
-            and profile.runtime in ("onnxruntime", "tensorrt", "torch")
+            and profile.runtime in ("onnxruntime", "tensorrt", "torch", "executorch", "litert")
         )
         assert profile.batch_sizes and profile.iterations >= 1
 
@@ -59,7 +63,8 @@ def test_bad_profiles(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text('name = "bad"\nruntime = "openvino"\n')
     with pytest.raises(
-        UserError, match="runtime must be one of onnxruntime, tensorrt, torch, not 'openvino'"
+        UserError,
+        match="runtime must be one of executorch, litert, onnxruntime, tensorrt, torch, not 'openvino'",
     ):
         load_profile(str(bad))
     # Wrong types are named with what they must be, not found later as a TypeError mid-measurement.

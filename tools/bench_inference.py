@@ -6,6 +6,10 @@ batch 1 in one process, in rounds that alternate PyTorch eager and every artifac
 hits them all alike. The best artifact is picked as `dait-edge profile` picks it (choose_best); the table
 shows it against eager and against ONNX Runtime fp32.
 
+Where the extras are installed, the same student is also lowered to ExecuTorch (.pte, XNNPACK) and LiteRT
+(.tflite) in fp32 and int8, and those files join the rounds, each in its own runtime with the same thread
+count; the rule then chooses across every runtime (`--no-mobile` leaves them out).
+
 Targets (from the issue): on a CPU, the chosen artifact at most 0.35x eager's batch-1 latency and never
 slower than ONNX Runtime fp32. With --device cuda (on a CUDA machine): eager, CUDA graph replay,
 torch.compile and, when TensorRT is installed, the fp16 engine from a CUDA graph, against 0.5 ms at batch 1.
@@ -29,6 +33,21 @@ import time
 from pathlib import Path
 
 FORMATS = ("onnx-fp32", "onnx-fp16", "onnx-int8-u8s8", "onnx-int8-s8s8")
+# The on-device runtimes' files (dait-edge[executorch], dait-edge[litert,litert-export]): runtime -> formats
+MOBILE = {
+    "executorch": ("executorch-fp32", "executorch-int8"),
+    "litert": ("litert-fp32", "litert-int8"),
+}
+COLUMNS = {  # table heading -> format
+    "ORT fp32": "onnx-fp32",
+    "fp16": "onnx-fp16",
+    "int8 u8s8": "onnx-int8-u8s8",
+    "int8 s8s8": "onnx-int8-s8s8",
+    "ET fp32": "executorch-fp32",
+    "ET int8": "executorch-int8",
+    "LiteRT fp32": "litert-fp32",
+    "LiteRT int8": "litert-int8",
+}
 CPU_TARGET = 0.35  # chosen artifact / eager, batch 1
 GPU_TARGET_MS = 0.5
 
@@ -54,6 +73,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     parser.add_argument("--json", type=Path, help="Also write every figure to this JSON file.")
     parser.add_argument("--keep", type=Path, help="Write the runs here (default: a temp folder, removed).")
+    parser.add_argument(
+        "--no-mobile",
+        action="store_true",
+        help="Leave out the ExecuTorch and LiteRT files (export and timing).",
+    )
     args = parser.parse_args(argv)
     from dait_edge.errors import UserError
     from dait_edge.sweep import resolve_students
@@ -86,10 +110,12 @@ def make_run(folder: Path, student: str, data_root: Path, img_size: int) -> Path
     )
 
 
-def export(run: Path) -> list[str]:
-    """fp32 + int8 in one export; fp16 on its own, so a parity failure there costs only fp16."""
+def export(run: Path, mobile: bool = True) -> list[str]:
+    """fp32 + int8 in one export; fp16 on its own, so a parity failure there costs only fp16; each on-device
+    runtime's pair in a folder of its own (export/<runtime>/: each export writes its own summary.json)."""
     from dait_edge.errors import UserError
     from dait_edge.export.api import export_run
+    from dait_edge.records import RunLayout
 
     logging.getLogger().setLevel(logging.ERROR)  # the quantiser logs every tensor it leaves in float
     notes = []
@@ -99,6 +125,11 @@ def export(run: Path) -> list[str]:
         export_run(run, formats="onnx-fp16", **common)
     except UserError as err:
         notes.append(f"onnx-fp16 not exported: {err}")
+    for runtime, formats in MOBILE.items() if mobile else ():
+        try:  # its own export: a missing extra or a failed lowering costs only that runtime's columns
+            export_run(run, formats=list(formats), out=RunLayout(run).export / runtime, **common)
+        except UserError as err:
+            notes.append(f"{runtime} not exported: {err}")
     return notes
 
 
@@ -139,6 +170,24 @@ def side_by_side(
     return {name: summarise(values) for name, values in samples.items()}
 
 
+def mobile_profile(runtime: str, threads: int):
+    """A profile for the on-device runtime's runner: the same threads as torch and ORT, batch 1."""
+    from dait_edge.profiling.target import Profile
+
+    return Profile(
+        name=f"bench-{runtime}",
+        description="tools/bench_inference.py",
+        device="this CPU",
+        runtime=runtime,
+        providers=(),
+        formats=MOBILE[runtime],
+        threads=threads,
+        batch_sizes=(1,),
+        warmup=1,
+        iterations=1,
+    )
+
+
 def cpu_profiles(threads: int):
     from dait_edge.profiling.target import Profile
 
@@ -171,8 +220,14 @@ def choose(rows: list) -> tuple[str, str]:
     """(format chosen, how): the rule `dait-edge profile` and `report` apply."""
     from dait_edge.report.best import choose_best
 
-    entry = choose_best(rows, max_top1_drop=1.0, batch=1)[0]
-    return entry.chosen_format, "dait_edge.report.best.choose_best(max_top1_drop=1.0, batch=1)"
+    # one choice across every runtime measured (the report's "all runtimes" choice does the same)
+    entry = choose_best(
+        [dataclasses.replace(row, profile="bench") for row in rows], max_top1_drop=1.0, batch=1
+    )[0]
+    return (
+        entry.chosen_format,
+        "dait_edge.report.best.choose_best(max_top1_drop=1.0, batch=1), across runtimes",
+    )
 
 
 def bench_cpu(run: Path, args) -> dict:
@@ -181,13 +236,25 @@ def bench_cpu(run: Path, args) -> dict:
     from dait_edge.records import RunLayout
 
     ort_profile, eager_profile = cpu_profiles(args.threads)
-    rows = profile_artifacts([RunLayout(run).export], ort_profile, save=False, log=lambda m: None).rows
+    export_dir = RunLayout(run).export
+    profiled = [
+        (ort_profile, profile_artifacts([export_dir], ort_profile, save=False, log=lambda m: None).rows)
+    ]
+    for runtime in MOBILE:
+        folder = export_dir / runtime
+        if not args.no_mobile and folder.is_dir() and any(folder.glob("*.json")):
+            profile = mobile_profile(runtime, args.threads)
+            profiled.append(
+                (profile, profile_artifacts([folder], profile, save=False, log=lambda m: None).rows)
+            )
+    rows = [row for _, found in profiled for row in found]
     with contextlib.ExitStack() as stack:  # every runner is deactivated, whatever fails
         eager = stack.enter_context(runner_for("torch")(run, eager_profile))
         candidates = {"eager": eager.timed(1, "eager")}
-        for row in rows:
-            runner = stack.enter_context(runner_for("onnxruntime")(Path(row.artifact), ort_profile))
-            candidates[row.format] = runner.timed(1)
+        for profile, found in profiled:
+            for row in found:
+                runner = stack.enter_context(runner_for(profile.runtime)(Path(row.artifact), profile))
+                candidates[row.format] = runner.timed(1)
         stats = side_by_side(candidates, args.iterations, args.rounds)
     rows = [
         dataclasses.replace(row, latency_ms=stats[row.format], throughput_ips=1e3 / stats[row.format].mean)
@@ -300,41 +367,55 @@ def _trt_runner(run: Path, notes: list[str], stack: contextlib.ExitStack):
 
 
 def hardware_line(args) -> str:
+    import importlib.metadata
+
     import onnxruntime
     import torch
 
     from dait_edge.profiling.hardware import cpu_model
 
     load = " / ".join(f"{v:.2f}" for v in os.getloadavg())
+    versions = [f"torch {torch.__version__}", f"onnxruntime {onnxruntime.__version__}"]
+    for package in ("executorch", "ai-edge-litert", "litert-torch") if not args.no_mobile else ():
+        try:
+            versions.append(f"{package} {importlib.metadata.version(package)}")
+        except importlib.metadata.PackageNotFoundError:
+            versions.append(f"{package} not installed")
+    flags = cpu_flags()
     line = (
-        f"{cpu_model()}, {os.cpu_count()} cores, {args.threads} thread(s) for torch and ORT;"
-        f" torch {torch.__version__}, onnxruntime {onnxruntime.__version__}; load average {load} at start"
+        f"{cpu_model()} ({flags}), {os.cpu_count()} cores, {args.threads} thread(s) for every runtime;"
+        f" {', '.join(versions)}; load average {load} at start"
     )
     if args.device == "cuda":
         line += f"; GPU {torch.cuda.get_device_name(0)}, CUDA {torch.version.cuda}"
     return line
 
 
+def cpu_flags() -> str:
+    """The CPU features that decide which int8 kernels run (from /proc/cpuinfo; Linux only)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "flags unknown"
+    line = next((ln for ln in text.splitlines() if ln.startswith(("flags", "Features"))), "")
+    have = set(line.split(":", 1)[-1].split())
+    wanted = ["avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm", "sve"]
+    present = [flag for flag in wanted if flag in have]
+    return ", ".join(present) if present else "none of avx2 / avx512 / vnni / dotprod"
+
+
 def cpu_table(results: dict[str, dict], img_size: int) -> list[str]:
-    head = [
-        "student",
-        "eager",
-        "ORT fp32",
-        "fp16",
-        "int8 u8s8",
-        "int8 s8s8",
-        "chosen",
-        "/eager",
-        "/fp32",
-        "target",
-    ]
+    measured = {fmt for r in results.values() for fmt in r["p50_ms"]}
+    columns = {head: fmt for head, fmt in COLUMNS.items() if fmt in FORMATS or fmt in measured}
+    head = ["student", "eager", *columns, "chosen", "/eager", "/fp32", "target"]
     lines = [
-        f"CPU, batch 1, {img_size} px, p50 ms (* = failed parity at export; ratios = chosen p50 / other p50)"
+        f"CPU, batch 1, {img_size} px, p50 ms (* = failed parity at export; ratios = chosen p50 / other p50;"
+        " ET = ExecuTorch XNNPACK)"
     ]
     table = [head]
     for student, r in results.items():
         cells = [student, f"{r['p50_ms']['eager']:.2f}"]
-        for fmt in FORMATS:
+        for fmt in columns.values():
             ms = r["p50_ms"].get(fmt)
             mark = "*" if r["parity_passed"].get(fmt) is False else ""
             cells.append("-" if ms is None else f"{ms:.2f}{mark}")
@@ -373,7 +454,7 @@ def main(argv=None) -> int:
         for student in args.students:
             started = time.perf_counter()
             run = make_run(base, student, data_root, args.img_size)
-            notes[student] = export(run)
+            notes[student] = export(run, mobile=not args.no_mobile)
             exported = time.perf_counter() - started
             cpu[student] = bench_cpu(run, args)
             if args.device == "cuda":

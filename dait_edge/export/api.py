@@ -266,7 +266,7 @@ class _Export:
         result = parity.ort_logits(tmp, self.test.images)
         # QAT's files are checked against the model they were made from, every other against the student
         own = accuracy.reference if accuracy is not None else None
-        check = self._parity(recipe, self.reference if own is None else own, result)
+        check = self.check_parity(recipe, self.reference if own is None else own, result)
         if self.measure_speed:
             self.latencies[recipe.name] = parity.latency_ms(tmp, input_size)
         if recipe.name not in self.wanted:
@@ -289,9 +289,9 @@ class _Export:
         entry = artifacts.entry(recipe, final, check)
         entry.accuracy = accuracy.record if accuracy is not None else None
         self.artifacts.append(entry)
-        self._warn_parity(recipe, check)
+        self.warn_parity(recipe, check)
 
-    def _parity(self, recipe: Recipe, reference, result):
+    def check_parity(self, recipe: Recipe, reference, result):
         """The parity record; a fatal disagreement is an error (the temp file is removed at the end)."""
         check = parity.compare(reference, result, self.test, recipe.threshold)
         if not check.passed and recipe.parity_fatal:
@@ -309,7 +309,7 @@ class _Export:
             )
         return check
 
-    def _warn_parity(self, recipe: Recipe, check) -> None:
+    def warn_parity(self, recipe: Recipe, check) -> None:
         if not check.passed:
             cost = ""
             if check.top1_pytorch is not None:
@@ -320,57 +320,10 @@ class _Export:
             )
 
     def export_mobile(self, recipe: Recipe) -> None:
-        """An ExecuTorch .pte or LiteRT .tflite lowered from the student (export/mobile.py), checked by its own
-        runtime against PyTorch, int8 judged on the validation images like the ONNX files."""
-        from dait_edge.export.mobile import backend_for, build_mobile
-        from dait_edge.export.parity import top1_of
+        """An ExecuTorch .pte or LiteRT .tflite (export/mobile.py)."""
+        from dait_edge.export.mobile import export_file
 
-        backend = backend_for(recipe)
-        final = artifacts.artifact_path(self.out_dir, recipe.name, backend.suffix)
-        artifacts.remove_artifact(final)
-        tmp = temp_path_beside(final)
-        self.temps.append(tmp)
-        input_size = self.info.data_config.input_size
-        self.log(f"{recipe.name}: lowering the student ({recipe.lowering.get('backend', recipe.kind)})")
-        built = build_mobile(recipe, self.model, tmp, input_size, self.calibration, self.judge, self.log)
-        program = backend.load(tmp)
-        check = self._parity(recipe, self.reference, program.logits(self.test.images))
-        if self.measure_speed:
-            self.latencies[recipe.name] = parity.latency_ms(tmp, input_size, run=program.run)
-        os.replace(tmp, final)
-        self.temps.remove(tmp)
-        accuracy = built.int8
-        if accuracy is not None:
-            self.judge.finish(accuracy, final, program.logits(self.test.images), recipe.name, None)
-            record = accuracy.record
-            record.latency_ms = self.latencies.get(recipe.name)
-            if built.plain_test_logits is not None:  # modules went back to float: plain int8's own test top-1
-                record.plain_test_top1 = top1_of(built.plain_test_logits, self.test.labels)
-                record.plain_latency_ms = None  # plain int8 was judged as a graph, never lowered
-        sidecar = artifacts.sidecar(
-            recipe,
-            self.info,
-            check,
-            backend.runtime,
-            opset=None,
-            dynamic_batch=False,
-            delegation=built.lowered.delegation,
-        )
-        if accuracy is not None:
-            sidecar.quantization = {
-                **built.quantizer,
-                "calibration": {
-                    "samples": int(len(self.calibration.images)),
-                    "data": self.calibration.source,
-                },
-                "io": built.lowered.io,
-                "accuracy": accuracy.record.to_dict(),
-            }
-        sidecar.write_for(final)
-        entry = artifacts.entry(recipe, final, check)
-        entry.accuracy = accuracy.record if accuracy is not None else None
-        self.artifacts.append(entry)
-        self._warn_parity(recipe, check)
+        export_file(self, recipe)
 
     def export_trt(self, recipe: Recipe) -> None:
         """A TensorRT engine from its ONNX source, or a message naming why it was skipped."""

@@ -55,12 +55,12 @@ def preprocess(image: Image.Image, sidecar: Sidecar) -> np.ndarray:
 def _on_device_model(artifact_path: Path):
     """An ExecuTorch .pte or LiteRT .tflite in its own runtime (None for ONNX): `logits(images)`."""
     if artifact_path.suffix == ".pte":
-        from dait_edge.profiling.runners.executorch import PteProgram, require_executorch
+        from dait_edge.export.on_device import PteProgram, require_executorch
 
         require_executorch(f"predicting with {artifact_path.name}")
         return PteProgram(artifact_path)
     if artifact_path.suffix == ".tflite":
-        from dait_edge.profiling.runners.litert import TfliteModel, require_litert
+        from dait_edge.export.on_device import TfliteModel, require_litert
 
         require_litert(f"predicting with {artifact_path.name}")
         return TfliteModel(artifact_path)

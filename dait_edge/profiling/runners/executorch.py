@@ -14,55 +14,11 @@ import functools
 import numpy as np
 
 from dait_edge.errors import UserError
+from dait_edge.export.on_device import PteProgram, require_executorch
 from dait_edge.profiling.runner import Runner, random_input, register_runner
 from dait_edge.profiling.target import Profile
 from dait_edge.profiling.timing import Timed
 from dait_edge.records import Sidecar
-
-INSTALL = "pip install 'dait-edge[executorch]' (the executorch package: its runtime and XNNPACK backend)"
-
-
-def require_executorch(what: str) -> dict[str, str]:
-    """ExecuTorch's version, or a one-line error naming what to install."""
-    try:
-        from executorch.version import __version__
-    except ImportError:
-        raise UserError(f"{what} needs ExecuTorch: {INSTALL}.") from None
-    return {"executorch": __version__}
-
-
-class PteProgram:
-    """A loaded `.pte`'s forward method: logits of float32 images (N, C, H, W), one request per image."""
-
-    def __init__(self, path, threads: int = 0):
-        import torch
-        from executorch.runtime import Runtime
-
-        if threads:
-            from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
-
-            _unsafe_reset_threadpool(threads)  # XNNPACK's pool is per process: the profile's count
-        runtime = Runtime.get()
-        if not runtime.backend_registry.is_available("XnnpackBackend"):
-            raise UserError(f"this ExecuTorch build has no XNNPACK backend; reinstall it: {INSTALL}.")
-        self.torch = torch
-        try:
-            self.program = runtime.load_program(str(path))
-            self.method = self.program.load_method("forward")
-        except Exception as err:  # noqa: BLE001 - the runtime raises RuntimeError with its error code
-            raise UserError(
-                f"ExecuTorch cannot load {path}: {str(err).splitlines()[0]}; export it again."
-            ) from None
-        meta = self.method.metadata.input_tensor_meta(0)
-        self.input_shape = tuple(meta.sizes())  # (1, C, H, W)
-
-    def run(self, image: np.ndarray) -> np.ndarray:
-        """One request: (1, C, H, W) -> (1, classes)."""
-        return self.method.execute([self.torch.from_numpy(image)])[0].numpy()
-
-    def logits(self, images: np.ndarray) -> np.ndarray:
-        images = np.ascontiguousarray(images, dtype=np.float32)
-        return np.concatenate([self.run(images[i : i + 1]) for i in range(len(images))]).astype(np.float32)
 
 
 @register_runner(

@@ -15,102 +15,11 @@ import functools
 import numpy as np
 
 from dait_edge.errors import UserError
+from dait_edge.export.on_device import TfliteModel, delegation, require_litert
 from dait_edge.profiling.runner import Runner, random_input, register_runner
 from dait_edge.profiling.target import Profile
 from dait_edge.profiling.timing import Timed
 from dait_edge.records import Sidecar
-
-INSTALL = "pip install 'dait-edge[litert]' (ai-edge-litert, the LiteRT interpreter; no torch needed)"
-
-
-def require_litert(what: str) -> dict[str, str]:
-    """LiteRT's version, or a one-line error naming what to install."""
-    try:
-        import ai_edge_litert
-        from ai_edge_litert.interpreter import Interpreter  # noqa: F401
-    except ImportError:
-        raise UserError(f"{what} needs the LiteRT interpreter: {INSTALL}.") from None
-    return {"ai-edge-litert": getattr(ai_edge_litert, "__version__", "unknown")}
-
-
-def delegation(interpreter) -> dict:
-    """Which delegate runs the model and which ops it left to LiteRT's kernels. Walks back from the outputs
-    over the executed graph: a tensor a DELEGATE node produces comes from that node, any other from the op
-    that wrote it, which therefore still runs."""
-    ops = interpreter._get_ops_details()  # every node; the delegate's are appended after the originals
-    producer: dict[int, dict] = {}
-    for op in ops:
-        for tensor in op["outputs"]:
-            if op["op_name"] == "DELEGATE" or tensor not in producer:
-                producer[tensor] = op
-    executed: dict[int, dict] = {}
-    stack, seen = [d["index"] for d in interpreter.get_output_details()], set()
-    while stack:
-        tensor = stack.pop()
-        if tensor in seen or tensor not in producer:
-            continue
-        seen.add(tensor)
-        op = producer[tensor]
-        if op["index"] not in executed:
-            executed[op["index"]] = op
-            stack += [int(t) for t in op["inputs"] if t >= 0]
-    partitions = sum(op["op_name"] == "DELEGATE" for op in executed.values())
-    undelegated: dict[str, int] = {}
-    for op in executed.values():
-        if op["op_name"] != "DELEGATE":
-            undelegated[op["op_name"]] = undelegated.get(op["op_name"], 0) + 1
-    originals = sum(op["op_name"] != "DELEGATE" for op in ops)
-    return {
-        "backend": "XNNPACK (the interpreter's default CPU delegate)" if partitions else None,
-        "partitions": partitions,
-        "ops": originals,
-        "delegated_ops": originals - sum(undelegated.values()),
-        "undelegated_ops": dict(sorted(undelegated.items())),
-    }
-
-
-class TfliteModel:
-    """A `.tflite` in an interpreter: logits of float32 images (N, C, H, W), one request per image."""
-
-    def __init__(self, path, threads: int = 0):
-        from ai_edge_litert.interpreter import Interpreter
-
-        try:
-            self.interpreter = Interpreter(model_path=str(path), num_threads=threads or None)
-            self.interpreter.allocate_tensors()
-        except Exception as err:  # noqa: BLE001 - the interpreter raises ValueError / RuntimeError
-            raise UserError(
-                f"LiteRT cannot load {path}: {str(err).splitlines()[0]}; export it again."
-            ) from None
-        self.input = self.interpreter.get_input_details()[0]
-        self.output = self.interpreter.get_output_details()[0]
-        self.input_shape = tuple(int(d) for d in self.input["shape"])  # (1, C, H, W)
-
-    def io(self) -> dict:
-        """The input and output tensors' types and (int8) quantisation, for the sidecar."""
-
-        def of(detail):
-            scale, zero = detail["quantization"]
-            quantised = {"scale": float(scale), "zero_point": int(zero)} if scale else {}
-            return {"dtype": np.dtype(detail["dtype"]).name, **quantised}
-
-        return {"input": of(self.input), "output": of(self.output)}
-
-    def run(self, image: np.ndarray) -> np.ndarray:
-        """One request: (1, C, H, W) float -> (1, classes) float."""
-        scale, zero = self.input["quantization"]
-        if scale:  # int8 input: quantised as the converter's input quantiser does
-            info = np.iinfo(self.input["dtype"])
-            image = np.clip(np.round(image / scale) + zero, info.min, info.max).astype(self.input["dtype"])
-        self.interpreter.set_tensor(self.input["index"], image)
-        self.interpreter.invoke()
-        out = self.interpreter.get_tensor(self.output["index"])
-        scale, zero = self.output["quantization"]
-        return (out.astype(np.float32) - zero) * scale if scale else out.astype(np.float32)
-
-    def logits(self, images: np.ndarray) -> np.ndarray:
-        images = np.ascontiguousarray(images, dtype=np.float32)
-        return np.concatenate([self.run(images[i : i + 1]) for i in range(len(images))])
 
 
 @register_runner("litert", "LiteRT (TensorFlow Lite): .tflite models, XNNPACK delegate on CPUs, no torch")
