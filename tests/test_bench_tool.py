@@ -9,6 +9,8 @@ import json
 
 import pytest
 
+from tests.conftest import mobile_extra
+
 TOOL = "bench_inference.py"
 
 
@@ -16,12 +18,18 @@ def test_bench_prints_ratios_that_match_its_own_figures(tmp_path, run_tool):
     out = tmp_path / "bench.json"
     # timm's tiny test model: the tool takes any name distill takes; the four students are its default
     args = ["--students", "test_efficientnet", "--img-size", "32", "--iterations", "6", "--rounds", "2"]
-    done = run_tool(TOOL, *args, "--threads", "1", "--json", out)
+    # one on-device runtime (LiteRT: the cheaper to lower) stands for both; `--mobile all` is the default
+    mobile = ["--mobile", "litert"] if mobile_extra("litert") else ["--mobile", "none"]
+    done = run_tool(TOOL, *args, "--threads", "1", *mobile, "--json", out)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "CPU target met for every student:" in done.stdout
     result = json.loads(out.read_text())["cpu"]["test_efficientnet"]
     p50 = result["p50_ms"]
-    assert set(p50) == {"eager", "onnx-fp32", "onnx-fp16", "onnx-int8-u8s8", "onnx-int8-s8s8"}
+    formats = {"eager", "onnx-fp32", "onnx-fp16", "onnx-int8-u8s8", "onnx-int8-s8s8"}
+    if mobile_extra("litert"):
+        formats |= {"litert-fp32", "litert-int8"}
+        assert "LiteRT fp32" in done.stdout and "LiteRT int8" in done.stdout and "ET fp32" not in done.stdout
+    assert set(p50) == formats
     assert all(ms > 0 for ms in p50.values())
     assert result["chosen"] in p50 and result["chosen"] != "eager"
     assert result["chosen_to_eager"] == pytest.approx(p50[result["chosen"]] / p50["eager"])

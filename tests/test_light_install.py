@@ -1,4 +1,5 @@
-"""The device install: `pip install dait-edge` (no extras) has no PyTorch and still profiles ONNX artifacts.
+"""The device install: `pip install dait-edge[litert]` (the LiteRT interpreter, no other extra) has no PyTorch and
+still profiles ONNX and LiteRT artifacts.
 
 A real venv is built from a copy of this checkout (the wheel path users take on a Jetson or a
 Raspberry Pi), with the package registry as the only source, as `make test` installs everything.
@@ -16,6 +17,7 @@ import pytest
 
 from dait_edge.errors import UserError
 from dait_edge.records import ProfileResult, Sidecar
+from tests.conftest import needs_mobile
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = ("dait_edge", "profiles", "export", "pyproject.toml", "README.md")
@@ -36,7 +38,7 @@ def light_venv(tmp_path_factory) -> Path:
     python = getattr(sys, "_base_executable", sys.executable)
     subprocess.run([python, "-m", "venv", str(venv)], check=True, timeout=120)
     install = subprocess.run(
-        [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", str(source)],
+        [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", f"{source}[litert]"],
         capture_output=True,
         text=True,
         timeout=900,
@@ -105,3 +107,27 @@ def test_light_install_says_how_to_get_the_full_toolchain(light_venv, tmp_path):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
     assert "needs torch" in lines[0] and "pip install 'dait-edge[full]'" in lines[0]
+
+
+@needs_mobile("litert")
+def test_light_install_profiles_litert_files_with_top1_and_no_torch(light_venv, exported):
+    run, cub = exported
+    data = ["--dataset", "cub", "--data-root", str(cub.root), "--json"]
+    result = light(light_venv, "profile", str(run / "export"), "--profile", "arm64-litert-cpu", *data)
+    assert result.returncode == 0, result.stderr
+    rows = ProfileResult.from_dict(json.loads(result.stdout), "profile --json").rows
+    assert {r.format for r in rows} == {
+        "litert-int8"
+    }  # the int8 file: its int8 input quantised without torch
+    for row in rows:  # what export measured with the full install, through the sidecar's preprocessing
+        assert row.top1 == pytest.approx(Sidecar.read_for(row.artifact).parity.top1_artifact, abs=1e-3)
+    probe = subprocess.run(
+        [
+            str(light_venv / "bin" / "python"),
+            "-c",
+            "import ai_edge_litert, sys; print('torch' in sys.modules)",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert probe.stdout.strip() == "False", probe.stderr

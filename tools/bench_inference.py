@@ -8,7 +8,8 @@ shows it against eager and against ONNX Runtime fp32.
 
 Where the extras are installed, the same student is also lowered to ExecuTorch (.pte, XNNPACK) and LiteRT
 (.tflite) in fp32 and int8, and those files join the rounds, each in its own runtime with the same thread
-count; the rule then chooses across every runtime (`--no-mobile` leaves them out).
+count; the rule then chooses across every runtime (`--mobile none` leaves them out, `--mobile litert` takes
+one runtime).
 
 Targets (from the issue): on a CPU, the chosen artifact at most 0.35x eager's batch-1 latency and never
 slower than ONNX Runtime fp32. With --device cuda (on a CUDA machine): eager, CUDA graph replay,
@@ -74,9 +75,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, help="Also write every figure to this JSON file.")
     parser.add_argument("--keep", type=Path, help="Write the runs here (default: a temp folder, removed).")
     parser.add_argument(
-        "--no-mobile",
-        action="store_true",
-        help="Leave out the ExecuTorch and LiteRT files (export and timing).",
+        "--mobile",
+        choices=("all", *MOBILE, "none"),
+        default="all",
+        help="Which on-device runtimes' files join the comparison (default all: ExecuTorch and LiteRT).",
     )
     args = parser.parse_args(argv)
     from dait_edge.errors import UserError
@@ -110,7 +112,7 @@ def make_run(folder: Path, student: str, data_root: Path, img_size: int) -> Path
     )
 
 
-def export(run: Path, mobile: bool = True) -> list[str]:
+def export(run: Path, mobile: str = "all") -> list[str]:
     """fp32 + int8 in one export; fp16 on its own, so a parity failure there costs only fp16; each on-device
     runtime's pair in a folder of its own (export/<runtime>/: each export writes its own summary.json)."""
     from dait_edge.errors import UserError
@@ -125,7 +127,9 @@ def export(run: Path, mobile: bool = True) -> list[str]:
         export_run(run, formats="onnx-fp16", **common)
     except UserError as err:
         notes.append(f"onnx-fp16 not exported: {err}")
-    for runtime, formats in MOBILE.items() if mobile else ():
+    for runtime, formats in MOBILE.items():
+        if mobile not in ("all", runtime):
+            continue
         try:  # its own export: a missing extra or a failed lowering costs only that runtime's columns
             export_run(run, formats=list(formats), out=RunLayout(run).export / runtime, **common)
         except UserError as err:
@@ -242,7 +246,7 @@ def bench_cpu(run: Path, args) -> dict:
     ]
     for runtime in MOBILE:
         folder = export_dir / runtime
-        if not args.no_mobile and folder.is_dir() and any(folder.glob("*.json")):
+        if args.mobile in ("all", runtime) and folder.is_dir() and any(folder.glob("*.json")):
             profile = mobile_profile(runtime, args.threads)
             profiled.append(
                 (profile, profile_artifacts([folder], profile, save=False, log=lambda m: None).rows)
@@ -376,7 +380,10 @@ def hardware_line(args) -> str:
 
     load = " / ".join(f"{v:.2f}" for v in os.getloadavg())
     versions = [f"torch {torch.__version__}", f"onnxruntime {onnxruntime.__version__}"]
-    for package in ("executorch", "ai-edge-litert", "litert-torch") if not args.no_mobile else ():
+    packages = {"executorch": ("executorch",), "litert": ("ai-edge-litert", "litert-torch")}
+    for package in [
+        p for runtime, names in packages.items() if args.mobile in ("all", runtime) for p in names
+    ]:
         try:
             versions.append(f"{package} {importlib.metadata.version(package)}")
         except importlib.metadata.PackageNotFoundError:
@@ -454,7 +461,7 @@ def main(argv=None) -> int:
         for student in args.students:
             started = time.perf_counter()
             run = make_run(base, student, data_root, args.img_size)
-            notes[student] = export(run, mobile=not args.no_mobile)
+            notes[student] = export(run, mobile=args.mobile)
             exported = time.perf_counter() - started
             cpu[student] = bench_cpu(run, args)
             if args.device == "cuda":
