@@ -292,3 +292,27 @@ def test_a_phones_benchmark_log_becomes_a_row_the_report_reads(tmp_path, exporte
         ]
         result = CliRunner().invoke(cli, args)
         assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
+
+
+def test_undelegated_ops_are_named_and_refused_where_the_recipe_requires_full_delegation(tmp_path):
+    """Checked on the records alone: a file with an op outside XNNPACK warns by default and is refused under
+    `require_full_delegation = true`; an on-device recipe converted from another format is refused."""
+    import dataclasses
+
+    from dait_edge.export.lowering import Lowered, check_delegation
+    from dait_edge.export.recipes import load_recipe, parse_recipe
+
+    lowered = Lowered({"backend": "XNNPACK", "partitions": 2, "undelegated_ops": {"PADV2": 1}})
+    recipe = load_recipe("litert-int8")
+    said = []
+    assert "PADV2 x1" in check_delegation(recipe, lowered, said.append) and said
+    assert check_delegation(recipe, Lowered({"undelegated_ops": {}}), said.append) is None
+    strict = dataclasses.replace(recipe, lowering={**recipe.lowering, "require_full_delegation": True})
+    with pytest.raises(
+        UserError, match=r"ops not delegated to XNNPACK \(PADV2 x1\).*require_full_delegation"
+    ):
+        check_delegation(strict, lowered, said.append)
+    with pytest.raises(UserError, match="lowered from the PyTorch student"):
+        parse_recipe(
+            {"name": "x", "kind": "executorch", "precision": "int8", "source": "onnx-fp32"}, "x.toml"
+        )

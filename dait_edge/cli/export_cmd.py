@@ -124,11 +124,18 @@ def command(
     fp32's decision margin). What happened is in the sidecar and summary.json; every int8 artifact
     gets a per-layer error table beside it (ARTIFACT.layers.csv).
 
+    Phones and boards: --formats executorch,litert lowers the student to ExecuTorch .pte and LiteRT
+    .tflite files (fp32 and int8, XNNPACK), each checked in its own runtime against PyTorch, int8
+    judged on the same validation budget (the modules it hurts most stay float), the ops the
+    delegate did not take named in the sidecar. Needs the executorch / litert and litert-export
+    extras.
+
     \b
       dait-edge export runs/cub-mobilenetv2-dait_f-... --fp16 --int8
       dait-edge export RUN --int8 --max-top1-drop 0.5 --calibration minmax
       dait-edge export --formats onnx,onnx-int8-s8s8,trt-int8
       dait-edge export RUN --int8 --qat --qat-epochs 5     # post-training and QAT int8 side by side
+      dait-edge export RUN --formats executorch,litert --out RUN/export-mobile
     """
     from dait_edge.export.api import export_run
 

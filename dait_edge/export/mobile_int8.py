@@ -16,6 +16,9 @@ from dait_edge.errors import UserError
 from dait_edge.export.lowering import Backend, MobileBuilt, check_delegation
 
 RANKING_IMAGES = 16  # calibration images the module ranking runs on
+# Both quantisers range activations with torchao's HistogramObserver (an L2-minimising search over the
+# calibration histogram); ONNX Runtime's --calibration methods do not apply here.
+OBSERVER = "histogram"
 
 
 def quantisable_modules(model) -> list[tuple[str, Any]]:
@@ -157,6 +160,10 @@ def build_int8(recipe, backend: Backend, model, example, dst: Path, calibration,
     from dait_edge.export.parity import top1_of, torch_logits
 
     started = time.perf_counter()
+    if judge.method not in (None, "search"):
+        log(
+            f"{recipe.name}: --calibration {judge.method} applies to ONNX int8; this quantiser ranges with its histogram observer"
+        )
     per_channel = bool(recipe.quantize.get("per_channel", True))
     images = calibration.images
     modules = quantisable_modules(model)
@@ -181,7 +188,7 @@ def build_int8(recipe, backend: Backend, model, example, dst: Path, calibration,
         if not scorer.within(best):
             from dait_edge.records import Int8Accuracy
 
-            trail = Int8Accuracy(budget=budget, checked=True, calibration="minmax")
+            trail = Int8Accuracy(budget=budget, checked=True, calibration=OBSERVER)
             best = _fall_back(
                 Path("."), lambda _path, exclude: graph(exclude), layers, cap, scorer, best, trail, log
             )
@@ -204,6 +211,7 @@ def build_int8(recipe, backend: Backend, model, example, dst: Path, calibration,
         quantised_nodes=len(modules),
     )
     record.max_fallback_nodes = cap
+    record.calibration = OBSERVER  # the quantiser's own activation observer, not ORT's methods
     record.nodes_in_float = list(nodes)
     record.steps = steps
     if record.checked and not record.budget_met:
@@ -218,6 +226,7 @@ def build_int8(recipe, backend: Backend, model, example, dst: Path, calibration,
         "scheme": "int8 activations per tensor (affine), int8 weights symmetric"
         + (" per output channel" if per_channel else " per tensor"),
         "per_channel": per_channel,
+        "activation_observer": "HistogramObserver (the quantiser's static default)",
         "how": "PT2E post-training: torch.export, prepare_pt2e, calibration, convert_pt2e",
     }
     return MobileBuilt(lowered, Int8Built(record, layers, None), settings, plain_test)

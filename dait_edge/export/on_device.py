@@ -81,7 +81,9 @@ def delegation(interpreter) -> dict:
     """Which delegate runs the model and which ops it left to LiteRT's kernels. Walks back from the outputs
     over the executed graph: a tensor a DELEGATE node produces comes from that node, any other from the op
     that wrote it, which therefore still runs."""
-    ops = interpreter._get_ops_details()  # every node; the delegate's are appended after the originals
+    # every node, the delegate's appended after the originals (a private method, but the interpreter's only
+    # account of its graph after delegation)
+    ops = interpreter._get_ops_details()
     producer: dict[int, dict] = {}
     for op in ops:
         for tensor in op["outputs"]:
