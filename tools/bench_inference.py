@@ -1,7 +1,8 @@
 """PyTorch eager against the exported artifacts, side by side, for the four students on this machine.
 
-For each student (random weights: the figures are timings only; accuracies mean nothing) an untrained run
-is written in a temp folder, exported to ONNX fp32 / fp16 / int8-u8s8 / int8-s8s8, and then measured at
+For each student (random weights: the figures are timings only; accuracies mean nothing; the normalisation
+scales timm initialises to zero are set to 1, else litert-torch folds those residual branches away and times a
+smaller network) an untrained run is written in a temp folder, exported to ONNX fp32 / fp16 / int8-u8s8 / int8-s8s8, and then measured at
 batch 1 in one process, in rounds that alternate PyTorch eager and every artifact so that machine noise
 hits them all alike. The best artifact is picked as `dait-edge profile` picks it (choose_best); the table
 shows it against eager and against ONNX Runtime fp32.
@@ -109,6 +110,7 @@ def make_run(folder: Path, student: str, data_root: Path, img_size: int) -> Path
         data_root=data_root,
         classes=classes,
         img_size=img_size,
+        fill_zero_scales=True,  # no converter may fold a zero-initialised residual branch away
     )
 
 
