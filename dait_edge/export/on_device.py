@@ -10,6 +10,8 @@ input's scale and zero point and logits dequantised with the output's, so caller
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from dait_edge.errors import UserError
@@ -122,7 +124,8 @@ class TfliteModel:
         from ai_edge_litert.interpreter import Interpreter
 
         try:
-            self.interpreter = Interpreter(model_path=str(path), num_threads=threads or None)
+            # 0: every core, as ONNX Runtime and ExecuTorch default to (the interpreter takes None as 1 thread)
+            self.interpreter = Interpreter(model_path=str(path), num_threads=threads or (os.cpu_count() or 1))
             self.interpreter.allocate_tensors()
         except Exception as err:  # noqa: BLE001 - the interpreter raises ValueError / RuntimeError
             raise UserError(

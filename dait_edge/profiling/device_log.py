@@ -81,7 +81,9 @@ def parse_executorch(text: str) -> LogTiming | None:
     if not found:
         return None
     count, total = int(found.group(1)), float(found.group(2))
-    mean = total / max(count, 1)
+    if count < 1 or total <= 0:
+        return None  # no timed execution: not a result
+    mean = total / count
     latency = Latency(mean=mean, p50=mean, p90=mean, p99=mean, min=mean, samples=count)
     model = _MODEL_PATH.search(text)
     return LogTiming(
