@@ -151,14 +151,15 @@ def export_file(job, recipe: Recipe) -> None:
     job.log(f"{recipe.name}: lowering the student ({recipe.lowering.get('backend', recipe.kind)})")
     built = build_mobile(recipe, job.model, tmp, input_size, job.calibration, job.judge, job.log)
     program = backend.load(tmp)
-    check = job.check_parity(recipe, job.reference, program.logits(job.test.images))
+    test_logits = program.logits(job.test.images)  # parity and the int8 side-by-side read the same run
+    check = job.check_parity(recipe, job.reference, test_logits)
     if job.measure_speed:
         job.latencies[recipe.name] = parity.latency_ms(tmp, input_size, run=program.run)
     os.replace(tmp, final)
     job.temps.remove(tmp)
     accuracy = built.int8
     if accuracy is not None:
-        job.judge.finish(accuracy, final, program.logits(job.test.images), recipe.name, None)
+        job.judge.finish(accuracy, final, test_logits, recipe.name, None)
         record = accuracy.record
         record.latency_ms = job.latencies.get(recipe.name)
         if built.plain_test_logits is not None:  # modules went back to float: plain int8's own test top-1
